@@ -146,6 +146,14 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ContractError([RowError(str(path), None, None, f"cannot read file: {exc}")]) from exc
 
 
+def _clean(value) -> str | None:
+    """A cell as stripped text, None when missing (NaN, None, blank)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
 def _is_missing(series: pd.Series) -> pd.Series:
     return series.isna() | (series.astype(str).str.strip() == "")
 
@@ -153,9 +161,9 @@ def _is_missing(series: pd.Series) -> pd.Series:
 def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, str]:
     """Return (converted values, mask of bad values, reason for bad values)."""
     missing = _is_missing(series)
-    text = series.astype(object).where(~missing, None)
+    text = pd.Series([_clean(v) for v in series.astype(object)], index=series.index, dtype=object)
     if col.type == "str":
-        return text.map(lambda v: None if v is None else str(v).strip()), pd.Series(False, index=series.index), ""
+        return text, pd.Series(False, index=series.index), ""
     if col.type in ("float", "int"):
         values = pd.to_numeric(text, errors="coerce")
         bad = ~missing & values.isna()
@@ -165,20 +173,20 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, str]
         bad |= ~missing & values.notna() & ~np.isfinite(values.astype(float))
         return values, bad, "expected a number"
     if col.type == "bool":
-        lowered = text.map(lambda v: None if v is None else str(v).strip().lower())
+        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
         bad = ~missing & ~lowered.isin(_TRUE | _FALSE | {"true", "false"})
-        return lowered.map(lambda v: None if v is None else v in _TRUE), bad, "expected true/false"
+        return lowered.map(lambda v: v in _TRUE if isinstance(v, str) else None), bad, "expected true/false"
     if col.type == "datetime":
         values = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         bad = ~missing & values.isna()
         return values.dt.tz_convert(None), bad, "expected a date/time (ISO 8601)"
     if col.type == "kind":
-        lowered = text.map(lambda v: None if v is None else str(v).strip().lower())
+        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
         bad = ~missing & ~lowered.isin(KINDS)
         return lowered, bad, f"unknown kind (expected one of {', '.join(KINDS)})"
     if col.type == "language":
-        lowered = text.map(lambda v: None if v is None else str(v).strip().lower())
-        bad = ~missing & ~lowered.map(lambda v: bool(v and _LANGUAGE.match(v)))
+        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
+        bad = ~missing & ~lowered.map(lambda v: isinstance(v, str) and bool(_LANGUAGE.match(v)))
         return lowered, bad, "expected an ISO 639-1 language code (two letters)"
     raise ValueError(f"unknown column type {col.type!r}")
 

@@ -1,0 +1,84 @@
+"""The demo: build the world, load it, then run every pipeline stage in order.
+
+Each stage is a function of one `DemoContext`, listed in `STAGES`. A stage prints
+what a user of that stage would want to see, and returns nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.rule import Rule
+from rich.table import Table
+
+from coldstart.config import Settings
+from coldstart.demo.world import ASSETS, World, WorldConfig, build_world, write_world
+from coldstart.ingest import ingest_dataset
+from coldstart.store import Store
+
+__all__ = ["DemoContext", "STAGES", "run_demo"]
+
+
+@dataclass
+class DemoContext:
+    settings: Settings
+    store: Store
+    console: Console
+    config: WorldConfig
+    world: World | None = None
+    results: dict = field(default_factory=dict)  # what stages hand to later stages
+
+
+def stage_world(ctx: DemoContext) -> None:
+    ctx.world = build_world(ctx.config)
+    dataset = ctx.settings.home / "demo-dataset"
+    digest = write_world(ctx.world, dataset)
+    audio_dir = ctx.settings.home / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    for clip in ASSETS.glob("*.ogg"):
+        shutil.copy2(clip, audio_dir / clip.name)
+    ctx.results["dataset"] = dataset
+    ctx.console.print(f"world seed={ctx.config.seed} written to {dataset} (sha256 {digest[:12]})")
+
+
+def stage_ingest(ctx: DemoContext) -> None:
+    report = ingest_dataset(ctx.store, ctx.results["dataset"])
+    table = Table("table", "inserted", "updated", "unchanged", title="ingest")
+    for name, counts in report.tables.items():
+        table.add_row(name, *(str(counts.get(k, "")) for k in ("inserted", "updated", "unchanged")))
+    ctx.console.print(table)
+    stats = ctx.store.stats()
+    langs = stats["items"]["by_language"]
+    summary = Table("kind", "items", "languages", "interactions", "listeners", title="catalog")
+    for kind, n in sorted(stats["items"]["by_kind"].items()):
+        summary.add_row(
+            kind,
+            str(n),
+            ", ".join(f"{k}:{v}" for k, v in sorted(langs.get(kind, {}).items())),
+            str(stats["interactions"]["by_kind"].get(kind, 0)),
+            str(stats["interactions"]["users_by_kind"].get(kind, 0)),
+        )
+    ctx.console.print(summary)
+
+
+STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
+    ("Build the demo world", stage_world),
+    ("Ingest it into the store", stage_ingest),
+]
+
+
+def run_demo(settings: Settings, config: WorldConfig, console: Console | None = None) -> DemoContext:
+    console = console or Console()
+    ctx = DemoContext(settings=settings, store=Store.from_settings(settings), console=console, config=config)
+    started = time.perf_counter()
+    for number, (title, stage) in enumerate(STAGES, start=1):
+        console.print(Rule(f"[bold]{number}. {title}"))
+        t0 = time.perf_counter()
+        stage(ctx)
+        console.print(f"[dim]{title}: {time.perf_counter() - t0:.1f}s[/]")
+    console.print(Rule(f"[bold green]demo finished in {time.perf_counter() - started:.1f}s"))
+    return ctx

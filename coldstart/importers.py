@@ -1,0 +1,170 @@
+"""Importers: public datasets -> contract datasets (a directory of CSV files).
+
+Each importer reads one public format, names the file and the cause when it cannot,
+and writes `items.csv` and `interactions.csv` that `coldstart ingest` loads. Ids are
+prefixed by source (`lastfm:`, `apple:`, `gb:`) so several sources share one store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["SourceFormatError", "lastfm_hetrec", "apple_podcasts", "goodbooks"]
+
+# ISO 639-2 (as goodbooks writes them) -> ISO 639-1.
+_ISO3_TO_ISO1 = {
+    "eng": "en", "en": "en", "spa": "es", "fre": "fr", "fra": "fr", "ger": "de", "deu": "de",
+    "ita": "it", "por": "pt", "jpn": "ja", "ara": "ar", "nld": "nl", "dut": "nl", "swe": "sv",
+    "rus": "ru", "pol": "pl", "tur": "tr", "ind": "id", "per": "fa", "fil": "tl", "nor": "no",
+    "dan": "da", "vie": "vi", "msa": "ms", "rum": "ro", "gre": "el", "heb": "he", "kor": "ko",
+    "zho": "zh", "chi": "zh",
+}
+
+
+class SourceFormatError(ValueError):
+    """A source file is missing or not in the expected format."""
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise SourceFormatError(f"{path}: file not found")
+    return path
+
+
+def _read(path: Path, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(_require(path), **kwargs)
+    except SourceFormatError:
+        raise
+    except Exception as exc:
+        raise SourceFormatError(f"{path}: cannot read ({exc})") from exc
+
+
+def _need_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SourceFormatError(f"{path}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}")
+
+
+def _write(out: Path, **frames: pd.DataFrame) -> dict[str, int]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    return {name: len(frame) for name, frame in frames.items()}
+
+
+def lastfm_hetrec(src: Path, out: Path) -> dict[str, int]:
+    """HetRec 2011 Last.fm: artists with their most used tag as genre; plays as weights."""
+    src, out = Path(src), Path(out)
+    artists_path, plays_path = src / "artists.dat", src / "user_artists.dat"
+    tags_path, tagged_path = src / "tags.dat", src / "user_taggedartists.dat"
+    artists = _read(artists_path, sep="\t", encoding="utf-8", encoding_errors="replace", quoting=3)
+    _need_columns(artists, artists_path, ["id", "name"])
+    plays = _read(plays_path, sep="\t")
+    _need_columns(plays, plays_path, ["userID", "artistID", "weight"])
+
+    genre = pd.Series(dtype=object)
+    if tags_path.exists() and tagged_path.exists():
+        tags = _read(tags_path, sep="\t", encoding="latin-1")
+        tagged = _read(tagged_path, sep="\t")
+        _need_columns(tagged, tagged_path, ["artistID", "tagID"])
+        counts = tagged.groupby(["artistID", "tagID"]).size().rename("n").reset_index()
+        top = counts.sort_values(["artistID", "n", "tagID"], ascending=[True, False, True]).drop_duplicates("artistID")
+        genre = top.set_index("artistID")["tagID"].map(tags.set_index("tagID")["tagValue"])
+
+    items = pd.DataFrame(
+        {
+            "item_id": "lastfm:artist:" + artists["id"].astype(str),
+            "kind": "artist",
+            "title": artists["name"],
+            "genre": artists["id"].map(genre),
+        }
+    )
+    known = set(artists["id"])
+    plays = plays[plays["artistID"].isin(known)]
+    interactions = pd.DataFrame(
+        {
+            "user_id": "lastfm:user:" + plays["userID"].astype(str),
+            "item_id": "lastfm:artist:" + plays["artistID"].astype(str),
+            "weight": plays["weight"].astype(float),
+        }
+    )
+    return _write(out, items=items, interactions=interactions)
+
+
+def apple_podcasts(src: Path, out: Path) -> dict[str, int]:
+    """Apple Podcasts catalogue JSON (list of shows) -> show items.
+
+    The catalogue is the US store and has no language field; shows are marked English.
+    The show id is Apple's numeric id from the link; genre "NA" means no genre.
+    """
+    src, out = Path(src), Path(out)
+    try:
+        records = json.loads(_require(src).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SourceFormatError(f"{src}: not valid JSON ({exc})") from exc
+    if not isinstance(records, list):
+        raise SourceFormatError(f"{src}: expected a JSON list of shows")
+    rows, seen = [], set()
+    for i, rec in enumerate(records, start=1):
+        if not isinstance(rec, dict) or not rec.get("title"):
+            raise SourceFormatError(f"{src}: record {i} has no title")
+        match = re.search(r"/id(\d+)", rec.get("link") or "")
+        item_id = f"apple:{match.group(1)}" if match else f"apple:record{i}"
+        if item_id in seen:
+            continue  # the catalogue lists a few shows twice
+        seen.add(item_id)
+        genre = rec.get("genre")
+        rows.append(
+            {
+                "item_id": item_id,
+                "kind": "show",
+                "title": rec["title"].strip(),
+                "description": (rec.get("description") or "").strip() or None,
+                "language": "en",
+                "genre": None if genre in (None, "", "NA") else genre,
+                "author": rec.get("producer"),
+            }
+        )
+    items = pd.DataFrame(rows)
+    interactions = pd.DataFrame(columns=["user_id", "item_id", "weight"])
+    return _write(out, items=items, interactions=interactions)
+
+
+def goodbooks(src: Path, out: Path) -> dict[str, int]:
+    """goodbooks-10k: books become audiobooks; a rating (1-5) is the interaction weight.
+
+    ratings.csv's book_id is books.csv's `id` column (1..10000), not goodreads' book_id.
+    """
+    src, out = Path(src), Path(out)
+    books_path, ratings_path = src / "books.csv", src / "ratings.csv"
+    books = _read(books_path)
+    _need_columns(books, books_path, ["id", "title", "authors"])
+    ratings = _read(ratings_path)
+    _need_columns(ratings, ratings_path, ["user_id", "book_id", "rating"])
+
+    year = pd.to_numeric(books.get("original_publication_year"), errors="coerce")
+    language = books.get("language_code", pd.Series(index=books.index, dtype=object))
+    items = pd.DataFrame(
+        {
+            "item_id": "gb:book:" + books["id"].astype(str),
+            "kind": "audiobook",
+            "title": books["title"],
+            "author": books["authors"],
+            "language": language.map(lambda c: _ISO3_TO_ISO1.get(str(c).split("-")[0].lower()) if pd.notna(c) else None),
+            "published_at": year.map(lambda y: f"{int(y):04d}-01-01" if pd.notna(y) and 1 <= y <= 2100 else None),
+        }
+    )
+    ratings = ratings[ratings["book_id"].isin(set(books["id"]))]
+    interactions = pd.DataFrame(
+        {
+            "user_id": "gb:user:" + ratings["user_id"].astype(str),
+            "item_id": "gb:book:" + ratings["book_id"].astype(str),
+            "weight": ratings["rating"].astype(float),
+        }
+    )
+    return _write(out, items=items, interactions=interactions)

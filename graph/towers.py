@@ -1,0 +1,69 @@
+"""User and item towers of the two-tower retrieval model; both end in 128-d unit vectors.
+
+The user tower sees what is known at request time: the music taste vector,
+country/language/age (index 0 = unknown) and the mean GNN embedding of the
+spoken-word items the user has consumed (zeros plus a "has history" flag when
+cold). The item tower sees the item's GNN embedding, content embedding, language
+and genre; its GNN input is dropped for a share of training rows (`gnn_dropout`),
+so an item without a trustworthy graph position is still placed from its text.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["UserTower", "ItemTower", "mlp"]
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+
+
+class UserTower(nn.Module):
+    def __init__(self, taste_dim: int, gnn_dim: int, n_countries: int, n_languages: int, out_dim: int = 128, hidden: int = 256, cat_dim: int = 8) -> None:
+        super().__init__()
+        self.gnn_dim = gnn_dim
+        self.country = nn.Embedding(n_countries + 1, cat_dim)
+        self.language = nn.Embedding(n_languages + 1, cat_dim)
+        in_dim = taste_dim + gnn_dim + 1 + 2 * cat_dim + 2
+        self.net = mlp(in_dim, hidden, out_dim)
+
+    def forward(self, taste: Tensor, country: Tensor, language: Tensor, age: Tensor, gnn_mean: Tensor, has_history: Tensor) -> Tensor:
+        """taste (B, T); country/language (B,) long, 0 = unknown; age (B,) float, NaN =
+        unknown; gnn_mean (B, G) (zeros when cold); has_history (B,) bool."""
+        age_known = ~torch.isnan(age)
+        age_scaled = torch.where(age_known, (age - 40.0) / 15.0, torch.zeros_like(age))
+        parts = [
+            taste,
+            gnn_mean * has_history.unsqueeze(-1).to(taste.dtype),
+            has_history.unsqueeze(-1).to(taste.dtype),
+            self.country(country),
+            self.language(language),
+            age_scaled.unsqueeze(-1),
+            age_known.unsqueeze(-1).to(taste.dtype),
+        ]
+        if self.gnn_dim == 0:
+            parts[1] = taste.new_zeros(taste.size(0), 0)
+        return F.normalize(self.net(torch.cat(parts, dim=-1)), dim=-1)
+
+
+class ItemTower(nn.Module):
+    def __init__(self, gnn_dim: int, content_dim: int, n_languages: int, n_genres: int, out_dim: int = 128, hidden: int = 256, cat_dim: int = 8, gnn_dropout: float = 0.3) -> None:
+        super().__init__()
+        self.gnn_dropout = gnn_dropout
+        self.language = nn.Embedding(n_languages + 1, cat_dim)
+        self.genre = nn.Embedding(n_genres + 1, cat_dim)
+        in_dim = gnn_dim + 1 + content_dim + 1 + 2 * cat_dim
+        self.net = mlp(in_dim, hidden, out_dim)
+
+    def forward(self, gnn: Tensor, has_gnn: Tensor, content: Tensor, has_content: Tensor, language: Tensor, genre: Tensor) -> Tensor:
+        """gnn (N, G); has_gnn (N,) bool (False: no graph position, e.g. never
+        listened); content (N, D); has_content (N,) bool; language/genre (N,) long."""
+        use_gnn = has_gnn
+        if self.training and self.gnn_dropout > 0:
+            use_gnn = use_gnn & (torch.rand(has_gnn.shape, device=has_gnn.device) >= self.gnn_dropout)
+        f = use_gnn.unsqueeze(-1).to(content.dtype)
+        parts = [gnn * f, f, content * has_content.unsqueeze(-1).to(content.dtype), has_content.unsqueeze(-1).to(content.dtype), self.language(language), self.genre(genre)]
+        return F.normalize(self.net(torch.cat(parts, dim=-1)), dim=-1)

@@ -1,0 +1,194 @@
+"""Music taste vectors: item2vec over playlists and listening histories.
+
+Artists and tracks are words; every playlist (in position order) and every user's
+listening history is a sentence. A history has no order, so it is written as a
+shuffled sequence in which each item appears `1 + log2(1 + plays)` times (capped):
+heavy rotation counts more than a single play, without one obsessive artist
+drowning out the rest. gensim's skip-gram with negative sampling learns one vector
+per item; a user's taste vector is the play-weighted (log-scaled) mean of the
+vectors of the items they played. Items the model has never seen are skipped and
+reported, so the caller can tell how much of a profile was usable.
+
+Why word2vec rather than matrix factorisation: it is a well-kept library already
+in the stack, it learns from playlists (sequence co-occurrence) and histories in
+one model, and with `workers=1` plus a fixed seed and a stable hash it is bit-for-bit
+deterministic. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from gensim.models import KeyedVectors, Word2Vec
+
+from training.data import MUSIC_KINDS, InteractionData
+
+__all__ = ["TasteConfig", "TasteModel", "fit_taste", "stable_hash", "music_fingerprint"]
+
+MODEL_FILE = "taste.kv"
+MANIFEST_FILE = "taste.json"
+
+
+def stable_hash(text: str) -> int:
+    """Process-independent replacement for `hash` (gensim seeds each word's initial
+    vector with it; the builtin is salted per process, which breaks determinism)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
+
+
+@dataclass(frozen=True)
+class TasteConfig:
+    dim: int = 64
+    window: int = 10
+    negative: int = 10
+    epochs: int = 15
+    min_count: int = 1
+    max_repeats: int = 8  # an item appears at most this many times in a history sentence
+    max_sentence: int = 1000  # longer histories are split into several sentences
+    seed: int = 0
+
+
+def music_fingerprint(data: InteractionData) -> str:
+    """A hash of the music side of `data` (what a taste model is trained on)."""
+    music = data.music_interactions().sort_values(["user_id", "item_id"])
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(music, index=False).values.tobytes())
+    if len(data.playlists):
+        pl = data.playlists[["playlist_id", "position", "item_id"]].sort_values(["playlist_id", "position"])
+        h.update(pd.util.hash_pandas_object(pl, index=False).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _sentences(data: InteractionData, cfg: TasteConfig) -> list[list[str]]:
+    rng = np.random.default_rng(cfg.seed)
+    sentences: list[list[str]] = []
+    music_ids = set(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"])
+    if len(data.playlists):
+        pl = data.playlists[data.playlists["item_id"].isin(music_ids)]
+        for _, group in pl.sort_values(["playlist_id", "position"]).groupby("playlist_id", sort=True):
+            if len(group) > 1:
+                sentences.append(group["item_id"].astype(str).tolist())
+    music = data.music_interactions().sort_values(["user_id", "item_id"])
+    for _, group in music.groupby("user_id", sort=True):
+        repeats = np.minimum(cfg.max_repeats, 1 + np.floor(np.log2(1 + group["weight"].clip(lower=0).to_numpy())))
+        words = np.repeat(group["item_id"].astype(str).to_numpy(), repeats.astype(int))
+        rng.shuffle(words)
+        for start in range(0, len(words), cfg.max_sentence):
+            chunk = words[start : start + cfg.max_sentence].tolist()
+            if len(chunk) > 1:
+                sentences.append(chunk)
+    return sentences
+
+
+class TasteModel:
+    """Item vectors plus the rule that turns a listening history into one taste vector."""
+
+    def __init__(self, vectors: KeyedVectors, config: TasteConfig, manifest: dict | None = None) -> None:
+        self.vectors = vectors
+        self.config = config
+        self.manifest = manifest or {}
+        self._index = {key: i for i, key in enumerate(vectors.index_to_key)}
+        # Unit-length item vectors: the mean then measures shared direction, not popularity.
+        self._unit = vectors.get_normed_vectors() if len(vectors) else np.zeros((0, config.dim), np.float32)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @classmethod
+    def fit(cls, data: InteractionData, config: TasteConfig | None = None) -> "TasteModel":
+        cfg = config or TasteConfig()
+        sentences = _sentences(data, cfg)
+        if not sentences:
+            raise ValueError("no music listening or playlists to learn taste vectors from")
+        w2v = Word2Vec(
+            sentences=sentences,
+            vector_size=cfg.dim,
+            window=cfg.window,
+            min_count=cfg.min_count,
+            sg=1,
+            negative=cfg.negative,
+            epochs=cfg.epochs,
+            seed=cfg.seed,
+            workers=1,  # multi-threaded training is not reproducible
+            hashfxn=stable_hash,
+        )
+        manifest = {
+            "kind": "taste",
+            "method": "gensim Word2Vec skip-gram (item2vec) over playlists + play-weighted histories",
+            "dims": cfg.dim,
+            "items": len(w2v.wv),
+            "sentences": len(sentences),
+            "data_hash": music_fingerprint(data),
+            "settings": asdict(cfg),
+            "gensim": __import__("gensim").__version__,
+        }
+        return cls(w2v.wv, cfg, manifest)
+
+    def user_vector(self, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
+        """(taste vector or None when nothing is known, unknown item ids)."""
+        rows, weights, unknown = [], [], []
+        for item_id, plays in music.items():
+            i = self._index.get(str(item_id))
+            if i is None:
+                unknown.append(str(item_id))
+                continue
+            rows.append(i)
+            weights.append(np.log1p(max(float(plays), 0.0)) + 1e-3)
+        if not rows:
+            return None, unknown
+        vec = np.average(self._unit[rows], axis=0, weights=np.asarray(weights))
+        norm = np.linalg.norm(vec)
+        return (vec / norm if norm > 0 else vec).astype(np.float32), unknown
+
+    def user_matrix(self, histories: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Taste vectors for many users: (matrix, known mask); unknown rows are zero."""
+        out = np.zeros((len(histories), self.dim), np.float32)
+        known = np.zeros(len(histories), bool)
+        for r, music in enumerate(histories):
+            vec, _ = self.user_vector(music)
+            if vec is not None:
+                out[r], known[r] = vec, True
+        return out, known
+
+    # --- persistence -----------------------------------------------------------
+
+    def save(self, directory: Path | str) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.vectors.save(str(directory / MODEL_FILE))
+        (directory / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "TasteModel":
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST_FILE
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path}: no taste manifest (run `coldstart train`)")
+        manifest = json.loads(manifest_path.read_text())
+        vectors = KeyedVectors.load(str(directory / MODEL_FILE))
+        return cls(vectors, TasteConfig(**manifest["settings"]), manifest)
+
+
+# Several recommenders in one evaluation run need the same taste model for the same
+# training data; fitting it once per (data, config) keeps the harness fast.
+_CACHE: OrderedDict[tuple[str, TasteConfig], TasteModel] = OrderedDict()
+
+
+def fit_taste(data: InteractionData, config: TasteConfig | None = None) -> TasteModel:
+    cfg = config or TasteConfig()
+    key = (music_fingerprint(data), cfg)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    model = TasteModel.fit(data, cfg)
+    _CACHE[key] = model
+    while len(_CACHE) > 4:
+        _CACHE.popitem(last=False)
+    return model
