@@ -206,7 +206,8 @@ def validate_table(
     errors: list[RowError] = []
     missing_cols = [c.name for c in schema if c.required and c.name not in frame.columns]
     if missing_cols:
-        return frame.iloc[0:0], [RowError(file, None, c, "required column is missing") for c in missing_cols]
+        empty = pd.DataFrame({c.name: pd.Series(dtype=object) for c in schema})
+        return empty, [RowError(file, None, c, "required column is missing") for c in missing_cols]
 
     frame = frame.reset_index(drop=True)
     rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)

@@ -1,0 +1,32 @@
+"""Co-listening graph of spoken-word items and the GNN / two-tower operators trained on it.
+
+Works on pandas frames and tensors only; imports nothing from the other packages.
+"""
+
+from graph.colisten import NODE_TYPES, RELATION, ColistenGraph, build_colisten_graph, colisten_pairs
+from graph.conv import WeightedSAGEConv
+from graph.encoder import ItemEncoder, NodeInput
+from graph.losses import in_batch_softmax, link_contrastive_loss
+from graph.sampler import CSR, EdgeTypeBalancedSampler, LinkBatch, Subgraph, sample_subgraph, to_csr
+from graph.towers import ItemTower, UserTower
+
+__all__ = [
+    "NODE_TYPES",
+    "RELATION",
+    "ColistenGraph",
+    "build_colisten_graph",
+    "colisten_pairs",
+    "WeightedSAGEConv",
+    "ItemEncoder",
+    "NodeInput",
+    "in_batch_softmax",
+    "link_contrastive_loss",
+    "CSR",
+    "EdgeTypeBalancedSampler",
+    "LinkBatch",
+    "Subgraph",
+    "sample_subgraph",
+    "to_csr",
+    "ItemTower",
+    "UserTower",
+]

@@ -18,7 +18,7 @@ import numpy as np
 
 from transcripts.types import AudioError
 
-__all__ = ["SAMPLE_RATE", "stream_audio", "load_audio", "probe_duration"]
+__all__ = ["SAMPLE_RATE", "stream_audio", "load_audio", "probe_duration", "write_audio", "ENCODERS"]
 
 SAMPLE_RATE = 16_000
 
@@ -113,3 +113,39 @@ def stream_audio(path: Path | str, chunk_seconds: float = 300.0) -> Iterator[np.
 def load_audio(path: Path | str) -> np.ndarray:
     """The whole file as one 16 kHz mono float32 array (for short clips)."""
     return np.concatenate(list(stream_audio(path, chunk_seconds=600.0)))
+
+
+# suffix -> (container format, codec, sample format). All ship with PyAV's FFmpeg.
+ENCODERS = {
+    ".wav": ("wav", "pcm_s16le", "s16"),
+    ".flac": ("flac", "flac", "s16"),
+    ".mp3": ("mp3", "libmp3lame", "fltp"),
+    ".ogg": ("ogg", "libopus", "flt"),
+    ".opus": ("ogg", "libopus", "flt"),
+    ".m4a": ("ipod", "aac", "fltp"),
+}
+
+
+def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    """Encode a mono float32 signal to `path`; the codec follows the suffix (see ENCODERS)."""
+    path = Path(path)
+    if path.suffix.lower() not in ENCODERS:
+        raise ValueError(f"{path}: cannot encode {path.suffix!r}; use one of {', '.join(ENCODERS)}")
+    fmt, codec, sample_format = ENCODERS[path.suffix.lower()]
+    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+        raise ValueError(f"{path}: opus cannot encode at {rate} Hz")
+    signal = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+        block = 1 << 16
+        for start in range(0, signal.size, block):
+            frame = av.AudioFrame.from_ndarray(signal[None, start : start + block], format="flt", layout="mono")
+            frame.sample_rate = rate
+            for out in resampler.resample(frame):
+                container.mux(stream.encode(out))
+        for out in resampler.resample(None):
+            container.mux(stream.encode(out))
+        container.mux(stream.encode(None))
+    return path

@@ -1,0 +1,452 @@
+"""Taste -> spoken-word affinity: an MLP from a listener's music taste vector (plus
+country, language and age when known) to a score for every show (or audiobook).
+
+After Nazari et al., SIGIR 2020 ("Recommending podcasts for cold-start users based
+on music listening and taste"): the model is trained the way it is used, as a softmax
+over the catalog with sampled negatives, on users who have both music and target
+history, and is asked at test time about users whose target history it never saw.
+
+Scoring is a dot product between the user tower's output and an item vector, so new
+items are scorable from content alone:
+
+    item vector = P @ content_embedding            (every item that has text)
+                + id_embedding  (+ bias)           (items with listening history)
+
+During training the id part is dropped for a random share of items (as in DropoutNet)
+so that the content path alone ranks sensibly; with no content vectors at all
+(ID-only catalogs) the model uses learned id embeddings only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from training.base import Recommender
+from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.metrics import ndcg_at_k
+from training.ranking import popularity, top_k
+from training.taste import TasteConfig, TasteModel, fit_taste
+
+__all__ = ["AffinityConfig", "AffinityNet", "AffinityModel"]
+
+CHECKPOINT_FILE = "affinity.pt"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class AffinityConfig:
+    target: str = "podcast"
+    seed: int = 0
+    taste: TasteConfig = field(default_factory=TasteConfig)
+    # user tower
+    hidden: int = 256
+    dim: int = 64  # shared user/item space
+    dropout: float = 0.2
+    demographics: bool = True  # country, language and age features when known
+    # training: softmax over the positive and `negatives` sampled items
+    negatives: int = 256
+    id_dropout: float = 0.3  # share of items scored from content only, when content exists
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 60
+    patience: int = 6  # epochs without a better validation NDCG before stopping
+    val_fraction: float = 0.15
+    val_k: int = 10
+    progress: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AffinityConfig":
+        data = dict(data)
+        data["taste"] = TasteConfig(**data.get("taste", {}))
+        return cls(**data)
+
+
+class AffinityNet(nn.Module):
+    """User tower (MLP) and item vectors (content projection + id embedding)."""
+
+    def __init__(
+        self,
+        taste_dim: int,
+        n_ids: int,
+        content_dim: int,
+        n_countries: int,
+        n_languages: int,
+        cfg: AffinityConfig,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        extra = 0
+        if cfg.demographics:
+            # index 0 = unknown; age arrives standardised, with a "known" flag
+            self.country = nn.Embedding(n_countries + 1, 8)
+            self.language = nn.Embedding(n_languages + 1, 8)
+            extra = 8 + 8 + 2
+        self.user = nn.Sequential(
+            nn.Linear(taste_dim + extra, cfg.hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.dim),
+        )
+        self.item_id = nn.Embedding(max(n_ids, 1), cfg.dim)
+        nn.init.normal_(self.item_id.weight, std=0.01)
+        self.item_bias = nn.Embedding(max(n_ids, 1), 1)
+        nn.init.zeros_(self.item_bias.weight)
+        self.content = nn.Linear(content_dim, cfg.dim, bias=False) if content_dim else None
+
+    def user_vectors(self, taste: torch.Tensor, demo: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        parts = [taste]
+        if self.cfg.demographics:
+            parts += [self.country(demo["country"]), self.language(demo["language"]), demo["age"]]
+        return self.user(torch.cat(parts, dim=-1))
+
+    def item_vectors(self, content: torch.Tensor | None, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vectors, biases) for items; `ids` is -1 for items without history."""
+        has_id = (ids >= 0).float()
+        if self.training and self.content is not None and self.cfg.id_dropout > 0:
+            has_id = has_id * (torch.rand_like(has_id) >= self.cfg.id_dropout).float()
+        safe = ids.clamp(min=0)
+        vectors = self.item_id(safe) * has_id[:, None]
+        if self.content is not None:
+            vectors = vectors + self.content(content)
+        return vectors, self.item_bias(safe).squeeze(-1) * has_id
+
+    def forward(self, users: torch.Tensor, vectors: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+        return users @ vectors.T + biases
+
+
+@dataclass
+class _Features:
+    """Everything the network reads about a set of users, as tensors."""
+
+    taste: torch.Tensor
+    country: torch.Tensor
+    language: torch.Tensor
+    age: torch.Tensor
+
+    def rows(self, idx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.taste[idx], {"country": self.country[idx], "language": self.language[idx], "age": self.age[idx]}
+
+
+def _content_matrix(data: InteractionData, target: str, item_ids: list[str]) -> np.ndarray | None:
+    """Content vectors aligned to the catalog; a show without its own vector gets the
+    mean of its episodes' vectors; items with no text get zeros. None when no item has one."""
+    if not data.content:
+        return None
+    dim = len(next(iter(data.content.values())))
+    vectors = {i: np.asarray(v, np.float32) for i, v in data.content.items() if len(v) == dim}
+    if target == "podcast":
+        episodes = data.items[data.items["kind"] == "episode"][["item_id", "show_id"]].dropna()
+        for show_id, group in episodes.groupby("show_id"):
+            own = [vectors[e] for e in group["item_id"] if e in vectors]
+            if str(show_id) not in vectors and own:
+                mean = np.mean(own, axis=0)
+                vectors[str(show_id)] = mean / (np.linalg.norm(mean) or 1.0)
+    matrix = np.zeros((len(item_ids), dim), np.float32)
+    found = 0
+    for r, item_id in enumerate(item_ids):
+        if item_id in vectors:
+            matrix[r] = vectors[item_id]
+            found += 1
+    return matrix if found else None
+
+
+class AffinityModel(Recommender):
+    """The fitted taste model + affinity network + catalog, as one `Recommender`."""
+
+    name = "affinity_mlp"
+
+    def __init__(self, target: str = "podcast", seed: int = 0, config: AffinityConfig | None = None) -> None:
+        super().__init__(target, seed)
+        if target not in TARGET_KINDS:
+            raise ValueError(f"unknown target {target!r}; expected one of {sorted(TARGET_KINDS)}")
+        base = config or AffinityConfig()
+        self.config = replace(base, target=target, seed=seed, taste=replace(base.taste, seed=seed))
+        self.metrics: dict = {}
+
+    # --- features ----------------------------------------------------------------
+
+    def _demographics(self, users: Sequence[UserProfile]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        country = torch.tensor([self.countries.get(str(u.country), 0) for u in users], dtype=torch.long)
+        language = torch.tensor([self.languages.get(str(u.language), 0) for u in users], dtype=torch.long)
+        age = np.zeros((len(users), 2), np.float32)
+        for r, u in enumerate(users):
+            if u.age is not None and not (isinstance(u.age, float) and math.isnan(u.age)):
+                age[r] = ((float(u.age) - self.age_stats[0]) / self.age_stats[1], 1.0)
+        return country, language, torch.from_numpy(age)
+
+    def _features(self, users: Sequence[UserProfile]) -> tuple[_Features, np.ndarray, list[list[str]]]:
+        taste = np.zeros((len(users), self.taste.dim), np.float32)
+        known = np.zeros(len(users), bool)
+        unknown: list[list[str]] = []
+        for r, u in enumerate(users):
+            vec, missing = self.taste.user_vector(u.music)
+            unknown.append(missing)
+            if vec is not None:
+                taste[r], known[r] = vec, True
+        country, language, age = self._demographics(users)
+        return _Features(torch.from_numpy(taste), country, language, age), known, unknown
+
+    # --- training ----------------------------------------------------------------
+
+    def fit(self, data: InteractionData) -> "AffinityModel":
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        self.taste: TasteModel = fit_taste(data, cfg.taste)
+
+        # Catalog: every target item, best-known first (popularity is also the fallback).
+        pop = popularity(data, self.target)
+        self.item_ids = [str(i) for i in pop.index]
+        self.pop_scores = pop.to_numpy(dtype=np.float64)
+        position = {item: i for i, item in enumerate(self.item_ids)}
+        inter = data.target_interactions(self.target)
+        warm = sorted(set(inter["item_id"].astype(str)), key=position.__getitem__)
+        self.id_index = np.full(len(self.item_ids), -1, np.int64)
+        self.id_index[[position[i] for i in warm]] = np.arange(len(warm))
+        content = _content_matrix(data, self.target, self.item_ids)
+        self.content_matrix = content
+
+        # Users with both music and target history, as profiles (demographics included).
+        users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
+        music = data.music_interactions()
+        histories = {u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")}
+        candidates = sorted(set(inter["user_id"]) & set(histories))
+
+        def attr(u, col):
+            if col not in users_frame.columns or u not in users_frame.index:
+                return None
+            v = users_frame.at[u, col]
+            return None if pd.isna(v) else v
+
+        profiles = [
+            UserProfile(u, histories[u], country=attr(u, "country"), language=attr(u, "language"), age=attr(u, "age"))
+            for u in candidates
+        ]
+        self.countries = {c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))}
+        self.languages = {c: i + 1 for i, c in enumerate(sorted({str(p.language) for p in profiles if p.language}))}
+        ages = np.array([float(p.age) for p in profiles if p.age is not None], np.float64)
+        self.age_stats = (float(ages.mean()), float(ages.std() or 1.0)) if len(ages) else (0.0, 1.0)
+        feats, known, _ = self._features(profiles)
+        profiles = [p for p, ok in zip(profiles, known) if ok]
+        feats = _Features(*(t[torch.from_numpy(known)] for t in (feats.taste, feats.country, feats.language, feats.age)))
+        if len(profiles) < 2 or not warm:
+            raise ValueError(
+                f"need at least 2 users with both music and {self.target} history to train the affinity model "
+                f"(found {len(profiles)})"
+            )
+
+        # Validation users come out of the training users: the harness's test users are
+        # not in `data` at all, so they never influence training or model selection.
+        n_val = max(1, int(round(cfg.val_fraction * len(profiles))))
+        order = rng.permutation(len(profiles))
+        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        user_row = {p.user_id: r for r, p in enumerate(profiles)}
+        pairs = inter[inter["user_id"].isin(user_row)]
+        pair_user = pairs["user_id"].map(user_row).to_numpy()
+        pair_item = self.id_index[pairs["item_id"].astype(str).map(position).to_numpy()]
+        is_train = np.isin(pair_user, train_rows)
+        train_user, train_item = pair_user[is_train], pair_item[is_train]
+        val_truth = [set() for _ in range(len(profiles))]
+        for u, i in zip(pair_user[~is_train], pair_item[~is_train]):
+            val_truth[u].add(int(i))
+
+        # Items are addressed by id index during training (all warm items).
+        n_ids = len(warm)
+        warm_rows = np.flatnonzero(self.id_index >= 0)
+        warm_rows = warm_rows[np.argsort(self.id_index[warm_rows])]
+        content_t = torch.from_numpy(content[warm_rows]) if content is not None else None
+        all_ids = torch.arange(n_ids)
+
+        self.net = AffinityNet(
+            self.taste.dim, n_ids, 0 if content is None else content.shape[1], len(self.countries), len(self.languages), cfg
+        )
+        optimiser = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best = (-1.0, 0, copy.deepcopy(self.net.state_dict()))
+        history = []
+        full_softmax = cfg.negatives >= n_ids - 1
+
+        for epoch in tqdm(range(cfg.max_epochs), desc="affinity", disable=not cfg.progress):
+            self.net.train()
+            perm = rng.permutation(len(train_user))
+            losses = []
+            for start in range(0, len(perm), cfg.batch_size):
+                batch = perm[start : start + cfg.batch_size]
+                taste, demo = feats.rows(torch.from_numpy(train_user[batch]))
+                pos = torch.from_numpy(train_item[batch])
+                users = self.net.user_vectors(taste, demo)
+                if full_softmax:
+                    # Small catalog: the exact softmax over every warm item is cheapest.
+                    vecs, bias = self.net.item_vectors(content_t, all_ids)
+                    loss = F.cross_entropy(self.net(users, vecs, bias), pos)
+                else:
+                    # Shared uniform negatives for the batch; a negative equal to a row's
+                    # own positive is masked out (accidental hit).
+                    neg = torch.from_numpy(rng.choice(n_ids, size=cfg.negatives, replace=False))
+                    cand = torch.cat([pos, neg])
+                    vecs, bias = self.net.item_vectors(None if content_t is None else content_t[cand], cand)
+                    pos_logit = (users * vecs[: len(pos)]).sum(-1) + bias[: len(pos)]
+                    neg_logit = users @ vecs[len(pos) :].T + bias[len(pos) :]
+                    neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
+                    logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
+                    loss = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+
+            # Early stopping on validation NDCG of ranking all warm items for the
+            # validation users from their music alone (exactly the test-time task).
+            self.net.eval()
+            with torch.no_grad():
+                vecs, bias = self.net.item_vectors(content_t, all_ids)
+                taste, demo = feats.rows(torch.from_numpy(val_rows))
+                scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
+            top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.val_k]
+            val_ndcg = float(np.mean([ndcg_at_k(list(t), val_truth[u], cfg.val_k) for t, u in zip(top, val_rows)]))
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
+            if val_ndcg > best[0]:
+                best = (val_ndcg, epoch, copy.deepcopy(self.net.state_dict()))
+            elif epoch - best[1] >= cfg.patience:
+                break
+
+        self.net.load_state_dict(best[2])
+        self.net.eval()
+        self.metrics = {
+            f"val_ndcg@{cfg.val_k}": best[0],
+            "best_epoch": best[1],
+            "epochs": len(history),
+            "train_users": int(len(train_rows)),
+            "val_users": int(len(val_rows)),
+            "warm_items": n_ids,
+            "catalog": len(self.item_ids),
+            "content_items": 0 if content is None else int((np.abs(content).sum(1) > 0).sum()),
+            "history": history,
+        }
+        self._refresh_items()
+        return self
+
+    # --- scoring -----------------------------------------------------------------
+
+    def _refresh_items(self) -> None:
+        """Cache every catalog item's vector and bias (eval mode, no id dropout)."""
+        content = None if self.content_matrix is None else torch.from_numpy(self.content_matrix)
+        with torch.no_grad():
+            vecs, bias = self.net.item_vectors(content, torch.from_numpy(self.id_index))
+        self._item_vecs, self._item_bias = vecs.numpy(), bias.numpy()
+        self._ids = np.asarray(self.item_ids, dtype=object)
+
+    def add_items(self, content: dict[str, np.ndarray]) -> list[str]:
+        """Make new items (e.g. a show just uploaded, with no listeners) scorable from
+        their content vectors. Returns the ids added. Needs a model trained with content."""
+        if self.content_matrix is None:
+            raise ValueError("this affinity model was trained without content vectors; new items cannot be scored")
+        new = [i for i in content if i not in set(self.item_ids)]
+        if not new:
+            return []
+        rows = np.stack([np.asarray(content[i], np.float32) for i in new])
+        if rows.shape[1] != self.content_matrix.shape[1]:
+            raise ValueError(f"content vectors have {rows.shape[1]} dims; the model expects {self.content_matrix.shape[1]}")
+        self.item_ids += new
+        self.pop_scores = np.concatenate([self.pop_scores, np.zeros(len(new))])
+        self.id_index = np.concatenate([self.id_index, np.full(len(new), -1, np.int64)])
+        self.content_matrix = np.concatenate([self.content_matrix, rows])
+        self._refresh_items()
+        return new
+
+    def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """(scores [users x catalog], known-taste mask, unknown items per user)."""
+        feats, known, unknown = self._features(users)
+        with torch.no_grad():
+            taste, demo = feats.rows(slice(None))
+            u = self.net.user_vectors(taste, demo).numpy()
+        return u @ self._item_vecs.T + self._item_bias, known, unknown
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
+        return self._rank(user, *(x[0] for x in self.score_batch([user])), k, exclude)
+
+    def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
+        scores, known, unknown = self.score_batch(users)
+        return [self._rank(u, s, ok, miss, k, ()) for u, s, ok, miss in zip(users, scores, known, unknown)]
+
+    def _rank(self, user, scores, known, unknown, k, exclude) -> Ranking:
+        if not known:  # no usable music: answer with popularity, and say so
+            return top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown)
+        return top_k(self._ids, scores, k, exclude, unknown_items=unknown)
+
+    # --- persistence (nanoGPT style: the config travels inside the checkpoint) -----
+
+    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.taste.save(directory / "taste")
+        checkpoint = {
+            "config": asdict(self.config),
+            "model_args": {
+                "taste_dim": self.taste.dim,
+                "n_ids": int(self.net.item_id.num_embeddings),
+                "content_dim": 0 if self.net.content is None else int(self.net.content.in_features),
+                "n_countries": len(self.countries),
+                "n_languages": len(self.languages),
+            },
+            "state_dict": self.net.state_dict(),
+            "item_ids": list(self.item_ids),
+            "pop_scores": torch.from_numpy(self.pop_scores),
+            "id_index": torch.from_numpy(self.id_index),
+            "content_matrix": None if self.content_matrix is None else torch.from_numpy(self.content_matrix),
+            "countries": self.countries,
+            "languages": self.languages,
+            "age_stats": list(self.age_stats),
+        }
+        torch.save(checkpoint, directory / CHECKPOINT_FILE)
+        manifest = {
+            "kind": "affinity",
+            "target": self.target,
+            "model": "AffinityNet (taste MLP -> item dot product, content path + id embeddings)",
+            "config": asdict(self.config),
+            "taste": self.taste.manifest,
+            "data_hash": self.taste.manifest.get("data_hash"),
+            "metrics": {k: v for k, v in self.metrics.items() if k != "history"},
+            **(extra_manifest or {}),
+        }
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        return manifest
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "AffinityModel":
+        directory = Path(directory)
+        path = directory / CHECKPOINT_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no affinity checkpoint (run `coldstart train`)")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = AffinityConfig.from_dict(ckpt["config"])
+        model = cls(cfg.target, cfg.seed, cfg)
+        model.taste = TasteModel.load(directory / "taste")
+        model.net = AffinityNet(cfg=cfg, **ckpt["model_args"])
+        model.net.load_state_dict(ckpt["state_dict"])
+        model.net.eval()
+        model.item_ids = list(ckpt["item_ids"])
+        model.pop_scores = ckpt["pop_scores"].numpy()
+        model.id_index = ckpt["id_index"].numpy()
+        model.content_matrix = None if ckpt["content_matrix"] is None else ckpt["content_matrix"].numpy()
+        model.countries, model.languages = dict(ckpt["countries"]), dict(ckpt["languages"])
+        model.age_stats = tuple(ckpt["age_stats"])
+        manifest_path = directory / MANIFEST_FILE
+        model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
+        model._refresh_items()
+        return model

@@ -1,0 +1,84 @@
+"""The cold-start split: hide every target-domain play of a share of the users who
+have both music and target history, and ask models about them from music alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from training.data import InteractionData, UserProfile
+
+__all__ = ["ColdSplit", "cold_user_split", "profiles_for", "hidden_kinds"]
+
+
+def hidden_kinds(target: str) -> tuple[str, ...]:
+    """Item kinds whose plays reveal the target domain (episodes reveal their show)."""
+    return {"podcast": ("show", "episode"), "audiobook": ("audiobook",)}[target]
+
+
+@dataclass
+class ColdSplit:
+    train: InteractionData  # everything except the cold users' target-domain plays
+    users: list[UserProfile]  # cold users: music (and other spoken-word) history only
+    truth: list[set[str]]  # their hidden target items, aligned with `users`
+    eligible: int  # users with both music and target history
+
+
+def profiles_for(data: InteractionData, user_ids: list[str], drop_kinds: tuple[str, ...] = ()) -> list[UserProfile]:
+    """UserProfiles built from `data`, leaving out plays of `drop_kinds`."""
+    kinds = data.kind_of()
+    inter = data.interactions[data.interactions["user_id"].isin(set(user_ids))]
+    inter = inter.assign(kind=inter["item_id"].map(kinds))
+    inter = inter[~inter["kind"].isin(drop_kinds)].groupby(["user_id", "item_id", "kind"], as_index=False)["weight"].sum()
+    by_user = {u: g for u, g in inter.groupby("user_id")}
+    users = data.users.drop_duplicates("user_id").set_index("user_id")
+
+    def attr(u, col):
+        if col not in users.columns or u not in users.index:
+            return None
+        v = users.at[u, col]
+        return None if pd.isna(v) else v
+
+    out = []
+    for u in user_ids:
+        g = by_user.get(u, pd.DataFrame(columns=["item_id", "kind", "weight"]))
+        music = g[g["kind"].isin(("artist", "track"))]
+        spoken = g[~g["kind"].isin(("artist", "track"))]
+        out.append(
+            UserProfile(
+                user_id=str(u),
+                music=dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
+                spoken=dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
+                country=attr(u, "country"),
+                language=attr(u, "language"),
+                age=attr(u, "age"),
+            )
+        )
+    return out
+
+
+def cold_user_split(data: InteractionData, target: str, cold_fraction: float, seed: int) -> ColdSplit:
+    """Pick `cold_fraction` of eligible users with `seed`, hide their target history."""
+    if not 0 < cold_fraction < 1:
+        raise ValueError(f"cold fraction must be between 0 and 1, got {cold_fraction}")
+    target_inter = data.target_interactions(target)
+    music_users = set(data.music_interactions()["user_id"])
+    eligible = sorted(set(target_inter["user_id"]) & music_users)
+    n_cold = int(round(cold_fraction * len(eligible)))
+    if n_cold < 1 or n_cold >= len(eligible):
+        raise ValueError(
+            f"cannot hold out {cold_fraction:.0%} of {len(eligible)} users with both music and {target} history"
+        )
+    rng = np.random.default_rng(seed)
+    cold = sorted(rng.choice(eligible, size=n_cold, replace=False).tolist())
+
+    kinds = data.kind_of()
+    inter = data.interactions
+    hide = inter["user_id"].isin(set(cold)) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
+    train = replace(data, interactions=inter[~hide].reset_index(drop=True))
+    truth_frame = target_inter[target_inter["user_id"].isin(set(cold))]
+    truth_by_user = {u: set(g["item_id"].astype(str)) for u, g in truth_frame.groupby("user_id")}
+    users = profiles_for(data, cold, drop_kinds=hidden_kinds(target))
+    return ColdSplit(train=train, users=users, truth=[truth_by_user[u] for u in cold], eligible=len(eligible))

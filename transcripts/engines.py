@@ -1,0 +1,162 @@
+"""Two Whisper engines behind one interface.
+
+Both decode with the same explicit settings (beam size, temperature 0 without
+fallback, no conditioning on previous text) so that they produce the same words:
+
+- `faster-whisper`: CTranslate2, int8 on CPU, loads the CTranslate2 weights directly.
+- `openai-whisper`: PyTorch; the same weights converted once into an openai-whisper
+  checkpoint cached under `<cache_dir>/<model>.pt` (see transcripts.convert).
+
+Engines take 16 kHz mono float32 arrays; timestamps they return are relative to the
+array. Splitting a long file into pieces is transcripts.transcribe's job.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transcripts.models import ModelRef, resolve_model
+from transcripts.types import ModelError, Segment
+
+__all__ = [
+    "DecodeOptions",
+    "Engine",
+    "FasterWhisperEngine",
+    "OpenAIWhisperEngine",
+    "ENGINES",
+    "load_engine",
+    "default_cache_dir",
+]
+
+
+def default_cache_dir() -> Path:
+    """`$COLDSTART_HOME/models/whisper` (`.coldstart/models/whisper` when unset)."""
+    return Path(os.environ.get("COLDSTART_HOME", ".coldstart")) / "models" / "whisper"
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 1
+    # None: detect per file on multilingual models; English-only models always use "en".
+    language: str | None = None
+
+
+class Engine(ABC):
+    """Transcribes one in-memory 16 kHz mono float32 signal."""
+
+    name: str
+
+    def __init__(self, model: ModelRef, options: DecodeOptions) -> None:
+        self.model = model
+        self.options = options
+
+    def _language(self, language: str | None) -> str | None:
+        if not self.model.multilingual:
+            return "en"
+        return language or self.options.language
+
+    @abstractmethod
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> tuple[str | None, list[Segment]]:
+        """(language, segments with times relative to `audio`)."""
+
+
+class FasterWhisperEngine(Engine):
+    name = "faster-whisper"
+
+    def __init__(self, model: ModelRef, options: DecodeOptions, cpu_threads: int = 0) -> None:
+        super().__init__(model, options)
+        from faster_whisper import WhisperModel
+
+        try:
+            self._model = WhisperModel(
+                str(model.path), device="cpu", compute_type="int8", cpu_threads=cpu_threads
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"faster-whisper cannot load {model.path}: {exc}") from exc
+
+    def transcribe(self, audio, language=None):
+        segments, info = self._model.transcribe(
+            np.ascontiguousarray(audio, dtype=np.float32),
+            language=self._language(language),
+            task="transcribe",
+            beam_size=self.options.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            without_timestamps=False,
+        )
+        out = [
+            Segment(float(s.start), float(s.end), s.text.strip(), float(s.avg_logprob))
+            for s in segments
+            if s.text.strip()
+        ]
+        return info.language, out
+
+
+class OpenAIWhisperEngine(Engine):
+    name = "openai-whisper"
+
+    def __init__(self, model: ModelRef, options: DecodeOptions, cache_dir: Path) -> None:
+        super().__init__(model, options)
+        import torch
+        import whisper
+
+        from transcripts.convert import ensure_openai_checkpoint
+
+        checkpoint = ensure_openai_checkpoint(model.path, Path(cache_dir) / f"{model.slug}.pt")
+        try:
+            self._model = whisper.load_model(str(checkpoint), device="cpu")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"openai-whisper cannot load {checkpoint}: {exc}") from exc
+        self._model.eval()
+        self._torch = torch
+
+    def transcribe(self, audio, language=None):
+        with self._torch.inference_mode():
+            result = self._model.transcribe(
+                np.ascontiguousarray(audio, dtype=np.float32),
+                language=self._language(language),
+                task="transcribe",
+                beam_size=self.options.beam_size,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                fp16=False,
+                verbose=None,
+            )
+        out = [
+            Segment(float(s["start"]), float(s["end"]), s["text"].strip(), float(s["avg_logprob"]))
+            for s in result["segments"]
+            if s["text"].strip()
+        ]
+        return result.get("language"), out
+
+
+ENGINES: dict[str, type[Engine]] = {
+    FasterWhisperEngine.name: FasterWhisperEngine,
+    OpenAIWhisperEngine.name: OpenAIWhisperEngine,
+}
+
+
+@functools.lru_cache(maxsize=4)
+def load_engine(
+    engine: str = "faster-whisper",
+    model: str = "tiny.en",
+    cache_dir: Path | str | None = None,
+    beam_size: int = 1,
+    language: str | None = None,
+) -> Engine:
+    """An engine with its model loaded; cached per process so models load once."""
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    ref = resolve_model(model, cache)
+    options = DecodeOptions(beam_size=beam_size, language=language)
+    if engine == OpenAIWhisperEngine.name:
+        return OpenAIWhisperEngine(ref, options, cache)
+    return FasterWhisperEngine(ref, options)
