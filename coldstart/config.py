@@ -32,8 +32,12 @@ class TranscribeSettings(BaseModel):
     # Both engines decode with the same explicit settings so that they agree.
     beam_size: int = 1
     language: str | None = None
-    chunk_seconds: float = 30.0
+    # Files stream through the model in pieces of this many seconds (at least 30):
+    # memory stays bounded for long episodes; see docs/transcripts.md.
+    chunk_seconds: float = 300.0
     workers: int = 1
+    # CPU threads per engine (0: the library's default); split across --workers.
+    threads: int = 0
 
 
 class EmbedSettings(BaseModel):

@@ -102,10 +102,13 @@ class FasterWhisperEngine(Engine):
 class OpenAIWhisperEngine(Engine):
     name = "openai-whisper"
 
-    def __init__(self, model: ModelRef, options: DecodeOptions, cache_dir: Path) -> None:
+    def __init__(self, model: ModelRef, options: DecodeOptions, cache_dir: Path, cpu_threads: int = 0) -> None:
         super().__init__(model, options)
         import torch
         import whisper
+
+        if cpu_threads > 0:
+            torch.set_num_threads(cpu_threads)
 
         from transcripts.convert import ensure_openai_checkpoint
 
@@ -150,13 +153,17 @@ def load_engine(
     cache_dir: Path | str | None = None,
     beam_size: int = 1,
     language: str | None = None,
+    threads: int = 0,
 ) -> Engine:
-    """An engine with its model loaded; cached per process so models load once."""
+    """An engine with its model loaded; cached per process so models load once.
+
+    `threads`: CPU threads for the engine (0 keeps the library default).
+    """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     ref = resolve_model(model, cache)
     options = DecodeOptions(beam_size=beam_size, language=language)
     if engine == OpenAIWhisperEngine.name:
-        return OpenAIWhisperEngine(ref, options, cache)
-    return FasterWhisperEngine(ref, options)
+        return OpenAIWhisperEngine(ref, options, cache, cpu_threads=threads)
+    return FasterWhisperEngine(ref, options, cpu_threads=threads)
