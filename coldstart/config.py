@@ -48,11 +48,25 @@ class EmbedSettings(BaseModel):
     batch_size: int = 64
     # Catalogs larger than this get an approximate index instead of exact search.
     exact_index_max: int = 50_000
+    # Encoder arithmetic: bf16 autocast measured 2.3x faster than fp32 with cosine > 0.9999
+    # (benchmarks/embed.py, docs/search.md); int8 dynamic quantisation fell below 0.99.
+    # Use "fp32" on CPUs without AVX512-BF16/AMX. The precision is part of the model id.
+    precision: Literal["fp32", "bf16", "int8"] = "bf16"
+    # Approximate (IVF) index: lists probed per query to start with; the build doubles it
+    # until recall@10 against exact search reaches target_recall (measured, in the manifest).
+    nprobe: int = 16
+    target_recall: float = 0.95
+    # torch intra-op threads for batch embedding; 0 keeps torch's default (one per core).
+    threads: int = 0
+    # Default query mode (measured best by benchmarks/search_quality.py, see docs/search.md);
+    # hybrid = reciprocal rank fusion of the dense and BM25 rankings.
+    search_mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    rrf_k: int = 60
 
 
 class TrainSettings(BaseModel):
     seed: int = 0
-    taste_dim: int = 64
+    taste_dim: int = 32
     epochs: int = 30
     device: str = "cpu"
 
@@ -66,12 +80,26 @@ class RulesSettings(BaseModel):
     freshness_boost: float = 0.1
     pins: list[str] = Field(default_factory=list)
     boosts: dict[str, float] = Field(default_factory=dict)
+    # Listeners younger than this never get explicit items, whatever allow_explicit says.
+    explicit_min_age: int = 18
 
 
 class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 200 * 1024 * 1024
+    # How much each candidate source's (normalised) score counts in the final ranking.
+    source_weights: dict[str, float] = Field(
+        default_factory=lambda: {"affinity": 1.0, "two_tower": 1.0, "content": 0.4, "popularity": 0.3}
+    )
+    candidates_per_source: int = 30
+    # uvicorn worker processes for `coldstart serve` (each loads the models once).
+    workers: int = 1
+    # The server re-checks artifact/upload versions at most this often (seconds).
+    reload_check_seconds: float = 2.0
+    # A new upload's predicted audience: listeners whose top `audience_top_k` it enters.
+    audience_top_k: int = 10
+    audience_top_users: int = 20
 
 
 class Settings(BaseSettings):

@@ -6,6 +6,7 @@ Works on pandas frames and tensors only; imports nothing from the other packages
 from graph.colisten import NODE_TYPES, RELATION, ColistenGraph, build_colisten_graph, colisten_pairs
 from graph.conv import WeightedSAGEConv
 from graph.encoder import ItemEncoder, NodeInput
+from graph.fit import FitHistory, GNNConfig, embed_nodes, fit_item_encoder, split_edges
 from graph.losses import in_batch_softmax, link_contrastive_loss
 from graph.sampler import CSR, EdgeTypeBalancedSampler, LinkBatch, Subgraph, sample_subgraph, to_csr
 from graph.towers import ItemTower, UserTower
@@ -19,6 +20,11 @@ __all__ = [
     "WeightedSAGEConv",
     "ItemEncoder",
     "NodeInput",
+    "GNNConfig",
+    "FitHistory",
+    "fit_item_encoder",
+    "embed_nodes",
+    "split_edges",
     "in_batch_softmax",
     "link_contrastive_loss",
     "CSR",

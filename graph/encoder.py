@@ -5,10 +5,11 @@ audiobook) still gets a meaningful embedding:
 
     h0 = W_content x * has_content + id_embedding * keep + w_deg log_degree + b_type
 
-During training the id embedding is dropped for a random share of nodes
-(`id_dropout`), which teaches the layers to place an item from its text and
-neighbours alone; nodes added after training have no id row and use the
-content path only.
+During training the id embedding is dropped for a random share of the nodes that
+have text (`id_dropout`), which teaches the layers to place an item from its text
+and neighbours alone; nodes added after training have no id row and use the
+content path only. Nodes without text always keep their id: featureless nodes in
+structurally alike places are otherwise indistinguishable to message passing.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ class NodeInput(nn.Module):
         super().__init__()
         self.content = nn.Linear(content_dim, hidden) if content_dim > 0 else None
         self.ids = nn.Embedding(num_nodes, hidden) if use_ids and num_nodes > 0 else None
-        if self.ids is not None:
-            nn.init.normal_(self.ids.weight, std=0.1)
         self.degree = nn.Linear(1, hidden)
         self.num_ids = num_nodes if self.ids is not None else 0
 
     def forward(self, n_id: Tensor, x: Tensor, has_content: Tensor, log_degree: Tensor, id_keep: Tensor | None = None) -> Tensor:
-        h = self.degree(log_degree.unsqueeze(-1))
+        # Scaled so that a large degree does not swamp the other inputs (10 ~ 22k weight).
+        h = self.degree(log_degree.unsqueeze(-1) / 10.0)
         if self.content is not None:
             h = h + self.content(x) * has_content.unsqueeze(-1).to(x.dtype)
         if self.ids is not None:
@@ -87,7 +87,9 @@ class ItemEncoder(nn.Module):
         for t in self.node_types:
             keep = None
             if self.training and self.id_dropout > 0:
-                keep = torch.rand(n_id[t].numel(), device=n_id[t].device) >= self.id_dropout
+                # Only where text can stand in for the id: an item without content
+                # is told apart from its structural twins by its id alone.
+                keep = (torch.rand(n_id[t].numel(), device=n_id[t].device) >= self.id_dropout) | ~has_content[t]
             h[t] = self.inputs[t](n_id[t], x[t], has_content[t], log_degree[t], keep)
         ei = {et: edge_index[et] for et in self.edge_types}
         # log1p keeps a heavy pair from drowning the rest of a node's neighbours.

@@ -131,8 +131,9 @@ class LinkBatch:
 
 
 class EdgeTypeBalancedSampler:
-    """Iterates `steps` batches; each holds `batch_size // len(types)` positives per
-    non-empty edge type, drawn uniformly with replacement."""
+    """Endless batches; each holds `batch_size // len(types)` positives per non-empty
+    edge type, drawn with replacement in proportion to the co-listening count (a
+    pair heard together by many listeners is a surer positive than a one-off)."""
 
     def __init__(
         self,
@@ -145,6 +146,7 @@ class EdgeTypeBalancedSampler:
         seed: int = 0,
     ) -> None:
         self.edge_index = {et: ei for et, ei in edge_index.items() if ei.size(1) > 0}
+        self.edge_weight = {et: edge_weight[et].float() for et in self.edge_index}
         if not self.edge_index:
             raise ValueError("the graph has no edges to learn from")
         self.num_nodes = num_nodes
@@ -162,7 +164,7 @@ class EdgeTypeBalancedSampler:
         seeds: dict[str, list[Tensor]] = {t: [] for t in self.num_nodes}
         exclude: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
         for et, ei in self.edge_index.items():
-            pick = torch.randint(ei.size(1), (self.per_type,), generator=self.gen)
+            pick = torch.multinomial(self.edge_weight[et], self.per_type, replacement=True, generator=self.gen)
             pos = ei[:, pick]
             positives[et] = pos
             seeds[et[0]].append(pos[0])

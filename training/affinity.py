@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from contextlib import contextmanager
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from training.base import Recommender
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
 from training.metrics import ndcg_at_k
 from training.ranking import popularity, top_k
+from training.splits import profiles_for
 from training.taste import TasteConfig, TasteModel, fit_taste
 
 __all__ = ["AffinityConfig", "AffinityNet", "AffinityModel"]
@@ -52,20 +54,26 @@ class AffinityConfig:
     taste: TasteConfig = field(default_factory=TasteConfig)
     # user tower
     hidden: int = 256
+    layers: int = 2  # hidden layers in the user tower (0 = a linear map)
+    skip: bool = True  # add a linear map of the input to the MLP's output (wide & deep)
     dim: int = 64  # shared user/item space
     dropout: float = 0.2
     demographics: bool = True  # country, language and age features when known
     # training: softmax over the positive and `negatives` sampled items
     negatives: int = 256
-    id_dropout: float = 0.3  # share of items scored from content only, when content exists
+    id_dropout: float = 0.1  # share of items scored from content only, when content exists
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    max_epochs: int = 60
+    l2: float = 0.0  # penalty on user and item vector norms (as in matrix factorisation)
+    max_epochs: int = 30
     patience: int = 6  # epochs without a better validation NDCG before stopping
     val_fraction: float = 0.15
     val_k: int = 10
     progress: bool = False
+    # Intra-op threads while training and scoring: the network is small, and one
+    # thread is both faster (no sync overhead) and bit-for-bit reproducible.
+    threads: int = 1
 
     @classmethod
     def from_dict(cls, data: dict) -> "AffinityConfig":
@@ -94,15 +102,13 @@ class AffinityNet(nn.Module):
             self.country = nn.Embedding(n_countries + 1, 8)
             self.language = nn.Embedding(n_languages + 1, 8)
             extra = 8 + 8 + 2
-        self.user = nn.Sequential(
-            nn.Linear(taste_dim + extra, cfg.hidden),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.hidden),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.dim),
-        )
+        layers: list[nn.Module] = []
+        width = taste_dim + extra
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = cfg.hidden
+        self.user = nn.Sequential(*layers, nn.Linear(width, cfg.dim))
+        self.skip = nn.Linear(taste_dim + extra, cfg.dim, bias=False) if cfg.skip and cfg.layers else None
         self.item_id = nn.Embedding(max(n_ids, 1), cfg.dim)
         nn.init.normal_(self.item_id.weight, std=0.01)
         self.item_bias = nn.Embedding(max(n_ids, 1), 1)
@@ -113,7 +119,8 @@ class AffinityNet(nn.Module):
         parts = [taste]
         if self.cfg.demographics:
             parts += [self.country(demo["country"]), self.language(demo["language"]), demo["age"]]
-        return self.user(torch.cat(parts, dim=-1))
+        x = torch.cat(parts, dim=-1)
+        return self.user(x) if self.skip is None else self.user(x) + self.skip(x)
 
     def item_vectors(self, content: torch.Tensor | None, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(vectors, biases) for items; `ids` is -1 for items without history."""
@@ -128,6 +135,17 @@ class AffinityNet(nn.Module):
 
     def forward(self, users: torch.Tensor, vectors: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
         return users @ vectors.T + biases
+
+
+@contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -199,57 +217,59 @@ class AffinityModel(Recommender):
             unknown.append(missing)
             if vec is not None:
                 taste[r], known[r] = vec, True
+        # Standardise each taste dimension over the training users: item2vec vectors
+        # share a large common direction, and the MLP learns from the differences.
+        taste[known] = (taste[known] - self.taste_mean) / self.taste_std
         country, language, age = self._demographics(users)
         return _Features(torch.from_numpy(taste), country, language, age), known, unknown
 
-    # --- training ----------------------------------------------------------------
-
-    def fit(self, data: InteractionData) -> "AffinityModel":
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        self.taste: TasteModel = fit_taste(data, cfg.taste)
-
-        # Catalog: every target item, best-known first (popularity is also the fallback).
+    def _build_catalog(self, data: InteractionData, inter: pd.DataFrame):
+        """Every target item, most popular first (popularity is also the fallback);
+        items with history get an id index, items with text a content row."""
         pop = popularity(data, self.target)
         self.item_ids = [str(i) for i in pop.index]
         self.pop_scores = pop.to_numpy(dtype=np.float64)
         position = {item: i for i, item in enumerate(self.item_ids)}
-        inter = data.target_interactions(self.target)
         warm = sorted(set(inter["item_id"].astype(str)), key=position.__getitem__)
         self.id_index = np.full(len(self.item_ids), -1, np.int64)
         self.id_index[[position[i] for i in warm]] = np.arange(len(warm))
-        content = _content_matrix(data, self.target, self.item_ids)
-        self.content_matrix = content
+        self.content_matrix = _content_matrix(data, self.target, self.item_ids)
+        return warm, position, self.content_matrix
 
-        # Users with both music and target history, as profiles (demographics included).
-        users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
-        music = data.music_interactions()
-        histories = {u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")}
-        candidates = sorted(set(inter["user_id"]) & set(histories))
-
-        def attr(u, col):
-            if col not in users_frame.columns or u not in users_frame.index:
-                return None
-            v = users_frame.at[u, col]
-            return None if pd.isna(v) else v
-
-        profiles = [
-            UserProfile(u, histories[u], country=attr(u, "country"), language=attr(u, "language"), age=attr(u, "age"))
-            for u in candidates
-        ]
+    def _training_users(self, data: InteractionData, inter: pd.DataFrame, n_warm: int):
+        """Profiles and feature tensors of users with both music and target history;
+        sets the vocabularies and standardisation the features use."""
+        music_users = set(data.music_interactions()["user_id"])
+        profiles = profiles_for(data, sorted(set(inter["user_id"]) & music_users))
         self.countries = {c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))}
         self.languages = {c: i + 1 for i, c in enumerate(sorted({str(p.language) for p in profiles if p.language}))}
         ages = np.array([float(p.age) for p in profiles if p.age is not None], np.float64)
         self.age_stats = (float(ages.mean()), float(ages.std() or 1.0)) if len(ages) else (0.0, 1.0)
-        feats, known, _ = self._features(profiles)
-        profiles = [p for p, ok in zip(profiles, known) if ok]
-        feats = _Features(*(t[torch.from_numpy(known)] for t in (feats.taste, feats.country, feats.language, feats.age)))
-        if len(profiles) < 2 or not warm:
+        raw, known = self.taste.user_matrix([p.music for p in profiles])
+        if known.sum() < 2 or not n_warm:
             raise ValueError(
                 f"need at least 2 users with both music and {self.target} history to train the affinity model "
-                f"(found {len(profiles)})"
+                f"(found {int(known.sum())})"
             )
+        self.taste_mean, self.taste_std = raw[known].mean(0), raw[known].std(0) + 1e-6
+        profiles = [p for p, ok in zip(profiles, known) if ok]
+        feats, _, _ = self._features(profiles)
+        return profiles, feats
+
+    # --- training ----------------------------------------------------------------
+
+    def fit(self, data: InteractionData) -> "AffinityModel":
+        with _torch_threads(self.config.threads):
+            return self._fit(data)
+
+    def _fit(self, data: InteractionData) -> "AffinityModel":
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        self.taste: TasteModel = fit_taste(data, cfg.taste)
+        inter = data.target_interactions(self.target)
+        warm, position, content = self._build_catalog(data, inter)
+        profiles, feats = self._training_users(data, inter, n_warm=len(warm))
 
         # Validation users come out of the training users: the harness's test users are
         # not in `data` at all, so they never influence training or model selection.
@@ -305,6 +325,9 @@ class AffinityModel(Recommender):
                     neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
                     logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
                     loss = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+                if cfg.l2:
+                    # Few listeners per item: keep vectors short so the softmax stays smooth.
+                    loss = loss + cfg.l2 * (users.pow(2).sum(-1).mean() + vecs.pow(2).sum(-1).mean())
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -345,9 +368,9 @@ class AffinityModel(Recommender):
 
     def _refresh_items(self) -> None:
         """Cache every catalog item's vector and bias (eval mode, no id dropout)."""
-        content = None if self.content_matrix is None else torch.from_numpy(self.content_matrix)
+        content = None if self.content_matrix is None else torch.tensor(self.content_matrix)
         with torch.no_grad():
-            vecs, bias = self.net.item_vectors(content, torch.from_numpy(self.id_index))
+            vecs, bias = self.net.item_vectors(content, torch.tensor(self.id_index))
         self._item_vecs, self._item_bias = vecs.numpy(), bias.numpy()
         self._ids = np.asarray(self.item_ids, dtype=object)
 
@@ -372,7 +395,7 @@ class AffinityModel(Recommender):
     def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(scores [users x catalog], known-taste mask, unknown items per user)."""
         feats, known, unknown = self._features(users)
-        with torch.no_grad():
+        with torch.no_grad(), _torch_threads(self.config.threads):
             taste, demo = feats.rows(slice(None))
             u = self.net.user_vectors(taste, demo).numpy()
         return u @ self._item_vecs.T + self._item_bias, known, unknown
@@ -406,12 +429,14 @@ class AffinityModel(Recommender):
             },
             "state_dict": self.net.state_dict(),
             "item_ids": list(self.item_ids),
-            "pop_scores": torch.from_numpy(self.pop_scores),
-            "id_index": torch.from_numpy(self.id_index),
-            "content_matrix": None if self.content_matrix is None else torch.from_numpy(self.content_matrix),
+            "pop_scores": torch.tensor(self.pop_scores),
+            "id_index": torch.tensor(self.id_index),
+            "content_matrix": None if self.content_matrix is None else torch.tensor(self.content_matrix),
             "countries": self.countries,
             "languages": self.languages,
             "age_stats": list(self.age_stats),
+            "taste_mean": torch.tensor(self.taste_mean),
+            "taste_std": torch.tensor(self.taste_std),
         }
         torch.save(checkpoint, directory / CHECKPOINT_FILE)
         manifest = {
@@ -446,6 +471,7 @@ class AffinityModel(Recommender):
         model.content_matrix = None if ckpt["content_matrix"] is None else ckpt["content_matrix"].numpy()
         model.countries, model.languages = dict(ckpt["countries"]), dict(ckpt["languages"])
         model.age_stats = tuple(ckpt["age_stats"])
+        model.taste_mean, model.taste_std = ckpt["taste_mean"].numpy(), ckpt["taste_std"].numpy()
         manifest_path = directory / MANIFEST_FILE
         model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
         model._refresh_items()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,13 +44,17 @@ def stable_hash(text: str) -> int:
 
 @dataclass(frozen=True)
 class TasteConfig:
-    dim: int = 64
-    window: int = 10
+    dim: int = 32
+    window: int = 20
     negative: int = 10
-    epochs: int = 15
+    epochs: int = 10
     min_count: int = 1
-    max_repeats: int = 8  # an item appears at most this many times in a history sentence
+    max_repeats: int = 2  # an item appears at most this many times in a history sentence
     max_sentence: int = 1000  # longer histories are split into several sentences
+    # Small corpora get more epochs (up to `max_epochs`): word2vec needs enough
+    # updates to move vectors apart, and tiny datasets would otherwise stay at noise.
+    min_words: int = 200_000
+    max_epochs: int = 200
     seed: int = 0
 
 
@@ -106,6 +111,8 @@ class TasteModel:
         sentences = _sentences(data, cfg)
         if not sentences:
             raise ValueError("no music listening or playlists to learn taste vectors from")
+        words = sum(len(s) for s in sentences)
+        epochs = int(min(max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))), max(cfg.max_epochs, cfg.epochs)))
         w2v = Word2Vec(
             sentences=sentences,
             vector_size=cfg.dim,
@@ -113,7 +120,7 @@ class TasteModel:
             min_count=cfg.min_count,
             sg=1,
             negative=cfg.negative,
-            epochs=cfg.epochs,
+            epochs=epochs,
             seed=cfg.seed,
             workers=1,  # multi-threaded training is not reproducible
             hashfxn=stable_hash,
@@ -124,6 +131,8 @@ class TasteModel:
             "dims": cfg.dim,
             "items": len(w2v.wv),
             "sentences": len(sentences),
+            "words": words,
+            "epochs": epochs,
             "data_hash": music_fingerprint(data),
             "settings": asdict(cfg),
             "gensim": __import__("gensim").__version__,

@@ -16,6 +16,7 @@ from transcripts.engines import (
     OpenAIWhisperEngine,
     default_cache_dir,
     load_engine,
+    prepare_model,
 )
 from transcripts.models import BUNDLED_MODELS, ModelRef, resolve_model
 from transcripts.transcribe import transcribe_file
@@ -32,6 +33,7 @@ __all__ = [
     "ENGINES",
     "DecodeOptions",
     "load_engine",
+    "prepare_model",
     "default_cache_dir",
     "ModelRef",
     "resolve_model",

@@ -70,6 +70,8 @@ def read_ct2_model(path: Path | str) -> tuple[str, dict[str, np.ndarray]]:
             raise ModelError(f"{path}: variable {name} has unsupported dtype id {type_id}")
         raw = reader.data[reader.offset : reader.offset + nbytes]
         reader.offset += nbytes
+        if len(raw) != nbytes:
+            raise ModelError(f"{path}: truncated CTranslate2 model (variable {name})")
         variables[name] = np.frombuffer(raw, dtype=_DTYPES[type_id]).reshape(shape)
     for _ in range(reader.unpack("I")):
         alias, target = reader.string(), reader.string()

@@ -31,6 +31,7 @@ __all__ = [
     "OpenAIWhisperEngine",
     "ENGINES",
     "load_engine",
+    "prepare_model",
     "default_cache_dir",
 ]
 
@@ -144,6 +145,20 @@ ENGINES: dict[str, type[Engine]] = {
     FasterWhisperEngine.name: FasterWhisperEngine,
     OpenAIWhisperEngine.name: OpenAIWhisperEngine,
 }
+
+
+def prepare_model(engine: str, model: str, cache_dir: Path | str | None = None) -> ModelRef:
+    """Resolve the model and make the engine's on-disk format (joined parts, converted
+    checkpoint) without loading it: run once in a parent before starting workers."""
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    ref = resolve_model(model, cache)
+    if engine == OpenAIWhisperEngine.name:
+        from transcripts.convert import ensure_openai_checkpoint
+
+        ensure_openai_checkpoint(ref.path, cache / f"{ref.slug}.pt")
+    return ref
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,6 +3,10 @@
 from coldstart.cli.app import app
 from coldstart.cli import data  # noqa: F401  (config, stats, ingest, import)
 from coldstart.cli import demo  # noqa: F401  (demo)
+from coldstart.cli import index  # noqa: F401  (index, search, similar)
+from coldstart.cli import transcribe  # noqa: F401  (transcribe)
+from coldstart.cli import serve  # noqa: F401  (serve, score-uploads, recommend)
+from coldstart.cli import evaluate  # noqa: F401  (evaluate, train)
 
 __all__ = ["app", "main"]
 

@@ -65,9 +65,68 @@ def stage_ingest(ctx: DemoContext) -> None:
     ctx.console.print(summary)
 
 
+def stage_transcribe(ctx: DemoContext) -> None:
+    from coldstart.transcription import run_demo_stage
+
+    run_demo_stage(ctx.store, ctx.settings, ctx.console)
+
+
+def stage_embed_index(ctx: DemoContext) -> None:
+    from coldstart.embeddings import load_encoder
+    from coldstart.index import index_content
+    from coldstart.search import SearchService
+
+    encoder = load_encoder(ctx.settings)
+    report, syncs = index_content(ctx.store, ctx.settings, encoder=encoder)
+    r = report.to_dict()
+    ctx.console.print(
+        f"{encoder.model_id}: embedded {r['embedded']} texts ({r['texts_per_second']}/s), "
+        f"unchanged {r['unchanged']}, items without text {r['items_without_text']}; indexes: "
+        + ", ".join(f"{s.unit} {s.manifest['index_type']} x{s.manifest['count']}" for s in syncs)
+    )
+    service = SearchService(ctx.store, ctx.settings, encoder)
+    ctx.results["search"] = service
+    for query, kw in (("a detective solving a murder case", {"kind": "episode"}),
+                      ("historia de imperios antiguos", {"language": "es"})):
+        table = Table(title=f"search {query!r} {kw}")
+        for name in ("#", "item", "score", "start"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("title", ratio=1)
+        table.add_column("snippet", ratio=2)
+        for rank, hit in enumerate(service.search(query, k=5, **kw), start=1):
+            start = "" if hit.start is None else f"{hit.start:.0f}s"
+            snippet = (hit.snippet or "")[:60]
+            table.add_row(str(rank), hit.item_id, f"{hit.score:.3f}", start, hit.title, snippet)
+        ctx.console.print(table)
+
+
+
+def stage_podcast_evaluation(ctx: DemoContext) -> None:
+    from coldstart.evaluation import demo_stage
+
+    demo_stage(ctx)
+
+
+def stage_audiobooks(ctx: DemoContext) -> None:
+    from coldstart.demo.audiobooks import stage_audiobooks as audiobooks
+
+    audiobooks(ctx)
+
+
+def stage_serving(ctx: DemoContext) -> None:
+    from coldstart.api.demo import stage_serving as serving
+
+    serving(ctx)
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("Build the demo world", stage_world),
     ("Ingest it into the store", stage_ingest),
+    ("Transcribe pending episodes (Whisper, offline)", stage_transcribe),
+    ("Embed and index the catalog; content search", stage_embed_index),
+    ("Podcasts for cold listeners: music taste -> affinity MLP", stage_podcast_evaluation),
+    ("Audiobooks for cold listeners: GNN two-tower", stage_audiobooks),
+    ("Serve: onboarding, a scored upload, a content query", stage_serving),
 ]
 
 

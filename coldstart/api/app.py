@@ -1,0 +1,86 @@
+"""The FastAPI application factory. Models and indexes load once, in the lifespan."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from coldstart.api.metrics import Metrics, MetricsMiddleware
+from coldstart.api.routes import router
+from coldstart.config import Settings
+from coldstart.store import Store
+from coldstart.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
+
+__all__ = ["create_app", "app_from_env"]
+
+
+def _message(errors) -> str:
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = [{k: v for k, v in dict(e).items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse({"detail": errors, "message": _message(errors)}, status_code=422)
+
+    @app.exception_handler(UploadError)
+    async def bad_upload(request: Request, exc: UploadError):
+        errors = [{"loc": ["body", exc.field], "msg": str(exc).split(": ", 1)[-1], "type": "value_error"}]
+        return JSONResponse({"detail": errors, "message": str(exc)}, status_code=422)
+
+    @app.exception_handler(UploadRefused)
+    async def refused(request: Request, exc: UploadRefused):
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(request: Request, exc: UploadTooLarge):
+        return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
+
+    @app.exception_handler(UploadNotFound)
+    async def not_found(request: Request, exc: UploadNotFound):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """The API for `settings.home`. Loading happens when the server starts (lifespan)."""
+    store = store or Store.from_settings(settings)
+    metrics = Metrics(store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import torch
+
+        from coldstart.api.state import ServingState
+
+        # Many small requests at once: one thread per request beats torch's intra-op pool.
+        torch.set_num_threads(1)
+        settings.uploads_path.mkdir(parents=True, exist_ok=True)
+        app.state.serving = ServingState(settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc())
+        yield
+
+    app = FastAPI(
+        title="coldstart",
+        version="0.1.0",
+        summary="Podcast and audiobook recommendations for new listeners, from their music taste.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes: settings from `COLDSTART_*` (home included)."""
+    return create_app(Settings())

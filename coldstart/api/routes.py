@@ -1,0 +1,260 @@
+"""HTTP routes: onboarding, uploads, content queries, health, metrics, admin reload."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartParser
+
+from coldstart.api.auth import require_token
+from coldstart.api.schemas import (
+    OnboardingRequest,
+    OnboardingResponse,
+    SearchHit,
+    SearchResponse,
+    UploadByPath,
+    UploadStatus,
+)
+from coldstart.recommend.ranking import ScoredItem
+from coldstart.uploads import (
+    UploadError,
+    UploadTooLarge,
+    get_upload,
+    new_upload_id,
+    register_upload,
+    resolve_upload_path,
+    upload_file_path,
+)
+from training.data import UserProfile
+
+__all__ = ["router"]
+
+router = APIRouter()
+FORM_OVERHEAD = 64 * 1024  # room for the multipart boundaries and text fields
+JSON_LIMIT = 1024 * 1024
+
+
+def _item(item: ScoredItem) -> dict:
+    """One recommended item as `RecommendedItem` data."""
+    return {
+        "item_id": item.item_id, "kind": item.kind, "title": item.title, "score": round(float(item.score), 6),
+        "reasons": item.reasons, "language": item.language, "genre": item.genre, "show_id": item.show_id,
+    }
+
+
+# --- onboarding ----------------------------------------------------------------------------
+
+
+@router.post("/v1/onboarding", response_model=OnboardingResponse, tags=["recommend"])
+async def onboarding(body: OnboardingRequest, request: Request) -> JSONResponse:
+    """Shows, episodes and audiobooks for a new listener, from their music history."""
+    # A few milliseconds of CPU: run inline on the event loop (a thread hop would cost
+    # more than it frees, and the GIL serialises the work anyway). The response is
+    # built as plain data: `OnboardingResponse` documents it without re-validating.
+    snapshot = request.app.state.serving.current()
+    music: dict[str, float] = {}
+    for entry in body.music:
+        music[entry.item_id] = music.get(entry.item_id, 0.0) + entry.weight
+    user = UserProfile("anonymous", music, country=body.country, language=body.language, age=body.age)
+    result = snapshot.pipeline.recommend(user, body.k)
+    return JSONResponse(
+        {
+            "shows": [_item(i) for i in result.shows],
+            "episodes": [_item(i) for i in result.episodes],
+            "audiobooks": [_item(i) for i in result.audiobooks],
+            "fallback": result.fallback,
+            "fallback_lists": result.fallback_lists,
+            "unknown_items": result.unknown_items,
+        }
+    )
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The request body, refused (413) as soon as it passes `limit` bytes."""
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise UploadTooLarge(limit)
+        yield chunk
+
+
+def _validation_error(exc: ValidationError, prefix: str = "body") -> RequestValidationError:
+    errors = []
+    for err in exc.errors(include_url=False):
+        err = dict(err)
+        err["loc"] = (prefix, *err.get("loc", ()))
+        err.pop("ctx", None)
+        errors.append(err)
+    return RequestValidationError(errors)
+
+
+async def _multipart(request: Request, settings, upload_id: str):
+    limit = settings.serve.max_upload_bytes
+    parser = MultiPartParser(
+        request.headers, _capped(request.stream(), limit + FORM_OVERHEAD), max_files=1, max_fields=10
+    )
+    form = await parser.parse()
+    audio = form.get("file")
+    if not isinstance(audio, UploadFile):
+        raise UploadError("file", "a multipart file field named 'file' is required (or send JSON with audio_path)")
+    try:
+        if audio.size is not None and audio.size > limit:
+            raise UploadTooLarge(limit)
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        dest = upload_file_path(settings, upload_id, audio.filename)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        await run_in_threadpool(_copy, audio, dest)
+    finally:
+        await form.close()
+    return fields, dest
+
+
+def _copy(audio: UploadFile, dest) -> None:
+    audio.file.seek(0)
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(audio.file, out, 1024 * 1024)
+
+
+@router.post(
+    "/v1/uploads", status_code=201, response_model=UploadStatus, tags=["uploads"],
+    dependencies=[Depends(require_token)],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "required": ["show_id", "title", "file"], "properties": {
+                    "show_id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+                    "language": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}},
+                "application/json": {"schema": UploadByPath.model_json_schema()},
+            },
+            "required": True,
+        }
+    },
+)
+async def create_upload(request: Request) -> UploadStatus:
+    """Register a new episode: multipart with its audio `file`, or JSON naming an
+    `audio_path` inside the uploads directory. Returns the upload (status `pending`)."""
+    settings, store = request.app.state.settings, request.app.state.store
+    limit = settings.serve.max_upload_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + FORM_OVERHEAD:
+        raise UploadTooLarge(limit)  # refused before reading a byte of the body
+    ctype = request.headers.get("content-type", "").lower()
+    upload_id = new_upload_id()
+    if ctype.startswith("multipart/form-data"):
+        fields, dest = await _multipart(request, settings, upload_id)
+        try:
+            body = UploadByPath.model_validate({**fields, "audio_path": str(dest)})
+        except ValidationError as exc:
+            dest.unlink(missing_ok=True)
+            raise _validation_error(exc) from None
+    elif ctype.startswith("application/json"):
+        raw = b"".join([chunk async for chunk in _capped(request.stream(), JSON_LIMIT)])
+        try:
+            body = UploadByPath.model_validate_json(raw)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        dest = None
+    elif ctype.startswith("application/x-www-form-urlencoded"):
+        raise UploadError("file", "a form upload needs multipart/form-data with a 'file' field")
+    else:
+        raise HTTPException(415, "send multipart/form-data (with a 'file') or application/json (with 'audio_path')")
+    try:
+        audio = dest or await run_in_threadpool(resolve_upload_path, settings, body.audio_path)
+        record = await run_in_threadpool(
+            register_upload, store, show_id=body.show_id, title=body.title, description=body.description,
+            language=body.language, audio_path=audio, upload_id=upload_id,
+        )
+    except BaseException:
+        if dest is not None:
+            dest.unlink(missing_ok=True)
+        raise
+    return UploadStatus(**record)
+
+
+@router.get("/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"])
+def upload_status(upload_id: str, request: Request) -> UploadStatus:
+    """An upload's status; its predicted audience once `scored`."""
+    return UploadStatus(**get_upload(request.app.state.store, upload_id))
+
+
+# --- content queries -----------------------------------------------------------------------
+
+
+def _search_service(request: Request):
+    snapshot = request.app.state.serving.current()
+    if snapshot.models.search is None:
+        reason = snapshot.models.errors.get("search", "no search index loaded")
+        raise HTTPException(503, f"content search is unavailable: {reason}")
+    return snapshot.models.search
+
+
+@router.get("/v1/search", response_model=SearchResponse, tags=["content"])
+def search(
+    request: Request,
+    q: str = Query(..., min_length=1, max_length=500, description="Natural-language query."),
+    k: int = Query(10, ge=1, le=100),
+    kind: str | None = Query(None, pattern="^(show|episode|audiobook)$"),
+    language: str | None = Query(None, pattern="^[a-z]{2}$"),
+    genre: str | None = Query(None, max_length=100),
+    mode: str | None = Query(None, pattern="^(dense|lexical|hybrid)$"),
+) -> SearchResponse:
+    from coldstart.search import EmptyQueryError
+
+    service = _search_service(request)
+    try:
+        hits = service.search(q, k=k, kind=kind, language=language, genre=genre, mode=mode)
+    except EmptyQueryError as exc:
+        raise RequestValidationError([{"loc": ("query", "q"), "msg": str(exc), "type": "value_error"}]) from None
+    return SearchResponse(query=q, results=[SearchHit(**h.to_dict()) for h in hits])
+
+
+@router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, tags=["content"])
+def similar(
+    item_id: str,
+    request: Request,
+    k: int = Query(10, ge=1, le=100),
+    kind: str | None = Query(None, pattern="^(show|episode|audiobook|any)$"),
+) -> SearchResponse:
+    from coldstart.search import NoContentVectorError, UnknownItemError
+
+    service = _search_service(request)
+    try:
+        hits = service.similar(item_id, k=k, kind=kind)
+    except (UnknownItemError, NoContentVectorError) as exc:
+        raise HTTPException(404, str(exc).strip("'\"")) from None
+    return SearchResponse(item_id=item_id, results=[SearchHit(**h.to_dict()) for h in hits])
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+@router.get("/healthz", tags=["operations"])
+def healthz(request: Request) -> dict:
+    snapshot = request.app.state.serving.current()
+    return {"status": "ok", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+
+
+@router.get("/metrics", tags=["operations"])
+def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/v1/admin/reload", tags=["operations"], dependencies=[Depends(require_token)])
+def reload(request: Request) -> dict:
+    """Load models, indexes and the catalog again now (the server also does this by
+    itself within `serve.reload_check_seconds` of a change)."""
+    snapshot = request.app.state.serving.reload()
+    return {"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}

@@ -1,0 +1,74 @@
+"""`coldstart evaluate` (cold-start protocol over every model) and `coldstart train`
+(fit taste vectors + the affinity MLP on the whole store, for serving)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--seeds must be comma-separated integers, got {text!r}")
+    if not seeds:
+        fail("--seeds needs at least one seed")
+    return seeds
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    target: str = typer.Option("podcast", "--target", help="podcast | audiobook"),
+    cold_fraction: float = typer.Option(0.2, "--cold-fraction", help="Share of eligible users held out per seed."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated split seeds."),
+    k: int = typer.Option(10, "--k", help="Cut-off for the ranking metrics."),
+    json_path: Path = typer.Option(None, "--json", help="Write the results here (a PNG chart goes beside it)."),
+) -> None:
+    """Hide the target history of some users, train on the rest, rank for them from music alone."""
+    from coldstart.evaluation import results_table, run_evaluation
+
+    store = store_of(ctx)
+    try:
+        result = run_evaluation(store, target, cold_fraction, _seeds(seeds), k, json_path, progress=True)
+    except ValueError as exc:
+        fail(str(exc))
+    table = results_table(result)
+    console.print(table)
+    if json_path is not None:
+        console.print(f"wrote {json_path} and {result['plot']}")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    target: list[str] = typer.Option(["podcast"], "--target", help="podcast and/or audiobook (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
+) -> None:
+    """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
+    from coldstart.evaluation import load_interaction_data, train_and_save
+
+    settings, store = settings_of(ctx), store_of(ctx)
+    data = load_interaction_data(store)
+    manifests = {}
+    for name in target:
+        try:
+            manifests[name] = train_and_save(store, settings, name, data=data)
+        except ValueError as exc:
+            fail(str(exc))
+    if as_json:
+        emit_json(manifests)
+        return
+    table = Table("target", "artifact", "users", "items", "content", "val ndcg@10", "epochs", "seconds", title="trained")
+    for name, m in manifests.items():
+        met = m["metrics"]
+        table.add_row(
+            name, m["path"], str(met["train_users"] + met["val_users"]), str(met["catalog"]), str(met["content_items"]),
+            f"{met['val_ndcg@10']:.3f}", f"{met['best_epoch'] + 1}/{met['epochs']}", str(m["trained_seconds"]),
+        )
+    console.print(table)

@@ -1,0 +1,125 @@
+"""Content commands: index, search, similar."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
+
+
+@app.command()
+def index(
+    ctx: typer.Context,
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the faiss indexes from scratch."),
+    json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Embed every show, episode and audiobook not yet embedded; build or update the indexes."""
+    from coldstart.embeddings import load_encoder
+    from coldstart.index import index_content
+
+    settings, store = settings_of(ctx), store_of(ctx)
+    try:
+        encoder = load_encoder(settings)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+        return
+    report, syncs = index_content(store, settings, encoder=encoder, rebuild=rebuild, progress=None if not json else False)
+    if json:
+        emit_json({"embed": report.to_dict(), "indexes": [s.to_dict() for s in syncs]})
+        return
+    data = report.to_dict()
+    console.print(
+        f"model [bold]{data['model_id']}[/]: {data['items']} items, {data['units']} text units; "
+        f"embedded {data['embedded']} ({data['texts_per_second']} texts/s), unchanged {data['unchanged']}, "
+        f"removed {data['removed']}, items without text {data['items_without_text']}"
+    )
+    table = Table("index", "action", "type", "vectors", "added", "replaced", "removed", "recall@10", title="indexes")
+    for s in syncs:
+        d = s.to_dict()
+        table.add_row(
+            d["unit"], d["action"], d.get("index_type", ""), str(d.get("count", "")), str(d["added"]),
+            str(d["replaced"]), str(d["removed"]), str(d.get("recall_at_10", "exact")),
+        )
+    console.print(table)
+
+
+def _service(ctx: typer.Context):
+    from coldstart.index import IndexError_
+    from coldstart.search import SearchService
+
+    try:
+        return SearchService(store_of(ctx), settings_of(ctx))
+    except (IndexError_, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+def _print(results, title: str) -> None:
+    table = Table(title=title)
+    for name in ("#", "item", "kind", "score", "start"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("title", ratio=1)
+    table.add_column("snippet", ratio=2)
+    for rank, r in enumerate(results, start=1):
+        start = "" if r.start is None else f"{int(r.start // 60)}:{r.start % 60:04.1f}"
+        snippet = r.snippet or ""
+        snippet = snippet if len(snippet) <= 80 else snippet[:79].rsplit(" ", 1)[0] + "…"
+        table.add_row(str(rank), r.item_id, r.kind, f"{r.score:.3f}", start, r.title, snippet)
+    console.print(table)
+
+
+def _json_rows(results) -> list[dict]:
+    return [
+        {"item_id": r.item_id, "kind": r.kind, "title": r.title, "score": r.score,
+         "snippet": r.snippet, "start": r.start}
+        for r in results
+    ]
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="Natural-language query."),
+    k: int = typer.Option(10, "--k", min=1, help="Number of results."),
+    kind: str = typer.Option(None, "--kind", help="show | episode | audiobook"),
+    language: str = typer.Option(None, "--language", help="ISO 639-1 code, e.g. en"),
+    genre: str = typer.Option(None, "--genre", help="Genre (case-insensitive)."),
+    mode: str = typer.Option(None, "--mode", help="dense | lexical | hybrid (default: settings.embed.search_mode)"),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search shows, episodes and audiobooks by content; episodes come with a timed snippet."""
+    from coldstart.search import EmptyQueryError
+
+    service = _service(ctx)
+    try:
+        results = service.search(query, k=k, kind=kind, language=language, genre=genre, mode=mode)
+    except (EmptyQueryError, ValueError) as exc:
+        fail(str(exc), code=2)
+        return
+    if json:
+        emit_json(_json_rows(results))
+    else:
+        _print(results, f"search: {query!r}")
+
+
+@app.command()
+def similar(
+    ctx: typer.Context,
+    item_id: str = typer.Argument(..., help="A show, episode or audiobook id."),
+    k: int = typer.Option(10, "--k", min=1, help="Number of results."),
+    kind: str = typer.Option(None, "--kind", help="Kind of results: show | episode | audiobook | any (default: same kind)."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Items whose content is most like ITEM_ID's."""
+    from coldstart.search import NoContentVectorError, UnknownItemError
+
+    service = _service(ctx)
+    try:
+        results = service.similar(item_id, k=k, kind=kind)
+    except (UnknownItemError, NoContentVectorError, ValueError) as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc), code=2)
+        return
+    if json:
+        emit_json(_json_rows(results))
+    else:
+        _print(results, f"similar to {item_id}")

@@ -1,0 +1,1 @@
+"""Onboarding recommendations in three layers: candidates -> ranking -> business rules."""

@@ -1,0 +1,149 @@
+"""Layer 1: candidate generation. Each source proposes items for one result list
+("show" or "audiobook") with a score on its own scale.
+
+Sources:
+
+* `AffinitySource`: the affinity model's user tower gives a vector for the listener;
+  a faiss inner-product index over the model's item vectors (bias folded in as one
+  extra dimension) returns its top items. Exact for small catalogs, and the same code
+  takes an approximate index when the catalog grows.
+* `RecommenderSource`: any `training.base.Recommender` (the two-tower model for
+  audiobooks, segment popularity). Its `fallback` flag is passed on.
+* `ContentSource`: items whose content is nearest (issue 4's faiss item index) to the best
+  items the other sources found: it reaches items nobody has listened to yet.
+* `EditorialSource`: the configured pins, so that they are in the list at all; the
+  `pin` rule then puts them on top.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+import torch
+
+from training.base import Recommender
+from training.data import UserProfile
+
+__all__ = [
+    "Candidate",
+    "SourceResult",
+    "CandidateSource",
+    "AffinitySource",
+    "RecommenderSource",
+    "ContentSource",
+    "EditorialSource",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    item_id: str
+    source: str
+    score: float
+
+
+@dataclass
+class SourceResult:
+    candidates: list[Candidate] = field(default_factory=list)
+    # True when the source could not use the listener's history (popularity answered).
+    fallback: bool = False
+    unknown_items: list[str] = field(default_factory=list)
+
+
+class CandidateSource(ABC):
+    name: str = "source"
+
+    @abstractmethod
+    def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult: ...
+
+
+class RecommenderSource(CandidateSource):
+    """Wraps a fitted `Recommender`; when it falls back to popularity its candidates are
+    dropped unless `keep_fallback` (the popularity source itself keeps them)."""
+
+    def __init__(self, name: str, model: Recommender, keep_fallback: bool = False) -> None:
+        self.name, self.model, self.keep_fallback = name, model, keep_fallback
+
+    def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
+        ranking = self.model.recommend(user, k, exclude)
+        if ranking.fallback and not self.keep_fallback:
+            return SourceResult([], True, list(ranking.unknown_items))
+        cands = [Candidate(str(i), self.name, float(s)) for i, s in zip(ranking.item_ids, ranking.scores)]
+        return SourceResult(cands, ranking.fallback, list(ranking.unknown_items))
+
+
+class AffinitySource(CandidateSource):
+    """Top items of an `training.affinity.AffinityModel` via faiss over its item vectors."""
+
+    name = "affinity"
+
+    def __init__(self, model, name: str = "affinity") -> None:
+        self.name = name
+        self.model = model
+        vectors = np.asarray(model._item_vecs, dtype=np.float32)
+        bias = np.asarray(model._item_bias, dtype=np.float32).reshape(-1, 1)
+        folded = np.ascontiguousarray(np.hstack([vectors, bias]))
+        self.ids = np.asarray(model.item_ids, dtype=object)
+        self.index = faiss.IndexFlatIP(folded.shape[1])
+        self.index.add(folded)
+        self.user_vector(UserProfile("probe", {}))  # fails now, not per request, if the model changed
+
+    def user_vector(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
+        feats, known, unknown = self.model._features([user])
+        if not known[0]:
+            return None, unknown[0]
+        with torch.no_grad():
+            taste, demo = feats.rows(slice(None))
+            u = self.model.net.user_vectors(taste, demo).numpy().astype(np.float32)
+        return np.hstack([u, np.ones((1, 1), np.float32)]), unknown[0]
+
+    def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
+        query, unknown = self.user_vector(user)
+        if query is None:
+            return SourceResult([], True, unknown)
+        excluded = set(exclude)
+        n = min(self.index.ntotal, k + len(excluded))
+        scores, rows = self.index.search(np.ascontiguousarray(query), n)
+        cands = [
+            Candidate(str(self.ids[r]), self.name, float(s))
+            for s, r in zip(scores[0], rows[0])
+            if r >= 0 and str(self.ids[r]) not in excluded
+        ][:k]
+        return SourceResult(cands, False, unknown)
+
+
+class ContentSource:
+    """Content neighbours of seed items (the best personalised candidates).
+
+    `neighbours(seed_ids, k)` returns, per seed, (item_id, score) pairs of the nearest
+    items of this list's kind (issue 4's faiss item index, one batched query)."""
+
+    name = "content"
+
+    def __init__(self, neighbours: Callable[[list[str], int], list[list[tuple[str, float]]]]) -> None:
+        self.neighbours = neighbours
+
+    def expand(self, seeds: Sequence[Candidate], k: int, exclude: Sequence[str] = ()) -> SourceResult:
+        excluded = set(exclude) | {c.item_id for c in seeds}
+        best: dict[str, float] = {}
+        for hits in self.neighbours([c.item_id for c in seeds], k):
+            for item_id, score in hits:
+                if item_id not in excluded:
+                    best[item_id] = max(best.get(item_id, float("-inf")), float(score))
+        ordered = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return SourceResult([Candidate(i, self.name, s) for i, s in ordered])
+
+
+class EditorialSource(CandidateSource):
+    name = "editorial"
+
+    def __init__(self, pins: Sequence[str], accept: Callable[[str], bool]) -> None:
+        self.pins = [p for p in pins if accept(p)]
+
+    def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
+        excluded = set(exclude)
+        return SourceResult([Candidate(p, self.name, 1.0) for p in self.pins if p not in excluded])

@@ -1,0 +1,130 @@
+"""Everything the server loads once: catalog, popularity, trained models, search.
+
+Trained models are found through the store's `artifacts` table by their manifest's
+`kind` ("affinity", "two_tower") and `target` ("podcast", "audiobook"), so the
+loader does not depend on artifact names. A missing or broken component is recorded
+in `errors` and the pipeline works without it (popularity is always there).
+
+`store_version` is a cheap fingerprint (two aggregate queries) of what a reload
+would pick up: the artifacts table and the set of scored uploads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from coldstart import tables as t
+from coldstart.config import Settings
+from coldstart.recommend.catalog import Catalog
+from coldstart.store import Store
+from training.base import Recommender
+from training.baselines import SegmentPopularityRecommender
+from training.data import InteractionData
+
+__all__ = ["ServingModels", "load_serving_models", "store_version", "interaction_data"]
+
+log = logging.getLogger(__name__)
+TARGETS = ("podcast", "audiobook")
+
+
+def store_version(store: Store) -> tuple:
+    with store.connect() as conn:
+        arts = conn.execute(select(func.count(), func.max(t.artifacts.c.created_at))).one()
+        ups = conn.execute(
+            select(func.count(), func.max(t.uploads.c.updated_at)).where(t.uploads.c.status == "scored")
+        ).one()
+    return (tuple(arts), tuple(ups))
+
+
+def interaction_data(store: Store) -> InteractionData:
+    """The store's contract tables as the frames `training` expects (no content)."""
+    items = store.items()
+    inter = store.interactions()
+    return InteractionData(items=items, interactions=inter, users=store.users(), playlists=store.playlists())
+
+
+@dataclass
+class ServingModels:
+    catalog: Catalog
+    popularity: dict[str, Recommender]
+    affinity: dict[str, Any] = field(default_factory=dict)  # target -> training.affinity.AffinityModel
+    two_tower: dict[str, Recommender] = field(default_factory=dict)  # target -> TwoTowerRecommender
+    search: Any = None  # coldstart.search service, when an index exists
+    version: tuple = ()
+    components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where
+    errors: dict[str, str] = field(default_factory=dict)  # what could not be loaded, and why
+
+    def describe(self) -> dict:
+        return {
+            "components": self.components,
+            "errors": self.errors,
+            "catalog": {
+                kind: sum(1 for m in self.catalog.metadata.values() if m["kind"] == kind)
+                for kind in ("show", "episode", "audiobook")
+            },
+        }
+
+
+def _artifacts(store: Store) -> pd.DataFrame:
+    frame = store.frame(t.artifacts)
+    return frame.sort_values("created_at") if len(frame) else frame
+
+
+def _load_model(kind: str, path: str):
+    if kind == "affinity":
+        from training.affinity import AffinityModel
+
+        return AffinityModel.load(path)
+    from training.two_tower import TwoTowerRecommender
+
+    return TwoTowerRecommender.load(path)
+
+
+def _load_search(settings: Settings, store: Store):
+    from coldstart.search import SearchService
+
+    return SearchService(store, settings)
+
+
+def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
+    version = store_version(store)  # read first: a change during loading triggers another reload
+    data = interaction_data(store)
+    popularity = {}
+    errors: dict[str, str] = {}
+    for target in TARGETS:
+        if data.catalog(target).empty:
+            continue
+        popularity[target] = SegmentPopularityRecommender(target).fit(data)
+    models = ServingModels(Catalog.from_store(store), popularity, version=version, errors=errors)
+
+    # Newest artifact of each (kind, target) wins.
+    for row in _artifacts(store).to_dict("records"):
+        manifest = row["manifest"] or {}
+        kind, target = manifest.get("kind"), manifest.get("target")
+        if kind not in ("affinity", "two_tower") or target not in TARGETS:
+            continue
+        key = f"{kind}:{target}"
+        try:
+            model = _load_model(kind, row["path"])
+        except Exception as exc:  # a broken artifact must not take the server down
+            errors[key] = f"{row['name']}: {type(exc).__name__}: {exc}"
+            log.warning("could not load %s from %s: %s", key, row["path"], exc)
+            continue
+        errors.pop(key, None)
+        (models.affinity if kind == "affinity" else models.two_tower)[target] = model
+        models.components[key] = {"artifact": row["name"], "path": row["path"], "created_at": str(row["created_at"])}
+    if search:
+        try:
+            models.search = _load_search(settings, store)
+            models.components["search"] = {
+                "model_id": models.search.encoder.model_id,
+                "items_indexed": len(models.search.items_index),
+            }
+        except Exception as exc:
+            errors["search"] = f"{type(exc).__name__}: {exc}"
+    return models

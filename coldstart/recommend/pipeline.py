@@ -1,0 +1,160 @@
+"""Onboarding: candidates (layer 1) -> ranking (layer 2) -> business rules (layer 3).
+
+Shows and audiobooks each go through the three layers. Episodes come from the final
+show list: the newest few episodes of every recommended show inherit their show's
+score (slightly less for each older one), then the same rules run on them, so
+`one_per_show` keeps one episode per show and `freshness_boost` lifts a new upload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coldstart.config import Settings
+from coldstart.recommend.candidates import (
+    AffinitySource,
+    Candidate,
+    CandidateSource,
+    ContentSource,
+    EditorialSource,
+    RecommenderSource,
+)
+from coldstart.recommend.models import ServingModels
+from coldstart.recommend.ranking import ScoredItem, rank_candidates
+from coldstart.recommend.rules import RuleContext, apply_rules
+from training.data import UserProfile
+
+__all__ = ["OnboardingResult", "OnboardingPipeline"]
+
+LIST_KIND = {"podcast": "show", "audiobook": "audiobook"}
+EPISODES_PER_SHOW = 3  # newest episodes of each show considered
+CONTENT_SEEDS = 3  # best personalised items whose content neighbours join the candidates
+
+
+@dataclass
+class OnboardingResult:
+    shows: list[ScoredItem]
+    episodes: list[ScoredItem]
+    audiobooks: list[ScoredItem]
+    fallback: bool
+    unknown_items: list[str] = field(default_factory=list)
+    fallback_lists: list[str] = field(default_factory=list)  # which lists fell back
+
+
+class OnboardingPipeline:
+    def __init__(self, models: ServingModels, settings: Settings) -> None:
+        self.models = models
+        self.settings = settings
+        self.sources: dict[str, list[CandidateSource]] = {t: self._sources(t) for t in LIST_KIND}
+        self.content: dict[str, ContentSource] = {}
+        if models.search is not None:
+            for target, kind in LIST_KIND.items():
+                self.content[target] = ContentSource(self._neighbours(kind))
+
+    def _accepts(self, kind: str):
+        catalog = self.models.catalog
+        return lambda item_id: catalog.kind_of(item_id) == kind
+
+    def _neighbours(self, kind: str):
+        """Batched nearest items of `kind` in the content index (recommendable ones only).
+
+        Over-fetches from the whole index and filters by kind: cheaper per request
+        than building a faiss id selector for the allowed set every time."""
+        index = self.models.search.items_index
+        allowed = {i for i, meta in self.models.catalog.metadata.items() if meta["kind"] == kind}
+
+        def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
+            seeds = [s for s in seed_ids if s in index]
+            if not seeds or not allowed:
+                return []
+            depth = min(len(index), 2 * k + 10)
+            hits = index.search(np.stack([index.vector(s) for s in seeds]), depth)
+            return [[(i, score) for i, score in row if i in allowed] for row in hits]
+
+        return neighbours
+
+    def _sources(self, target: str) -> list[CandidateSource]:
+        sources: list[CandidateSource] = []
+        if target in self.models.affinity:
+            model = self.models.affinity[target]
+            try:
+                sources.append(AffinitySource(model))
+            except (AttributeError, TypeError, ValueError):
+                # A model without the internals the faiss path reads: use its own ranking.
+                sources.append(RecommenderSource("affinity", model))
+        if target in self.models.two_tower:
+            sources.append(RecommenderSource("two_tower", self.models.two_tower[target]))
+        if self.settings.rules.pins:
+            sources.append(EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target])))
+        if target in self.models.popularity:
+            sources.append(RecommenderSource("popularity", self.models.popularity[target], keep_fallback=True))
+        return sources
+
+    # --- one list -------------------------------------------------------------------
+
+    def _rank_list(self, target: str, user: UserProfile, k: int, ctx: RuleContext):
+        """(ranked items, fell back to popularity, unknown music items)."""
+        n = max(self.settings.serve.candidates_per_source, k)
+        exclude = list(user.spoken)
+        candidates: list[Candidate] = []
+        personal: list[Candidate] = []
+        unknown: set[str] = set()
+        for source in self.sources[target]:
+            result = source.generate(user, n, exclude)
+            unknown.update(result.unknown_items)
+            candidates += result.candidates
+            if source.name not in ("popularity", "editorial"):
+                personal += result.candidates
+        fallback = not personal
+        if personal and target in self.content:
+            seeds = sorted(personal, key=lambda c: -c.score)[:CONTENT_SEEDS]
+            candidates += self.content[target].expand(seeds, n, exclude).candidates
+        ranked = rank_candidates(candidates, self.settings.serve.source_weights, self.models.catalog.metadata)
+        if fallback:
+            for item in ranked:
+                item.touch("fallback:popularity")
+        return apply_rules(ranked, self.settings.rules, ctx, k), fallback, unknown
+
+    def _episodes(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
+        catalog = self.models.catalog
+        candidates: list[ScoredItem] = []
+        for show in shows:
+            for n, episode_id in enumerate(catalog.episodes.get(show.item_id, [])[:EPISODES_PER_SHOW]):
+                meta = catalog.metadata[episode_id]
+                reasons = [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
+                candidates.append(
+                    ScoredItem(
+                        item_id=episode_id,
+                        kind="episode",
+                        score=show.score * (1.0 - 0.01 * n),
+                        reasons=reasons + [f"show:{show.item_id}", "rule:latest_episode" if n == 0 else "rule:recent_episode"],
+                        title=meta["title"],
+                        language=meta["language"],
+                        genre=meta["genre"],
+                        explicit=bool(meta["explicit"]),
+                        show_id=meta["show_id"],
+                        published_at=meta["published_at"],
+                    )
+                )
+        candidates.sort(key=lambda item: (-item.score, item.item_id))
+        rules = self.settings.rules.model_copy(update={"pins": []})  # pins name shows, not episodes
+        return apply_rules(candidates, rules, ctx, k)
+
+    # --- the whole answer -------------------------------------------------------------
+
+    def recommend(self, user: UserProfile, k: int = 10, now: dt.datetime | None = None) -> OnboardingResult:
+        ctx = RuleContext(language=user.language, age=user.age, now=now)
+        shows, shows_fallback, unknown = self._rank_list("podcast", user, k, ctx)
+        books, books_fallback, unknown_books = self._rank_list("audiobook", user, k, ctx)
+        fell_back = [name for name, flag in (("shows", shows_fallback), ("audiobooks", books_fallback)) if flag]
+        return OnboardingResult(
+            shows=shows,
+            episodes=self._episodes(shows, k, ctx),
+            audiobooks=books,
+            fallback=bool(fell_back),
+            unknown_items=sorted(unknown | unknown_books),
+            fallback_lists=fell_back,
+        )

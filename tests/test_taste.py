@@ -1,0 +1,83 @@
+"""Taste vectors: learned from co-occurrence, deterministic, persisted with a manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from recommender_contract import cluster_music, toy_world
+
+from training.taste import TasteConfig, TasteModel, fit_taste, music_fingerprint
+
+CFG = TasteConfig(dim=16, epochs=5)
+
+
+@pytest.fixture(scope="module")
+def taste() -> TasteModel:
+    return TasteModel.fit(toy_world(), CFG)
+
+
+def test_items_of_one_taste_cluster_are_closer_than_across_clusters(taste):
+    within, across = [], []
+    for c in range(3):
+        for other in range(3):
+            sims = [taste.vectors.similarity(a, b) for a in cluster_music(c)[:4] for b in cluster_music(other)[4:]]
+            (within if c == other else across).extend(sims)
+    assert np.mean(within) > np.mean(across) + 0.2
+
+
+def test_user_vector_is_a_unit_weighted_mean_and_skips_unknown_items(taste):
+    vec, unknown = taste.user_vector({"track-0-0": 10.0, "track-0-1": 1.0, "nope": 4.0})
+    assert vec.shape == (16,) and vec.dtype == np.float32
+    assert np.isclose(np.linalg.norm(vec), 1.0, atol=1e-5)
+    assert unknown == ["nope"]
+    # More plays pull the mean towards that item.
+    a = taste._unit[taste._index["track-0-0"]]
+    b = taste._unit[taste._index["track-0-1"]]
+    heavy_a, _ = taste.user_vector({"track-0-0": 100.0, "track-0-1": 1.0})
+    heavy_b, _ = taste.user_vector({"track-0-0": 1.0, "track-0-1": 100.0})
+    assert heavy_a @ a > heavy_b @ a and heavy_b @ b > heavy_a @ b
+
+
+def test_nothing_known_gives_none(taste):
+    assert taste.user_vector({}) == (None, [])
+    vec, unknown = taste.user_vector({"x": 1.0, "y": 2.0})
+    assert vec is None and unknown == ["x", "y"]
+    matrix, known = taste.user_matrix([{"track-1-0": 1.0}, {"x": 1.0}])
+    assert matrix.shape == (2, 16) and known.tolist() == [True, False]
+    assert not matrix[1].any()
+
+
+def test_fit_is_deterministic_for_a_seed():
+    a = TasteModel.fit(toy_world(), CFG)
+    b = TasteModel.fit(toy_world(), CFG)
+    np.testing.assert_array_equal(a.vectors.vectors, b.vectors.vectors)
+    c = TasteModel.fit(toy_world(), TasteConfig(dim=16, epochs=5, seed=1))
+    assert not np.array_equal(a.vectors.vectors, c.vectors.vectors)
+
+
+def test_save_and_load_round_trip_with_manifest(taste, tmp_path):
+    taste.save(tmp_path / "taste")
+    loaded = TasteModel.load(tmp_path / "taste")
+    assert loaded.config == taste.config
+    assert loaded.manifest["dims"] == 16
+    assert loaded.manifest["data_hash"] == music_fingerprint(toy_world())
+    assert loaded.manifest["settings"]["seed"] == 0
+    user = {"track-2-0": 3.0, "track-2-5": 1.0}
+    np.testing.assert_allclose(loaded.user_vector(user)[0], taste.user_vector(user)[0], rtol=1e-6)
+
+
+def test_load_without_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="taste manifest"):
+        TasteModel.load(tmp_path)
+
+
+def test_fit_taste_reuses_a_model_for_the_same_music():
+    assert fit_taste(toy_world(), CFG) is fit_taste(toy_world(), CFG)
+    assert fit_taste(toy_world(), CFG) is not fit_taste(toy_world(seed=1), CFG)
+
+
+def test_no_music_is_a_clear_error():
+    data = toy_world()
+    empty = type(data)(items=data.items, interactions=data.interactions.iloc[:0])
+    with pytest.raises(ValueError, match="no music"):
+        TasteModel.fit(empty, CFG)

