@@ -9,7 +9,7 @@ from graph.encoder import ItemEncoder, NodeInput
 from graph.fit import FitHistory, GNNConfig, embed_nodes, fit_item_encoder, split_edges
 from graph.losses import in_batch_softmax, link_contrastive_loss
 from graph.sampler import CSR, EdgeTypeBalancedSampler, LinkBatch, Subgraph, sample_subgraph, to_csr
-from graph.towers import ItemTower, UserTower
+from graph.towers import ItemTower, UserTower, augment_for_search
 
 __all__ = [
     "NODE_TYPES",
@@ -35,4 +35,5 @@ __all__ = [
     "to_csr",
     "ItemTower",
     "UserTower",
+    "augment_for_search",
 ]

@@ -9,7 +9,6 @@ than a chance co-occurrence, without one giant pair drowning the rest.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UserTower", "ItemTower", "mlp"]
+__all__ = ["UserTower", "ItemTower", "mlp", "augment_for_search"]
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1) -> nn.Sequential:
@@ -29,6 +29,10 @@ class UserTower(nn.Module):
         self.language = nn.Embedding(n_languages + 1, cat_dim)
         in_dim = taste_dim + gnn_dim + 1 + 2 * cat_dim + 2
         self.net = mlp(in_dim, hidden, out_dim)
+        # Weight of an item's log-popularity in the score. Retrieval appends the
+        # popularity to each item vector and this weight to each user vector, so
+        # the 128-d directions stay free of popularity (see `score_vectors`).
+        self.popularity_weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, taste: Tensor, country: Tensor, language: Tensor, age: Tensor, gnn_mean: Tensor, has_history: Tensor) -> Tensor:
         """taste (B, T); country/language (B,) long, 0 = unknown; age (B,) float, NaN =
@@ -67,3 +71,14 @@ class ItemTower(nn.Module):
         f = use_gnn.unsqueeze(-1).to(content.dtype)
         parts = [gnn * f, f, content * has_content.unsqueeze(-1).to(content.dtype), has_content.unsqueeze(-1).to(content.dtype), self.language(language), self.genre(genre)]
         return F.normalize(self.net(torch.cat(parts, dim=-1)), dim=-1)
+
+
+def augment_for_search(users: Tensor, items: Tensor, popularity: Tensor, weight: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """(queries, keys) whose inner product is the model's logit:
+
+        users . items / temperature + weight * popularity
+
+    so one inner-product index (faiss IndexFlatIP) serves the whole score."""
+    queries = torch.cat([users / temperature, weight.expand(users.size(0), 1)], dim=-1)
+    keys = torch.cat([items, popularity.unsqueeze(-1)], dim=-1)
+    return queries, keys

@@ -133,3 +133,14 @@ def test_too_few_users_is_a_clear_error():
 def test_unknown_target_is_rejected():
     with pytest.raises(ValueError, match="unknown target"):
         AffinityModel("radio", 0, TINY)
+
+
+def test_public_vectors_reproduce_the_scores(content_model):
+    users = [_user(c) for c in range(CLUSTERS)]
+    u, known, unknown = content_model.user_vectors(users)
+    ids, vectors, bias = content_model.item_vectors()
+    assert u.shape == (CLUSTERS, TINY.dim) and vectors.shape == (len(ids), TINY.dim) and bias.shape == (len(ids),)
+    assert known.all() and unknown == [[], [], []]
+    scores, _, _ = content_model.score_batch(users)
+    np.testing.assert_allclose(u @ vectors.T + bias, scores, rtol=1e-5)
+    assert ids == content_model.item_ids

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,6 +177,26 @@ def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
     assert set(models) == {"podcast", "audiobook"}
     ranking = models["podcast"].recommend(UserProfile("new", {"track-2-0": 4.0, "track-2-1": 2.0}), 3)
     assert len(ranking.item_ids) == 3 and not ranking.fallback
+
+
+def test_demo_stage_prints_the_table_and_registers_the_serving_model(home):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from coldstart.config import Settings
+    from coldstart.evaluation import demo_stage
+    from coldstart.store import Store
+
+    settings = Settings(home=home)
+    console = Console(record=True, width=100)
+    ctx = SimpleNamespace(settings=settings, store=Store.from_settings(settings), console=console, results={})
+    demo_stage(ctx)
+    text = console.export_text()
+    assert "affinity_mlp" in text and "serving model" in text
+    assert (home / "eval" / "podcast.png").exists()
+    assert ctx.results["evaluation"]["target"] == "podcast"
+    assert ctx.store.artifact("affinity")["manifest"]["target"] == "podcast"
 
 
 # --- the quality bar, on the demo world ------------------------------------------------------

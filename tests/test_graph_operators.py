@@ -12,6 +12,7 @@ from graph import (
     ItemTower,
     UserTower,
     WeightedSAGEConv,
+    augment_for_search,
     build_colisten_graph,
     in_batch_softmax,
     link_contrastive_loss,
@@ -118,3 +119,12 @@ def test_towers_shapes_and_unit_norm():
     a = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     b = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     assert torch.allclose(a, b)
+
+
+def test_augment_for_search_inner_product_is_the_logit():
+    users = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    items = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
+    pop = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])
+    q, k = augment_for_search(users, items, pop, torch.tensor([0.5]), temperature=0.1)
+    assert q.shape == (3, 5) and k.shape == (5, 5)
+    assert torch.allclose(q @ k.T, users @ items.T / 0.1 + 0.5 * pop[None, :], atol=1e-5)

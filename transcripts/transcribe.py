@@ -33,7 +33,9 @@ def _final_segments(segments: list[Segment], buffer_seconds: float, last: bool) 
     keep = [s for s in segments if s.end <= buffer_seconds - TAIL_SECONDS]
     if keep:
         return keep, keep[-1].end
-    if segments:  # one long segment fills the buffer: take it whole rather than loop
+    if segments and segments[0].start > 0:  # speech begins late: carry it from its start
+        return [], segments[0].start
+    if segments:  # one segment fills the buffer from its start: take it whole rather than loop
         return segments, buffer_seconds
     # Silence or noise: carry only the tail, where speech may be starting.
     return [], max(0.0, buffer_seconds - TAIL_SECONDS)

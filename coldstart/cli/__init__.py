@@ -7,6 +7,7 @@ from coldstart.cli import index  # noqa: F401  (index, search, similar)
 from coldstart.cli import transcribe  # noqa: F401  (transcribe)
 from coldstart.cli import serve  # noqa: F401  (serve, score-uploads, recommend)
 from coldstart.cli import evaluate  # noqa: F401  (evaluate, train)
+from coldstart.cli import two_tower  # noqa: F401  (train-two-tower)
 
 __all__ = ["app", "main"]
 

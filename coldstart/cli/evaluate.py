@@ -64,11 +64,13 @@ def train(
     if as_json:
         emit_json(manifests)
         return
-    table = Table("target", "artifact", "users", "items", "content", "val ndcg@10", "epochs", "seconds", title="trained")
+    table = Table("target", "users", "items", "content", "val ndcg@10", "best/epochs", "seconds", title="trained")
     for name, m in manifests.items():
         met = m["metrics"]
         table.add_row(
-            name, m["path"], str(met["train_users"] + met["val_users"]), str(met["catalog"]), str(met["content_items"]),
+            name, str(met["train_users"] + met["val_users"]), str(met["catalog"]), str(met["content_items"]),
             f"{met['val_ndcg@10']:.3f}", f"{met['best_epoch'] + 1}/{met['epochs']}", str(m["trained_seconds"]),
         )
     console.print(table)
+    for name, m in manifests.items():
+        console.print(f"{name}: {m['path']}", soft_wrap=True)

@@ -7,7 +7,7 @@ and shows a cold listener's picks and where a brand-new, text-only audiobook lan
 
 from __future__ import annotations
 
-from dataclasses import replace
+import time
 
 import pandas as pd
 from rich.table import Table
@@ -19,35 +19,25 @@ from training.evaluate import evaluate
 from training.splits import cold_user_split
 from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
-__all__ = ["stage_audiobooks", "audiobook_data", "train_two_tower"]
+__all__ = ["stage_audiobooks", "train_two_tower"]
 
 ARTIFACT = "two_tower:audiobook"
 
 
-def audiobook_data(store: Store, model_id: str | None) -> InteractionData:
-    """The store's tables plus show/audiobook content vectors of `model_id` (if any)."""
-    from coldstart.recommend.models import interaction_data
-
-    data = interaction_data(store)
-    if model_id:
-        from coldstart.embeddings import item_vectors
-
-        data = replace(data, content=item_vectors(store, model_id, kinds=("show", "audiobook")))
-    return data
-
-
-def train_two_tower(store: Store, data: InteractionData, directory, seed: int = 0) -> TwoTowerRecommender:
+def train_two_tower(store: Store, data: InteractionData, directory, seed: int = 0, progress: bool = False) -> TwoTowerRecommender:
     """Fit on all of `data`, save with its manifest and register it in the store."""
-    model = TwoTowerRecommender("audiobook", seed, TwoTowerConfig(seed=seed)).fit(data)
-    manifest = model.save(directory)
+    started = time.perf_counter()
+    model = TwoTowerRecommender("audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)).fit(data)
+    manifest = model.save(directory, {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)})
     store.register_artifact(ARTIFACT, directory, manifest)
     return model
 
 
 def stage_audiobooks(ctx) -> None:
-    search = ctx.results.get("search")
-    encoder = getattr(search, "encoder", None)
-    data = audiobook_data(ctx.store, getattr(encoder, "model_id", None))
+    from coldstart.evaluation import load_interaction_data
+
+    encoder = getattr(ctx.results.get("search"), "encoder", None)
+    data = load_interaction_data(ctx.store)
 
     models = {"popularity": PopularityRecommender, "music_knn": MusicKNNRecommender, "two_tower": TwoTowerRecommender}
     result = evaluate(data, "audiobook", seeds=(0,), models=models)

@@ -24,7 +24,7 @@ from coldstart.recommend.catalog import Catalog
 from coldstart.store import Store
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
-from training.data import InteractionData
+from training.data import MUSIC_KINDS, InteractionData
 
 __all__ = ["ServingModels", "load_serving_models", "store_version", "interaction_data"]
 
@@ -55,6 +55,7 @@ class ServingModels:
     affinity: dict[str, Any] = field(default_factory=dict)  # target -> training.affinity.AffinityModel
     two_tower: dict[str, Recommender] = field(default_factory=dict)  # target -> TwoTowerRecommender
     search: Any = None  # coldstart.search service, when an index exists
+    music_ids: frozenset[str] = frozenset()  # artists and tracks in the store
     version: tuple = ()
     components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where
     errors: dict[str, str] = field(default_factory=dict)  # what could not be loaded, and why
@@ -100,7 +101,8 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
         if data.catalog(target).empty:
             continue
         popularity[target] = SegmentPopularityRecommender(target).fit(data)
-    models = ServingModels(Catalog.from_store(store), popularity, version=version, errors=errors)
+    music_ids = frozenset(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
+    models = ServingModels(Catalog.from_store(store), popularity, version=version, errors=errors, music_ids=music_ids)
 
     # Newest artifact of each (kind, target) wins.
     for row in _artifacts(store).to_dict("records"):

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from coldstart.config import Settings
 from coldstart.recommend.candidates import (
@@ -59,20 +60,15 @@ class OnboardingPipeline:
         return lambda item_id: catalog.kind_of(item_id) == kind
 
     def _neighbours(self, kind: str):
-        """Batched nearest items of `kind` in the content index (recommendable ones only).
-
-        Over-fetches from the whole index and filters by kind: cheaper per request
-        than building a faiss id selector for the allowed set every time."""
+        """Batched nearest items of `kind` in the content index (recommendable ones only)."""
         index = self.models.search.items_index
-        allowed = {i for i, meta in self.models.catalog.metadata.items() if meta["kind"] == kind}
+        allowed = sorted(i for i, meta in self.models.catalog.metadata.items() if meta["kind"] == kind and i in index)
 
         def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
             seeds = [s for s in seed_ids if s in index]
             if not seeds or not allowed:
                 return []
-            depth = min(len(index), 2 * k + 10)
-            hits = index.search(np.stack([index.vector(s) for s in seeds]), depth)
-            return [[(i, score) for i, score in row if i in allowed] for row in hits]
+            return index.search(np.stack([index.vector(s) for s in seeds]), k, allowed)
 
         return neighbours
 
@@ -100,18 +96,25 @@ class OnboardingPipeline:
         n = max(self.settings.serve.candidates_per_source, k)
         exclude = list(user.spoken)
         candidates: list[Candidate] = []
-        personal: list[Candidate] = []
+        personal: list[list[Candidate]] = []  # per personalised source, best first
         unknown: set[str] = set()
         for source in self.sources[target]:
             result = source.generate(user, n, exclude)
             unknown.update(result.unknown_items)
             candidates += result.candidates
-            if source.name not in ("popularity", "editorial"):
-                personal += result.candidates
+            if source.name not in ("popularity", "editorial") and result.candidates:
+                personal.append(result.candidates)
         fallback = not personal
         if personal and target in self.content:
-            seeds = sorted(personal, key=lambda c: -c.score)[:CONTENT_SEEDS]
-            candidates += self.content[target].expand(seeds, n, exclude).candidates
+            # Seeds: the best of each personalised source in turn (their scales differ).
+            seeds: dict[str, Candidate] = {}
+            for rank in range(max(len(ranked) for ranked in personal)):
+                for ranked in personal:
+                    if rank < len(ranked) and len(seeds) < CONTENT_SEEDS:
+                        seeds.setdefault(ranked[rank].item_id, ranked[rank])
+                if len(seeds) == CONTENT_SEEDS:
+                    break
+            candidates += self.content[target].expand(list(seeds.values()), n, exclude).candidates
         ranked = rank_candidates(candidates, self.settings.serve.source_weights, self.models.catalog.metadata)
         if fallback:
             for item in ranked:
@@ -146,6 +149,11 @@ class OnboardingPipeline:
     # --- the whole answer -------------------------------------------------------------
 
     def recommend(self, user: UserProfile, k: int = 10, now: dt.datetime | None = None) -> OnboardingResult:
+        # No autograd bookkeeping for any model's forward pass while serving.
+        with torch.inference_mode():
+            return self._recommend(user, k, now)
+
+    def _recommend(self, user: UserProfile, k: int, now: dt.datetime | None) -> OnboardingResult:
         ctx = RuleContext(language=user.language, age=user.age, now=now)
         shows, shows_fallback, unknown = self._rank_list("podcast", user, k, ctx)
         books, books_fallback, unknown_books = self._rank_list("audiobook", user, k, ctx)
@@ -155,6 +163,6 @@ class OnboardingPipeline:
             episodes=self._episodes(shows, k, ctx),
             audiobooks=books,
             fallback=bool(fell_back),
-            unknown_items=sorted(unknown | unknown_books),
+            unknown_items=sorted(unknown | unknown_books | {i for i in user.music if i not in self.models.music_ids}),
             fallback_lists=fell_back,
         )

@@ -19,7 +19,7 @@ from coldstart.recommend.candidates import Candidate
 __all__ = ["ScoredItem", "rank_candidates"]
 
 
-@dataclass
+@dataclass(slots=True)
 class ScoredItem:
     """One recommendable item with its score, its metadata (for the rules) and the
     trail of what produced and touched it."""
@@ -77,7 +77,8 @@ def rank_candidates(
     for item_id, score in total.items():
         meta = metadata[item_id]
         # Reasons list sources strongest first, so the first reason is the main one.
-        sources = sorted(contributions[item_id].items(), key=lambda kv: (-kv[1], kv[0]))
+        parts = contributions[item_id]
+        sources = sorted(parts.items(), key=lambda kv: (-kv[1], kv[0])) if len(parts) > 1 else parts.items()
         ranked.append(
             ScoredItem(
                 item_id=item_id,
