@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -56,15 +57,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        import faiss
         import torch
 
         from coldstart.api.state import ServingState
 
-        # Many small requests at once: one thread per request beats torch's intra-op pool.
+        # Many small requests: no intra-op thread pools. Their idle threads spin-wait
+        # (OpenMP) and steal the cores the next requests need.
         torch.set_num_threads(1)
+        faiss.omp_set_num_threads(1)
         settings.uploads_path.mkdir(parents=True, exist_ok=True)
         app.state.serving = ServingState(settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc())
         yield
+        gc.unfreeze()  # let the interpreter collect the frozen models at exit
 
     app = FastAPI(
         title="coldstart",
