@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
-import torch
 
 from training.base import Recommender
 from training.data import UserProfile
@@ -84,21 +83,21 @@ class AffinitySource(CandidateSource):
     def __init__(self, model, name: str = "affinity") -> None:
         self.name = name
         self.model = model
-        vectors = np.asarray(model._item_vecs, dtype=np.float32)
-        bias = np.asarray(model._item_bias, dtype=np.float32).reshape(-1, 1)
+        item_ids, vectors, bias = model.item_vectors()
+        vectors = np.asarray(vectors, dtype=np.float32)
+        bias = np.asarray(bias, dtype=np.float32).reshape(-1, 1)
+        # score = u·v + b is one inner product: index [v, b], query with [u, 1].
         folded = np.ascontiguousarray(np.hstack([vectors, bias]))
-        self.ids = np.asarray(model.item_ids, dtype=object)
+        self.ids = np.asarray(item_ids, dtype=object)
         self.index = faiss.IndexFlatIP(folded.shape[1])
         self.index.add(folded)
         self.user_vector(UserProfile("probe", {}))  # fails now, not per request, if the model changed
 
     def user_vector(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
-        feats, known, unknown = self.model._features([user])
+        u, known, unknown = self.model.user_vectors([user])
         if not known[0]:
             return None, unknown[0]
-        with torch.no_grad():
-            taste, demo = feats.rows(slice(None))
-            u = self.model.net.user_vectors(taste, demo).numpy().astype(np.float32)
+        u = np.asarray(u, dtype=np.float32)
         return np.hstack([u, np.ones((1, 1), np.float32)]), unknown[0]
 
     def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
