@@ -23,7 +23,6 @@ import importlib.resources
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from coldstart import tables as t
 from coldstart.config import Settings
 from coldstart.store import Store, upsert
+from training.threads import torch_threads
 
 __all__ = [
     "SPOKEN_KINDS",
@@ -93,19 +93,6 @@ def model_id_of(path: Path, precision: str = "fp32") -> str:
 QUERY_BATCH = 4
 
 
-@contextmanager
-def _threads(n: int | None):
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def model_id_for(settings: Settings) -> str:
@@ -150,7 +137,7 @@ class Encoder:
             convert_to_numpy=True,
             show_progress_bar=progress,
         )
-        with torch.inference_mode(), _threads(1 if len(texts) <= QUERY_BATCH else None):
+        with torch.inference_mode(), torch_threads(1 if len(texts) <= QUERY_BATCH else None):
             if self.precision == "bf16":
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     out = self.model.encode(list(texts), **kwargs)

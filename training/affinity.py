@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from contextlib import contextmanager
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from training.metrics import ndcg_at_k
 from training.ranking import popularity, top_k
 from training.splits import profiles_for
 from training.taste import TasteConfig, TasteModel, fit_taste
+from training.threads import torch_threads
 
 __all__ = ["AffinityConfig", "AffinityNet", "AffinityModel"]
 
@@ -137,15 +137,6 @@ class AffinityNet(nn.Module):
         return users @ vectors.T + biases
 
 
-@contextmanager
-def _torch_threads(n: int):
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -259,7 +250,7 @@ class AffinityModel(Recommender):
     # --- training ----------------------------------------------------------------
 
     def fit(self, data: InteractionData) -> "AffinityModel":
-        with _torch_threads(self.config.threads):
+        with torch_threads(self.config.threads):
             return self._fit(data)
 
     def _fit(self, data: InteractionData) -> "AffinityModel":
@@ -396,7 +387,7 @@ class AffinityModel(Recommender):
         """(user-tower outputs [users x dim], known-taste mask, unknown items per user).
         Rows of users with no known music are meaningless: check the mask."""
         feats, known, unknown = self._features(users)
-        with torch.no_grad(), _torch_threads(self.config.threads):
+        with torch.no_grad(), torch_threads(self.config.threads):
             taste, demo = feats.rows(slice(None))
             return self.net.user_vectors(taste, demo).numpy(), known, unknown
 

@@ -8,11 +8,9 @@ training (computed from its own features, no edges).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import pandas as pd
 import torch
@@ -24,7 +22,7 @@ from training.data import InteractionData
 if TYPE_CHECKING:
     from training.two_tower import TwoTowerConfig
 
-__all__ = ["ItemGraph", "spoken_events", "training_graph", "torch_threads"]
+__all__ = ["ItemGraph", "spoken_events", "training_graph"]
 
 
 def spoken_events(data: InteractionData) -> pd.DataFrame:
@@ -138,15 +136,3 @@ class ItemGraph:
         return cls(encoder.eval(), list(state["node_ids"]), list(state["node_type"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
 
 
-@contextmanager
-def torch_threads(n: int | None):
-    """Run a block with `n` torch intra-op and faiss OpenMP threads, then restore."""
-    before = torch.get_num_threads(), faiss.omp_get_max_threads()
-    if n:
-        torch.set_num_threads(n)
-        faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        faiss.omp_set_num_threads(before[1])

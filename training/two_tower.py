@@ -45,7 +45,8 @@ from graph import ItemTower, UserTower, augment_for_search, in_batch_softmax
 from graph.fit import GNNConfig
 from training.base import Recommender
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
-from training.item_graph import ItemGraph, spoken_events, torch_threads
+from training.item_graph import ItemGraph, spoken_events
+from training.threads import torch_threads
 from training.metrics import ndcg_at_k
 from training.ranking import popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
