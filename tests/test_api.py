@@ -214,7 +214,11 @@ def test_health_metrics_and_docs(api):
     assert 'coldstart_requests_total{method="POST",route="/v1/onboarding",status="200"}' in text
     assert 'coldstart_request_seconds_bucket{le="0.05",method="POST",route="/v1/onboarding"}' in text
     assert "coldstart_uploads" in text
-    assert api.get("/docs").status_code == 200
+    docs = api.get("/docs")
+    assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # the page works without the internet
+    script = api.get("/docs-static/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/onboarding", "/v1/uploads", "/v1/uploads/{upload_id}", "/v1/search"} <= set(paths)
 

@@ -50,6 +50,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
+def _install_offline_docs(app: FastAPI) -> None:
+    """Serve the OpenAPI page with Swagger UI files from `swagger-ui-bundle`, not a CDN:
+    the service runs where the internet may not be reachable."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The API for `settings.home`. Loading happens when the server starts (lifespan)."""
     store = store or Store.from_settings(settings)
@@ -76,7 +96,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         version="0.1.0",
         summary="Podcast and audiobook recommendations for new listeners, from their music taste.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _install_offline_docs(app)
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
