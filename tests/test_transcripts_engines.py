@@ -1,4 +1,8 @@
-"""Both engines transcribe the reference clip; long files are stitched with correct offsets."""
+"""Both engines transcribe the reference clip; long files are stitched with correct offsets.
+
+Real audio never decodes bit-for-bit alike on every CPU (int8 kernels differ between
+AVX-512 subsets), so every check on real speech is a word error rate or a count
+within a tolerance, never an exact decode."""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ import pytest
 
 from transcripts import ENGINES, SAMPLE_RATE, AudioError, Transcript, load_audio, load_engine, transcribe_file
 from transcripts.audio import write_audio
+from transcripts.wer import word_error_rate
+
+from speech import JFK, JFK_TEXT, MAX_WER
 
 DATA = Path(__file__).parent / "data"
-JFK = DATA / "jfk.flac"
-REFERENCE = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
+REFERENCE = JFK_TEXT
 DEMO_CLIPS = sorted((Path(__file__).parent.parent / "coldstart" / "demo_assets").glob("*.ogg"))
 
 
@@ -45,15 +51,15 @@ def jfk_transcripts(model_cache) -> dict[str, Transcript]:
 
 def test_jfk_gives_the_reference_words(engine, jfk_transcripts):
     transcript = jfk_transcripts[engine.name]
-    assert words(transcript.text) == words(REFERENCE)
+    assert word_error_rate(REFERENCE, transcript.text) <= MAX_WER, transcript.text
     assert transcript.language == "en"
     assert transcript.engine == engine.name and transcript.model == "tiny.en"
     assert transcript.duration == pytest.approx(11.0)
 
 
-def test_engines_agree_word_for_word_on_jfk(jfk_transcripts):
-    texts = {name: words(t.text) for name, t in jfk_transcripts.items()}
-    assert texts["faster-whisper"] == texts["openai-whisper"]
+def test_engines_agree_on_jfk(jfk_transcripts):
+    texts = {name: t.text for name, t in jfk_transcripts.items()}
+    assert word_error_rate(texts["openai-whisper"], texts["faster-whisper"]) <= MAX_WER, texts
 
 
 def test_timestamps_are_monotonic_and_inside_the_duration(engine, jfk_transcripts):
@@ -70,7 +76,8 @@ def test_timestamps_are_monotonic_and_inside_the_duration(engine, jfk_transcript
 @pytest.mark.parametrize("suffix", [".wav", ".mp3", ".ogg", ".m4a"])
 def test_every_format_transcribes(tmp_path, faster, suffix):
     path = write_audio(tmp_path / f"jfk{suffix}", load_audio(JFK))
-    assert words(transcribe_file(path, faster).text) == words(REFERENCE)
+    text = transcribe_file(path, faster).text
+    assert word_error_rate(REFERENCE, text) <= MAX_WER, text
 
 
 def test_long_file_is_transcribed_in_pieces_with_correct_offsets(tmp_path, faster):
@@ -84,14 +91,21 @@ def test_long_file_is_transcribed_in_pieces_with_correct_offsets(tmp_path, faste
     clip_seconds = clip.size / SAMPLE_RATE
     assert transcript.duration == pytest.approx(repeats * clip_seconds)
     assert len(pieces) >= 4 and pieces[-1] == pytest.approx(transcript.duration)
-    text = words(transcript.text)
-    assert " ".join(text).count("fellow americans") == repeats
-    assert " ".join(text).count("for your country") == repeats
-    # Each repetition's opening words start near that clip's offset in the file.
+    # Nothing lost or doubled at the piece boundaries: the whole text stays within the
+    # single-clip tolerance of twelve references, and the phrases come back (a word may
+    # be heard differently on another CPU: "America's" for "Americans").
+    assert word_error_rate(" ".join([REFERENCE] * repeats), transcript.text) <= MAX_WER, transcript.text
+    joined = " ".join(words(transcript.text))
+    assert repeats - 2 <= joined.count("fellow america") <= repeats
+    assert repeats - 2 <= joined.count("for your country") <= repeats
+    # Repetitions open near their clip's offset in the file (most of them: a boundary
+    # may merge an opening into the previous segment).
     openings = [s.start for s in transcript.segments if words(s.text)[:2] == ["and", "so"]]
-    assert len(openings) == repeats
-    for k, start in enumerate(openings):
-        assert start == pytest.approx(k * clip_seconds, abs=1.5)
+    assert repeats - 2 <= len(openings) <= repeats
+    for start in openings:
+        nearest = round(start / clip_seconds) * clip_seconds
+        assert start == pytest.approx(nearest, abs=1.5)
+    assert len({round(start / clip_seconds) for start in openings}) == len(openings)
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration
 
@@ -126,7 +140,7 @@ def test_openai_engine_stitches_long_files_too(tmp_path, model_cache):
     clip = load_audio(JFK)
     path = write_audio(tmp_path / "six.flac", np.tile(clip, 6))
     transcript = transcribe_file(path, load_engine("openai-whisper", "tiny.en", str(model_cache), 1), chunk_seconds=30)
-    assert " ".join(words(transcript.text)).count("fellow americans") == 6
+    assert word_error_rate(" ".join([REFERENCE] * 6), transcript.text) <= MAX_WER, transcript.text
 
 
 def _multilingual_extra() -> bool:
@@ -141,7 +155,8 @@ def test_base_model_detects_spanish(model_cache):
     assert engine.model.multilingual
     transcript = transcribe_file(DATA / "hola_es.flac", engine)  # espeak-ng, Spanish
     assert transcript.language == "es" and transcript.model == "base"
-    assert {"historia", "españa", "música"} <= set(words(transcript.text))
+    # Synthetic speech, int8 decode: two of the three content words, on any CPU.
+    assert len({"historia", "españa", "música"} & set(words(transcript.text))) >= 2, transcript.text
     # The joined model.bin is cached: resolving again does not rewrite it.
     bin_path = engine.model.path / "model.bin"
     before = bin_path.stat().st_mtime_ns
