@@ -84,11 +84,23 @@ def run_evaluation(
     k: int = 10,
     json_path: Path | None = None,
     progress: bool = False,
+    cold_history: str = "non-target",
+    cold_users: Sequence[str] | None = None,
+    served: bool = False,
 ) -> dict:
-    """Evaluate every default model; write JSON (and a PNG beside it) when asked."""
+    """Evaluate every default model (and, with `served`, the whole onboarding pipeline as
+    listeners get it); write JSON (and a PNG beside it) when asked."""
     data = load_interaction_data(store)
     _check_target(data, target)
-    result = evaluate(data, target, cold_fraction, seeds, k, progress=progress)
+    models = None
+    if served:
+        from coldstart.recommend.served import ServedPipeline
+        from training.evaluate import default_models
+
+        models = {name: (lambda t, s, name=name: default_models(t, s)[name]()) for name in default_models(target, 0)}
+        models["served_pipeline"] = lambda t, s: ServedPipeline(t, s)
+    result = evaluate(data, target, cold_fraction, seeds, k, models=models, progress=progress,
+                      cold_history=cold_history, cold_users=cold_users)
     result["content_items"] = len(data.content)
     if json_path is not None:
         import json
@@ -147,15 +159,18 @@ def results_table(result: dict):
         *(Column(header, justify="right", no_wrap=True, min_width=5) for header in TABLE_METRICS.values()),
         Column("fb", justify="right", no_wrap=True),
         Column("fit s", justify="right", no_wrap=True),
+        Column("×pop", justify="right", no_wrap=True),
         title=f"cold-start {result['target']}: metrics @{k}, mean and ±std over {len(result['seeds'])} seeds; "
-        f"{split['cold_users']} of {split['eligible_users']} users held out",
+        f"{split['cold_users']} of {split['eligible_users']} users held out (keeping {result.get('cold_history', 'non-target')} history)",
     )
     best = max(result["models"].values(), key=lambda m: m[f"ndcg@{k}"])
     for name, m in result["models"].items():
         # std without its leading zero keeps the table inside an 80-column terminal
         cells = [f"{m[f'{x}@{k}']:.3f}\n[dim]±{m['std'][f'{x}@{k}']:.3f}[/]".replace("±0.", "±.") for x in TABLE_METRICS]
         style = "bold green" if m is best else None
-        table.add_row(name, *cells, f"{m['fallback_share']:.0%}", f"{m['fit_seconds']:.1f}", style=style)
+        ratio = (m.get("ratio_to_popularity") or {}).get(f"ndcg@{k}")
+        table.add_row(name, *cells, f"{m['fallback_share']:.0%}", f"{m['fit_seconds']:.1f}",
+                      "-" if ratio is None else f"{ratio:.2f}", style=style)
     return table
 
 

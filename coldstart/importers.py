@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SourceFormatError", "lastfm_hetrec", "apple_podcasts", "goodbooks"]
+__all__ = ["SourceFormatError", "lastfm_hetrec", "apple_podcasts", "goodbooks", "douban", "DOUBAN_TARGETS"]
+
+# What Douban's books stand in for: shows (the podcast target) or audiobooks.
+DOUBAN_TARGETS = ("show", "audiobook")
 
 # ISO 639-2 (as goodbooks writes them) -> ISO 639-1.
 _ISO3_TO_ISO1 = {
@@ -166,5 +169,54 @@ def goodbooks(src: Path, out: Path) -> dict[str, int]:
             "item_id": "gb:book:" + ratings["book_id"].astype(str),
             "weight": ratings["rating"].astype(float),
         }
+    )
+    return _write(out, items=items, interactions=interactions)
+
+
+def _douban_ratings(path: Path) -> pd.DataFrame:
+    """`user_id item_id rating` rows, tab-separated, no header; ratings 1-5.
+    A bad row is named by its 1-based line number."""
+    frame = _read(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+    if frame.shape[1] != 3:
+        raise SourceFormatError(f"{path}: expected 3 tab-separated columns (user_id, item_id, rating), found {frame.shape[1]}")
+    frame.columns = ["user_id", "item_id", "rating"]
+    for column in frame.columns:
+        bad = ~frame[column].str.fullmatch(r"\s*\d+\s*")
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise SourceFormatError(f"{path}: line {row + 1}, column {column}: expected an integer, got {frame[column].iat[row]!r}")
+    frame = frame.apply(lambda c: c.str.strip().astype(int))
+    out_of_range = ~frame["rating"].between(1, 5)
+    if out_of_range.any():
+        row = int(out_of_range.to_numpy().argmax())
+        raise SourceFormatError(f"{path}: line {row + 1}, column rating: expected 1-5, got {frame['rating'].iat[row]}")
+    return frame
+
+
+def douban(src: Path, out: Path, target: str = "audiobook") -> dict[str, int]:
+    """Douban cross-domain ratings (music + books for the same users, as published with
+    GA-DTCDR): music items become `track`s, books the chosen spoken-word kind
+    (`show` or `audiobook`); the rating (1-5) is the interaction weight. ID-only: the
+    data has no titles, text, demographics or timestamps."""
+    if target not in DOUBAN_TARGETS:
+        raise SourceFormatError(f"unknown target kind {target!r}; expected one of {', '.join(DOUBAN_TARGETS)}")
+    src, out = Path(src), Path(out)
+    music = _douban_ratings(src / "music_ratings.dat")
+    books = _douban_ratings(src / "book_ratings.dat")
+    frames = []
+    for ratings, kind, prefix in ((music, "track", "douban:music:"), (books, target, "douban:book:")):
+        # A user who rated an item twice keeps the last rating.
+        ratings = ratings.drop_duplicates(["user_id", "item_id"], keep="last")
+        frames.append((ratings, kind, prefix))
+    items = pd.concat(
+        [pd.DataFrame({"item_id": prefix + pd.Series(sorted(r["item_id"].unique())).astype(str), "kind": kind})
+         for r, kind, prefix in frames],
+        ignore_index=True,
+    )
+    interactions = pd.concat(
+        [pd.DataFrame({"user_id": "douban:user:" + r["user_id"].astype(str), "item_id": prefix + r["item_id"].astype(str),
+                       "weight": r["rating"].astype(float)})
+         for r, _, prefix in frames],
+        ignore_index=True,
     )
     return _write(out, items=items, interactions=interactions)

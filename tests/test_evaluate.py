@@ -227,3 +227,65 @@ def test_affinity_mlp_beats_every_baseline_on_the_demo_world(demo_data):
     mlp = result["models"].pop("affinity_mlp")["ndcg@10"]
     best = max(m["ndcg@10"] for name, m in result["models"].items() if name in ("popularity", "segment_popularity", "music_knn"))
     assert mlp > best, (mlp, best)
+
+
+def test_cold_history_music_hides_every_spoken_play_of_cold_users():
+    data = toy_world()
+    split = cold_user_split(data, "audiobook", 0.2, seed=0, cold_history="music")
+    cold = {u.user_id for u in split.users}
+    kinds = split.train.interactions["item_id"].map(data.kind_of())
+    spoken = split.train.interactions[split.train.interactions["user_id"].isin(cold) & ~kinds.isin(("artist", "track"))]
+    assert spoken.empty
+    assert all(u.music and not u.spoken for u in split.users)
+    # The default keeps their podcasts: only audiobooks are hidden.
+    keep = cold_user_split(data, "audiobook", 0.2, seed=0)
+    assert any(u.spoken for u in keep.users)
+    with pytest.raises(ValueError, match="unknown cold history"):
+        cold_user_split(data, "audiobook", 0.2, seed=0, cold_history="nothing")
+
+
+def test_cold_users_hides_exactly_the_listed_users():
+    data = toy_world()
+    eligible = cold_user_split(data, "podcast", 0.2, seed=0).eligible
+    listed = ["u0-000", "u1-005", "u2-007", "not-a-user"]
+    split = cold_user_split(data, "podcast", 0.2, seed=3, cold_users=listed)
+    assert [u.user_id for u in split.users] == listed[:3] and split.eligible == eligible
+    with pytest.raises(ValueError, match="none of the 1 listed"):
+        cold_user_split(data, "podcast", 0.2, seed=0, cold_users=["nobody"])
+
+
+def test_harness_reports_cohorts_and_ratios_to_popularity():
+    models = {"popularity": lambda t, s: PopularityRecommender(t, s)}
+    result = evaluate(toy_world(), "podcast", seeds=(0,), k=5, models=models)
+    pop = result["models"]["popularity"]
+    assert pop["ratio_to_popularity"]["ndcg@5"] == 1.0
+    assert any(key.startswith("ndcg@5[") for key in pop)
+    assert sum(result["splits"][0]["cohorts"].values()) <= result["splits"][0]["cold_users"]
+
+
+def test_cli_evaluate_cold_users_file_and_cold_history(home, tmp_path):
+    from coldstart.cli import app
+
+    users = tmp_path / "cold.txt"
+    users.write_text("# new sign-ups\nu0-000\nu1-005\n\nu2-007\n")
+    out = tmp_path / "cold.json"
+    result = CliRunner().invoke(app, ["--home", str(home), "evaluate", "--target", "audiobook", "--seeds", "0",
+                                      "--cold-users", str(users), "--cold-history", "music", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["cold_history"] == "music" and data["splits"][0]["cold_users"] == 3
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n# nothing\n")
+    bad = CliRunner().invoke(app, ["--home", str(home), "evaluate", "--cold-users", str(empty)])
+    assert bad.exit_code == 1 and "empty.txt" in bad.output
+
+
+def test_the_served_pipeline_is_evaluated_like_any_model():
+    from coldstart.recommend.served import ServedPipeline
+
+    models = {"popularity": lambda t, s: PopularityRecommender(t, s), "served_pipeline": lambda t, s: ServedPipeline(t, s)}
+    result = evaluate(toy_world(), "podcast", seeds=(0,), k=5, models=models)["models"]
+    served = result["served_pipeline"]
+    assert served["fallback_share"] == 0.0
+    # Toy world listeners follow their music cluster: what is served beats the chart.
+    assert served["ndcg@5"] > result["popularity"]["ndcg@5"] + 0.1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from coldstart.importers import SourceFormatError, apple_podcasts, goodbooks, lastfm_hetrec
+from coldstart.importers import SourceFormatError, apple_podcasts, douban, goodbooks, lastfm_hetrec
 from coldstart.ingest import ingest_dataset
 from coldstart.store import Store
 
@@ -63,3 +63,38 @@ def test_importer_errors_name_the_file(tmp_path):
     (tmp_path / "ratings.csv").write_text("user_id,book_id,rating\n1,1,5\n")
     with pytest.raises(SourceFormatError, match=r"books.csv: missing column\(s\) title, authors"):
         goodbooks(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["show", "audiobook"])
+def test_douban_music_as_tracks_books_as_the_chosen_kind(data_dir, tmp_path, store, kind):
+    src = data_dir / "douban-slice"
+    counts = douban(src, tmp_path / "db", target=kind)
+    music = pd.read_csv(src / "music_ratings.dat", sep="\t", header=None)
+    books = pd.read_csv(src / "book_ratings.dat", sep="\t", header=None)
+    assert counts == {"items": music[1].nunique() + books[1].nunique(), "interactions": len(music) + len(books)}
+    items = pd.read_csv(tmp_path / "db" / "items.csv")
+    assert items.groupby("kind").size().to_dict() == {"track": music[1].nunique(), kind: books[1].nunique()}
+    inter = pd.read_csv(tmp_path / "db" / "interactions.csv")
+    assert inter["weight"].between(1, 5).all()
+    report = ingest_dataset(store, tmp_path / "db")
+    assert store.stats()["items"]["by_kind"] == items.groupby("kind").size().to_dict()
+    assert report is not None
+
+
+def test_douban_bad_row_names_file_line_and_column(data_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "music_ratings.dat").write_text("1\t10\t4\n2\t11\tfive\n")
+    (src / "book_ratings.dat").write_text("1\t20\t3\n")
+    with pytest.raises(SourceFormatError, match=r"music_ratings\.dat: line 2, column rating"):
+        douban(src, tmp_path / "out")
+    (src / "music_ratings.dat").write_text("1\t10\t9\n")
+    with pytest.raises(SourceFormatError, match=r"line 1, column rating: expected 1-5"):
+        douban(src, tmp_path / "out")
+    (src / "book_ratings.dat").unlink()
+    (src / "music_ratings.dat").write_text("1\t10\t4\n")
+    with pytest.raises(SourceFormatError, match=r"book_ratings\.dat: file not found"):
+        douban(src, tmp_path / "out")
+    with pytest.raises(SourceFormatError, match="unknown target kind"):
+        douban(src, tmp_path / "out", target="episode")
+    assert not (tmp_path / "out").exists()  # nothing half-written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -177,3 +178,41 @@ class TestGNNOnlyContract(RecommenderContract):
 
     def make(self, target, seed):
         return GNNOnlyRecommender(target, seed)
+
+
+def test_a_validation_pair_never_reaches_a_feature(split):
+    """Popularity and graph degree count training pairs only: adding a target play for a
+    validation user (an answer early stopping is judged on) changes no feature."""
+    cfg = TwoTowerConfig(max_epochs=1, blend=False)
+    first = TwoTowerRecommender("audiobook", 0, cfg).fit(split.train)
+    user = first.val_users[0]
+    played = set(split.train.interactions.loc[split.train.interactions["user_id"] == user, "item_id"])
+    book = next(i for i in split.train.catalog("audiobook")["item_id"] if i not in played)
+    extra = pd.DataFrame([{"user_id": user, "item_id": book, "weight": 5.0, "timestamp": 0}])
+    inter = pd.concat([split.train.interactions, extra], ignore_index=True)
+    second = TwoTowerRecommender("audiobook", 0, cfg).fit(replace(split.train, interactions=inter))
+    assert second.val_users == first.val_users
+    assert _features(first) == _features(second)
+    # The same play by a training user does change them: the test can fail.
+    trainer = next(u for u in sorted(set(split.train.interactions["user_id"])) if u not in first.val_users)
+    extra["user_id"] = trainer
+    third = TwoTowerRecommender("audiobook", 0, cfg).fit(replace(split.train, interactions=pd.concat(
+        [split.train.interactions, extra], ignore_index=True)))
+    assert _features(first) != _features(third)
+
+
+def _features(model: TwoTowerRecommender) -> dict[str, tuple[float, float]]:
+    """Per item: (log-popularity feature, co-listening degree)."""
+    pop = model._items_in["popularity"].tolist()
+    return {i: (pop[r], float(model.graph.degree[model.graph.position[i]])) for r, i in enumerate(model.item_ids)}
+
+
+def test_no_training_label_is_an_edge_of_the_graph(split):
+    model = TwoTowerRecommender("audiobook", 0, TwoTowerConfig(max_epochs=1, blend=False)).fit(split.train)
+    assert model._label_pairs and model._graph_pairs
+    assert not model._label_pairs & model._graph_pairs
+    # Validation users' target plays are in neither.
+    val = set(model.val_users)
+    kinds = split.train.kind_of()
+    assert not {(u, i) for u, i in model._graph_pairs if u in val and kinds.get(i) == "audiobook"}
+    assert not {u for u, _ in model._label_pairs} & val

@@ -15,6 +15,14 @@ items are scorable from content alone:
 During training the id part is dropped for a random share of items (as in DropoutNet)
 so that the content path alone ranks sensibly; with no content vectors at all
 (ID-only catalogs) the model uses learned id embeddings only.
+
+What is served is a blend (wide & deep, `training.blend`): the network's scores
+(deep), a closed-form cross-domain ridge over the raw music history (wide: the
+32-d taste average throws most of the item-level signal away), and item
+popularity. The blend weights are chosen on validation users that neither part was
+fitted on, so the model leans on popularity where the music signal is weak (real,
+sparse, ID-only data) and on taste where it is strong. `score_batch` keeps the
+network's own scores (the content path that scores new uploads).
 """
 
 from __future__ import annotations
@@ -34,7 +42,10 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from training.base import Recommender
+from training.blend import ScoreBlend, choose_blend
+from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.metrics import mean_ndcg
 from training.metrics import ndcg_at_k
 from training.ranking import popularity, top_k
 from training.splits import profiles_for
@@ -71,6 +82,8 @@ class AffinityConfig:
     val_fraction: float = 0.15
     val_k: int = 10
     progress: bool = False
+    # Wide part and blend (see the module docstring); False serves the network alone.
+    blend: bool = True
     # Intra-op threads while training and scoring: the network is small, and one
     # thread is both faster (no sync overhead) and bit-for-bit reproducible.
     threads: int = 1
@@ -353,7 +366,39 @@ class AffinityModel(Recommender):
             "history": history,
         }
         self._refresh_items()
+        self.blend: ScoreBlend | None = None
+        if cfg.blend:
+            val_items = [set(warm_rows[list(t)].tolist()) for t in val_truth]
+            self._fit_blend(data, inter, profiles, feats, train_rows, val_rows, val_items)
         return self
+
+    def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
+        """Wide part (ridge + popularity, k-fold over all training users), then the
+        network's weight next to it, on the validation users the network never saw."""
+        cfg = self.config
+        position = {item: i for i, item in enumerate(self.item_ids)}
+        rows = pd.Series(np.arange(len(profiles)), index=[p.user_id for p in profiles])
+        pairs = inter[inter["user_id"].isin(rows.index)]
+        from scipy import sparse
+
+        y = sparse.csr_matrix(
+            (np.ones(len(pairs)), (rows.reindex(pairs["user_id"]).to_numpy(), pairs["item_id"].astype(str).map(position).to_numpy())),
+            shape=(len(profiles), len(self.item_ids)),
+        )
+        y.data[:] = 1.0
+        listeners = inter.groupby("item_id")["user_id"].nunique().reindex(self.item_ids, fill_value=0).to_numpy(float)
+        music_items = data.music_interactions()["item_id"].astype(str)
+        self.wide = fit_wide([p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k)
+        with torch.no_grad():
+            taste, demo = feats.rows(torch.from_numpy(val_rows))
+            network = self.net.user_vectors(taste, demo).numpy() @ self._item_vecs.T + self._item_bias
+        truth = [val_items[r] for r in val_rows]
+        self.blend = choose_blend({"wide": self.wide.oof_scores[val_rows], "network": network}, truth, cfg.val_k)
+        self.metrics["blend"] = {"weights": self.blend.weights, "wide_weights": self.wide.blend.weights,
+                                 "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
+        # The manifest's headline validation figures: the served blend against popularity (out of fold).
+        self.metrics[f"val_ndcg@{cfg.val_k}_served"] = self.blend.validation["blend"]
+        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(self.wide, val_rows, truth, cfg.val_k, listeners, y)
 
     # --- scoring -----------------------------------------------------------------
 
@@ -380,6 +425,8 @@ class AffinityModel(Recommender):
         self.pop_scores = np.concatenate([self.pop_scores, np.zeros(len(new))])
         self.id_index = np.concatenate([self.id_index, np.full(len(new), -1, np.int64)])
         self.content_matrix = np.concatenate([self.content_matrix, rows])
+        if getattr(self, "blend", None) is not None:
+            self.wide.add_columns(len(new))
         self._refresh_items()
         return new
 
@@ -401,11 +448,20 @@ class AffinityModel(Recommender):
         u, known, unknown = self.user_vectors(users)
         return u @ self._item_vecs.T + self._item_bias, known, unknown
 
+    def served_scores(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """What the model ranks by: the validation-chosen blend of network, wide ridge
+        and popularity (the network alone when trained with `blend=False`)."""
+        network, known, unknown = self.score_batch(users)
+        if getattr(self, "blend", None) is None:
+            return network, known, unknown
+        sources = {"network": network, "wide": self.wide.scores([u.music for u in users])}
+        return self.blend.apply(sources), known, unknown
+
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        return self._rank(user, *(x[0] for x in self.score_batch([user])), k, exclude)
+        return self._rank(user, *(x[0] for x in self.served_scores([user])), k, exclude)
 
     def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
-        scores, known, unknown = self.score_batch(users)
+        scores, known, unknown = self.served_scores(users)
         return [self._rank(u, s, ok, miss, k, ()) for u, s, ok, miss in zip(users, scores, known, unknown)]
 
     def _rank(self, user, scores, known, unknown, k, exclude) -> Ranking:
@@ -438,12 +494,19 @@ class AffinityModel(Recommender):
             "age_stats": list(self.age_stats),
             "taste_mean": torch.tensor(self.taste_mean),
             "taste_std": torch.tensor(self.taste_std),
+            "blend": None if getattr(self, "blend", None) is None else {
+                "weights": self.blend.weights,
+                "validation": self.blend.validation,
+                "wide": self.wide.state(),
+            },
         }
         torch.save(checkpoint, directory / CHECKPOINT_FILE)
         manifest = {
             "kind": "affinity",
             "target": self.target,
-            "model": "AffinityNet (taste MLP -> item dot product, content path + id embeddings)",
+            "model": "AffinityNet (taste MLP -> item dot product, content path + id embeddings), "
+            "blended with a wide cross-domain ridge and popularity (weights chosen on validation users)",
+            "blend": None if getattr(self, "blend", None) is None else self.blend.weights,
             "config": asdict(self.config),
             "taste": self.taste.manifest,
             "data_hash": self.taste.manifest.get("data_hash"),
@@ -473,7 +536,19 @@ class AffinityModel(Recommender):
         model.countries, model.languages = dict(ckpt["countries"]), dict(ckpt["languages"])
         model.age_stats = tuple(ckpt["age_stats"])
         model.taste_mean, model.taste_std = ckpt["taste_mean"].numpy(), ckpt["taste_std"].numpy()
+        model.blend = None
+        if ckpt.get("blend") is not None:
+            part = ckpt["blend"]
+            model.blend = ScoreBlend(dict(part["weights"]), dict(part["validation"]))
+            model.wide = WidePart.from_state(part["wide"])
         manifest_path = directory / MANIFEST_FILE
         model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
         model._refresh_items()
         return model
+
+
+def _popularity_ndcg(wide: WidePart, val_rows, truth, k: int, listeners: np.ndarray, y) -> float:
+    """Validation NDCG of popularity alone, with the validation users' own plays removed."""
+    own = np.asarray(y[val_rows].sum(axis=0)).ravel()
+    scores = np.broadcast_to(np.log1p(np.maximum(listeners - own, 0.0)), (len(val_rows), len(listeners)))
+    return mean_ndcg(scores, truth, k)

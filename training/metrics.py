@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-__all__ = ["recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "coverage", "summarise"]
+__all__ = ["recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "coverage", "summarise", "mean_ndcg"]
 
 
 def recall_at_k(ranked: Sequence, relevant: Collection, k: int) -> float:
@@ -61,3 +61,11 @@ def summarise(rankings: Sequence[Sequence], truths: Sequence[Collection], k: int
     }
     out[f"coverage@{k}"] = coverage(rankings, catalog_size, k)
     return out
+
+
+def mean_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> float:
+    """Mean NDCG@k of score rows [users x items] against each row's relevant column indices."""
+    if len(truth) == 0:
+        return 0.0
+    top = np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]
+    return float(np.mean([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)]))

@@ -10,7 +10,13 @@ import pandas as pd
 
 from training.data import InteractionData, UserProfile
 
-__all__ = ["ColdSplit", "cold_user_split", "profiles_for", "hidden_kinds"]
+__all__ = ["ColdSplit", "cold_user_split", "profiles_for", "hidden_kinds", "COLD_HISTORIES", "SPOKEN_KINDS"]
+
+SPOKEN_KINDS = ("show", "episode", "audiobook")
+# What a cold user keeps: "non-target" hides only the target kind's plays (a podcast
+# listener new to audiobooks); "music" hides every spoken-word play (a listener with
+# no spoken-word history at all, the mission's audiobook case).
+COLD_HISTORIES = ("non-target", "music")
 
 
 def hidden_kinds(target: str) -> tuple[str, ...]:
@@ -59,26 +65,52 @@ def profiles_for(data: InteractionData, user_ids: list[str], drop_kinds: tuple[s
     return out
 
 
-def cold_user_split(data: InteractionData, target: str, cold_fraction: float, seed: int) -> ColdSplit:
-    """Pick `cold_fraction` of eligible users with `seed`, hide their target history."""
+def _chosen_cold_users(eligible: list[str], cold_users, cold_fraction: float, seed: int, target: str) -> list[str]:
+    if cold_users is not None:
+        wanted = sorted({str(u) for u in cold_users})
+        usable = [u for u in wanted if u in set(eligible)]
+        if not usable:
+            raise ValueError(f"none of the {len(wanted)} listed cold users has both music and {target} history")
+        if len(usable) >= len(eligible):
+            raise ValueError(f"the cold users are all {len(eligible)} users with both music and {target} history: none left to train on")
+        return usable
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold fraction must be between 0 and 1, got {cold_fraction}")
-    target_inter = data.target_interactions(target)
-    music_users = set(data.music_interactions()["user_id"])
-    eligible = sorted(set(target_inter["user_id"]) & music_users)
     n_cold = int(round(cold_fraction * len(eligible)))
     if n_cold < 1 or n_cold >= len(eligible):
         raise ValueError(
             f"cannot hold out {cold_fraction:.0%} of {len(eligible)} users with both music and {target} history"
         )
     rng = np.random.default_rng(seed)
-    cold = sorted(rng.choice(eligible, size=n_cold, replace=False).tolist())
+    return sorted(rng.choice(eligible, size=n_cold, replace=False).tolist())
+
+
+def cold_user_split(
+    data: InteractionData,
+    target: str,
+    cold_fraction: float,
+    seed: int,
+    cold_history: str = "non-target",
+    cold_users=None,
+) -> ColdSplit:
+    """Hide the target history of `cold_fraction` of eligible users (picked with `seed`),
+    or of exactly `cold_users` (those of them with both music and target history).
+
+    `cold_history` says what the cold users keep besides music (`COLD_HISTORIES`)."""
+    if cold_history not in COLD_HISTORIES:
+        raise ValueError(f"unknown cold history {cold_history!r}; expected one of {', '.join(COLD_HISTORIES)}")
+    target_inter = data.target_interactions(target)
+    music_users = set(data.music_interactions()["user_id"])
+    eligible = sorted(set(target_inter["user_id"]) & music_users)
+    cold = _chosen_cold_users(eligible, cold_users, cold_fraction, seed, target)
 
     kinds = data.kind_of()
     inter = data.interactions
-    hide = inter["user_id"].isin(set(cold)) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
+    dropped = hidden_kinds(target) if cold_history == "non-target" else SPOKEN_KINDS
+    # Training keeps the cold users' other spoken plays only when they keep them at test time.
+    hide = inter["user_id"].isin(set(cold)) & inter["item_id"].map(kinds).isin(dropped)
     train = replace(data, interactions=inter[~hide].reset_index(drop=True))
     truth_frame = target_inter[target_inter["user_id"].isin(set(cold))]
     truth_by_user = {u: set(g["item_id"].astype(str)) for u, g in truth_frame.groupby("user_id")}
-    users = profiles_for(data, cold, drop_kinds=hidden_kinds(target))
+    users = profiles_for(data, cold, drop_kinds=dropped)
     return ColdSplit(train=train, users=users, truth=[truth_by_user[u] for u in cold], eligible=len(eligible))

@@ -44,10 +44,14 @@ from tqdm.auto import tqdm
 from graph import ItemTower, UserTower, augment_for_search, in_batch_softmax
 from graph.fit import GNNConfig
 from training.base import Recommender
+from training.blend import ScoreBlend, choose_blend
+from training.cross_domain import WidePart, fit_wide
+from training.history import target_matrix
+from training.splits import hidden_kinds
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
 from training.item_graph import ItemGraph, spoken_events
 from training.threads import torch_threads
-from training.metrics import ndcg_at_k
+from training.metrics import mean_ndcg, ndcg_at_k
 from training.ranking import popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
 
@@ -79,7 +83,19 @@ class TwoTowerConfig:
     item_popularity: bool = True
     gnn_dropout: float = 0.3  # item tower: share of rows trained without the GNN input
     history_dropout: float = 0.5  # share of rows whose history hides the target kind
-    val_fraction: float = 0.1
+    # Share of rows whose whole spoken-word history is hidden (every kind): the tower
+    # must work for a listener with music only, the mission's audiobook case.
+    spoken_dropout: float = 0.5
+    # Share of each training listener's target plays used as labels (at least one); the
+    # rest build the co-listening graph and the listener's history, so no label pair is
+    # ever an edge of the graph the item tower reads.
+    label_share: float = 0.5
+    # Serve a blend of the towers, a wide cross-domain ridge over the music history and
+    # popularity, with weights chosen on validation users (training.blend).
+    blend: bool = True
+    # Validation users: half judge early stopping, the other half the blend weights
+    # (a blend judged on the users that picked the epoch would flatter the towers).
+    val_fraction: float = 0.2
     val_k: int = 10
     max_items_per_user: int = 50
     window_days: float | None = None
@@ -194,14 +210,6 @@ class TwoTowerRecommender(Recommender):
         rng = np.random.default_rng(cfg.seed)
         self.taste: TasteModel = fit_taste(data, cfg.taste)
 
-        # Catalog, best-known first; popularity is also the answer when nothing is known.
-        pop = popularity(data, self.target)
-        self.item_ids = [str(i) for i in pop.index]
-        self.pop_scores = pop.to_numpy(dtype=np.float64)
-        self.listeners = {i: float(np.floor(v)) for i, v in zip(self.item_ids, self.pop_scores)}
-        catalog = data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
-        self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
-
         # Listeners of the target with known music taste; some are kept for validation.
         events = spoken_events(data)
         target_ev = events[events["kind"] == self.kind]
@@ -212,9 +220,28 @@ class TwoTowerRecommender(Recommender):
             raise ValueError(f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})")
         n_val = max(1, int(round(cfg.val_fraction * len(listeners))))
         val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
+        self.val_users = sorted(val_users)
 
-        # The graph never sees the validation users' target plays (they are the answers).
-        graph_events = events[~(events["user_id"].isin(val_users) & (events["kind"] == self.kind))]
+        # Catalog, best-known first; popularity is also the answer when nothing is known.
+        # Popularity (a feature and the fallback) counts training pairs only: the
+        # validation users' target plays are the answers early stopping is judged on.
+        pop = popularity(data, self.target)
+        self.item_ids = [str(i) for i in pop.index]
+        self.pop_scores = pop.to_numpy(dtype=np.float64)
+        counted = popularity(_without_target_plays(data, val_users, self.target), self.target)
+        self.listeners = {str(i): float(np.floor(v)) for i, v in counted.items()}
+        catalog = data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
+        self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
+
+        # Each training listener's target plays are split: `label_share` of them become
+        # training labels, the rest feed the graph and the listener's history. The graph
+        # never holds a (user, item) pair that is a label, nor the validation users'
+        # target plays (the answers early stopping is judged on).
+        label_pairs = _label_pairs(target_ev, val_users, cfg.label_share, rng)
+        is_label = pd.MultiIndex.from_frame(events[["user_id", "item_id"]].astype(str)).isin(label_pairs)
+        graph_events = events[~(events["user_id"].isin(val_users) & (events["kind"] == self.kind)) & ~is_label]
+        self._label_pairs = label_pairs  # for the leak tests; not saved
+        self._graph_pairs = set(zip(graph_events["user_id"].astype(str), graph_events["item_id"].astype(str)))
         self.graph, graph_stats = (None, {})
         if cfg.use_gnn:
             self.graph, graph_stats = ItemGraph.fit(data, graph_events, cfg)
@@ -248,20 +275,26 @@ class TwoTowerRecommender(Recommender):
         for r, u in enumerate(train_users):
             g = spoken_of[u]
             tgt = sorted(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)) & set(position))
-            pair_user += [r] * len(tgt)
-            pair_item += [position[i] for i in tgt]
+            labels = [i for i in tgt if (str(u), i) in label_pairs]
+            pair_user += [r] * len(labels)
+            pair_item += [position[i] for i in labels]
             if self.graph is not None:
                 other = self.graph.rows({i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"]})
-                mine = self.graph.rows({i: 1.0 for i in tgt})
+                mine = self.graph.rows({i: 1.0 for i in tgt if (str(u), i) not in label_pairs})
                 other_sum[r], other_cnt[r] = self.graph.emb[other].sum(0), len(other)
                 tgt_sum[r], tgt_cnt[r] = self.graph.emb[mine].sum(0), len(mine)
         pair_user, pair_item = np.asarray(pair_user), np.asarray(pair_item)
-        item_gnn = items_in["gnn"].numpy()
         # logQ: in-batch sampling follows pair frequency, so Q(item) = its share of pairs.
         counts = np.bincount(pair_item, minlength=len(self.item_ids)).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
 
-        val_profiles, val_truth = self._validation_profiles(data, sorted(val_users), events, histories, users_frame)
+        all_profiles, all_truth = self._validation_profiles(data, sorted(val_users), events, histories, users_frame)
+        halves = rng.permutation(len(all_profiles)) % 2 == 0
+        val_profiles = [p for p, h in zip(all_profiles, halves) if h]
+        val_truth = [t for t, h in zip(all_truth, halves) if h]
+        blend_profiles = [p for p, h in zip(all_profiles, halves) if not h]
+        blend_truth = [t for t, h in zip(all_truth, halves) if not h]
+        music_only = [replace(p, spoken={}) for p in val_profiles]
         optimiser = torch.optim.AdamW([*self.user_tower.parameters(), *self.item_tower.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
         best = (-1.0, -1, None)
         history = []
@@ -277,8 +310,12 @@ class TwoTowerRecommender(Recommender):
                 u, i = pair_user[b], pair_item[b]
                 # Leave-one-out history; half the rows also hide the target kind (cold case).
                 keep_tgt = (rng.random(len(b)) >= cfg.history_dropout).astype(np.float32)
-                hist_sum = other_sum[u] + keep_tgt[:, None] * (tgt_sum[u] - item_gnn[i])
-                hist_cnt = other_cnt[u] + keep_tgt * (tgt_cnt[u] - 1)
+                # ... and some hide every spoken kind: music is all the tower sees.
+                keep_any = (rng.random(len(b)) >= cfg.spoken_dropout).astype(np.float32)
+                keep_tgt *= keep_any
+                # (the label item is never part of the history: it is not a graph-side play)
+                hist_sum = keep_any[:, None] * other_sum[u] + keep_tgt[:, None] * tgt_sum[u]
+                hist_cnt = keep_any * other_cnt[u] + keep_tgt * tgt_cnt[u]
                 gnn_mean = torch.from_numpy((hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32))
                 ut = torch.from_numpy(u)
                 users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
@@ -294,8 +331,9 @@ class TwoTowerRecommender(Recommender):
             # Early stopping on the test-time task: validation users ranked from music
             # and non-target history, all target items scored.
             self._index_items(items_in)
-            ranked = [r.item_ids for r in self.recommend_batch(val_profiles, cfg.val_k)]
-            val_ndcg = float(np.mean([ndcg_at_k(r, t, cfg.val_k) for r, t in zip(ranked, val_truth)]))
+            # Judged on both cold cases: music + other spoken kinds, and music only.
+            ranked = [r.item_ids for r in self._search(val_profiles + music_only, cfg.val_k, (), blend=False)]
+            val_ndcg = float(np.mean([ndcg_at_k(r, t, cfg.val_k) for r, t in zip(ranked, val_truth + val_truth)]))
             history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
             if val_ndcg > best[0]:
                 best = (val_ndcg, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
@@ -319,7 +357,36 @@ class TwoTowerRecommender(Recommender):
             **graph_stats,
         }
         self.data_hash = _data_hash(data)
+        self.blend = None
+        if cfg.blend:
+            blend_music_only = [replace(p, spoken={}) for p in blend_profiles]
+            self._fit_blend(listeners, val_users, histories, target_ev, blend_profiles + blend_music_only, blend_truth + blend_truth)
         return self
+
+    def _fit_blend(self, listeners, val_users, histories, target_ev, val_profiles, val_truth) -> None:
+        """Wide part (ridge + popularity) by k-fold over the training listeners, then the
+        towers' weight next to it on the validation users (both cold cases)."""
+        train_users = [u for u in listeners if u not in val_users]
+        y = target_matrix(target_ev[["user_id", "item_id"]], train_users, self.item_ids)
+        counts = np.array([self.listeners.get(i, 0.0) for i in self.item_ids])
+        music_items = sorted({i for h in histories.values() for i in h})
+        self.wide = fit_wide([histories[u] for u in train_users], y, counts, music_items, self.config.seed, k=self.config.val_k)
+        position = {i: p for p, i in enumerate(self.item_ids)}
+        truth = [{position[i] for i in t if i in position} for t in val_truth]
+        sources = {"wide": self.wide.scores([p.music for p in val_profiles]), "towers": self._tower_scores(val_profiles)}
+        self.blend = choose_blend(sources, truth, self.config.val_k)
+        self.metrics["blend"] = {"weights": self.blend.weights, "wide_weights": self.wide.blend.weights,
+                                 "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
+        self.metrics[f"val_ndcg@{self.config.val_k}_served"] = self.blend.validation["blend"]
+        pop_scores = np.broadcast_to(np.log1p(counts), (len(truth), len(counts)))
+        self.metrics[f"val_ndcg@{self.config.val_k}_popularity"] = mean_ndcg(pop_scores, truth, self.config.val_k)
+
+    @torch.no_grad()
+    def _tower_scores(self, users: Sequence[UserProfile]) -> np.ndarray:
+        """The towers' logit for every catalog item ([users x catalog])."""
+        vecs, _, _ = self.user_vectors(users)
+        queries, keys = self._score_vectors(torch.from_numpy(vecs), torch.from_numpy(self.item_vectors), self._items_in["popularity"])
+        return queries.numpy() @ keys.numpy().T
 
     def _validation_profiles(self, data, val_users, events, histories, users_frame):
         profiles, truth = [], []
@@ -368,9 +435,11 @@ class TwoTowerRecommender(Recommender):
     def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
         return self._search(users, k, ())
 
-    def _search(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str]) -> list[Ranking]:
+    def _search(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str], blend: bool = True) -> list[Ranking]:
         if not users:
             return []
+        if blend and getattr(self, "blend", None) is not None:
+            return self._blended(users, k, exclude)
         with torch_threads(self.config.torch_threads):
             vecs, usable, unknown = self.user_vectors(users)
             with torch.no_grad():
@@ -389,6 +458,23 @@ class TwoTowerRecommender(Recommender):
             order = np.argsort(rows[r][hit], kind="stable")
             found, found_scores = rows[r][hit][order], scores[r][hit][order]
             out.append(top_k(self._ids[found], found_scores, k, exclude, unknown_items=unknown[r]))
+        return out
+
+    def _blended(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str]) -> list[Ranking]:
+        """Rank the whole catalog by the validation-chosen blend (served path)."""
+        with torch_threads(self.config.torch_threads):
+            _, usable, unknown = self.user_vectors(users)
+            towers = self._tower_scores(users)
+        wide = self.wide.scores([u.music for u in users])
+        wide = np.hstack([wide, np.zeros((len(users), towers.shape[1] - wide.shape[1]))])  # items added since
+        scores = self.blend.apply({"wide": wide, "towers": towers})
+        known_music = self.wide.encoder.known_counts([u.music for u in users]) > 0
+        out = []
+        for r in range(len(users)):
+            if not (usable[r] or known_music[r]):
+                out.append(top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown[r]))
+            else:
+                out.append(top_k(self._ids, scores[r], k, exclude, unknown_items=unknown[r]))
         return out
 
     def similar_items(self, item_id: str, k: int = 10) -> list[str]:
@@ -446,6 +532,8 @@ class TwoTowerRecommender(Recommender):
             "item_ids": list(self.item_ids),
             "pop_scores": torch.tensor(self.pop_scores),
             "items_in": self._items_in,
+            "blend": None if getattr(self, "blend", None) is None else {
+                "weights": self.blend.weights, "validation": self.blend.validation, "wide": self.wide.state()},
         }
         torch.save(checkpoint, directory / CHECKPOINT_FILE)
         faiss.write_index(self.index, str(directory / "items.faiss"))
@@ -491,7 +579,30 @@ class TwoTowerRecommender(Recommender):
         manifest_path = directory / MANIFEST_FILE
         model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
         model._index_items(ckpt["items_in"])
+        model.blend = None
+        if ckpt.get("blend") is not None:
+            model.blend = ScoreBlend(dict(ckpt["blend"]["weights"]), dict(ckpt["blend"]["validation"]))
+            model.wide = WidePart.from_state(ckpt["blend"]["wide"])
         return model
+
+
+def _label_pairs(target_ev: pd.DataFrame, val_users: set[str], share: float, rng: np.random.Generator) -> set[tuple[str, str]]:
+    """(user, item) target pairs of training listeners held out of the graph as labels:
+    `share` of each listener's distinct target items, at least one."""
+    labels: set[tuple[str, str]] = set()
+    for user, group in target_ev[~target_ev["user_id"].isin(val_users)].groupby("user_id", sort=True):
+        items = sorted(set(group["item_id"].astype(str)))
+        n = max(1, int(round(share * len(items))))
+        labels.update((str(user), i) for i in rng.choice(items, size=n, replace=False).tolist())
+    return labels
+
+
+def _without_target_plays(data: InteractionData, users: set[str], target: str) -> InteractionData:
+    """`data` less these users' plays of the target kind (what features may count)."""
+    kinds = data.kind_of()
+    inter = data.interactions
+    hide = inter["user_id"].isin(users) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
+    return replace(data, interactions=inter[~hide].reset_index(drop=True))
 
 
 def _data_hash(data: InteractionData) -> str:

@@ -137,3 +137,18 @@ def import_goodbooks(
     from coldstart.importers import goodbooks
 
     _import_report(out, goodbooks, src, json)
+
+
+@import_app.command("douban")
+def import_douban(
+    src: Path = typer.Argument(..., help="Directory with music_ratings.dat and book_ratings.dat."),
+    out: Path = typer.Argument(..., help="Output dataset directory."),
+    target: str = typer.Option("audiobook", "--target", help="What books stand in for: show | audiobook."),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Douban cross-domain ratings: music as tracks, books as shows or audiobooks (ID-only)."""
+    from functools import partial
+
+    from coldstart.importers import douban
+
+    _import_report(out, partial(douban, target=target), src, json)

@@ -21,6 +21,18 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _read_user_ids(path: Path) -> list[str]:
+    """One user id per line; blank lines and `#` comments are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        fail(f"{path}: cannot read the cold users ({exc.strerror or exc})")
+    ids = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not ids:
+        fail(f"{path}: no user ids (one per line)")
+    return ids
+
+
 @app.command()
 def evaluate(
     ctx: typer.Context,
@@ -29,13 +41,25 @@ def evaluate(
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated split seeds."),
     k: int = typer.Option(10, "--k", help="Cut-off for the ranking metrics."),
     json_path: Path = typer.Option(None, "--json", help="Write the results here (a PNG chart goes beside it)."),
+    cold_history: str = typer.Option(
+        "non-target", "--cold-history",
+        help="What cold users keep besides music: non-target (other spoken kinds) | music (no spoken-word history at all).",
+    ),
+    cold_users: Path = typer.Option(
+        None, "--cold-users", help="File of user ids (one per line) to hold out instead of a random share."
+    ),
+    served: bool = typer.Option(
+        False, "--served", help="Also evaluate the whole onboarding pipeline (models, source weights, rules) as served."
+    ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
     from coldstart.evaluation import results_table, run_evaluation
 
     store = store_of(ctx)
+    listed = _read_user_ids(cold_users) if cold_users is not None else None
     try:
-        result = run_evaluation(store, target, cold_fraction, _seeds(seeds), k, json_path, progress=True)
+        result = run_evaluation(store, target, cold_fraction, _seeds(seeds), k, json_path, progress=True,
+                                cold_history=cold_history, cold_users=listed, served=served)
     except ValueError as exc:
         fail(str(exc))
     table = results_table(result)

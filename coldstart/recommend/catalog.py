@@ -46,7 +46,12 @@ class Catalog:
                 .where(t.items.c.kind.in_(SPOKEN_KINDS))
                 .group_by(t.interactions.c.item_id)
             ).all()
-        listeners = {str(i): int(n) for i, n in rows}
+        return cls.from_frames(items, {str(i): int(n) for i, n in rows})
+
+    @classmethod
+    def from_frames(cls, items, listeners: dict[str, int]) -> "Catalog":
+        """From an items frame (contract columns; spoken-word rows are kept) and listener counts."""
+        items = items[items["kind"].isin(SPOKEN_KINDS)]
         metadata = {
             str(row["item_id"]): {col: _clean(row.get(col)) for col in _META}
             for row in items.to_dict("records")

@@ -76,11 +76,16 @@ class OnboardingPipeline:
         sources: list[CandidateSource] = []
         if target in self.models.affinity:
             model = self.models.affinity[target]
-            try:
-                sources.append(AffinitySource(model))
-            except (AttributeError, TypeError, ValueError):
-                # A model without the internals the faiss path reads: use its own ranking.
+            if getattr(model, "blend", None) is not None:
+                # A blended model (network + wide ridge + popularity) ranks with all three:
+                # its own ranking, not the network's vectors alone.
                 sources.append(RecommenderSource("affinity", model))
+            else:
+                try:
+                    sources.append(AffinitySource(model))
+                except (AttributeError, TypeError, ValueError):
+                    # A model without the internals the faiss path reads: use its own ranking.
+                    sources.append(RecommenderSource("affinity", model))
         if target in self.models.two_tower:
             sources.append(RecommenderSource("two_tower", self.models.two_tower[target]))
         if self.settings.rules.pins:

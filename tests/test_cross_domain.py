@@ -1,0 +1,130 @@
+"""Cross-domain baselines and the validation-chosen blend: contract, plus what each promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from recommender_contract import RecommenderContract, toy_world
+from scipy import sparse
+
+from training.blend import ScoreBlend, choose_blend, standardise
+from training.cross_domain import CrossDomainRidge, MusicItemKNN, RidgeSolution, choose_ridge, fit_wide
+from training.data import UserProfile
+from training.history import HistoryEncoder
+
+
+class TestCrossDomainRidgeContract(RecommenderContract):
+    def make(self, target, seed):
+        return CrossDomainRidge(target, seed)
+
+
+class TestCrossDomainRidgeAudiobookContract(TestCrossDomainRidgeContract):
+    target = "audiobook"
+
+
+class TestMusicItemKNNContract(RecommenderContract):
+    def make(self, target, seed):
+        return MusicItemKNN(target, seed, neighbours=20)
+
+
+class TestMusicItemKNNAudiobookContract(TestMusicItemKNNContract):
+    target = "audiobook"
+
+
+def test_ridge_matches_the_primal_closed_form():
+    rng = np.random.default_rng(0)
+    x = sparse.csr_matrix((rng.random((30, 12)) < 0.3).astype(float))
+    y = sparse.csr_matrix((rng.random((30, 5)) < 0.4).astype(float))
+    lam = 3.0
+    xc, yc = x.toarray() - x.toarray().mean(0), y.toarray() - y.toarray().mean(0)
+    w = np.linalg.solve(xc.T @ xc + lam * np.eye(12), xc.T @ yc)
+    new = sparse.csr_matrix((rng.random((4, 12)) < 0.3).astype(float))
+    expected = y.toarray().mean(0) + (new.toarray() - x.toarray().mean(0)) @ w
+    np.testing.assert_allclose(RidgeSolution.fit(x, y, lam).scores(new), expected, atol=1e-8)
+
+
+def test_ridge_state_round_trips_and_new_columns_score_zero():
+    x = sparse.csr_matrix(np.eye(4))
+    y = sparse.csr_matrix(np.array([[1, 0], [0, 1], [1, 1], [0, 0]], float))
+    ridge = RidgeSolution.fit(x, y, 1.0)
+    again = RidgeSolution.from_state(ridge.state())
+    np.testing.assert_array_equal(again.scores(x), ridge.scores(x))
+    again.add_columns(3)
+    assert again.scores(x).shape == (4, 5) and not again.scores(x)[:, 2:].any()
+
+
+def test_lambda_is_chosen_out_of_fold():
+    world = toy_world()
+    ridge = CrossDomainRidge("podcast", 0).fit(world)
+    assert len(ridge.validation) == 2 and min(ridge.validation) * 25 / 8 == pytest.approx(max(ridge.validation))
+    assert ridge.solution.lam == max(ridge.validation, key=lambda lam: (ridge.validation[lam], lam))
+
+
+def test_knn_shrinkage_discounts_a_single_shared_item():
+    # Two candidate neighbours: one shares 1 of 1 items (cosine 1), one shares 4 of 5.
+    knn = MusicItemKNN("podcast", 0, neighbours=1, shrinkage=5.0)
+    cos_one, shared_one = 1.0, 1
+    cos_four, shared_four = 4 / np.sqrt(4 * 5), 4
+    assert cos_one * shared_one / (shared_one + knn.shrinkage) < cos_four * shared_four / (shared_four + knn.shrinkage)
+
+
+def test_binary_history_rows_ignore_weights_and_unknown_items():
+    enc = HistoryEncoder.fit(["a", "b", "c"], binary=True)
+    rows = enc.transform([{"a": 5.0, "zzz": 3.0}, {"b": 1.0, "c": 100.0}])
+    np.testing.assert_array_equal(rows.toarray(), [[1, 0, 0], [0, 1, 1]])
+    np.testing.assert_array_equal(enc.known_counts([{"a": 1}, {"zzz": 1}]), [1, 0])
+
+
+def test_blend_prefers_the_simpler_source_within_noise():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 200, 30
+    truth = [{int(rng.integers(0, 3))} for _ in range(n_users)]  # three popular items
+    popularity = np.tile(np.r_[np.array([3.0, 2.0, 1.0]), np.zeros(n_items - 3)], (n_users, 1))
+    noise = rng.normal(size=(n_users, n_items))  # a "taste" source that knows nothing
+    blend = choose_blend({"popularity": popularity, "noise": noise}, truth)
+    assert blend.weights == {"popularity": 1.0, "noise": 0.0}
+    # A source that knows the answer earns its weight.
+    oracle = np.zeros((n_users, n_items))
+    for r, t in enumerate(truth):
+        oracle[r, list(t)] = 1.0
+    blend = choose_blend({"popularity": popularity, "oracle": oracle}, truth)
+    assert blend.weights["oracle"] > 0 and blend.validation["blend"] == pytest.approx(1.0)
+
+
+def test_blend_apply_standardises_each_source_per_user():
+    scores = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    np.testing.assert_allclose(standardise(scores)[0], standardise(scores)[1])
+    blend = ScoreBlend({"a": 1.0, "b": 0.0})
+    np.testing.assert_allclose(blend.apply({"a": scores, "b": -scores}), standardise(scores))
+
+
+def test_wide_part_leans_on_popularity_when_music_says_nothing():
+    rng = np.random.default_rng(1)
+    n_users, n_music, n_items = 120, 40, 10
+    histories = [{f"m{j}": 1.0 for j in rng.choice(n_music, 5, replace=False)} for _ in range(n_users)]
+    # Targets follow popularity only (item 0 most liked), independent of music.
+    probs = np.linspace(0.9, 0.05, n_items)
+    y = sparse.csr_matrix((rng.random((n_users, n_items)) < probs).astype(float))
+    listeners = np.asarray(y.sum(axis=0)).ravel()
+    wide = fit_wide(histories, y, listeners, [f"m{j}" for j in range(n_music)], seed=0)
+    # The ridge's intercept is popularity and its music weights are shrunk to noise,
+    # so new listeners get the popular items first whatever they played.
+    new = [{f"m{j}": 1.0 for j in rng.choice(n_music, 5, replace=False)} for _ in range(20)]
+    tops = np.argsort(-wide.scores(new), axis=1)[:, :4]
+    assert (tops[:, 0] == 0).all()
+    assert np.mean([set(t) == {0, 1, 2, 3} for t in tops]) >= 0.9
+
+
+def test_choose_ridge_reports_every_lambda():
+    rng = np.random.default_rng(2)
+    x = sparse.csr_matrix((rng.random((40, 15)) < 0.3).astype(float))
+    y = sparse.csr_matrix((rng.random((40, 6)) < 0.3).astype(float))
+    lam, found = choose_ridge(x, y, seed=0, lambdas=(1.0, 10.0))
+    assert set(found) == {1.0, 10.0} and lam in found
+
+
+def test_profiles_with_unknown_music_fall_back_to_popularity():
+    world = toy_world()
+    ridge = CrossDomainRidge("podcast", 0).fit(world)
+    ranking = ridge.recommend(UserProfile("new", {"never-heard": 3.0}), 5)
+    assert ranking.fallback and ranking.unknown_items == ["never-heard"]

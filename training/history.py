@@ -1,0 +1,80 @@
+"""Sparse user histories: the raw item-level view of what a listener played.
+
+The word2vec taste vector summarises a music history in 32 numbers; the models that
+need the full signal (cross-domain ridge, user-kNN, the affinity model's wide part)
+read the history itself as a sparse row over a fixed item vocabulary instead.
+
+A row's values are `log1p(weight)` (plays or ratings alike: more counts more, with
+diminishing returns), scaled to unit length so that a heavy listener's row is not
+longer than a light one's (cosine neighbours); or, with `binary`, 1 per item played
+(what the cross-domain ridge reads: on the Douban dev users binary rows beat
+log-scaled unit rows, 1.040x against 1.016x popularity, seeds 100-102). Items
+outside the vocabulary are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+__all__ = ["HistoryEncoder", "target_matrix"]
+
+
+@dataclass
+class HistoryEncoder:
+    """A fixed item vocabulary and the rule that turns histories into sparse rows."""
+
+    vocabulary: dict[str, int]
+    binary: bool = False
+
+    @classmethod
+    def fit(cls, item_ids: Iterable[str], binary: bool = False) -> "HistoryEncoder":
+        return cls({item: i for i, item in enumerate(sorted({str(i) for i in item_ids}))}, binary)
+
+    @property
+    def size(self) -> int:
+        return len(self.vocabulary)
+
+    def transform(self, histories: Sequence[Mapping[str, float]]) -> sparse.csr_matrix:
+        """One row per history ([len(histories) x size]): binary, or unit-length log1p."""
+        rows, cols, vals = [], [], []
+        for r, history in enumerate(histories):
+            for item, weight in history.items():
+                c = self.vocabulary.get(str(item))
+                if c is not None:
+                    rows.append(r)
+                    cols.append(c)
+                    vals.append(1.0 if self.binary else np.log1p(max(float(weight), 0.0)) + 1e-3)
+        matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.size), dtype=np.float64)
+        if self.binary:
+            matrix.data[:] = 1.0  # an item listed twice still counts once
+            return matrix
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        return sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix
+
+    def known_counts(self, histories: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """How many items of each history the vocabulary knows."""
+        return np.array([sum(str(i) in self.vocabulary for i in h) for h in histories], dtype=np.int64)
+
+    def state(self) -> list[str]:
+        return sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+
+    @classmethod
+    def from_state(cls, items: list[str], binary: bool = False) -> "HistoryEncoder":
+        return cls({item: i for i, item in enumerate(items)}, binary)
+
+
+def target_matrix(pairs: pd.DataFrame, users: Sequence[str], items: Sequence[str]) -> sparse.csr_matrix:
+    """Binary users x items matrix of (user_id, item_id) pairs (others ignored)."""
+    user_row = pd.Series(np.arange(len(users)), index=pd.Index(users))
+    item_col = pd.Series(np.arange(len(items)), index=pd.Index(items))
+    pairs = pairs[pairs["user_id"].isin(user_row.index) & pairs["item_id"].astype(str).isin(item_col.index)]
+    r = user_row.reindex(pairs["user_id"]).to_numpy()
+    c = item_col.reindex(pairs["item_id"].astype(str)).to_numpy()
+    matrix = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(users), len(items)))
+    matrix.data[:] = 1.0
+    return matrix
