@@ -42,7 +42,11 @@ __all__ = [
     "EmbedReport",
     "TextUnit",
     "load_encoder",
+    "load_encoder_at",
     "resolve_model_path",
+    "encoder_path",
+    "adapted_dir",
+    "current_adapted",
     "model_id_of",
     "model_id_for",
     "item_text",
@@ -95,9 +99,33 @@ QUERY_BATCH = 4
 
 
 
+def adapted_dir(settings: Settings) -> Path:
+    """Where `coldstart index` keeps encoders adapted to this home's catalogue (coldstart/adapt.py)."""
+    return (settings.home / "models" / "encoder").resolve()
+
+
+def current_adapted(settings: Settings) -> Path | None:
+    """The adapted model folder named by `<home>/models/encoder/CURRENT`, or None."""
+    pointer = adapted_dir(settings) / "CURRENT"
+    if not pointer.exists():
+        return None
+    path = adapted_dir(settings) / pointer.read_text().strip()
+    return path if (path / "config.json").exists() else None
+
+
+def encoder_path(settings: Settings) -> Path:
+    """The model folder in use: this home's adapted encoder when `embed.adapt` is on and one
+    has been built, else `embed.model`."""
+    if settings.embed.adapt:
+        adapted = current_adapted(settings)
+        if adapted is not None:
+            return adapted
+    return resolve_model_path(settings.embed.model)
+
+
 def model_id_for(settings: Settings) -> str:
     """The model id `load_encoder(settings)` would have, without loading the model."""
-    return model_id_of(resolve_model_path(settings.embed.model), settings.embed.precision)
+    return model_id_of(encoder_path(settings), settings.embed.precision)
 
 
 @dataclass
@@ -153,8 +181,12 @@ _ENCODERS: dict[tuple[str, str], Encoder] = {}
 
 
 def load_encoder(settings: Settings) -> Encoder:
-    """The configured encoder, loaded once per process (offline, on CPU)."""
-    path = resolve_model_path(settings.embed.model)
+    """The configured encoder (see `encoder_path`), loaded once per process (offline, on CPU)."""
+    return load_encoder_at(encoder_path(settings), settings)
+
+
+def load_encoder_at(path: Path, settings: Settings) -> Encoder:
+    """The sentence-transformers model in `path`, with `settings.embed`'s precision and threads."""
     precision = settings.embed.precision
     key = (str(path), precision)
     if key not in _ENCODERS:
@@ -311,6 +343,9 @@ class EmbedReport:
     no_text: list[str] = field(default_factory=list)
     changed_items: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Set by index.index_content on a full index: what the adaptation and intent steps did.
+    adapt: dict | None = None
+    intent: dict | None = None
 
     @property
     def texts_per_second(self) -> float:
@@ -328,6 +363,8 @@ class EmbedReport:
             "changed_items": len(self.changed_items),
             "seconds": round(self.seconds, 3),
             "texts_per_second": round(self.texts_per_second, 1),
+            **({"adapt": self.adapt} if self.adapt else {}),
+            **({"intent": self.intent} if self.intent else {}),
         }
 
 

@@ -30,7 +30,18 @@ import numpy as np
 import pandas as pd
 
 from coldstart.config import Settings
-from coldstart.embeddings import SPOKEN_KINDS, EmbedReport, Encoder, embed_items, item_vectors, load_encoder, passage_rows
+from coldstart.embeddings import (
+    SPOKEN_KINDS,
+    EmbedReport,
+    Encoder,
+    current_adapted,
+    embed_items,
+    item_vectors,
+    load_encoder,
+    load_encoder_at,
+    passage_rows,
+    resolve_model_path,
+)
 from coldstart.store import Store, utcnow
 
 __all__ = [
@@ -424,13 +435,33 @@ def index_content(
     encoder: Encoder | None = None,
     rebuild: bool = False,
     progress: bool | None = None,
+    adapt: bool = False,
 ) -> tuple[EmbedReport, list[SyncReport]]:
-    """Embed what is new or changed, then bring both indexes up to date.
+    """(Adapt the encoder,) embed what is new or changed, bring both indexes up to date,
+    (train the intent classifier).
 
     The whole catalog by default (`coldstart index`); `item_ids=[new_episode]` is the
-    upload path: one episode embedded and added, its show's vector replaced.
+    upload path: one episode embedded and added, its show's vector replaced, and neither
+    the encoder nor the classifier retrained.
+
+    On a full run with `embed.adapt` on, the encoder is adapted to the catalogue first
+    when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
+    everything is embedded with it. The intent classifier is retrained on every full run.
     """
+    from coldstart.intent import train_intent
+
+    adapted = None
+    if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
+        from coldstart.adapt import adapt_encoder
+
+        base = load_encoder_at(resolve_model_path(settings.embed.model), settings)
+        adapted = adapt_encoder(store, settings, base, progress=bool(progress))
+        encoder = None  # the adapted model, when trained, is the encoder from now on
     encoder = encoder or load_encoder(settings)
     report = embed_items(store, settings, item_ids=item_ids, encoder=encoder, progress=progress)
     syncs = sync_indexes(store, settings, encoder.model_id, item_ids=item_ids, rebuild=rebuild, dim=encoder.dim)
+    if adapted is not None:
+        report.adapt = adapted.to_dict()
+    if item_ids is None:
+        report.intent = train_intent(store, settings, encoder.model_id).to_dict()
     return report, syncs

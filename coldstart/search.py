@@ -1,7 +1,10 @@
-"""Content queries over the catalog: dense, lexical (BM25) and hybrid (reciprocal rank fusion).
+"""Content queries over the catalog: dense, lexical (BM25), hybrid (reciprocal rank fusion),
+intent (dense + a soft boost from the query's predicted genre) and fused (dense + weighted
+BM25 + the intent boost).
 
-`SearchService` loads the indexes, the catalog metadata and a BM25 index once, then
-answers `search(query, ...)` and `similar(item_id, ...)` with `SearchResult` rows.
+`SearchService` loads the indexes, the catalog metadata, a BM25 index and the intent
+classifier once, then answers `search(query, ...)` and `similar(item_id, ...)` with
+`SearchResult` rows.
 Episodes carry a snippet: their transcript passage closest to the query, with its
 start time in seconds.
 """
@@ -18,6 +21,7 @@ from coldstart import tables as t
 from coldstart.config import Settings
 from coldstart.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.index import load_index, passage_key
+from coldstart.intent import load_intent
 from coldstart.store import Store
 
 __all__ = [
@@ -30,7 +34,7 @@ __all__ = [
     "reciprocal_rank_fusion",
 ]
 
-MODES = ("dense", "lexical", "hybrid")
+MODES = ("dense", "lexical", "hybrid", "intent", "fused")
 SNIPPET_CHARS = 240
 
 
@@ -142,6 +146,14 @@ class SearchService:
                 ids.append(item_id)
                 docs.append(doc)
         self.lexical = _Lexical(ids, docs)
+        # The genre classifier trained on this encoder's vectors (None: none, so no boost).
+        self.intent = load_intent(settings, self.encoder.model_id)
+        self._genre_col: dict[str, int] = {}
+        if self.intent is not None:
+            for item_id, genre in self.items["genre"].items():
+                if isinstance(genre, str) and " ".join(genre.split()) in self.intent.index:
+                    self._genre_col[item_id] = self.intent.index[" ".join(genre.split())]
+        self._filters: dict[tuple, set[str] | None] = {}
 
     # --- queries ---------------------------------------------------------------
 
@@ -170,10 +182,13 @@ class SearchService:
             ranked = self._dense(qvec, depth, allowed)
         elif mode == "lexical":
             ranked = self.lexical.rank(query, depth, allowed)
-        else:
+        elif mode == "hybrid":
             dense = [key for key, _ in self._dense(qvec, depth, allowed)]
             lexical = [key for key, _ in self.lexical.rank(query, depth, allowed)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
+        else:
+            ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), allowed,
+                                   lexical=mode == "fused")
         return [self._result(item_id, score, qvec) for item_id, score in ranked[:k]]
 
     def similar(self, item_id: str, k: int = 10, kind: str | None = None) -> list[SearchResult]:
@@ -191,9 +206,51 @@ class SearchService:
 
     # --- helpers -----------------------------------------------------------------
 
+    def intent_of(self, query: str) -> dict[str, float]:
+        """p(genre | query) from the intent classifier, best first ({} when there is none)."""
+        query = _text(query)
+        if self.intent is None or not query:
+            return {}
+        p = self.intent.probabilities(self.encoder.encode([query]))[0]
+        return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
+
+    def _boosted(
+        self, query: str, qvec: np.ndarray, depth: int, allowed: set[str] | None, lexical: bool
+    ) -> list[tuple[str, float]]:
+        """cosine (+ lexical_weight * BM25 / best BM25) + intent_weight * p(item's genre | query).
+
+        Candidates: the dense top `depth` (and, when fused, the BM25 top `depth`). Items of
+        a genre the classifier does not know, or with no genre, get no boost; nothing is
+        dropped, so a query the classifier cannot place still gets its dense ranking.
+        """
+        cfg = self.settings.embed
+        scores = dict(self._dense(qvec, depth, allowed))
+        if lexical and cfg.lexical_weight:
+            hits = self.lexical.rank(query, depth, allowed)
+            top = hits[0][1] if hits else 1.0
+            for key, _ in hits:
+                if key not in scores and key in self.items_index:
+                    scores[key] = float(self.items_index.vector(key) @ qvec)
+            for key, bm25 in hits:
+                if key in scores:
+                    scores[key] += cfg.lexical_weight * bm25 / top
+        if self.intent is not None and cfg.intent_weight:
+            p = self.intent.probabilities(qvec)[0]
+            for key in scores:
+                col = self._genre_col.get(key)
+                if col is not None:
+                    scores[key] += cfg.intent_weight * float(p[col])
+        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
     def _allowed(self, kind: str | None, language: str | None, genre: str | None) -> set[str] | None:
         if kind is None and language is None and genre is None:
             return None
+        key = (kind, language and language.lower(), genre and genre.lower())
+        if key not in self._filters:
+            self._filters[key] = self._mask(kind, language, genre)
+        return set(self._filters[key])
+
+    def _mask(self, kind: str | None, language: str | None, genre: str | None) -> set[str]:
         if kind is not None and kind not in SPOKEN_KINDS:
             raise ValueError(f"kind must be one of {', '.join(SPOKEN_KINDS)}, not {kind!r}")
         mask = pd.Series(True, index=self.items.index)
