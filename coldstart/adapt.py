@@ -149,14 +149,15 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
     batch = min(cfg.adapt_batch, len(pairs))
     losses: list[float] = []
     pos = 0
+    prep = getattr(model, "preprocess", None) or model.tokenize
     with torch_threads(cfg.threads or None):
         for step in range(cfg.adapt_steps):
             if pos + batch > len(order):
                 order, pos = rng.permutation(len(pairs)), 0
             idx = order[pos : pos + batch]
             pos += batch
-            anchors = model.tokenize([pairs[i][0] for i in idx])
-            positives = model.tokenize([pairs[i][1] for i in idx])
+            anchors = prep([pairs[i][0] for i in idx])
+            positives = prep([pairs[i][1] for i in idx])
             a = F.normalize(_mean_pool(model, anchors), dim=-1)
             b = F.normalize(_mean_pool(model, positives), dim=-1)
             logits = 20.0 * a @ b.T

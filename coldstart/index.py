@@ -95,6 +95,7 @@ class VectorIndex:
         self.manifest = manifest
         # id table: id (int64) -> key, entry hash (key + vector) for change detection
         self._key = dict(zip(table["id"].astype("int64"), table["key"]))
+        self._id = {key: int(i) for i, key in self._key.items()}  # key -> int64 id, no re-hashing per query
         self._hash = dict(zip(table["key"], table["hash"]))
 
     # --- construction ----------------------------------------------------------
@@ -180,7 +181,7 @@ class VectorIndex:
     def vector(self, key: str) -> np.ndarray:
         if key not in self._hash:
             raise KeyError(key)
-        return self.index.reconstruct(key_id(key))
+        return self.index.reconstruct(self._id[key])
 
     def data_hash(self) -> str:
         """Order-independent digest of (key, vector) entries."""
@@ -200,6 +201,7 @@ class VectorIndex:
         self.index.add_with_ids(x, ids)
         for k, i, v in zip(keys, ids, x):
             self._key[int(i)] = k
+            self._id[k] = int(i)
             self._hash[k] = _entry_hash(k, v)
 
     def remove(self, keys: Iterable[str]) -> int:
@@ -211,6 +213,7 @@ class VectorIndex:
         removed = int(self.index.remove_ids(faiss.IDSelectorArray(ids)))
         for k, i in zip(keys, ids):
             self._key.pop(int(i), None)
+            self._id.pop(k, None)
             self._hash.pop(k, None)
         return removed
 
@@ -227,7 +230,7 @@ class VectorIndex:
             return [[] for _ in range(len(q))]
         params = None
         if allowed is not None:
-            ids = np.array([key_id(a) for a in allowed if a in self._hash], dtype=np.int64)
+            ids = np.fromiter((self._id[a] for a in allowed if a in self._id), dtype=np.int64)
             if not len(ids):
                 return [[] for _ in range(len(q))]
             sel = faiss.IDSelectorBatch(ids)

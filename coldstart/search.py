@@ -23,6 +23,7 @@ from coldstart.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.index import load_index, passage_key
 from coldstart.intent import load_intent
 from coldstart.store import Store
+from training.threads import torch_threads
 
 __all__ = [
     "MODES",
@@ -177,7 +178,12 @@ class SearchService:
             raise ValueError(f"k must be at least 1, not {k}")
         allowed = self._allowed(kind, language, genre)
         depth = max(5 * k, 50)
-        qvec = self.encoder.encode([query])[0]
+        # One query is a small job: one thread each for torch and faiss (see training/threads.py).
+        with torch_threads(1):
+            return self._search(query, k, allowed, depth, mode)
+
+    def _search(self, query: str, k: int, allowed: set[str] | None, depth: int, mode: str) -> list[SearchResult]:
+        qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
             ranked = self._dense(qvec, depth, allowed)
         elif mode == "lexical":
@@ -189,7 +195,10 @@ class SearchService:
         else:
             ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), allowed,
                                    lexical=mode == "fused")
-        return [self._result(item_id, score, qvec) for item_id, score in ranked[:k]]
+        ranked = ranked[:k]
+        if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
+            qvec = self.encoder.encode_query(query)  # lexical mode: only to pick episode snippets
+        return [self._result(item_id, score, qvec) for item_id, score in ranked]
 
     def similar(self, item_id: str, k: int = 10, kind: str | None = None) -> list[SearchResult]:
         """Items whose content is closest to `item_id`'s; same kind unless `kind` ("any" = all)."""
@@ -211,7 +220,7 @@ class SearchService:
         query = _text(query)
         if self.intent is None or not query:
             return {}
-        p = self.intent.probabilities(self.encoder.encode([query]))[0]
+        p = self.intent.probabilities(self.encoder.encode_query(query))[0]
         return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
 
     def _boosted(
