@@ -74,7 +74,7 @@ class EmbedSettings(BaseModel):
     # Domain adaptation (coldstart/adapt.py), run by `coldstart index` when no adapted model
     # exists yet (or with --adapt); skipped below adapt_min_pairs training pairs.
     adapt: bool = False
-    adapt_steps: int = 60
+    adapt_steps: int = 20
     adapt_batch: int = 32
     adapt_lr: float = 5e-5
     adapt_max_tokens: int = 64

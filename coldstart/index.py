@@ -183,6 +183,10 @@ class VectorIndex:
             raise KeyError(key)
         return self.index.reconstruct(self._id[key])
 
+    def ids_of(self, keys: Iterable[str]) -> np.ndarray:
+        """The int64 ids of the `keys` held here, for `search(allowed=...)` in a loop."""
+        return np.fromiter((self._id[k] for k in keys if k in self._id), dtype=np.int64)
+
     def data_hash(self) -> str:
         """Order-independent digest of (key, vector) entries."""
         return hashlib.sha256("\n".join(sorted(self._hash.values())).encode()).hexdigest()[:16]
@@ -220,9 +224,10 @@ class VectorIndex:
     # --- queries -------------------------------------------------------------------
 
     def search(
-        self, queries, k: int, allowed: Iterable[str] | None = None
+        self, queries, k: int, allowed: Iterable[str] | np.ndarray | None = None
     ) -> list[list[tuple[str, float]]]:
-        """Top-k (key, score) per query row; `allowed` restricts the candidates exactly."""
+        """Top-k (key, score) per query row; `allowed` (keys, or an int64 array from `ids_of`)
+        restricts the candidates exactly."""
         q = _as_matrix(queries)
         if q.shape[1] != self.dim:
             raise ValueError(f"query dimension {q.shape[1]} != index dimension {self.dim}")
@@ -230,7 +235,7 @@ class VectorIndex:
             return [[] for _ in range(len(q))]
         params = None
         if allowed is not None:
-            ids = np.fromiter((self._id[a] for a in allowed if a in self._id), dtype=np.int64)
+            ids = allowed if isinstance(allowed, np.ndarray) else self.ids_of(allowed)
             if not len(ids):
                 return [[] for _ in range(len(q))]
             sel = faiss.IDSelectorBatch(ids)

@@ -106,15 +106,25 @@ class _Lexical:
             texts, stopwords=self._stopwords, stemmer=self._stem, return_ids=False, show_progress=False
         )
 
-    def rank(self, query: str, depth: int, allowed: set[str] | None) -> list[tuple[str, float]]:
+    def mask(self, allowed: set[str]) -> np.ndarray:
+        return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
+
+    def rank(self, query: str, depth: int, allowed: "set[str] | np.ndarray | None") -> list[tuple[str, float]]:
+        """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
         tokens = self._tokens([query])[0]
         if not self.ids or not tokens:
             return []
         scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float64)
         if allowed is not None:
-            scores = np.where([i in allowed for i in self.ids], scores, 0.0)
+            scores = np.where(allowed if isinstance(allowed, np.ndarray) else self.mask(allowed), scores, 0.0)
         top = np.argsort(-scores, kind="stable")[:depth]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+@dataclass(frozen=True)
+class _Filter:
+    dense: np.ndarray | None  # int64 ids of the items index allowed; None: all
+    lexical: np.ndarray | None  # boolean mask over the BM25 documents; None: all
 
 
 class SearchService:
@@ -154,7 +164,8 @@ class SearchService:
             for item_id, genre in self.items["genre"].items():
                 if isinstance(genre, str) and " ".join(genre.split()) in self.intent.index:
                     self._genre_col[item_id] = self.intent.index[" ".join(genre.split())]
-        self._filters: dict[tuple, set[str] | None] = {}
+        self._filters: dict[tuple, _Filter] = {}
+        self._rows = self.items.to_dict("index")
 
     # --- queries ---------------------------------------------------------------
 
@@ -176,24 +187,24 @@ class SearchService:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        allowed = self._allowed(kind, language, genre)
+        filt = self._filter(kind, language, genre)
         depth = max(5 * k, 50)
         # One query is a small job: one thread each for torch and faiss (see training/threads.py).
         with torch_threads(1):
-            return self._search(query, k, allowed, depth, mode)
+            return self._search(query, k, filt, depth, mode)
 
-    def _search(self, query: str, k: int, allowed: set[str] | None, depth: int, mode: str) -> list[SearchResult]:
+    def _search(self, query: str, k: int, filt: "_Filter", depth: int, mode: str) -> list[SearchResult]:
         qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
-            ranked = self._dense(qvec, depth, allowed)
+            ranked = self._dense(qvec, depth, filt)
         elif mode == "lexical":
-            ranked = self.lexical.rank(query, depth, allowed)
+            ranked = self.lexical.rank(query, depth, filt.lexical)
         elif mode == "hybrid":
-            dense = [key for key, _ in self._dense(qvec, depth, allowed)]
-            lexical = [key for key, _ in self.lexical.rank(query, depth, allowed)]
+            dense = [key for key, _ in self._dense(qvec, depth, filt)]
+            lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
         else:
-            ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), allowed,
+            ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), filt,
                                    lexical=mode == "fused")
         ranked = ranked[:k]
         if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
@@ -224,7 +235,7 @@ class SearchService:
         return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
 
     def _boosted(
-        self, query: str, qvec: np.ndarray, depth: int, allowed: set[str] | None, lexical: bool
+        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
     ) -> list[tuple[str, float]]:
         """cosine (+ lexical_weight * BM25 / best BM25) + intent_weight * p(item's genre | query).
 
@@ -233,9 +244,9 @@ class SearchService:
         dropped, so a query the classifier cannot place still gets its dense ranking.
         """
         cfg = self.settings.embed
-        scores = dict(self._dense(qvec, depth, allowed))
+        scores = dict(self._dense(qvec, depth, filt))
         if lexical and cfg.lexical_weight:
-            hits = self.lexical.rank(query, depth, allowed)
+            hits = self.lexical.rank(query, depth, filt.lexical)
             top = hits[0][1] if hits else 1.0
             for key, _ in hits:
                 if key not in scores and key in self.items_index:
@@ -254,12 +265,6 @@ class SearchService:
     def _allowed(self, kind: str | None, language: str | None, genre: str | None) -> set[str] | None:
         if kind is None and language is None and genre is None:
             return None
-        key = (kind, language and language.lower(), genre and genre.lower())
-        if key not in self._filters:
-            self._filters[key] = self._mask(kind, language, genre)
-        return set(self._filters[key])
-
-    def _mask(self, kind: str | None, language: str | None, genre: str | None) -> set[str]:
         if kind is not None and kind not in SPOKEN_KINDS:
             raise ValueError(f"kind must be one of {', '.join(SPOKEN_KINDS)}, not {kind!r}")
         mask = pd.Series(True, index=self.items.index)
@@ -271,11 +276,25 @@ class SearchService:
             mask &= self.items["genre"].fillna("").str.lower() == genre.lower()
         return set(self.items.index[mask])
 
-    def _dense(self, qvec: np.ndarray, depth: int, allowed: set[str] | None) -> list[tuple[str, float]]:
-        return self.items_index.search(qvec, depth, allowed)[0]
+    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> "_Filter":
+        """The candidates a filter allows, as the dense index's ids and BM25's mask (cached)."""
+        key = (kind, language and language.lower(), genre and genre.lower())
+        if key not in self._filters:
+            allowed = self._allowed(kind, language, genre)
+            if allowed is None:
+                self._filters[key] = _Filter(None, None)
+            else:
+                ids = self.items_index.ids_of(allowed)
+                # a filter that keeps the whole index (kind=show on a shows-only catalogue) is no filter
+                self._filters[key] = _Filter(None if len(ids) == len(self.items_index) else ids,
+                                             self.lexical.mask(allowed))
+        return self._filters[key]
+
+    def _dense(self, qvec: np.ndarray, depth: int, filt: "_Filter") -> list[tuple[str, float]]:
+        return self.items_index.search(qvec, depth, filt.dense)[0]
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:
-        row = self.items.loc[item_id]
+        row = self._rows[item_id]
         snippet, start = None, None
         if qvec is not None and row["kind"] == "episode" and item_id in self._passages_of:
             best = self.passages_index.search(qvec, 1, self._passages_of[item_id])[0]
