@@ -188,6 +188,20 @@ def markdown(result: dict, half: str = "validation") -> str:
     return "\n".join(lines)
 
 
+def per_genre(result: dict, half: str = "validation") -> str:
+    """Precision@10 per genre (mean over the genre's queries of `half`) for each column."""
+    cols = [c for c in COLUMNS if c[0] in result["homes"]]
+    genres = [g for g, _ in split(half)]
+    lines = ["| genre | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for genre in sorted(set(genres)):
+        cells = []
+        for home, mode, _ in cols:
+            prec = result["homes"][home]["results"][half][mode]["per_query_precision"]
+            cells.append(f"{np.mean([p for p, g in zip(prec, genres) if g == genre]):.2f}")
+        lines.append(f"| {genre} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("catalogue", nargs="?", type=Path, default=ROOT / "tests/data/apple-podcasts-sample.json")
@@ -206,6 +220,8 @@ def main() -> None:
     for half in ("tuning", "validation"):
         print(f"\n{half} half ({result['queries'][half]} queries), mean ± standard error:\n")
         print(markdown(result, half))
+    print("\nvalidation half, precision@10 per genre:\n")
+    print(per_genre(result))
     for name, home in result["homes"].items():
         print(f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
               f"tuning {json.dumps({k: v for k, v in home.get('tuning', {}).items() if k != 'precision_by_intent_weight/lexical_weight'})}")
