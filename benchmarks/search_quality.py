@@ -138,8 +138,10 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     store, settings, info = build(src, home, adapt)
     real = load_encoder(settings)
     service = SearchService(store, settings, CachedEncoder(real))
+    adapted = store.artifact("encoder:adapted") if adapt else None
     out = {"model_id": real.model_id, "info": info,
-           "intent_manifest": service.intent.manifest if service.intent else None}
+           "intent_manifest": service.intent.manifest if service.intent else None,
+           "adapted_manifest": adapted["manifest"] if adapted else None}
     cfg = settings.embed
     if do_tune:
         out["tuning"] = tune(service, split("tuning"))
