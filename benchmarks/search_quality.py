@@ -134,6 +134,27 @@ def latency(service: SearchService, mode: str, queries: list[str]) -> dict:
             "load_average": round(os.getloadavg()[0], 2)}
 
 
+def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
+    """Thread CPU ms per single query: `encode_query` (fp32, modules called directly) vs
+    `encode([q])` (SentenceTransformer.encode with the configured precision), interleaved."""
+    from training.threads import torch_threads
+
+    fast, batch = [], []
+    with torch_threads(1):
+        encoder.encode_query(queries[0]), encoder.encode(queries[:1])
+        for q in queries:
+            c0 = time.thread_time()
+            encoder.encode_query(q)
+            c1 = time.thread_time()
+            encoder.encode([q])
+            c2 = time.thread_time()
+            fast.append((c1 - c0) * 1000)
+            batch.append((c2 - c1) * 1000)
+    pct = lambda v, p: round(float(np.percentile(v, p)), 2)  # noqa: E731
+    return {"encode_query_cpu_p50_ms": pct(fast, 50), "encode_query_cpu_p95_ms": pct(fast, 95),
+            f"encode_{encoder.precision}_cpu_p50_ms": pct(batch, 50), f"encode_{encoder.precision}_cpu_p95_ms": pct(batch, 95)}
+
+
 def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     store, settings, info = build(src, home, adapt)
     real = load_encoder(settings)
@@ -160,6 +181,7 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     timed = SearchService(store, settings, real)
     texts = [q for _, q in split("all")]
     out["latency"] = {m: latency(timed, m, texts) for m in ("dense", "lexical", "hybrid", "intent", "fused")}
+    out["query_encoding"] = query_encoding(real, texts)
     return out
 
 
@@ -226,6 +248,7 @@ def main() -> None:
     print(per_genre(result))
     for name, home in result["homes"].items():
         print(f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
+              f"query encoding {json.dumps(home['query_encoding'])}, "
               f"tuning {json.dumps({k: v for k, v in home.get('tuning', {}).items() if k != 'precision_by_intent_weight/lexical_weight'})}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
