@@ -29,7 +29,6 @@ import random
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
