@@ -58,10 +58,29 @@ class EmbedSettings(BaseModel):
     target_recall: float = 0.95
     # torch intra-op threads for batch embedding; 0 keeps torch's default (one per core).
     threads: int = 0
-    # Default query mode (measured best by benchmarks/search_quality.py, see docs/search.md);
-    # hybrid = reciprocal rank fusion of the dense and BM25 rankings.
-    search_mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    # Default query mode (chosen on the tuning half of benchmarks/search_quality.py's queries,
+    # see docs/search.md); hybrid = reciprocal rank fusion of the dense and BM25 rankings.
+    search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused"] = "intent"
     rrf_k: int = 60
+    # Query intent (coldstart/intent.py): a genre classifier over the catalogue's own labelled
+    # vectors; modes "intent" and "fused" add intent_weight * p(item's genre | query) to the
+    # score of the top intent_depth dense candidates. Soft: it reorders, never filters.
+    intent_weight: float = 1.0
+    intent_depth: int = 200
+    intent_c: float = 10.0
+    intent_min_per_genre: int = 5
+    # "fused": cosine + lexical_weight * BM25 score / best BM25 score + the intent boost.
+    lexical_weight: float = 0.05
+    # Domain adaptation (coldstart/adapt.py), run by `coldstart index` when no adapted model
+    # exists yet (or with --adapt); skipped below adapt_min_pairs training pairs.
+    adapt: bool = False
+    adapt_steps: int = 20
+    adapt_batch: int = 32
+    adapt_lr: float = 5e-5
+    adapt_max_tokens: int = 64
+    adapt_layers: int = 2
+    adapt_genre_pairs: bool = True
+    adapt_min_pairs: int = 1000
 
 
 class TrainSettings(BaseModel):

@@ -30,7 +30,18 @@ import numpy as np
 import pandas as pd
 
 from coldstart.config import Settings
-from coldstart.embeddings import SPOKEN_KINDS, EmbedReport, Encoder, embed_items, item_vectors, load_encoder, passage_rows
+from coldstart.embeddings import (
+    SPOKEN_KINDS,
+    EmbedReport,
+    Encoder,
+    current_adapted,
+    embed_items,
+    item_vectors,
+    load_encoder,
+    load_encoder_at,
+    passage_rows,
+    resolve_model_path,
+)
 from coldstart.store import Store, utcnow
 
 __all__ = [
@@ -84,6 +95,7 @@ class VectorIndex:
         self.manifest = manifest
         # id table: id (int64) -> key, entry hash (key + vector) for change detection
         self._key = dict(zip(table["id"].astype("int64"), table["key"]))
+        self._id = {key: int(i) for i, key in self._key.items()}  # key -> int64 id, no re-hashing per query
         self._hash = dict(zip(table["key"], table["hash"]))
 
     # --- construction ----------------------------------------------------------
@@ -169,7 +181,11 @@ class VectorIndex:
     def vector(self, key: str) -> np.ndarray:
         if key not in self._hash:
             raise KeyError(key)
-        return self.index.reconstruct(key_id(key))
+        return self.index.reconstruct(self._id[key])
+
+    def ids_of(self, keys: Iterable[str]) -> np.ndarray:
+        """The int64 ids of the `keys` held here, for `search(allowed=...)` in a loop."""
+        return np.fromiter((self._id[k] for k in keys if k in self._id), dtype=np.int64)
 
     def data_hash(self) -> str:
         """Order-independent digest of (key, vector) entries."""
@@ -189,6 +205,7 @@ class VectorIndex:
         self.index.add_with_ids(x, ids)
         for k, i, v in zip(keys, ids, x):
             self._key[int(i)] = k
+            self._id[k] = int(i)
             self._hash[k] = _entry_hash(k, v)
 
     def remove(self, keys: Iterable[str]) -> int:
@@ -200,15 +217,17 @@ class VectorIndex:
         removed = int(self.index.remove_ids(faiss.IDSelectorArray(ids)))
         for k, i in zip(keys, ids):
             self._key.pop(int(i), None)
+            self._id.pop(k, None)
             self._hash.pop(k, None)
         return removed
 
     # --- queries -------------------------------------------------------------------
 
     def search(
-        self, queries, k: int, allowed: Iterable[str] | None = None
+        self, queries, k: int, allowed: Iterable[str] | np.ndarray | None = None
     ) -> list[list[tuple[str, float]]]:
-        """Top-k (key, score) per query row; `allowed` restricts the candidates exactly."""
+        """Top-k (key, score) per query row; `allowed` (keys, or an int64 array from `ids_of`)
+        restricts the candidates exactly."""
         q = _as_matrix(queries)
         if q.shape[1] != self.dim:
             raise ValueError(f"query dimension {q.shape[1]} != index dimension {self.dim}")
@@ -216,7 +235,7 @@ class VectorIndex:
             return [[] for _ in range(len(q))]
         params = None
         if allowed is not None:
-            ids = np.array([key_id(a) for a in allowed if a in self._hash], dtype=np.int64)
+            ids = allowed if isinstance(allowed, np.ndarray) else self.ids_of(allowed)
             if not len(ids):
                 return [[] for _ in range(len(q))]
             sel = faiss.IDSelectorBatch(ids)
@@ -424,13 +443,33 @@ def index_content(
     encoder: Encoder | None = None,
     rebuild: bool = False,
     progress: bool | None = None,
+    adapt: bool = False,
 ) -> tuple[EmbedReport, list[SyncReport]]:
-    """Embed what is new or changed, then bring both indexes up to date.
+    """(Adapt the encoder,) embed what is new or changed, bring both indexes up to date,
+    (train the intent classifier).
 
     The whole catalog by default (`coldstart index`); `item_ids=[new_episode]` is the
-    upload path: one episode embedded and added, its show's vector replaced.
+    upload path: one episode embedded and added, its show's vector replaced, and neither
+    the encoder nor the classifier retrained.
+
+    On a full run with `embed.adapt` on, the encoder is adapted to the catalogue first
+    when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
+    everything is embedded with it. The intent classifier is retrained on every full run.
     """
+    from coldstart.intent import train_intent
+
+    adapted = None
+    if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
+        from coldstart.adapt import adapt_encoder
+
+        base = load_encoder_at(resolve_model_path(settings.embed.model), settings)
+        adapted = adapt_encoder(store, settings, base, progress=bool(progress))
+        encoder = None  # the adapted model, when trained, is the encoder from now on
     encoder = encoder or load_encoder(settings)
     report = embed_items(store, settings, item_ids=item_ids, encoder=encoder, progress=progress)
     syncs = sync_indexes(store, settings, encoder.model_id, item_ids=item_ids, rebuild=rebuild, dim=encoder.dim)
+    if adapted is not None:
+        report.adapt = adapted.to_dict()
+    if item_ids is None:
+        report.intent = train_intent(store, settings, encoder.model_id).to_dict()
     return report, syncs

@@ -1,7 +1,10 @@
-"""Content queries over the catalog: dense, lexical (BM25) and hybrid (reciprocal rank fusion).
+"""Content queries over the catalog: dense, lexical (BM25), hybrid (reciprocal rank fusion),
+intent (dense + a soft boost from the query's predicted genre) and fused (dense + weighted
+BM25 + the intent boost).
 
-`SearchService` loads the indexes, the catalog metadata and a BM25 index once, then
-answers `search(query, ...)` and `similar(item_id, ...)` with `SearchResult` rows.
+`SearchService` loads the indexes, the catalog metadata, a BM25 index and the intent
+classifier once, then answers `search(query, ...)` and `similar(item_id, ...)` with
+`SearchResult` rows.
 Episodes carry a snippet: their transcript passage closest to the query, with its
 start time in seconds.
 """
@@ -18,7 +21,9 @@ from coldstart import tables as t
 from coldstart.config import Settings
 from coldstart.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.index import load_index, passage_key
+from coldstart.intent import load_intent
 from coldstart.store import Store
+from training.threads import torch_threads
 
 __all__ = [
     "MODES",
@@ -30,7 +35,7 @@ __all__ = [
     "reciprocal_rank_fusion",
 ]
 
-MODES = ("dense", "lexical", "hybrid")
+MODES = ("dense", "lexical", "hybrid", "intent", "fused")
 SNIPPET_CHARS = 240
 
 
@@ -101,15 +106,25 @@ class _Lexical:
             texts, stopwords=self._stopwords, stemmer=self._stem, return_ids=False, show_progress=False
         )
 
-    def rank(self, query: str, depth: int, allowed: set[str] | None) -> list[tuple[str, float]]:
+    def mask(self, allowed: set[str]) -> np.ndarray:
+        return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
+
+    def rank(self, query: str, depth: int, allowed: "set[str] | np.ndarray | None") -> list[tuple[str, float]]:
+        """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
         tokens = self._tokens([query])[0]
         if not self.ids or not tokens:
             return []
         scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float64)
         if allowed is not None:
-            scores = np.where([i in allowed for i in self.ids], scores, 0.0)
+            scores = np.where(allowed if isinstance(allowed, np.ndarray) else self.mask(allowed), scores, 0.0)
         top = np.argsort(-scores, kind="stable")[:depth]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+@dataclass(frozen=True)
+class _Filter:
+    dense: np.ndarray | None  # int64 ids of the items index allowed; None: all
+    lexical: np.ndarray | None  # boolean mask over the BM25 documents; None: all
 
 
 class SearchService:
@@ -142,6 +157,15 @@ class SearchService:
                 ids.append(item_id)
                 docs.append(doc)
         self.lexical = _Lexical(ids, docs)
+        # The genre classifier trained on this encoder's vectors (None: none, so no boost).
+        self.intent = load_intent(settings, self.encoder.model_id)
+        self._genre_col: dict[str, int] = {}
+        if self.intent is not None:
+            for item_id, genre in self.items["genre"].items():
+                if isinstance(genre, str) and " ".join(genre.split()) in self.intent.index:
+                    self._genre_col[item_id] = self.intent.index[" ".join(genre.split())]
+        self._filters: dict[tuple, _Filter] = {}
+        self._rows = self.items.to_dict("index")
 
     # --- queries ---------------------------------------------------------------
 
@@ -163,18 +187,29 @@ class SearchService:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        allowed = self._allowed(kind, language, genre)
+        filt = self._filter(kind, language, genre)
         depth = max(5 * k, 50)
-        qvec = self.encoder.encode([query])[0]
+        # One query is a small job: one thread each for torch and faiss (see training/threads.py).
+        with torch_threads(1):
+            return self._search(query, k, filt, depth, mode)
+
+    def _search(self, query: str, k: int, filt: "_Filter", depth: int, mode: str) -> list[SearchResult]:
+        qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
-            ranked = self._dense(qvec, depth, allowed)
+            ranked = self._dense(qvec, depth, filt)
         elif mode == "lexical":
-            ranked = self.lexical.rank(query, depth, allowed)
-        else:
-            dense = [key for key, _ in self._dense(qvec, depth, allowed)]
-            lexical = [key for key, _ in self.lexical.rank(query, depth, allowed)]
+            ranked = self.lexical.rank(query, depth, filt.lexical)
+        elif mode == "hybrid":
+            dense = [key for key, _ in self._dense(qvec, depth, filt)]
+            lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
-        return [self._result(item_id, score, qvec) for item_id, score in ranked[:k]]
+        else:
+            ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), filt,
+                                   lexical=mode == "fused")
+        ranked = ranked[:k]
+        if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
+            qvec = self.encoder.encode_query(query)  # lexical mode: only to pick episode snippets
+        return [self._result(item_id, score, qvec) for item_id, score in ranked]
 
     def similar(self, item_id: str, k: int = 10, kind: str | None = None) -> list[SearchResult]:
         """Items whose content is closest to `item_id`'s; same kind unless `kind` ("any" = all)."""
@@ -191,6 +226,42 @@ class SearchService:
 
     # --- helpers -----------------------------------------------------------------
 
+    def intent_of(self, query: str) -> dict[str, float]:
+        """p(genre | query) from the intent classifier, best first ({} when there is none)."""
+        query = _text(query)
+        if self.intent is None or not query:
+            return {}
+        p = self.intent.probabilities(self.encoder.encode_query(query))[0]
+        return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
+
+    def _boosted(
+        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
+    ) -> list[tuple[str, float]]:
+        """cosine (+ lexical_weight * BM25 / best BM25) + intent_weight * p(item's genre | query).
+
+        Candidates: the dense top `depth` (and, when fused, the BM25 top `depth`). Items of
+        a genre the classifier does not know, or with no genre, get no boost; nothing is
+        dropped, so a query the classifier cannot place still gets its dense ranking.
+        """
+        cfg = self.settings.embed
+        scores = dict(self._dense(qvec, depth, filt))
+        if lexical and cfg.lexical_weight:
+            hits = self.lexical.rank(query, depth, filt.lexical)
+            top = hits[0][1] if hits else 1.0
+            for key, _ in hits:
+                if key not in scores and key in self.items_index:
+                    scores[key] = float(self.items_index.vector(key) @ qvec)
+            for key, bm25 in hits:
+                if key in scores:
+                    scores[key] += cfg.lexical_weight * bm25 / top
+        if self.intent is not None and cfg.intent_weight:
+            p = self.intent.probabilities(qvec)[0]
+            for key in scores:
+                col = self._genre_col.get(key)
+                if col is not None:
+                    scores[key] += cfg.intent_weight * float(p[col])
+        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
     def _allowed(self, kind: str | None, language: str | None, genre: str | None) -> set[str] | None:
         if kind is None and language is None and genre is None:
             return None
@@ -205,11 +276,25 @@ class SearchService:
             mask &= self.items["genre"].fillna("").str.lower() == genre.lower()
         return set(self.items.index[mask])
 
-    def _dense(self, qvec: np.ndarray, depth: int, allowed: set[str] | None) -> list[tuple[str, float]]:
-        return self.items_index.search(qvec, depth, allowed)[0]
+    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> "_Filter":
+        """The candidates a filter allows, as the dense index's ids and BM25's mask (cached)."""
+        key = (kind, language and language.lower(), genre and genre.lower())
+        if key not in self._filters:
+            allowed = self._allowed(kind, language, genre)
+            if allowed is None:
+                self._filters[key] = _Filter(None, None)
+            else:
+                ids = self.items_index.ids_of(allowed)
+                # a filter that keeps the whole index (kind=show on a shows-only catalogue) is no filter
+                self._filters[key] = _Filter(None if len(ids) == len(self.items_index) else ids,
+                                             self.lexical.mask(allowed))
+        return self._filters[key]
+
+    def _dense(self, qvec: np.ndarray, depth: int, filt: "_Filter") -> list[tuple[str, float]]:
+        return self.items_index.search(qvec, depth, filt.dense)[0]
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:
-        row = self.items.loc[item_id]
+        row = self._rows[item_id]
         snippet, start = None, None
         if qvec is not None and row["kind"] == "episode" and item_id in self._passages_of:
             best = self.passages_index.search(qvec, 1, self._passages_of[item_id])[0]

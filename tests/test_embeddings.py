@@ -83,6 +83,15 @@ def test_encode_is_normalised_and_semantic(encoder):
     assert encoder.encode([]).shape == (0, 384)
 
 
+def test_single_query_path_matches_batch_encoding(encoder):
+    texts = ["a recipe for banana bread", "interviews with athletes about training and competition"]
+    for text, batch in zip(texts, encoder.encode(texts)):
+        q = encoder.encode_query(text)
+        assert q.shape == (384,) and q.dtype == np.float32
+        assert abs(float(np.linalg.norm(q)) - 1.0) < 1e-5
+        assert float(q @ batch) > 0.9999  # fp32 query vs bf16 batch: the same vector to 4 decimals
+
+
 def _store(tmp_path) -> tuple[Store, Settings]:
     settings = Settings(home=tmp_path)
     settings.embed.passage_tokens = 12

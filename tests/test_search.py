@@ -102,7 +102,7 @@ def service(catalog, encoder):
     return SearchService(store, settings, encoder)
 
 
-@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid", "intent", "fused"])
 def test_obvious_item_comes_first(service, mode):
     top = service.search("astronaut growing potatoes on Mars", k=3, mode=mode)
     assert top[0].item_id == "b-mars"

@@ -12,19 +12,26 @@ from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_
 def index(
     ctx: typer.Context,
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the faiss indexes from scratch."),
+    adapt: bool = typer.Option(
+        False, "--adapt", help="Retrain the adapted encoder on the current catalogue (needs embed.adapt on)."
+    ),
     json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Embed every show, episode and audiobook not yet embedded; build or update the indexes."""
-    from coldstart.embeddings import load_encoder
+    """Embed every show, episode and audiobook not yet embedded; build or update the indexes.
+
+    With `embed.adapt` on, the encoder is first adapted to the catalogue (once per home, or
+    again with --adapt). The query-intent classifier is retrained on every run.
+    """
+    from coldstart.embeddings import resolve_model_path
     from coldstart.index import index_content
 
     settings, store = settings_of(ctx), store_of(ctx)
     try:
-        encoder = load_encoder(settings)
+        resolve_model_path(settings.embed.model)
     except FileNotFoundError as exc:
         fail(str(exc))
         return
-    report, syncs = index_content(store, settings, encoder=encoder, rebuild=rebuild, progress=None if not json else False)
+    report, syncs = index_content(store, settings, rebuild=rebuild, adapt=adapt, progress=None if not json else False)
     if json:
         emit_json({"embed": report.to_dict(), "indexes": [s.to_dict() for s in syncs]})
         return
@@ -34,6 +41,10 @@ def index(
         f"embedded {data['embedded']} ({data['texts_per_second']} texts/s), unchanged {data['unchanged']}, "
         f"removed {data['removed']}, items without text {data['items_without_text']}"
     )
+    for step in ("adapt", "intent"):
+        if data.get(step):
+            details = ", ".join(f"{k} {v}" for k, v in data[step].items())
+            console.print(f"{step}: {details}")
     table = Table("index", "action", "type", "vectors", "added", "replaced", "removed", "recall@10", title="indexes")
     for s in syncs:
         d = s.to_dict()
@@ -84,7 +95,7 @@ def search(
     kind: str = typer.Option(None, "--kind", help="show | episode | audiobook"),
     language: str = typer.Option(None, "--language", help="ISO 639-1 code, e.g. en"),
     genre: str = typer.Option(None, "--genre", help="Genre (case-insensitive)."),
-    mode: str = typer.Option(None, "--mode", help="dense | lexical | hybrid (default: settings.embed.search_mode)"),
+    mode: str = typer.Option(None, "--mode", help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)"),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search shows, episodes and audiobooks by content; episodes come with a timed snippet."""
