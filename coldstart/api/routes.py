@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 
@@ -38,7 +39,21 @@ __all__ = ["router"]
 
 router = APIRouter()
 FORM_OVERHEAD = 64 * 1024  # room for the multipart boundaries and text fields
-JSON_LIMIT = 1024 * 1024
+# An absolute POSIX or Windows path inside a message (quoted or not).
+_PATH = re.compile(r"(?:[A-Za-z]:\\|(?<![\w.])/)(?:[^\s'\"/\\:]+[/\\])+[^\s'\",;)]*")
+_PATH_KEYS = {"path", "parquet", "audio_path"}
+
+
+def public(data):
+    """`data` with no file-system path left: path-valued keys dropped, paths inside
+    messages replaced by `<path>`. Responses describe state, never server layout."""
+    if isinstance(data, dict):
+        return {k: public(v) for k, v in data.items() if k not in _PATH_KEYS}
+    if isinstance(data, list):
+        return [public(v) for v in data]
+    if isinstance(data, str):
+        return _PATH.sub("<path>", data)
+    return data
 
 
 def _item(item: ScoredItem) -> dict:
@@ -159,7 +174,7 @@ async def create_upload(request: Request) -> UploadStatus:
             dest.unlink(missing_ok=True)
             raise _validation_error(exc) from None
     elif ctype.startswith("application/json"):
-        raw = b"".join([chunk async for chunk in _capped(request.stream(), JSON_LIMIT)])
+        raw = b"".join([chunk async for chunk in _capped(request.stream(), settings.serve.max_json_bytes)])
         try:
             body = UploadByPath.model_validate_json(raw)
         except ValidationError as exc:
@@ -179,13 +194,16 @@ async def create_upload(request: Request) -> UploadStatus:
         if dest is not None:
             dest.unlink(missing_ok=True)
         raise
-    return UploadStatus(**record)
+    return UploadStatus(**public(record))
 
 
-@router.get("/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"])
+@router.get(
+    "/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"], dependencies=[Depends(require_token)]
+)
 def upload_status(upload_id: str, request: Request) -> UploadStatus:
-    """An upload's status; its predicted audience once `scored`."""
-    return UploadStatus(**get_upload(request.app.state.store, upload_id))
+    """An upload's status; its predicted audience (listener ids with probabilities)
+    once `scored`. Audience data is personal: the token is required."""
+    return UploadStatus(**public(get_upload(request.app.state.store, upload_id)))
 
 
 # --- content queries -----------------------------------------------------------------------
@@ -242,7 +260,7 @@ def similar(
 @router.get("/healthz", tags=["operations"])
 def healthz(request: Request) -> dict:
     snapshot = request.app.state.serving.current()
-    return {"status": "ok", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+    return public({"status": "ok", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()})
 
 
 @router.get("/metrics", tags=["operations"])
@@ -257,4 +275,4 @@ def reload(request: Request) -> dict:
     """Load models, indexes and the catalog again now (the server also does this by
     itself within `serve.reload_check_seconds` of a change)."""
     snapshot = request.app.state.serving.reload()
-    return {"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+    return public({"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()})
