@@ -24,8 +24,11 @@ __all__ = ["create_app", "app_from_env"]
 def _message(errors) -> str:
     parts = []
     for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        loc = list(err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid" and len(loc) == 2:  # loc is (body, character position)
+            loc, msg = loc[:1], f"not valid JSON (at character {loc[1]})"
+        parts.append(f"{'.'.join(str(p) for p in loc)}: {msg}")
     return "; ".join(parts)
 
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from coldstart.api.auth import require_token
 from coldstart.api.schemas import (
@@ -119,7 +119,12 @@ async def _multipart(request: Request, settings, upload_id: str):
     parser = MultiPartParser(
         request.headers, _capped(request.stream(), limit + FORM_OVERHEAD), max_files=1, max_fields=10
     )
-    form = await parser.parse()
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:  # malformed or abusive form: the client's fault
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": f"malformed multipart/form-data: {exc.message}", "type": "value_error"}]
+        ) from None
     audio = form.get("file")
     if not isinstance(audio, UploadFile):
         raise UploadError("file", "a multipart file field named 'file' is required (or send JSON with audio_path)")
