@@ -53,7 +53,7 @@ def test_an_empty_token_is_refused(value, monkeypatch, tmp_path):
     monkeypatch.setenv("COLDSTART_API_TOKEN", value)
     with pytest.raises(ValidationError, match="empty"):
         Settings()
-    result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--port", "1"])
+    result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--port", "70000"])
     assert result.exit_code != 0 and "COLDSTART_API_TOKEN" in result.output and "empty" in result.output
 
 
@@ -81,7 +81,7 @@ def test_non_loopback_bind_without_a_token_is_refused(tmp_path, monkeypatch):
     for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
         assert is_loopback(host)
         check_bind(host, open_settings)
-    result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "1"])
+    result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "70000"])
     assert result.exit_code == 1 and "refusing to bind 0.0.0.0" in result.output
 
 

@@ -76,7 +76,10 @@ def score_uploads_command(
     for upload_id, error in report.failed.items():
         table.add_row(upload_id, "[red]failed[/]", "", error)
     console.print(table)
-    console.print(f"{len(report.scored)} scored, {len(report.failed)} failed, {len(report.skipped)} already done")
+    console.print(
+        f"{len(report.scored)} scored, {len(report.failed)} failed, {len(report.skipped)} already done, "
+        f"{len(report.busy)} busy (leased by another worker)"
+    )
     if report.failed:
         raise typer.Exit(1)
 
