@@ -60,11 +60,13 @@ end
 done = function(summary, latency, requests)
   io.write(string.format(
     "JSON{\"requests\": %%d, \"duration_us\": %%d, \"p50_us\": %%d, \"p95_us\": %%d, \"p99_us\": %%d, " ..
-    "\"max_us\": %%d, \"errors\": %%d, \"non_2xx\": %%d}\n",
+    "\"max_us\": %%d, \"errors\": %%d, \"non_2xx\": %%d, \"connect\": %%d, \"read\": %%d, " ..
+    "\"write\": %%d, \"timeout\": %%d}\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
     latency:percentile(99), latency.max,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
+    summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.timeout))
 end
 """
 
@@ -151,6 +153,7 @@ def wrk_result(proc: subprocess.Popen, concurrency: int) -> dict:
         "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "errors": raw["errors"],
+        "errors_by_kind": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
         "non_2xx": raw["non_2xx"],
     }
 
@@ -246,11 +249,16 @@ def scenario_soak(proc, port: int, script: Path, args) -> dict:
     import psutil
 
     server = psutil.Process(proc.pid)
+
+    def rss_mb() -> float:  # the server and its worker processes (--workers N)
+        procs = [server, *server.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
+
     started = time.monotonic()
     wrk = start_wrk(port, script, 64, args.seconds)
     samples = []
     while wrk.poll() is None:
-        samples.append({"t": round(time.monotonic() - started, 1), "rss_mb": round(server.memory_info().rss / 2**20, 1)})
+        samples.append({"t": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
         time.sleep(5)
     result = wrk_result(wrk, 64)
     print(line(result), f"RSS {samples[0]['rss_mb']} MB at start, {samples[-1]['rss_mb']} MB at the end")
