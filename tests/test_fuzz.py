@@ -4,6 +4,8 @@ and every validation error (422) names the field it is about."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -24,8 +26,10 @@ def served_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def live(served_home):
-    settings = Settings(home=served_home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=5))
+def live(served_home, tmp_path_factory):
+    home = tmp_path_factory.mktemp("fuzz") / "home"  # a private copy: fuzzed writes stay there
+    shutil.copytree(served_home, home, ignore=shutil.ignore_patterns("audiences"))
+    settings = Settings(home=home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=5))
     with serving_world.served(settings) as client:
         yield str(client.base_url)
 

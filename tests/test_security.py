@@ -15,6 +15,7 @@ from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 
 import serving_world
+from coldstart import tables as t
 from coldstart.api.auth import InsecureBind, check_bind, is_loopback
 from coldstart.cli import app
 from coldstart.config import ServeSettings, Settings
@@ -143,11 +144,16 @@ def test_upload_status_needs_the_token_and_shows_no_path(api, settings):
     upload = register_upload(store, show_id=shows["item_id"].iloc[0], title="private",
                              audio_path=resolve_upload_path(settings, "science.ogg"))
     url = f"/v1/uploads/{upload['upload_id']}"
-    assert api.get(url).status_code == 401
-    assert api.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    resp = api.get(url, headers=AUTH)
-    assert resp.status_code == 200 and resp.json()["status"] == "pending"
-    assert_no_paths(resp.json(), settings.home)
+    try:
+        assert api.get(url).status_code == 401
+        assert api.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        resp = api.get(url, headers=AUTH)
+        assert resp.status_code == 200 and resp.json()["status"] == "pending"
+        assert_no_paths(resp.json(), settings.home)
+    finally:  # the world is shared by the session: leave no pending upload behind
+        with store.begin() as conn:
+            conn.execute(t.uploads.delete().where(t.uploads.c.upload_id == upload["upload_id"]))
+            conn.execute(t.items.delete().where(t.items.c.item_id == upload["item_id"]))
 
 
 def test_health_and_reload_show_no_paths(api, settings):
