@@ -127,9 +127,13 @@ def start_server(home: Path, port: int, workers: int):
     raise SystemExit("server did not become healthy in 180 s")
 
 
+WRK_TIMEOUT = {"seconds": 10}  # --timeout: a slower answer counts as an error (wrk "timeout")
+
+
 def start_wrk(port: int, script: Path, concurrency: int, seconds: int) -> subprocess.Popen:
     threads = max(1, min(concurrency, 2))
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", f"{WRK_TIMEOUT['seconds']}s",
+           "-s", str(script),
            f"http://127.0.0.1:{port}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -271,6 +275,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="A populated store (e.g. after `coldstart demo`).")
     parser.add_argument("--scenario", choices=["levels", "writer", "reload", "soak"], default="levels")
     parser.add_argument("--uploads", type=int, default=8, help="writer: uploads for score-uploads to score.")
+    parser.add_argument("--timeout", type=int, default=10, help="wrk --timeout in seconds (slower = an error).")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--seconds", type=int, default=None, help="Per run (default 15; soak 60).")
     parser.add_argument("--bodies", type=int, default=200, help="Distinct listeners to cycle through.")
@@ -281,6 +286,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu)")
     args.seconds = args.seconds or (60 if args.scenario == "soak" else 15)
+    WRK_TIMEOUT["seconds"] = args.timeout
     suffix = "" if args.scenario == "levels" else f"-{args.scenario}"
     args.out = args.out or Path(f"benchmarks/results/serve{suffix}.json")
 
@@ -313,6 +319,8 @@ def main() -> None:
         "endpoint": "POST /v1/onboarding",
         "cpus": os.cpu_count(),
         "seconds_per_level": args.seconds,
+        "wrk_timeout_s": args.timeout,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "distinct_bodies": len(bodies),
         "k": args.k,
         "workers": args.workers,
