@@ -67,12 +67,14 @@ def test_upload_survives_a_server_kill_and_is_scored_after_restart(home):
         assert resp.status_code == 201, resp.text
         kill9(proc)  # no shutdown handler runs
     upload_id = resp.json()["upload_id"]
-    with server_process(home, TOKEN) as (_, url):
-        status = httpx.get(f"{url}/v1/uploads/{upload_id}", headers=AUTH, timeout=30).json()
+    # Restarted (in this process: quicker to start than a second subprocess).
+    restarted = Settings(home=home, api_token=SecretStr(TOKEN))
+    with serving_world.served(restarted) as api:
+        status = api.get(f"/v1/uploads/{upload_id}", headers=AUTH).json()
         assert status["status"] == "pending"
         report = score_uploads(store, settings, progress=False)
         assert upload_id in report.scored
-        status = httpx.get(f"{url}/v1/uploads/{upload_id}", headers=AUTH, timeout=30).json()
+        status = api.get(f"/v1/uploads/{upload_id}", headers=AUTH).json()
         assert status["status"] == "scored" and status["audience"]["listeners_scored"] > 0
     stored = Path(get_upload(store, upload_id)["audio_path"])
     assert stored.read_bytes() == audio  # the file the 201 promised is complete
