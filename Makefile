@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install postgres demo test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/coldstart --home .coldstart demo
 
-test: $(STAMP)
+# The store tests also run against a real PostgreSQL server that the test session
+# starts itself (initdb + pg_ctl in a temporary directory): install Debian's package
+# when it is missing and we are root; otherwise those tests skip, saying why.
+postgres:
+	@if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing PostgreSQL (Debian package postgresql) for the store tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }; \
+	  else echo "note: no PostgreSQL server binary and not root: the PostgreSQL tests will be skipped"; fi; \
+	fi
+
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) postgres
 	$(BIN)/python -m pytest -q -m slow
 
 clean:

@@ -2,6 +2,17 @@
 
     .venv/bin/coldstart --home /tmp/bench demo          # a populated, trained store
     .venv/bin/python benchmarks/serve.py --home /tmp/bench
+    .venv/bin/python benchmarks/serve.py --home /tmp/bench --scenario writer   # p95 while score-uploads writes
+    .venv/bin/python benchmarks/serve.py --home /tmp/bench --scenario reload   # reloads under 16 clients
+    .venv/bin/python benchmarks/serve.py --home /tmp/bench --scenario soak     # 60 s at 64 clients, RSS
+
+Scenarios (each on a private copy of the home when it writes to the store):
+  levels  one wrk run per --concurrency level (the default);
+  writer  concurrency 16 without, then with, a `coldstart score-uploads` process
+          scoring --uploads new uploads into the same SQLite store;
+  reload  concurrency 16 for --seconds while POST /v1/admin/reload runs every 2 s and
+          a new artifact version is registered every 3 s (the server reloads by itself);
+  soak    concurrency 64 for --seconds (60), server RSS sampled every 5 s.
 
 Starts `coldstart serve` as a subprocess on a free loopback port, waits for
 /healthz, then runs wrk (Debian package `wrk`: `apt-get install wrk`) once per
@@ -18,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import socket
 import subprocess
 import sys
@@ -48,11 +60,13 @@ end
 done = function(summary, latency, requests)
   io.write(string.format(
     "JSON{\"requests\": %%d, \"duration_us\": %%d, \"p50_us\": %%d, \"p95_us\": %%d, \"p99_us\": %%d, " ..
-    "\"max_us\": %%d, \"errors\": %%d, \"non_2xx\": %%d}\n",
+    "\"max_us\": %%d, \"errors\": %%d, \"non_2xx\": %%d, \"connect\": %%d, \"read\": %%d, " ..
+    "\"write\": %%d, \"timeout\": %%d}\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
     latency:percentile(99), latency.max,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
+    summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.timeout))
 end
 """
 
@@ -80,11 +94,21 @@ def request_bodies(home: Path, n: int, k: int) -> list[str]:
     return bodies
 
 
+TOKEN = "bench-token-not-a-secret"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict:
+    return {**os.environ, "COLDSTART_API_TOKEN": TOKEN,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
 def start_server(home: Path, port: int, workers: int):
     exe = Path(sys.executable).with_name("coldstart")
     cmd = [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            env=_env())
     deadline = time.monotonic() + 180
     ready = 0
     while time.monotonic() < deadline:
@@ -103,11 +127,25 @@ def start_server(home: Path, port: int, workers: int):
     raise SystemExit("server did not become healthy in 180 s")
 
 
-def run_wrk(port: int, script: Path, concurrency: int, seconds: int) -> dict:
+WRK_TIMEOUT = {"seconds": 10}  # --timeout: a slower answer counts as an error (wrk "timeout")
+
+
+def start_wrk(port: int, script: Path, concurrency: int, seconds: int) -> subprocess.Popen:
     threads = max(1, min(concurrency, 2))
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", f"{WRK_TIMEOUT['seconds']}s",
+           "-s", str(script),
            f"http://127.0.0.1:{port}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_wrk(port: int, script: Path, concurrency: int, seconds: int) -> dict:
+    return wrk_result(start_wrk(port, script, concurrency, seconds), concurrency)
+
+
+def wrk_result(proc: subprocess.Popen, concurrency: int) -> dict:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed: {err[-2000:]}")
     line = next(line for line in out.splitlines() if line.startswith("JSON"))
     raw = json.loads(line[4:])
     return {
@@ -119,45 +157,170 @@ def run_wrk(port: int, script: Path, concurrency: int, seconds: int) -> dict:
         "p99_ms": raw["p99_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "errors": raw["errors"],
+        "errors_by_kind": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
         "non_2xx": raw["non_2xx"],
     }
+
+
+def line(r: dict) -> str:
+    return (f"c={r['concurrency']:>3}: {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:.1f} ms  "
+            f"p95 {r['p95_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  requests {r['requests']}  "
+            f"errors {r['errors']} non-2xx {r['non_2xx']}")
+
+
+def private_copy(home: Path, tmp: Path) -> Path:
+    """The scenarios that write get their own copy of the store, models and indexes."""
+    copy = tmp / "home"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("audiences", "received"))
+    return copy
+
+
+def register_clips(home: Path, n: int) -> list[str]:
+    from coldstart.demo.world import ASSETS, AUDIO_CLIPS
+    from coldstart.uploads import register_upload, resolve_upload_path
+
+    settings = get_settings(home)
+    store = Store(settings.db_url)
+    shows = store.items(["show"])
+    show = shows[shows["language"] == "en"]["item_id"].iloc[0]
+    settings.uploads_path.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(n):
+        clip = list(AUDIO_CLIPS)[i % len(AUDIO_CLIPS)]
+        target = settings.uploads_path / f"bench-{i}-{clip}.ogg"
+        shutil.copy2(ASSETS / f"{clip}.ogg", target)
+        ids.append(register_upload(store, show_id=show, title=f"bench {clip} {i}",
+                                   audio_path=resolve_upload_path(settings, target.name))["upload_id"])
+    return ids
+
+
+def scenario_writer(home: Path, port: int, script: Path, args) -> dict:
+    """p95 at concurrency 16 alone, then while `score-uploads` writes to the same store."""
+    ids = register_clips(home, args.uploads)
+    alone = run_wrk(port, script, 16, args.seconds)
+    print("without writer:", line(alone))
+    exe = Path(sys.executable).with_name("coldstart")
+    writer = subprocess.Popen([str(exe), "--home", str(home), "score-uploads", "--json"], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(3)  # let it import and start writing
+    busy = run_wrk(port, script, 16, args.seconds)
+    still_running = writer.poll() is None
+    print("with writer:   ", line(busy), "(writer still running)" if still_running else "(writer finished)")
+    out, _ = writer.communicate()
+    report = json.loads(out) if out.strip().startswith("{") else {}
+    return {"without_writer": alone, "with_writer": busy, "uploads": len(ids),
+            "scored": len(report.get("scored", [])), "writer_outlived_the_run": still_running}
+
+
+def scenario_reload(home: Path, port: int, script: Path, args) -> dict:
+    """Concurrency 16 while models are reloaded on request and by a new artifact."""
+    store = Store(get_settings(home).db_url)
+    done = {"admin": 0, "artifact": 0, "failed": 0}
+    stop = threading.Event()
+
+    def reloader() -> None:
+        tick = 0
+        while not stop.wait(1.0):
+            tick += 1
+            try:
+                if tick % 2 == 0:
+                    r = httpx.post(f"http://127.0.0.1:{port}/v1/admin/reload",
+                                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+                    done["admin" if r.status_code == 200 else "failed"] += 1
+                if tick % 3 == 0:
+                    for name in store.frame(__import__("coldstart.tables", fromlist=["artifacts"]).artifacts)["name"]:
+                        row = store.artifact(name)
+                        store.register_artifact(name, row["path"], row["manifest"])
+                    done["artifact"] += 1
+            except httpx.HTTPError:
+                done["failed"] += 1
+
+    thread = threading.Thread(target=reloader, daemon=True)
+    thread.start()
+    result = run_wrk(port, script, 16, args.seconds)
+    stop.set()
+    thread.join()
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    reloads = sum(float(x.split()[-1]) for x in metrics.splitlines()
+                  if x.startswith('coldstart_model_reloads_total{result="ok"}'))
+    print(line(result), f"admin reloads {done['admin']}, new artifacts {done['artifact']}, reloads done {reloads:.0f}")
+    return {"load": result, "admin_reloads": done["admin"], "artifact_versions": done["artifact"],
+            "reload_calls_failed": done["failed"], "reloads_ok": reloads}
+
+
+def scenario_soak(proc, port: int, script: Path, args) -> dict:
+    """Concurrency 64 for --seconds; the server's RSS every 5 s."""
+    import psutil
+
+    server = psutil.Process(proc.pid)
+
+    def rss_mb() -> float:  # the server and its worker processes (--workers N)
+        procs = [server, *server.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
+
+    started = time.monotonic()
+    wrk = start_wrk(port, script, 64, args.seconds)
+    samples = []
+    while wrk.poll() is None:
+        samples.append({"t": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
+        time.sleep(5)
+    result = wrk_result(wrk, 64)
+    print(line(result), f"RSS {samples[0]['rss_mb']} MB at start, {samples[-1]['rss_mb']} MB at the end")
+    return {"load": result, "rss_start_mb": samples[0]["rss_mb"], "rss_end_mb": samples[-1]["rss_mb"],
+            "rss_max_mb": max(s["rss_mb"] for s in samples), "rss_samples": samples}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, required=True, help="A populated store (e.g. after `coldstart demo`).")
+    parser.add_argument("--scenario", choices=["levels", "writer", "reload", "soak"], default="levels")
+    parser.add_argument("--uploads", type=int, default=8, help="writer: uploads for score-uploads to score.")
+    parser.add_argument("--timeout", type=int, default=10, help="wrk --timeout in seconds (slower = an error).")
     parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=None, help="Per run (default 15; soak 60).")
     parser.add_argument("--bodies", type=int, default=200, help="Distinct listeners to cycle through.")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1, help="`coldstart serve --workers`.")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve.json"))
+    parser.add_argument("--out", type=Path, default=None, help="Default benchmarks/results/serve[-SCENARIO].json.")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu)")
+    args.seconds = args.seconds or (60 if args.scenario == "soak" else 15)
+    WRK_TIMEOUT["seconds"] = args.timeout
+    suffix = "" if args.scenario == "levels" else f"-{args.scenario}"
+    args.out = args.out or Path(f"benchmarks/results/serve{suffix}.json")
 
     bodies = request_bodies(args.home, args.bodies, args.k)
     port = free_port()
+    results: list | dict = []
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "onboarding.lua"
         script.write_text(LUA % ",\n".join(f"[==[{b}]==]" for b in bodies))
-        proc, health = start_server(args.home, port, args.workers)
+        home = private_copy(args.home, Path(tmp)) if args.scenario in ("writer", "reload") else args.home
+        proc, health = start_server(home, port, args.workers)
         try:
             # Warm-up: the first requests pay for lazy imports and allocator growth.
             run_wrk(port, script, 4 * args.workers, 5)
-            results = []
-            for c in [int(x) for x in args.concurrency.split(",")]:
-                results.append(run_wrk(port, script, c, args.seconds))
-                r = results[-1]
-                print(f"c={c:>3}: {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:.1f} ms  "
-                      f"p95 {r['p95_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  errors {r['errors']} non-2xx {r['non_2xx']}")
+            if args.scenario == "writer":
+                results = scenario_writer(home, port, script, args)
+            elif args.scenario == "reload":
+                results = scenario_reload(home, port, script, args)
+            elif args.scenario == "soak":
+                results = scenario_soak(proc, port, script, args)
+            else:
+                for c in [int(x) for x in args.concurrency.split(",")]:
+                    results.append(run_wrk(port, script, c, args.seconds))
+                    print(line(results[-1]))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     report = {
+        "scenario": args.scenario,
         "endpoint": "POST /v1/onboarding",
         "cpus": os.cpu_count(),
         "seconds_per_level": args.seconds,
+        "wrk_timeout_s": args.timeout,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "distinct_bodies": len(bodies),
         "k": args.k,
         "workers": args.workers,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -101,12 +101,17 @@ class RulesSettings(BaseModel):
     boosts: dict[str, float] = Field(default_factory=dict)
     # Listeners younger than this never get explicit items, whatever allow_explicit says.
     explicit_min_age: int = 18
+    # Anonymous onboarding usually has no age: explicit items are then left out unless
+    # this is True (the safe default: a listener of unknown age may be a minor).
+    explicit_when_age_unknown: bool = False
 
 
 class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Every JSON request body is refused (413) once it passes this size, while it streams.
+    max_json_bytes: int = Field(1024 * 1024, gt=0)
     # How much each candidate source's (normalised) score counts in the final ranking.
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"affinity": 1.0, "two_tower": 1.0, "content": 0.4, "popularity": 0.3}
@@ -131,12 +136,25 @@ class Settings(BaseSettings):
     database_url: str | None = None
     uploads_dir: Path | None = None
     api_token: SecretStr | None = None
+    # Batch workers (`score-uploads`, `transcribe --pending`) hold a lease on each item
+    # they work on; a worker that dies loses its items to others after this many seconds.
+    lease_seconds: float = Field(600.0, gt=0)
 
     transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty secret would match an empty `Authorization: Bearer ` header.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "set but empty: set a real token, or unset COLDSTART_API_TOKEN to run without auth"
+            )
+        return value
 
     @property
     def db_url(self) -> str:

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from contextlib import contextmanager
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart import tables as t
 from coldstart.config import Settings
 
-__all__ = ["Store", "utcnow", "upsert"]
+__all__ = ["Store", "utcnow", "upsert", "worker_id"]
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process: host, pid and a random tag."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -156,3 +167,60 @@ class Store:
         with self.connect() as conn:
             row = conn.execute(select(t.artifacts).where(t.artifacts.c.name == name)).mappings().first()
         return dict(row) if row else None
+
+    # --- leases ----------------------------------------------------------------
+
+    def claim(self, resource: str, owner: str, seconds: float) -> bool:
+        """Take (or extend) the lease on `resource` for `seconds`: True when `owner`
+        holds it afterwards. One transaction: an insert, or an update that only fires
+        when the current lease has expired or is already `owner`'s, then a read-back.
+        Two workers claiming at once can never both get it (SQLite serialises the
+        writes; PostgreSQL locks the conflicting row for ON CONFLICT DO UPDATE)."""
+        now = utcnow()
+        row = {"resource": resource, "owner": owner, "acquired_at": now,
+               "expires_at": now + dt.timedelta(seconds=seconds)}
+        table = t.leases
+        dialect = self.engine.dialect.name
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        stmt = insert(table).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.resource],
+            set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at,
+                  "acquired_at": stmt.excluded.acquired_at},
+            where=(table.c.expires_at < now) | (table.c.owner == owner),
+        )
+        with self.begin() as conn:
+            conn.execute(stmt)
+            holder = conn.execute(select(table.c.owner).where(table.c.resource == resource)).scalar_one()
+        return holder == owner
+
+    def renew(self, resource: str, owner: str, seconds: float) -> bool:
+        """Extend `owner`'s lease; False when it has lost it (expired and taken over)."""
+        with self.begin() as conn:
+            done = conn.execute(
+                update(t.leases)
+                .where(t.leases.c.resource == resource, t.leases.c.owner == owner)
+                .values(expires_at=utcnow() + dt.timedelta(seconds=seconds))
+            )
+        return done.rowcount == 1
+
+    def release(self, resource: str, owner: str) -> None:
+        with self.begin() as conn:
+            conn.execute(delete(t.leases).where(t.leases.c.resource == resource, t.leases.c.owner == owner))
+
+    @contextmanager
+    def hold(self, resource: str, owner: str, seconds: float, wait: float = 600.0, poll: float = 0.2):
+        """A lease as a lock: wait (up to `wait` seconds) until `owner` holds `resource`,
+        run the block, release. For shared files several workers update (the indexes)."""
+        deadline = time.monotonic() + wait
+        while not self.claim(resource, owner, seconds):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lease {resource!r} still held by another worker after {wait:.0f} s")
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            self.release(resource, owner)
+
+    def leases(self) -> pd.DataFrame:
+        return self.frame(t.leases)

@@ -30,6 +30,7 @@ __all__ = [
     "content_vectors",
     "uploads",
     "artifacts",
+    "leases",
     "CONTRACT_TABLES",
 ]
 
@@ -164,4 +165,17 @@ artifacts = Table(
     Column("path", Text, nullable=False),
     Column("manifest", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
+)
+
+# --- work leases ----------------------------------------------------------------
+
+# A batch worker owns an item ("upload:<id>", "transcribe:<item_id>") while this row
+# names it and `expires_at` is in the future; a dead worker's rows simply expire.
+leases = Table(
+    "leases",
+    metadata,
+    Column("resource", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("acquired_at", DateTime, nullable=False),
 )

@@ -9,6 +9,12 @@ leaves any earlier transcript untouched; failed items are retried only on reques
 
 Relative `audio_path` values resolve against COLDSTART_HOME (`settings.home`);
 absolute paths are used as they are.
+
+Several `transcribe --pending` processes may run at once: each item is transcribed
+under a lease (`Store.claim`, `transcribe:<item_id>`, `settings.lease_seconds`),
+taken just before the work starts and released when its result is written. An
+item leased by another live worker is reported `busy`; a killed worker's items are
+taken over once their leases expire.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from tqdm import tqdm
 
 from coldstart import tables as t
 from coldstart.config import Settings
-from coldstart.store import Store, upsert, utcnow
+from coldstart.store import Store, upsert, utcnow, worker_id
 from transcripts import (
     AudioError,
     ModelError,
@@ -53,6 +59,7 @@ class TranscriptionReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already transcribed
     failed: dict[str, str] = field(default_factory=dict)  # item_id -> error
+    busy: list[str] = field(default_factory=list)  # leased by another live worker
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0  # everything, model loading included
     transcribe_seconds: float = 0.0  # from the first file to the last
@@ -67,6 +74,7 @@ class TranscriptionReport:
             "done": self.done,
             "skipped": self.skipped,
             "failed": self.failed,
+            "busy": self.busy,
             "audio_seconds": round(self.audio_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
             "transcribe_seconds": round(self.transcribe_seconds, 3),
@@ -283,8 +291,31 @@ def transcribe_items(
     ) if progress is not False else None
 
     clock = {"start": time.perf_counter()}  # reset once the models are loaded
+    owner, lease = worker_id(), settings.lease_seconds
+
+    def claim(item_id: str) -> bool:
+        """Take the item's lease; False (reported busy or skipped) when another worker
+        holds it or finished it since the list was made."""
+        if not store.claim(f"transcribe:{item_id}", owner, lease):
+            report.busy.append(item_id)
+            return False
+        if not force and item_id in _transcribed(store):
+            store.release(f"transcribe:{item_id}", owner)
+            report.skipped.append(item_id)
+            return False
+        return True
+
+    def renew(item_ids) -> None:
+        for item_id in item_ids:
+            store.renew(f"transcribe:{item_id}", owner, lease)
 
     def finish(item_id: str, transcript: Transcript | None, error: str | None) -> None:
+        try:
+            _finish(item_id, transcript, error)
+        finally:
+            store.release(f"transcribe:{item_id}", owner)
+
+    def _finish(item_id: str, transcript: Transcript | None, error: str | None) -> None:
         if transcript is not None:
             _record_done(store, item_id, transcript)
             report.done.append(item_id)
@@ -302,10 +333,16 @@ def transcribe_items(
             engine = engine_for(settings)
             clock["start"] = time.perf_counter()
             for item_id in todo:
-                transcript, error = _transcribe_one(engine, resolved[item_id], cfg.chunk_seconds, cfg.language)
+                if not claim(item_id):
+                    continue
+                try:
+                    transcript, error = _transcribe_one(engine, resolved[item_id], cfg.chunk_seconds, cfg.language)
+                except BaseException:
+                    store.release(f"transcribe:{item_id}", owner)
+                    raise
                 finish(item_id, transcript, error)
         else:
-            _run_pool(settings, todo, resolved, workers, finish)
+            _run_pool(settings, todo, resolved, workers, finish, claim, renew)
     finally:
         if bar is not None:
             bar.close()
@@ -313,7 +350,9 @@ def transcribe_items(
     return report
 
 
-def _run_pool(settings: Settings, todo: list[str], resolved: dict[str, Path], workers: int, finish) -> None:
+def _run_pool(
+    settings: Settings, todo: list[str], resolved: dict[str, Path], workers: int, finish, claim, renew
+) -> None:
     cfg = settings.transcribe
     # Resolve, join and convert here, once: a bad model fails clearly in the parent,
     # and workers never race to write the same cached files.
@@ -327,13 +366,19 @@ def _run_pool(settings: Settings, todo: list[str], resolved: dict[str, Path], wo
         initargs=(settings.model_dump_json(), threads),
     ) as pool:
         queue = list(todo)
-        running = set()
+        running = {}
         while queue or running:
             while queue and len(running) < workers * 2:  # keep workers fed, not the whole batch queued
                 item_id = queue.pop(0)
-                running.add(pool.submit(_worker_run, item_id, str(resolved[item_id]), cfg.chunk_seconds, cfg.language))
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+                if claim(item_id):  # the parent holds every lease
+                    future = pool.submit(_worker_run, item_id, str(resolved[item_id]), cfg.chunk_seconds, cfg.language)
+                    running[future] = item_id
+            if not running:
+                continue
+            finished, _ = wait(running, timeout=settings.lease_seconds / 3, return_when=FIRST_COMPLETED)
+            renew([running[f] for f in running if f not in finished])
             for future in finished:
+                running.pop(future)
                 finish(*future.result())  # results are written here, by the parent
 
 

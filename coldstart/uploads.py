@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from coldstart import tables as t
 from coldstart.config import Settings
-from coldstart.store import Store, utcnow
+from coldstart.store import Store, utcnow, worker_id
 
 __all__ = [
     "UploadError",
@@ -341,9 +341,10 @@ class ScoreReport:
     scored: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # leased by another live worker: left to it
 
     def to_dict(self) -> dict:
-        return {"scored": self.scored, "failed": self.failed, "skipped": self.skipped}
+        return {"scored": self.scored, "failed": self.failed, "skipped": self.skipped, "busy": self.busy}
 
 
 def affinity_artifact(store: Store) -> dict | None:
@@ -364,6 +365,10 @@ def _affinity_model(store: Store):
     return AffinityModel.load(row["path"])
 
 
+class LeaseLost(RuntimeError):
+    """Another worker took this upload over (our lease expired): stop touching it."""
+
+
 def score_uploads(
     store: Store,
     settings: Settings,
@@ -371,7 +376,15 @@ def score_uploads(
     retry_failed: bool = False,
     progress: bool | None = None,
 ) -> ScoreReport:
-    """Take unfinished uploads (or `upload_ids`) through every step; see the module doc."""
+    """Take unfinished uploads (or `upload_ids`) through every step; see the module doc.
+
+    Several workers may run at once (processes, machines on one PostgreSQL): each
+    upload is worked on under a lease (`Store.claim`, `upload:<id>`, renewed after
+    every step, `settings.lease_seconds` long). An upload leased by another worker is
+    reported `busy` and left alone; one whose worker died is taken over once its
+    lease expires, and resumes from its last recorded step. Index files are updated
+    under the `index:sync` lease, one worker at a time.
+    """
     from coldstart.embeddings import embed_items, item_vectors, load_encoder
     from coldstart.index import sync_indexes
     from coldstart.transcription import transcribe_items
@@ -390,44 +403,72 @@ def score_uploads(
     if not todo:
         return report
 
-    encoder = load_encoder(settings)
+    owner, lease = worker_id(), settings.lease_seconds
+    encoder = None
     model = profiles = None
     out_dir = settings.home / "audiences"
     out_dir.mkdir(parents=True, exist_ok=True)
     for upload in tqdm(todo, desc="scoring uploads", unit="upload", disable=None if progress is None else not progress):
-        upload_id, item_id, status = upload["upload_id"], upload["item_id"], upload["status"]
-        step = "transcribe"
+        upload_id, item_id = upload["upload_id"], upload["item_id"]
+        resource = f"upload:{upload_id}"
+        if not store.claim(resource, owner, lease):
+            report.busy.append(upload_id)
+            continue
         try:
-            if status in ("pending", "failed"):
-                result = transcribe_items(store, settings, [item_id], progress=False)
-                if item_id in result.failed:
-                    raise RuntimeError(result.failed[item_id])
-                _set_status(store, upload_id, status := "transcribed")
-            step = "embed"
-            if status == "transcribed":
-                embed_items(store, settings, [item_id], encoder=encoder, progress=False)
-                _set_status(store, upload_id, status := "embedded")
-            step = "index"
-            if status == "embedded":
-                sync_indexes(store, settings, encoder.model_id, [item_id])
-                _set_status(store, upload_id, status := "indexed")
-            step = "audience"
-            if model is None:
-                model, profiles = _affinity_model(store), _listener_profiles(store)
-                picks = picks_per_listener(store)
-            vector = item_vectors(store, encoder.model_id, ["episode"]).get(item_id)
-            summary, frame = predict_audience(
-                model, profiles, item_id, upload["show_id"], vector,
-                settings.serve.audience_top_k, settings.serve.audience_top_users, picks,
-            )
-            path = out_dir / f"{upload_id}.parquet"
-            frame.to_parquet(path, index=False)
-            summary["parquet"] = str(path)
-            summary["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            _set_status(store, upload_id, "scored", audience=summary)
-            report.scored.append(upload_id)
-        except Exception as exc:  # one bad upload must not stop the batch
-            message = f"{step}: {type(exc).__name__}: {exc}"
-            _set_status(store, upload_id, "failed", error=message)
-            report.failed[upload_id] = message
+            status = get_upload(store, upload_id)["status"]  # it may have moved on since the listing
+            if status not in wanted:
+                report.skipped.append(upload_id)
+                continue
+
+            def advance(new_status: str) -> str:
+                if not store.renew(resource, owner, lease):
+                    raise LeaseLost(f"upload {upload_id}: lease lost to another worker")
+                _set_status(store, upload_id, new_status)
+                return new_status
+
+            step = "transcribe"
+            try:
+                if status in ("pending", "failed"):
+                    result = transcribe_items(store, settings, [item_id], progress=False)
+                    if item_id in result.busy:
+                        report.busy.append(upload_id)  # `transcribe --pending` has it right now
+                        continue
+                    if item_id in result.failed:
+                        raise RuntimeError(result.failed[item_id])
+                    status = advance("transcribed")
+                step = "embed"
+                encoder = encoder or load_encoder(settings)
+                if status == "transcribed":
+                    embed_items(store, settings, [item_id], encoder=encoder, progress=False)
+                    status = advance("embedded")
+                step = "index"
+                if status == "embedded":
+                    with store.hold("index:sync", owner, lease):
+                        sync_indexes(store, settings, encoder.model_id, [item_id])
+                    status = advance("indexed")
+                step = "audience"
+                if model is None:
+                    model, profiles = _affinity_model(store), _listener_profiles(store)
+                    picks = picks_per_listener(store)
+                vector = item_vectors(store, encoder.model_id, ["episode"]).get(item_id)
+                summary, frame = predict_audience(
+                    model, profiles, item_id, upload["show_id"], vector,
+                    settings.serve.audience_top_k, settings.serve.audience_top_users, picks,
+                )
+                path = out_dir / f"{upload_id}.parquet"
+                frame.to_parquet(path, index=False)
+                summary["parquet"] = str(path)
+                summary["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                if not store.renew(resource, owner, lease):
+                    raise LeaseLost(f"upload {upload_id}: lease lost to another worker")
+                _set_status(store, upload_id, "scored", audience=summary)
+                report.scored.append(upload_id)
+            except LeaseLost:
+                report.busy.append(upload_id)
+            except Exception as exc:  # one bad upload must not stop the batch
+                message = f"{step}: {type(exc).__name__}: {exc}"
+                _set_status(store, upload_id, "failed", error=message)
+                report.failed[upload_id] = message
+        finally:
+            store.release(resource, owner)
     return report

@@ -187,7 +187,8 @@ def test_upload_validation_names_the_field(api):
     assert resp.status_code == 422 and "title" in resp.json()["message"]
     resp = api.post("/v1/uploads", data={"show_id": "show000", "title": "x"}, headers=AUTH)
     assert resp.status_code == 422 and "file" in resp.json()["message"]
-    assert api.get("/v1/uploads/does-not-exist").status_code == 404
+    assert api.get("/v1/uploads/does-not-exist", headers=AUTH).status_code == 404
+    assert api.get("/v1/uploads/does-not-exist").status_code == 401  # audience data: token first
 
 
 def test_search_and_similar(api):

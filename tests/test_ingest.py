@@ -39,8 +39,9 @@ u2,b1,,
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def store(db_url) -> Store:
+    """Every store test runs on SQLite and on a real PostgreSQL server."""
+    return Store(db_url)
 
 
 def snapshot(store: Store) -> str:

@@ -70,6 +70,12 @@ def test_minors_never_get_explicit_items(models, served_home):
     minor = pipeline.recommend(UserProfile("cold", {}, age=15), 16)
     assert explicit & {i.item_id for i in adult.shows}
     assert not explicit & {i.item_id for i in minor.shows + minor.episodes}
+    # Anonymous onboarding (no age) is treated as possibly a minor by default.
+    unknown = pipeline.recommend(UserProfile("cold", {}), 16)
+    assert not explicit & {i.item_id for i in unknown.shows + unknown.episodes + unknown.audiobooks}
+    opted_in = OnboardingPipeline(models, Settings(home=served_home, rules=RulesSettings(
+        match_language=False, max_per_genre=10, explicit_when_age_unknown=True)))
+    assert explicit & {i.item_id for i in opted_in.recommend(UserProfile("cold", {}), 16).shows}
 
 
 def test_episodes_are_the_newest_of_recommended_shows(models, served_home):

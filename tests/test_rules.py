@@ -55,6 +55,19 @@ def test_explicit_filter_by_config_and_by_age():
     assert ids(out) == ["clean"] and "rule:explicit_filter" in out[0].reasons
 
 
+def test_explicit_items_are_excluded_when_the_age_is_unknown_unless_configured():
+    items = [item("clean"), item("rude", explicit=True)]
+    default = RulesSettings()
+    assert default.explicit_when_age_unknown is False
+    out = explicit_filter(list(items), default, RuleContext(age=None))
+    assert ids(out) == ["clean"] and "rule:explicit_filter" in out[0].reasons
+    opted_in = RulesSettings(explicit_when_age_unknown=True)
+    assert ids(explicit_filter(list(items), opted_in, RuleContext(age=None))) == ["clean", "rude"]
+    # A known adult still gets them by default; the opt-in never overrides a minor.
+    assert ids(explicit_filter(list(items), default, RuleContext(age=30))) == ["clean", "rude"]
+    assert ids(explicit_filter(list(items), opted_in, RuleContext(age=12))) == ["clean"]
+
+
 def test_one_per_show_keeps_the_best_episode_of_each_show():
     items = [
         item("s1-e1", 0.9, kind="episode", show_id="s1"),

@@ -96,7 +96,8 @@ def test_upload_then_score_then_status_shows_the_audience(api, settings, store):
     assert 0 < audience["expected_listeners"] < audience["listeners_scored"] and audience["picks_per_listener"] >= 1
     probabilities = [u["probability"] for u in audience["top_users"]]
     assert len(probabilities) == settings.serve.audience_top_users and probabilities == sorted(probabilities, reverse=True)
-    frame = pd.read_parquet(audience["parquet"])
+    assert "parquet" not in audience  # no server path in a response; the store keeps it
+    frame = pd.read_parquet(get_upload(store, upload["upload_id"])["audience"]["parquet"])
     assert len(frame) == audience["listeners_scored"] and int(frame["in_top_k"].sum()) == audience["in_top_k"]
     assert set(frame.columns) >= {"user_id", "country", "language", "score", "rank", "probability", "listens", "in_top_k"}
     assert frame["probability"].between(0, 1).all()
@@ -155,6 +156,28 @@ def test_scoring_resumes_from_the_last_finished_step(settings, store):
     with store.connect() as conn:
         after = conn.execute(select(t.transcripts.c.created_at).where(t.transcripts.c.item_id == up["item_id"])).scalar_one()
     assert after == first  # not transcribed again
+
+
+def test_a_dead_workers_upload_waits_for_its_lease_then_is_taken_over(settings, store):
+    import datetime as dt
+
+    from coldstart.store import utcnow
+
+    show = history_show(store)
+    path = settings.uploads_path / "leased.ogg"
+    shutil.copy2(ASSETS / "science.ogg", path)
+    up = register_upload(store, show_id=show, title="Leased", audio_path=resolve_upload_path(settings, "leased.ogg"))
+    resource = f"upload:{up['upload_id']}"
+    assert store.claim(resource, "killed-worker", 600)  # its worker died holding it
+    report = score_uploads(store, settings, [up["upload_id"]], progress=False)
+    assert report.busy == [up["upload_id"]] and report.scored == []
+    assert get_upload(store, up["upload_id"])["status"] == "pending"
+    with store.begin() as conn:  # the lease runs out
+        conn.execute(t.leases.update().where(t.leases.c.resource == resource)
+                     .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    report = score_uploads(store, settings, [up["upload_id"]], progress=False)
+    assert report.scored == [up["upload_id"]] and get_upload(store, up["upload_id"])["status"] == "scored"
+    assert store.leases().empty
 
 
 def test_registration_validates_and_writes_nothing_on_error(settings, store):

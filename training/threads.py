@@ -2,6 +2,10 @@
 
 On a small shared CPU, OpenMP pools that spin-wait (torch's and faiss's) slow
 everything down when they compete; short requests run fastest on one thread.
+
+A server sets its thread counts once per process with `pin_process_threads`; from
+then on `torch_threads` blocks leave them alone (torch's and faiss's thread counts
+are process-wide: changing them per request races with a model reload thread).
 """
 
 from __future__ import annotations
@@ -11,17 +15,33 @@ from contextlib import contextmanager
 import faiss
 import torch
 
-__all__ = ["torch_threads"]
+__all__ = ["torch_threads", "pin_process_threads", "unpin_process_threads"]
+
+_PINNED: list[int] = []  # the pinned count while a server runs in this process
+
+
+def pin_process_threads(n: int) -> None:
+    """Set torch and faiss to `n` threads for the whole process, once."""
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    _PINNED.append(n)
+
+
+def unpin_process_threads() -> None:
+    if _PINNED:
+        _PINNED.pop()
 
 
 @contextmanager
 def torch_threads(n: int | None):
     """Run a block with `n` torch intra-op and faiss OpenMP threads, then restore.
-    `n` None or 0 leaves the current settings alone."""
+    `n` None or 0 leaves the current settings alone, and so does a pinned process."""
+    if _PINNED or not n:
+        yield
+        return
     before = torch.get_num_threads(), faiss.omp_get_max_threads()
-    if n:
-        torch.set_num_threads(n)
-        faiss.omp_set_num_threads(n)
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
     try:
         yield
     finally:

@@ -58,6 +58,7 @@ from training.taste import TasteConfig, TasteModel, fit_taste
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender", "GNNOnlyRecommender"]
 
 CHECKPOINT_FILE = "two_tower.pt"
+CHECKPOINT_META_FILE = "two_tower.json"
 ITEM_KEYS = ("gnn", "has_gnn", "content", "has_content", "language", "genre")
 MANIFEST_FILE = "manifest.json"
 
@@ -510,10 +511,19 @@ class TwoTowerRecommender(Recommender):
     # --- persistence (nanoGPT style: the config travels inside the checkpoint) ------
 
     def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        """Tensors only in `two_tower.pt` (loaded with `weights_only=True`), everything
+        else as JSON in `two_tower.json`: loading a checkpoint never runs pickled code."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.taste.save(directory / "taste")
-        checkpoint = {
+        graph = None if self.graph is None else self.graph.state()
+        tensors = {
+            "user_tower": self.user_tower.state_dict(),
+            "item_tower": self.item_tower.state_dict(),
+            "pop_scores": torch.tensor(self.pop_scores),
+            "items_in": dict(self._items_in),
+        }
+        meta = {
             "config": asdict(self.config),
             "target": self.target,
             "name": self.name,
@@ -526,16 +536,17 @@ class TwoTowerRecommender(Recommender):
                 "item_languages": self.item_languages,
                 "genres": self.genres,
             },
-            "user_tower": self.user_tower.state_dict(),
-            "item_tower": self.item_tower.state_dict(),
-            "graph": None if self.graph is None else self.graph.state(),
             "item_ids": list(self.item_ids),
-            "pop_scores": torch.tensor(self.pop_scores),
-            "items_in": self._items_in,
-            "blend": None if getattr(self, "blend", None) is None else {
-                "weights": self.blend.weights, "validation": self.blend.validation, "wide": self.wide.state()},
+            "graph": None,
         }
-        torch.save(checkpoint, directory / CHECKPOINT_FILE)
+        if getattr(self, "blend", None) is not None:
+            # The wide part is tensors and plain values: weights_only-safe.
+            tensors["blend"] = {"weights": self.blend.weights, "validation": self.blend.validation, "wide": self.wide.state()}
+        if graph is not None:
+            tensors.update(graph_encoder=graph["encoder"], graph_emb=graph["emb"], graph_degree=graph["degree"])
+            meta["graph"] = {k: graph[k] for k in ("encoder_args", "node_ids", "node_type", "episode_show")}
+        torch.save(tensors, directory / CHECKPOINT_FILE)
+        (directory / CHECKPOINT_META_FILE).write_text(json.dumps(meta, default=_json_value) + "\n")
         faiss.write_index(self.index, str(directory / "items.faiss"))
         manifest = {
             "kind": "two_tower",
@@ -546,7 +557,7 @@ class TwoTowerRecommender(Recommender):
             "data_hash": getattr(self, "data_hash", None),
             "settings": asdict(self.config),
             "metrics": {k: v for k, v in self.metrics.items() if k != "history"},
-            "files": [CHECKPOINT_FILE, "items.faiss", "taste/"],
+            "files": [CHECKPOINT_FILE, CHECKPOINT_META_FILE, "items.faiss", "taste/"],
             "torch": torch.__version__,
             "faiss": faiss.__version__,
             **(extra_manifest or {}),
@@ -560,21 +571,30 @@ class TwoTowerRecommender(Recommender):
         path = directory / CHECKPOINT_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: no two-tower checkpoint")
-        ckpt = torch.load(path, weights_only=False)
-        cfg = TwoTowerConfig.from_dict(ckpt["config"])
-        model = cls(ckpt["target"], cfg.seed, cfg)
+        # weights_only: tensors and plain containers only; a pickled object is refused
+        # (torch raises UnpicklingError) instead of being executed.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        meta_path = directory / CHECKPOINT_META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path}: no two-tower metadata (a checkpoint from an older version: retrain)")
+        meta = json.loads(meta_path.read_text())
+        cfg = TwoTowerConfig.from_dict(meta["config"])
+        model = cls(meta["target"], cfg.seed, cfg)
         model.taste = TasteModel.load(directory / "taste")
-        args = ckpt["model_args"]
+        args = meta["model_args"]
         model.gnn_dim, model.content_dim = args["gnn_dim"], args["content_dim"]
         model.countries, model.languages = args["countries"], args["languages"]
         model.item_languages, model.genres = args["item_languages"], args["genres"]
-        model.graph = None if ckpt["graph"] is None else ItemGraph.from_state(ckpt["graph"])
+        graph = meta["graph"]
+        model.graph = None if graph is None else ItemGraph.from_state(
+            {**graph, "encoder": ckpt["graph_encoder"], "emb": ckpt["graph_emb"], "degree": ckpt["graph_degree"]}
+        )
         model.user_tower = UserTower(args["taste_dim"], model.gnn_dim, len(model.countries), len(model.languages), cfg.out_dim, cfg.hidden)
         model.item_tower = ItemTower(model.gnn_dim, model.content_dim, len(model.item_languages), len(model.genres), cfg.out_dim, cfg.hidden, gnn_dropout=cfg.gnn_dropout)
         model.user_tower.load_state_dict(ckpt["user_tower"])
         model.item_tower.load_state_dict(ckpt["item_tower"])
         model.listeners = {}  # only items added from now on need it: they have none
-        model.item_ids = list(ckpt["item_ids"])
+        model.item_ids = list(meta["item_ids"])
         model.pop_scores = ckpt["pop_scores"].numpy()
         manifest_path = directory / MANIFEST_FILE
         model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
@@ -603,6 +623,15 @@ def _without_target_plays(data: InteractionData, users: set[str], target: str) -
     inter = data.interactions
     hide = inter["user_id"].isin(users) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
     return replace(data, interactions=inter[~hide].reset_index(drop=True))
+
+
+def _json_value(value):
+    """numpy scalars and tuples-in-disguise as plain JSON values (checkpoint metadata)."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def _data_hash(data: InteractionData) -> str:

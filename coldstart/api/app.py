@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from contextlib import asynccontextmanager
 
@@ -9,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
 from coldstart.api.routes import router
 from coldstart.config import Settings
@@ -21,8 +24,11 @@ __all__ = ["create_app", "app_from_env"]
 def _message(errors) -> str:
     parts = []
     for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        loc = list(err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid" and len(loc) == 2:  # loc is (body, character position)
+            loc, msg = loc[:1], f"not valid JSON (at character {loc[1]})"
+        parts.append(f"{'.'.join(str(p) for p in loc)}: {msg}")
     return "; ".join(parts)
 
 
@@ -72,24 +78,31 @@ def _install_offline_docs(app: FastAPI) -> None:
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The API for `settings.home`. Loading happens when the server starts (lifespan)."""
+    if settings.api_token is not None and not settings.api_token.get_secret_value().strip():
+        raise ValueError("COLDSTART_API_TOKEN is set but empty: refusing to start (it would match an empty header)")
     store = store or Store.from_settings(settings)
     metrics = Metrics(store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        import faiss
-        import torch
-
         from coldstart.api.state import ServingState
+        from training.threads import pin_process_threads, unpin_process_threads
 
         # Many small requests: no intra-op thread pools. Their idle threads spin-wait
-        # (OpenMP) and steal the cores the next requests need.
-        torch.set_num_threads(1)
-        faiss.omp_set_num_threads(1)
+        # (OpenMP) and steal the cores the next requests need. Set once per process:
+        # model code's per-call thread settings are no-ops from here on.
+        pin_process_threads(1)
         settings.uploads_path.mkdir(parents=True, exist_ok=True)
         app.state.serving = ServingState(settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc())
-        yield
-        gc.unfreeze()  # let the interpreter collect the frozen models at exit
+        watcher = asyncio.create_task(app.state.serving.watch(), name="coldstart-version-check")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            unpin_process_threads()
+            gc.unfreeze()  # let the interpreter collect the frozen models at exit
 
     app = FastAPI(
         title="coldstart",
@@ -105,6 +118,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.serve.max_json_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

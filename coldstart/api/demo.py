@@ -113,7 +113,7 @@ def stage_serving(ctx) -> None:
         upload = created.json()
         console.print(f"[bold]Upload[/] {upload['upload_id']} to {show['item_id']} ({show['title']!r}): {upload['status']}")
         report = score_uploads(store, settings, [upload["upload_id"]], progress=False)
-        status = http.get(f"/v1/uploads/{upload['upload_id']}").json()
+        status = http.get(f"/v1/uploads/{upload['upload_id']}", headers=_auth(settings)).json()
         if status["status"] != "scored":
             console.print(f"[red]upload not scored[/]: {status['error'] or report.failed}")
         else:
@@ -122,7 +122,7 @@ def stage_serving(ctx) -> None:
                 f"scored ({audience['method']}): about {audience['expected_listeners']:.0f} of "
                 f"{audience['listeners_scored']} known listeners expected to play it "
                 f"({audience['picks_per_listener']:.1f} shows each); in {audience['in_top_k']} listeners' "
-                f"top {audience['top_k']}; parquet: {audience['parquet']}"
+                f"top {audience['top_k']}; per-listener table: {settings.home / 'audiences' / (upload['upload_id'] + '.parquet')}"
             )
             segs = Table("country", "language", "expected listeners", "in top k", "scored", title="predicted audience by segment")
             for seg in audience["segments"][:6]:

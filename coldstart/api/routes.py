@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from coldstart.api.auth import require_token
 from coldstart.api.schemas import (
@@ -38,7 +39,21 @@ __all__ = ["router"]
 
 router = APIRouter()
 FORM_OVERHEAD = 64 * 1024  # room for the multipart boundaries and text fields
-JSON_LIMIT = 1024 * 1024
+# An absolute POSIX or Windows path inside a message (quoted or not).
+_PATH = re.compile(r"(?:[A-Za-z]:\\|(?<![\w.])/)(?:[^\s'\"/\\:]+[/\\])+[^\s'\",;)]*")
+_PATH_KEYS = {"path", "parquet", "audio_path"}
+
+
+def public(data):
+    """`data` with no file-system path left: path-valued keys dropped, paths inside
+    messages replaced by `<path>`. Responses describe state, never server layout."""
+    if isinstance(data, dict):
+        return {k: public(v) for k, v in data.items() if k not in _PATH_KEYS}
+    if isinstance(data, list):
+        return [public(v) for v in data]
+    if isinstance(data, str):
+        return _PATH.sub("<path>", data)
+    return data
 
 
 def _item(item: ScoredItem) -> dict:
@@ -104,7 +119,12 @@ async def _multipart(request: Request, settings, upload_id: str):
     parser = MultiPartParser(
         request.headers, _capped(request.stream(), limit + FORM_OVERHEAD), max_files=1, max_fields=10
     )
-    form = await parser.parse()
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:  # malformed or abusive form: the client's fault
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": f"malformed multipart/form-data: {exc.message}", "type": "value_error"}]
+        ) from None
     audio = form.get("file")
     if not isinstance(audio, UploadFile):
         raise UploadError("file", "a multipart file field named 'file' is required (or send JSON with audio_path)")
@@ -159,7 +179,7 @@ async def create_upload(request: Request) -> UploadStatus:
             dest.unlink(missing_ok=True)
             raise _validation_error(exc) from None
     elif ctype.startswith("application/json"):
-        raw = b"".join([chunk async for chunk in _capped(request.stream(), JSON_LIMIT)])
+        raw = b"".join([chunk async for chunk in _capped(request.stream(), settings.serve.max_json_bytes)])
         try:
             body = UploadByPath.model_validate_json(raw)
         except ValidationError as exc:
@@ -179,13 +199,16 @@ async def create_upload(request: Request) -> UploadStatus:
         if dest is not None:
             dest.unlink(missing_ok=True)
         raise
-    return UploadStatus(**record)
+    return UploadStatus(**public(record))
 
 
-@router.get("/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"])
+@router.get(
+    "/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"], dependencies=[Depends(require_token)]
+)
 def upload_status(upload_id: str, request: Request) -> UploadStatus:
-    """An upload's status; its predicted audience once `scored`."""
-    return UploadStatus(**get_upload(request.app.state.store, upload_id))
+    """An upload's status; its predicted audience (listener ids with probabilities)
+    once `scored`. Audience data is personal: the token is required."""
+    return UploadStatus(**public(get_upload(request.app.state.store, upload_id)))
 
 
 # --- content queries -----------------------------------------------------------------------
@@ -207,7 +230,7 @@ def search(
     kind: str | None = Query(None, pattern="^(show|episode|audiobook)$"),
     language: str | None = Query(None, pattern="^[a-z]{2}$"),
     genre: str | None = Query(None, max_length=100),
-    mode: str | None = Query(None, pattern="^(dense|lexical|hybrid)$"),
+    mode: str | None = Query(None, pattern="^(dense|lexical|hybrid|intent|fused)$"),
 ) -> SearchResponse:
     from coldstart.search import EmptyQueryError
 
@@ -242,7 +265,7 @@ def similar(
 @router.get("/healthz", tags=["operations"])
 def healthz(request: Request) -> dict:
     snapshot = request.app.state.serving.current()
-    return {"status": "ok", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+    return public({"status": "ok", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()})
 
 
 @router.get("/metrics", tags=["operations"])
@@ -257,4 +280,4 @@ def reload(request: Request) -> dict:
     """Load models, indexes and the catalog again now (the server also does this by
     itself within `serve.reload_check_seconds` of a change)."""
     snapshot = request.app.state.serving.reload()
-    return {"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+    return public({"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()})

@@ -1,15 +1,17 @@
 """The loaded models, swapped atomically when the store says something changed.
 
-Per request the server calls `ServingState.current()`. At most once every
-`serve.reload_check_seconds` that compares `store_version` (two aggregate queries
-over `artifacts` and scored `uploads`) with the version it loaded; on a change a
-background thread loads everything again and swaps it in, while requests keep being
-answered by the previous models. `reload()` does the same synchronously
-(`POST /v1/admin/reload`).
+Requests read `ServingState.current()`, which only returns the current snapshot: no
+SQL, no locks on the event loop. A background task (`watch`, started by the app's
+lifespan) compares `store_version` (two aggregate queries over `artifacts` and scored
+`uploads`) with the loaded version every `serve.reload_check_seconds`, in a worker
+thread; on a change it loads everything again in that thread and swaps it in, while
+requests keep being answered by the previous models. `reload()` does the same
+synchronously (`POST /v1/admin/reload`); one reload runs at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -38,9 +40,8 @@ class ServingState:
         self.settings = settings
         self.store = store
         self.on_reload = on_reload or (lambda result: None)
-        self._lock = threading.Lock()
         self._reloading = threading.Lock()
-        self._last_check = time.monotonic()
+        self.checks = 0  # version checks done by `watch` (observable in tests)
         self._snapshot = self._load()
         self._freeze_heap()
 
@@ -58,20 +59,27 @@ class ServingState:
         gc.freeze()
 
     def current(self) -> Snapshot:
-        self._maybe_reload()
         return self._snapshot
 
-    def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now - self._last_check < self.settings.serve.reload_check_seconds:
-            return
-        with self._lock:
-            if now - self._last_check < self.settings.serve.reload_check_seconds:
-                return
-            self._last_check = now
+    def check_once(self) -> bool:
+        """Reload if the store changed since the loaded version (blocking; run it in a
+        thread). True when a reload happened."""
+        self.checks += 1
         if store_version(self.store) == self._snapshot.models.version or self._reloading.locked():
-            return
-        threading.Thread(target=self.reload, name="coldstart-reload", daemon=True).start()
+            return False
+        self.reload()
+        return True
+
+    async def watch(self) -> None:
+        """The background version check, for the app's lifespan (cancel to stop)."""
+        while True:
+            await asyncio.sleep(self.settings.serve.reload_check_seconds)
+            try:
+                await asyncio.to_thread(self.check_once)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # logged by reload (or a store hiccup): keep watching
+                log.exception("store version check failed; still serving the previous models")
 
     def reload(self) -> Snapshot:
         with self._reloading:

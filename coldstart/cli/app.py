@@ -31,13 +31,27 @@ def _global_options(
         None, "--home", envvar="COLDSTART_HOME", help="Data directory (store, models, indexes)."
     ),
 ) -> None:
-    ctx.obj = get_settings(home)
+    ctx.obj = _settings(home)
+
+
+def _settings(home: Path | None = None) -> Settings:
+    """Settings, or a clear error naming the bad variable (e.g. an empty API token)."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings(home)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"COLDSTART_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        fail(f"invalid settings: {problems}")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
     root = ctx.find_root()
     if root.obj is None:
-        root.obj = get_settings()
+        root.obj = _settings()
     return root.obj
 
 

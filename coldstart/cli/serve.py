@@ -18,6 +18,9 @@ def serve(
     port: int = typer.Option(None, "--port", help="Port (default: serve.port, 8000)."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: serve.workers, 1)."),
     log_level: str = typer.Option("warning", "--log-level"),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow a non-loopback --host without COLDSTART_API_TOKEN (auth off)."
+    ),
 ) -> None:
     """Run the HTTP API (OpenAPI page at /docs). Models load once at start-up."""
     import os
@@ -25,11 +28,18 @@ def serve(
     import uvicorn
 
     from coldstart.api import create_app
+    from coldstart.api.auth import InsecureBind, check_bind
 
     settings = settings_of(ctx)
     host = host or settings.serve.host
     port = port or settings.serve.port
     workers = workers or settings.serve.workers
+    try:
+        check_bind(host, settings, insecure)
+    except InsecureBind as exc:
+        fail(str(exc))
+    if insecure and settings.api_token is None:
+        console.print("[bold yellow]warning:[/] --insecure: no API token, uploads and admin reload are open")
     console.print(f"serving {settings.home} on http://{host}:{port} with {workers} worker(s) (docs at /docs)")
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     if workers == 1:
@@ -66,7 +76,10 @@ def score_uploads_command(
     for upload_id, error in report.failed.items():
         table.add_row(upload_id, "[red]failed[/]", "", error)
     console.print(table)
-    console.print(f"{len(report.scored)} scored, {len(report.failed)} failed, {len(report.skipped)} already done")
+    console.print(
+        f"{len(report.scored)} scored, {len(report.failed)} failed, {len(report.skipped)} already done, "
+        f"{len(report.busy)} busy (leased by another worker)"
+    )
     if report.failed:
         raise typer.Exit(1)
 

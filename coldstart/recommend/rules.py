@@ -4,7 +4,8 @@ Each rule is one function `(items, rules, context) -> items` and marks every ite
 it touched with a `rule:<name>` reason. `apply_rules` runs them in this order:
 
 1. `language_match`  drop items in another language than the listener's
-2. `explicit_filter` drop explicit items (config, or listener under `explicit_min_age`)
+2. `explicit_filter` drop explicit items (config, listener under `explicit_min_age`,
+                     or age unknown unless `explicit_when_age_unknown`)
 3. `freshness_boost` add `freshness_boost` to items published in the last `freshness_days`
 4. `boost`           add editorial boosts (keys: an item id, or `genre:<name>`)
 5. (re-sort by score)
@@ -64,7 +65,11 @@ def language_match(items: list[ScoredItem], rules: RulesSettings, ctx: RuleConte
 
 
 def explicit_filter(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
-    minor = ctx.age is not None and ctx.age < rules.explicit_min_age
+    if ctx.age is None:
+        # Anonymous onboarding: the listener may be a minor. Safe unless configured.
+        minor = not rules.explicit_when_age_unknown
+    else:
+        minor = ctx.age < rules.explicit_min_age
     if rules.allow_explicit and not minor:
         return items
     kept = [item for item in items if not item.explicit]
