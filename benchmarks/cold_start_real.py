@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from coldstart.config import Settings  # noqa: E402
-from coldstart.evaluation import run_evaluation  # noqa: E402
+from coldstart.evaluation import results_markdown, run_evaluation  # noqa: E402
 from coldstart.importers import douban  # noqa: E402
 from coldstart.ingest import ingest_dataset  # noqa: E402
 from coldstart.store import Store  # noqa: E402
@@ -36,10 +36,12 @@ from coldstart.store import Store  # noqa: E402
 RUNS = (("podcast", "show", "non-target"), ("audiobook", "audiobook", "music"))
 
 
-def run(src: Path, seeds: list[int], cold_fraction: float) -> dict:
+def run(src: Path, seeds: list[int], cold_fraction: float, targets: list[str]) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for target, kind, cold_history in RUNS:
+            if target not in targets:
+                continue
             dataset = Path(tmp) / f"douban-{kind}"
             douban(src, dataset, target=kind)
             settings = Settings(home=Path(tmp) / f"home-{kind}")
@@ -54,44 +56,22 @@ def run(src: Path, seeds: list[int], cold_fraction: float) -> dict:
     return results
 
 
-def markdown(results: dict) -> str:
-    lines = []
-    for target, result in results.items():
-        k = result["k"]
-        cohorts = ["1-5", "6-20", ">20"]
-        sizes = result["splits"][0]["cohorts"]
-        lines += [
-            f"**{target}** (cold users keep {result['cold_history']} history; seeds {result['seeds']}; "
-            f"{result['splits'][0]['cold_users']} cold users of {result['splits'][0]['eligible_users']}; "
-            f"cohort sizes, seed {result['seeds'][0]}: {sizes})",
-            "",
-            f"| model | NDCG@{k} | ± std | ×popularity | " + " | ".join(f"×pop, {c} music items" for c in cohorts) + f" | coverage@{k} |",
-            "|---|---|---|---|" + "---|" * len(cohorts) + "---|",
-        ]
-        for name, m in result["models"].items():
-            ratio = m.get("ratio_to_popularity", {})
-            cells = [f"{ratio.get(f'ndcg@{k}[{c}]'):.2f}" if ratio.get(f"ndcg@{k}[{c}]") else "-" for c in cohorts]
-            lines.append(
-                f"| {name} | {m[f'ndcg@{k}']:.4f} | {m['std'][f'ndcg@{k}']:.4f} | {ratio.get(f'ndcg@{k}', 0):.3f} | "
-                + " | ".join(cells) + f" | {m[f'coverage@{k}']:.3f} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="douban-music-book-dev directory")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cold-fraction", type=float, default=0.2)
+    parser.add_argument("--targets", default="podcast,audiobook", help="comma-separated; one per process runs them side by side")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    results = run(args.src, seeds, args.cold_fraction)
+    targets = args.targets.split(",")
+    results = run(args.src, seeds, args.cold_fraction, targets)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "cold_start_real" + ("" if seeds == [0, 1, 2] else "-seeds-" + "-".join(map(str, seeds)))
+    stem += "" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    table = markdown(results)
+    table = results_markdown(results)
     (args.out / f"{stem}.md").write_text(table)
     print(table)
 

@@ -33,6 +33,7 @@ __all__ = [
     "content_model_id",
     "run_evaluation",
     "results_table",
+    "results_markdown",
     "demo_stage",
     "plot_results",
     "affinity_config",
@@ -147,6 +148,32 @@ def plot_results(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def results_markdown(results: dict) -> str:
+    """Markdown tables of evaluation results by target: NDCG, ratio to popularity, cohorts."""
+    lines = []
+    for target, result in results.items():
+        k = result["k"]
+        cohorts = ["1-5", "6-20", ">20"]
+        sizes = result["splits"][0]["cohorts"]
+        lines += [
+            f"**{target}** (cold users keep {result['cold_history']} history; seeds {result['seeds']}; "
+            f"{result['splits'][0]['cold_users']} cold users of {result['splits'][0]['eligible_users']}; "
+            f"cohort sizes, seed {result['seeds'][0]}: {sizes})",
+            "",
+            f"| model | NDCG@{k} | ± std | ×popularity | " + " | ".join(f"×pop, {c} music items" for c in cohorts) + f" | coverage@{k} |",
+            "|---|---|---|---|" + "---|" * len(cohorts) + "---|",
+        ]
+        for name, m in result["models"].items():
+            ratio = m.get("ratio_to_popularity", {})
+            cells = [f"{ratio.get(f'ndcg@{k}[{c}]'):.2f}" if ratio.get(f"ndcg@{k}[{c}]") else "-" for c in cohorts]
+            lines.append(
+                f"| {name} | {m[f'ndcg@{k}']:.4f} | {m['std'][f'ndcg@{k}']:.4f} | {ratio.get(f'ndcg@{k}', 0):.3f} | "
+                + " | ".join(cells) + f" | {m[f'coverage@{k}']:.3f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def results_table(result: dict):

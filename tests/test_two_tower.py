@@ -56,7 +56,7 @@ def split(data):
 
 @pytest.fixture(scope="module")
 def fitted(split) -> TwoTowerRecommender:
-    return TwoTowerRecommender("audiobook", seed=0).fit(split.train)
+    return TwoTowerRecommender("audiobook", seed=0, config=TwoTowerConfig(use_gnn=True)).fit(split.train)
 
 
 def test_beats_popularity_on_the_demo_world(data):
@@ -149,7 +149,7 @@ def test_id_only_catalog_and_ablations_run():
     split = cold_user_split(data, "audiobook", 0.2, seed=1)
     for model in (
         TwoTowerRecommender("audiobook", 1).fit(split.train),
-        TwoTowerRecommender("audiobook", 1, TwoTowerConfig(use_gnn=False)).fit(split.train),
+        TwoTowerRecommender("audiobook", 1, TwoTowerConfig(use_gnn=True)).fit(split.train),
         GNNOnlyRecommender("audiobook", 1).fit(split.train),
     ):
         ranking = model.recommend(split.users[0], k=10)
@@ -164,12 +164,12 @@ class TestTwoTowerContract(RecommenderContract):
         return TwoTowerRecommender(target, seed)
 
 
-class TestTwoTowerWithoutGNNContract(RecommenderContract):
+class TestTwoTowerWithGNNContract(RecommenderContract):
     personalised = True
     target = "audiobook"
 
     def make(self, target, seed):
-        return TwoTowerRecommender(target, seed, TwoTowerConfig(use_gnn=False))
+        return TwoTowerRecommender(target, seed, TwoTowerConfig(use_gnn=True))
 
 
 class TestGNNOnlyContract(RecommenderContract):
@@ -183,7 +183,7 @@ class TestGNNOnlyContract(RecommenderContract):
 def test_a_validation_pair_never_reaches_a_feature(split):
     """Popularity and graph degree count training pairs only: adding a target play for a
     validation user (an answer early stopping is judged on) changes no feature."""
-    cfg = TwoTowerConfig(max_epochs=1, blend=False)
+    cfg = TwoTowerConfig(max_epochs=1, blend=False, use_gnn=True)
     first = TwoTowerRecommender("audiobook", 0, cfg).fit(split.train)
     user = first.val_users[0]
     played = set(split.train.interactions.loc[split.train.interactions["user_id"] == user, "item_id"])
@@ -208,7 +208,7 @@ def _features(model: TwoTowerRecommender) -> dict[str, tuple[float, float]]:
 
 
 def test_no_training_label_is_an_edge_of_the_graph(split):
-    model = TwoTowerRecommender("audiobook", 0, TwoTowerConfig(max_epochs=1, blend=False)).fit(split.train)
+    model = TwoTowerRecommender("audiobook", 0, TwoTowerConfig(max_epochs=1, blend=False, use_gnn=True)).fit(split.train)
     assert model._label_pairs and model._graph_pairs
     assert not model._label_pairs & model._graph_pairs
     # Validation users' target plays are in neither.

@@ -55,7 +55,7 @@ def default_models(target: str, seed: int) -> dict[str, Callable[[], Recommender
         from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
 
         models["two_tower"] = lambda: TwoTowerRecommender(target, seed)
-        models["two_tower_no_gnn"] = lambda: TwoTowerRecommender(target, seed, TwoTowerConfig(use_gnn=False))
+        models["two_tower_gnn"] = lambda: TwoTowerRecommender(target, seed, TwoTowerConfig(use_gnn=True))
         models["gnn_only"] = lambda: GNNOnlyRecommender(target, seed)
     return models
 
