@@ -32,6 +32,12 @@ class TranscribeSettings(BaseModel):
     # Both engines decode with the same explicit settings so that they agree.
     beam_size: int = 1
     language: str | None = None
+    # faster-whisper only (openai-whisper ignores them): Silero VAD drops silence first;
+    # batch_size > 0 decodes VAD chunks that many at a time (BatchedInferencePipeline,
+    # VAD implied); without_timestamps samples text only (segments span whole chunks).
+    vad_filter: bool = False
+    batch_size: int = 0
+    without_timestamps: bool = False
     # Files stream through the model in pieces of this many seconds (at least 30):
     # memory stays bounded for long episodes; see docs/transcripts.md.
     chunk_seconds: float = 300.0
