@@ -103,11 +103,12 @@ def _run_config(config: dict, clips: list[dict], cache: str, threads: int) -> di
     )
     load_s = time.perf_counter() - started
     texts, decode_s = [], 0.0
+    cpu = time.process_time()  # every thread of this process
     for clip in clips:
         started = time.perf_counter()
         texts.append(transcribe_file(clip["path"], engine).text)
         decode_s += time.perf_counter() - started
-    return {"load_s": load_s, "decode_s": decode_s, "texts": texts}
+    return {"load_s": load_s, "decode_s": decode_s, "cpu_s": time.process_time() - cpu, "texts": texts}
 
 
 def run_matrix(configs: list[Config], clips: list[dict], cache: str, threads: int, results: dict) -> None:
@@ -129,6 +130,9 @@ def run_matrix(configs: list[Config], clips: list[dict], cache: str, threads: in
             "decode_s": out["decode_s"],
             "speed_decode": audio / out["decode_s"],
             "speed_with_load": audio / (out["decode_s"] + out["load_s"]),
+            "cpu_s": out["cpu_s"],
+            # What `threads` uncontended cores would give: audio / (CPU seconds / threads).
+            "speed_cpu": audio / (out["cpu_s"] / threads),
             "loadavg_after": os.getloadavg()[0],
             "texts": out["texts"],
         }
@@ -151,32 +155,22 @@ def _cli_env(config: dict, threads: int, home: str) -> dict:
 CLI = [sys.executable, "-c", "from coldstart.cli import main; main()"]  # what the console script runs
 
 
-def run_cli(config: dict, files: list[str], threads: int, home: str) -> tuple[float, list[str]]:
-    """(wall seconds, texts) of one `coldstart transcribe FILES --json`."""
+def _cli(config: dict, files: list[str], threads: int, home: str) -> dict:
+    """One `coldstart transcribe FILES --json`: wall and CPU seconds, peak RSS (wait4), texts."""
     command = [*CLI, "transcribe", *files, "--json"]
-    started = time.perf_counter()
-    proc = subprocess.run(command, env=_cli_env(config, threads, home), capture_output=True, cwd=ROOT)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"coldstart transcribe failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-    rows = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
-    return wall, [r["text"] for r in rows]
-
-
-def run_cli_rss(config: dict, files: list[str], threads: int, home: str) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of the CLI, the RSS measured by wait4 on that child."""
-    command = [*CLI, "transcribe", *files, "--json"]
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(command, env=_cli_env(config, threads, home), stdout=subprocess.DEVNULL,
-                                stderr=errors, cwd=ROOT)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=_cli_env(config, threads, home), stdout=out, stderr=errors, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        errors.seek(0)
         if proc.returncode != 0:
-            errors.seek(0)
-            raise RuntimeError(f"coldstart transcribe failed: {errors.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss * 1024
+            raise RuntimeError(f"coldstart transcribe failed ({proc.returncode}): {errors.read().decode()[-2000:]}")
+        rows = [json.loads(line) for line in out.read().decode().splitlines() if line.strip()]
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "texts": [r["text"] for r in rows]}
 
 
 def default_config() -> dict:
@@ -196,22 +190,25 @@ def run_cli_part(clips: list[dict], threads: int, repeats: int, home: str, resul
     files = [c["path"] for c in clips]
     configs = {"default": default_config(), "previous default (tiny.en, beam 1)": PREVIOUS_DEFAULT}
     for config in configs.values():  # untimed: join/convert caches, page cache
-        run_cli(config, files[:1], threads, home)
-    walls: dict[str, list[float]] = {name: [] for name in configs}
-    texts: dict[str, list[str]] = {}
+        _cli(config, files[:1], threads, home)
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
     for _ in range(repeats):
         for name, config in configs.items():
-            wall, texts[name] = run_cli(config, files, threads, home)
-            walls[name].append(wall)
+            runs[name].append(_cli(config, files, threads, home))
+            runs[name][-1]["loadavg"] = os.getloadavg()[0]
     results["cli"] = [
-        {"name": name, "config": configs[name], "threads": threads, "walls": walls[name],
-         "speed_median": audio / statistics.median(walls[name]),
-         "wer": corpus_word_error_rate([c["text"] for c in clips], texts[name])}
+        {"name": name, "config": configs[name], "threads": threads,
+         "walls": [r["wall_s"] for r in runs[name]], "cpu_s": [r["cpu_s"] for r in runs[name]],
+         "loadavg": [r["loadavg"] for r in runs[name]],
+         "speed_median": audio / statistics.median(r["wall_s"] for r in runs[name]),
+         "speed_cpu_median": audio / (statistics.median(r["cpu_s"] for r in runs[name]) / threads),
+         "wer": corpus_word_error_rate([c["text"] for c in clips], runs[name][-1]["texts"])}
         for name in configs
     ]
     save(results)
     for row in results["cli"]:
-        print(f"CLI {row['name']}: WER {row['wer']:.1%}, {row['speed_median']:.1f}x (walls {row['walls']})", flush=True)
+        print(f"CLI {row['name']}: WER {row['wer']:.1%}, {row['speed_median']:.1f}x wall, "
+              f"{row['speed_cpu_median']:.1f}x per CPU budget (walls {row['walls']})", flush=True)
 
 
 def run_long_part(clips: list[dict], minutes: list[float], threads: int, home: str, folder: Path, results: dict) -> None:
@@ -221,12 +218,13 @@ def run_long_part(clips: list[dict], minutes: list[float], threads: int, home: s
     for m in minutes:
         samples = int(m * 60 * 16_000)
         path = write_audio(folder / f"long-{m:g}min.ogg", np.resize(signal, samples), bit_rate=32_000)
-        wall, rss = run_cli_rss(config, [str(path)], threads, home)
-        rows.append({"minutes": m, "wall_s": wall, "speed": m * 60 / wall, "peak_rss_mb": rss / 2**20,
-                     "config": config})
+        run = _cli(config, [str(path)], threads, home)
+        rows.append({"minutes": m, "wall_s": run["wall_s"], "cpu_s": run["cpu_s"], "speed": m * 60 / run["wall_s"],
+                     "speed_cpu": m * 60 / (run["cpu_s"] / threads), "peak_rss_mb": run["peak_rss_mb"],
+                     "words": len(run["texts"][0].split()), "loadavg": os.getloadavg()[0], "config": config})
         results["long"] = rows
         save(results)
-        print(f"long {m:g} min: peak RSS {rss / 2**20:.0f} MB, {m * 60 / wall:.1f}x real time", flush=True)
+        print(f"long {m:g} min: peak RSS {run['peak_rss_mb']:.0f} MB, {rows[-1]['speed']:.1f}x real time", flush=True)
         path.unlink()
 
 
@@ -251,8 +249,8 @@ def report(results: dict) -> None:
     if matrix:
         print(f"\n{results['audio_seconds']:.0f} s of real speech, {results['reference_words']} words; "
               f"{matrix[0]['threads']} threads; speed = audio s per wall s\n")
-        print("| engine | model | beam | VAD | batched | timestamps | WER | LJ | sonnets | speed (decode) | speed (with load) | load s |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| engine | model | beam | VAD | batched | timestamps | WER | LJ | sonnets | speed (decode) | speed (with load) | speed (CPU budget) | load s | load avg |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(matrix, key=lambda r: (r["engine"], r["model"] != "tiny.en", r["beam_size"], r["batch_size"], r["vad_filter"], r["without_timestamps"])):
             by = r["wer_by_clip"]
             sonnets = [v for k, v in by.items() if k.startswith("sonnet")]
@@ -260,14 +258,22 @@ def report(results: dict) -> None:
             print(f"| {r['engine']} | {r['model']} | {r['beam_size']} | {'yes' if r['vad_filter'] or r['batch_size'] else 'no'} "
                   f"| {r['batch_size'] or 'no'} | {'no' if r['without_timestamps'] else 'yes'} | {r['wer']:.1%} "
                   f"| {statistics.mean(lj):.1%} | {statistics.mean(sonnets):.1%} "
-                  f"| {r['speed_decode']:.1f}x | {r['speed_with_load']:.1f}x | {r['load_s']:.1f} |")
-    for row in results.get("cli", []):
-        print(f"\nCLI, {row['name']} {row['config']}: WER {row['wer']:.1%}, {row['speed_median']:.1f}x real time "
-              f"(median of walls {', '.join(f'{w:.1f}' for w in row['walls'])} s)")
+                  f"| {r['speed_decode']:.1f}x | {r['speed_with_load']:.1f}x "
+                  f"| {'%.1fx' % r['speed_cpu'] if 'speed_cpu' in r else '-'} | {r['load_s']:.1f} | {r['loadavg_after']:.1f} |")
+    if results.get("cli"):
+        print("\n| CLI run (`coldstart transcribe FILES --json`) | WER | speed, wall (median) | speed, CPU budget | walls s | load avg |")
+        print("|---|---|---|---|---|---|")
+        for row in results["cli"]:
+            c = row["config"]
+            label = f"{row['name']}: {c['model']}, beam {c['beam_size']}, batch {c['batch_size']}, " \
+                    f"VAD {c['vad_filter']}, no timestamps {c['without_timestamps']}"
+            print(f"| {label} | {row['wer']:.1%} | {row['speed_median']:.1f}x | {row.get('speed_cpu_median', 0):.1f}x "
+                  f"| {', '.join(f'{w:.1f}' for w in row['walls'])} | {', '.join(f'{x:.1f}' for x in row.get('loadavg', []))} |")
     if results.get("long"):
-        print("\n| episode | peak RSS | speed |\n|---|---|---|")
+        print("\n| episode | peak RSS | speed, wall | speed, CPU budget | load avg |\n|---|---|---|---|---|")
         for row in results["long"]:
-            print(f"| {row['minutes']:g} min | {row['peak_rss_mb']:.0f} MB | {row['speed']:.1f}x |")
+            print(f"| {row['minutes']:g} min | {row['peak_rss_mb']:.0f} MB | {row['speed']:.1f}x "
+                  f"| {row.get('speed_cpu', 0):.1f}x | {row.get('loadavg', 0):.1f} |")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ class TranscribeSettings(BaseModel):
     # batch_size > 0 decodes VAD chunks that many at a time (BatchedInferencePipeline,
     # VAD implied); without_timestamps samples text only (segments span whole chunks).
     vad_filter: bool = False
-    batch_size: int = 0
+    batch_size: int = Field(0, ge=0)
     without_timestamps: bool = False
     # Files stream through the model in pieces of this many seconds (at least 30):
     # memory stays bounded for long episodes; see docs/transcripts.md.
