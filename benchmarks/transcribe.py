@@ -178,11 +178,11 @@ def default_config() -> dict:
 
     d = TranscribeSettings()
     return {"engine": d.engine, "model": d.model, "beam_size": d.beam_size, "vad_filter": d.vad_filter,
-            "batch_size": d.batch_size, "without_timestamps": d.without_timestamps}
+            "batch_size": d.batch_size}
 
 
 PREVIOUS_DEFAULT = {"engine": "faster-whisper", "model": "tiny.en", "beam_size": 1, "vad_filter": False,
-                    "batch_size": 0, "without_timestamps": False}
+                    "batch_size": 0}
 
 
 def run_cli_part(clips: list[dict], threads: int, repeats: int, home: str, results: dict) -> None:
@@ -265,8 +265,7 @@ def report(results: dict) -> None:
         print("|---|---|---|---|---|---|")
         for row in results["cli"]:
             c = row["config"]
-            label = f"{row['name']}: {c['model']}, beam {c['beam_size']}, batch {c['batch_size']}, " \
-                    f"VAD {c['vad_filter']}, no timestamps {c['without_timestamps']}"
+            label = f"{row['name']}: {c['model']}, beam {c['beam_size']}, batch {c['batch_size']}, VAD {c['vad_filter']}"
             print(f"| {label} | {row['wer']:.1%} | {row['speed_median']:.1f}x | {row.get('speed_cpu_median', 0):.1f}x "
                   f"| {', '.join(f'{w:.1f}' for w in row['walls'])} | {', '.join(f'{x:.1f}' for x in row.get('loadavg', []))} |")
     if results.get("long"):

@@ -85,7 +85,11 @@ def model_cache_dir(settings: Settings) -> Path:
 
 
 def engine_for(settings: Settings, threads: int | None = None):
-    """The configured engine, loaded once per process."""
+    """The configured engine, loaded once per process.
+
+    Batched decoding runs text-only (timestamped batched decoding lost sentences at chunk
+    starts on the dev set) and sequential decoding keeps timestamps (without them a 30 s
+    window is abandoned where the model stops early): see docs/transcripts.md."""
     cfg = settings.transcribe
     return load_engine(
         cfg.engine,
@@ -96,7 +100,7 @@ def engine_for(settings: Settings, threads: int | None = None):
         cfg.threads if threads is None else threads,
         vad_filter=cfg.vad_filter,
         batch_size=cfg.batch_size,
-        without_timestamps=cfg.without_timestamps,
+        without_timestamps=cfg.batch_size > 0 and cfg.engine == "faster-whisper",
     )
 
 

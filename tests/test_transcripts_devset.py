@@ -5,6 +5,8 @@ benchmarks/transcribe.py measured, because int8 decodes differ between CPUs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from coldstart.config import TranscribeSettings
@@ -25,9 +27,10 @@ def _engine(name: str, model: str, beam_size: int, cache: str, **options):
 
 
 def default_engine(cache: str):
-    d = DEFAULT
-    return _engine(d.engine, d.model, d.beam_size, cache, vad_filter=d.vad_filter, batch_size=d.batch_size,
-                   without_timestamps=d.without_timestamps)
+    from coldstart.config import Settings
+    from coldstart.transcription import engine_for
+
+    return engine_for(Settings(home=Path(cache)))  # the engine the CLI and the store batches load
 
 
 def test_dev_set_is_real_speech_with_references_and_licences():
