@@ -19,16 +19,3 @@ MAX_WER = 0.1
 def sounds_like_jfk(text: str, repeats: int = 1) -> bool:
     """The transcript is `repeats` readings of the reference, within the tolerance."""
     return word_error_rate(" ".join([JFK_TEXT] * repeats), text) <= MAX_WER
-
-
-# --- the real-speech dev set (tests/data/speech-dev/README.md) ---------------------
-
-DEV_SET = Path(__file__).parent / "data" / "speech-dev"
-
-
-def dev_clips() -> list[dict]:
-    """The dev set's clips: file, path, text (reference), seconds, words, source, licence."""
-    import json
-
-    manifest = json.loads((DEV_SET / "manifest.json").read_text())
-    return [dict(c, path=DEV_SET / c["file"]) for c in manifest["clips"]]

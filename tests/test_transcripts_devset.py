@@ -5,16 +5,23 @@ benchmarks/transcribe.py measured, because int8 decodes differ between CPUs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from coldstart.config import TranscribeSettings
-from speech import DEV_SET, dev_clips
 from transcripts import load_engine, probe_duration, transcribe_file
 from transcripts.wer import corpus_word_error_rate, word_error_rate
 
 DEFAULT = TranscribeSettings()
+DEV_SET = Path(__file__).parent / "data" / "speech-dev"  # README.md there: sources, licences
+
+
+def dev_clips() -> list[dict]:
+    """The dev set's clips: file, path, text (reference), seconds, words, source, licence."""
+    manifest = json.loads((DEV_SET / "manifest.json").read_text())
+    return [dict(c, path=DEV_SET / c["file"]) for c in manifest["clips"]]
 
 
 @pytest.fixture(scope="session")
