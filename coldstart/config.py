@@ -30,8 +30,17 @@ class TranscribeSettings(BaseModel):
     # or a local model directory.
     model: str = "tiny.en"
     # Both engines decode with the same explicit settings so that they agree.
-    beam_size: int = 1
+    beam_size: int = 5
     language: str | None = None
+    # faster-whisper only (openai-whisper ignores them): Silero VAD drops silence first;
+    # batch_size > 0 decodes VAD chunks (at most 30 s) that many at a time with
+    # BatchedInferencePipeline, VAD implied, text only: one segment per chunk.
+    # Defaults chosen on the real-speech dev set (benchmarks/transcribe.py,
+    # docs/transcripts.md): tiny.en, beam 5, batched was the most accurate config
+    # that keeps about 10x real time on 2 cores; base was no more accurate there and
+    # 2-3x slower.
+    vad_filter: bool = True
+    batch_size: int = Field(8, ge=0)
     # Files stream through the model in pieces of this many seconds (at least 30):
     # memory stays bounded for long episodes; see docs/transcripts.md.
     chunk_seconds: float = 300.0

@@ -93,7 +93,11 @@ def model_cache_dir(settings: Settings) -> Path:
 
 
 def engine_for(settings: Settings, threads: int | None = None):
-    """The configured engine, loaded once per process."""
+    """The configured engine, loaded once per process.
+
+    Batched decoding runs text-only (timestamped batched decoding lost sentences at chunk
+    starts on the dev set) and sequential decoding keeps timestamps (without them a 30 s
+    window is abandoned where the model stops early): see docs/transcripts.md."""
     cfg = settings.transcribe
     return load_engine(
         cfg.engine,
@@ -102,6 +106,9 @@ def engine_for(settings: Settings, threads: int | None = None):
         cfg.beam_size,
         cfg.language,
         cfg.threads if threads is None else threads,
+        vad_filter=cfg.vad_filter,
+        batch_size=cfg.batch_size,
+        without_timestamps=cfg.batch_size > 0 and cfg.engine == "faster-whisper",
     )
 
 
@@ -207,12 +214,14 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
 
 
-def _transcribe_one(engine, path: Path, chunk_seconds: float, language: str | None):
+def _transcribe_one(engine, path: Path, chunk_seconds: float, language: str | None, on_progress=None):
     """(transcript or None, error or None); model errors propagate: they fail every item."""
     if not path.exists():
         return None, str(AudioError(path, "file not found"))
     try:
-        return transcribe_file(path, engine, chunk_seconds=chunk_seconds, language=language), None
+        return transcribe_file(
+            path, engine, chunk_seconds=chunk_seconds, language=language, on_progress=on_progress
+        ), None
     except ModelError:
         raise
     except Exception as exc:  # one bad file must not stop the batch
@@ -328,6 +337,12 @@ def transcribe_items(
             bar.n = round(report.audio_seconds / 3600, 4)
             bar.set_postfix(rtf=f"{report.realtime_factor:.1f}x", failed=len(report.failed))
 
+    def within(seconds: float) -> None:
+        """Progress inside one long file (one worker): the bar moves after every piece."""
+        if bar is not None:
+            bar.n = round((report.audio_seconds + seconds) / 3600, 4)
+            bar.refresh()
+
     try:
         if workers == 1:
             engine = engine_for(settings)
@@ -336,7 +351,9 @@ def transcribe_items(
                 if not claim(item_id):
                     continue
                 try:
-                    transcript, error = _transcribe_one(engine, resolved[item_id], cfg.chunk_seconds, cfg.language)
+                    transcript, error = _transcribe_one(
+                        engine, resolved[item_id], cfg.chunk_seconds, cfg.language, on_progress=within
+                    )
                 except BaseException:
                     store.release(f"transcribe:{item_id}", owner)
                     raise

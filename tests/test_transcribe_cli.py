@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from coldstart import tables as t
 from coldstart.cli import app
+from coldstart.config import TranscribeSettings
 from coldstart.store import Store, upsert
 from speech import JFK, JFK_TEXT, sounds_like_jfk
 from transcripts.wer import word_error_rate
@@ -55,7 +56,7 @@ def test_files_as_json_lines_with_failures(home, db_url, tmp_path):
 def test_all_good_files_exit_zero_with_human_output(home, db_url):
     result = run("--home", str(home), "transcribe", str(JFK))
     assert result.exit_code == 0
-    assert "faster-whisper/tiny.en" in result.stdout
+    assert f"faster-whisper/{TranscribeSettings().model}" in result.stdout
     assert word_error_rate(JFK_TEXT, result.stdout) <= 0.35, result.stdout  # the text, plus a header line
 
 
@@ -92,3 +93,16 @@ def test_unknown_model_is_a_clear_error(home, db_url):
     result = CliRunner().invoke(app, ["--home", str(home), "transcribe", str(JFK), "--model", "huge"])
     assert result.exit_code == 1
     assert "unknown model 'huge'" in result.stderr
+
+
+def test_decode_options_from_the_command_line(home, db_url):
+    # tiny.en with the batched pipeline (VAD implied), then VAD alone: same words on the reference clip.
+    for flags in (["--batch-size", "4"], ["--vad", "--batch-size", "0"]):
+        result = run("--home", str(home), "transcribe", str(JFK), "--json", "--model", "tiny.en", *flags)
+        assert result.exit_code == 0, result.stdout
+        assert sounds_like_jfk(json.loads(result.stdout)["text"]), (flags, result.stdout)
+
+
+def test_a_negative_batch_size_is_refused(home, db_url):
+    result = CliRunner().invoke(app, ["--home", str(home), "transcribe", str(JFK), "--batch-size", "-1"])
+    assert result.exit_code != 0

@@ -126,8 +126,10 @@ ENCODERS = {
 }
 
 
-def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
-    """Encode a mono float32 signal to `path`; the codec follows the suffix (see ENCODERS)."""
+def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE, bit_rate: int | None = None) -> Path:
+    """Encode a mono float32 signal to `path`; the codec follows the suffix (see ENCODERS).
+
+    `bit_rate` (bits per second) applies to the lossy codecs; None keeps the codec's default."""
     path = Path(path)
     if path.suffix.lower() not in ENCODERS:
         raise ValueError(f"{path}: cannot encode {path.suffix!r}; use one of {', '.join(ENCODERS)}")
@@ -138,6 +140,8 @@ def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE) 
     with av.open(str(path), mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.layout = "mono"
+        if bit_rate is not None:
+            stream.bit_rate = int(bit_rate)
         resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         block = 1 << 16
         for start in range(0, signal.size, block):

@@ -9,6 +9,13 @@ fallback, no conditioning on previous text) so that they produce the same words:
 
 Engines take 16 kHz mono float32 arrays; timestamps they return are relative to the
 array. Splitting a long file into pieces is transcripts.transcribe's job.
+
+faster-whisper alone offers two speed-ups, off unless asked for (DecodeOptions):
+`vad_filter` (Silero VAD drops silence before decoding) and `batch_size` > 0
+(faster-whisper's BatchedInferencePipeline: VAD cuts the audio into chunks of at most
+30 s, decoded `batch_size` at a time; it always uses VAD). `without_timestamps`
+samples text tokens only: segments then span a whole 30 s window (or VAD chunk).
+openai-whisper has neither VAD nor batching and ignores those two options.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ class DecodeOptions:
     beam_size: int = 1
     # None: detect per file on multilingual models; English-only models always use "en".
     language: str | None = None
+    # faster-whisper only: drop silence with Silero VAD before decoding.
+    vad_filter: bool = False
+    # faster-whisper only: > 0 decodes VAD chunks this many at a time (BatchedInferencePipeline).
+    batch_size: int = 0
+    # Sample text tokens only; segment times are then window (or VAD chunk) bounds.
+    without_timestamps: bool = False
 
 
 class Engine(ABC):
@@ -80,18 +93,28 @@ class FasterWhisperEngine(Engine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"faster-whisper cannot load {model.path}: {exc}") from exc
+        self._batched = None
+        if options.batch_size > 0:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._batched = BatchedInferencePipeline(self._model)
 
     def transcribe(self, audio, language=None):
-        segments, info = self._model.transcribe(
-            np.ascontiguousarray(audio, dtype=np.float32),
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        common = dict(
             language=self._language(language),
             task="transcribe",
             beam_size=self.options.beam_size,
             temperature=0.0,
             condition_on_previous_text=False,
-            vad_filter=False,
-            without_timestamps=False,
+            without_timestamps=self.options.without_timestamps,
         )
+        if self._batched is not None:
+            segments, info = self._batched.transcribe(
+                audio, vad_filter=True, batch_size=self.options.batch_size, **common
+            )
+        else:
+            segments, info = self._model.transcribe(audio, vad_filter=self.options.vad_filter, **common)
         out = [
             Segment(float(s.start), float(s.end), s.text.strip(), float(s.avg_logprob))
             for s in segments
@@ -130,6 +153,7 @@ class OpenAIWhisperEngine(Engine):
                 beam_size=self.options.beam_size,
                 temperature=0.0,
                 condition_on_previous_text=False,
+                without_timestamps=self.options.without_timestamps,
                 fp16=False,
                 verbose=None,
             )
@@ -169,16 +193,26 @@ def load_engine(
     beam_size: int = 1,
     language: str | None = None,
     threads: int = 0,
+    *,
+    vad_filter: bool = False,
+    batch_size: int = 0,
+    without_timestamps: bool = False,
 ) -> Engine:
     """An engine with its model loaded; cached per process so models load once.
 
-    `threads`: CPU threads for the engine (0 keeps the library default).
+    `threads`: CPU threads for the engine (0 keeps the library default). The keyword
+    options are DecodeOptions' (faster-whisper's VAD and batching, text-only decoding).
     """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     ref = resolve_model(model, cache)
-    options = DecodeOptions(beam_size=beam_size, language=language)
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be 0 (sequential) or more, not {batch_size}")
+    options = DecodeOptions(
+        beam_size=beam_size, language=language, vad_filter=vad_filter,
+        batch_size=batch_size, without_timestamps=without_timestamps,
+    )
     if engine == OpenAIWhisperEngine.name:
         return OpenAIWhisperEngine(ref, options, cache, cpu_threads=threads)
     return FasterWhisperEngine(ref, options, cpu_threads=threads)

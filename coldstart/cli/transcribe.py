@@ -23,6 +23,23 @@ def _file_result(path: Path, transcript) -> dict:
     }
 
 
+def _progress_bar(path: Path):
+    """A tqdm bar in audio minutes on stderr, shown only on a terminal."""
+    from tqdm import tqdm
+
+    from transcripts import AudioError, probe_duration
+
+    try:
+        total = probe_duration(path)
+    except AudioError:
+        total = None
+    of = "/{total:.1f}" if total else ""
+    return tqdm(
+        total=round(total / 60, 2) if total else None, unit="min", desc=path.name, leave=False, disable=None,
+        bar_format="{l_bar}{bar}| {n:.1f}" + of + " audio min [{elapsed}<{remaining}]",
+    )
+
+
 def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
     from transcripts import AudioError, transcribe_file
 
@@ -31,9 +48,11 @@ def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
     engine = engine_for(settings)
     failures = 0
     for path in files:
+        bar = _progress_bar(path) if path.is_file() else None
         try:
             transcript = transcribe_file(
-                path, engine, chunk_seconds=settings.transcribe.chunk_seconds, language=settings.transcribe.language
+                path, engine, chunk_seconds=settings.transcribe.chunk_seconds, language=settings.transcribe.language,
+                on_progress=(lambda seconds: bar.update(round(seconds / 60, 2) - bar.n)) if bar is not None else None,
             )
         except AudioError as exc:
             failures += 1
@@ -44,6 +63,9 @@ def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
             result = {"path": str(path), "error": cause}
         else:
             result = _file_result(path, transcript)
+        finally:
+            if bar is not None:
+                bar.close()
         if as_json:
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
@@ -72,11 +94,16 @@ def transcribe(
     engine: str = typer.Option(None, "--engine", help="faster-whisper or openai-whisper (default from settings)."),
     model: str = typer.Option(None, "--model", help="tiny.en, base, or a local CTranslate2 model directory."),
     beam_size: int = typer.Option(None, "--beam-size", min=1, help="Beam size for both engines."),
+    vad: bool = typer.Option(None, "--vad/--no-vad", help="faster-whisper: drop silence with Silero VAD first."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=0, help="faster-whisper: decode VAD chunks N at a time (0: sequential)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine output: JSON lines for files, a JSON report for the store."),
 ) -> None:
     """Transcribe audio with Whisper, offline."""
     settings = settings_of(ctx)
-    overrides = {k: v for k, v in {"engine": engine, "model": model, "beam_size": beam_size}.items() if v is not None}
+    chosen = {"engine": engine, "model": model, "beam_size": beam_size, "vad_filter": vad, "batch_size": batch_size}
+    overrides = {k: v for k, v in chosen.items() if v is not None}
     if overrides:
         settings = settings.model_copy(update={"transcribe": settings.transcribe.model_copy(update=overrides)})
     if engine is not None and engine not in ("faster-whisper", "openai-whisper"):
