@@ -368,21 +368,24 @@ class TwoTowerRecommender(Recommender):
         return self
 
     def _fit_blend(self, listeners, val_users, histories, target_ev, val_profiles, val_truth) -> None:
-        """Wide part (ridge + popularity) by k-fold over the training listeners, then the
-        towers' weight next to it on the validation users (both cold cases)."""
-        train_users = [u for u in listeners if u not in val_users]
-        y = target_matrix(target_ev[["user_id", "item_id"]], train_users, self.item_ids)
-        counts = np.array([self.listeners.get(i, 0.0) for i in self.item_ids])
+        """Wide part (ridge + popularity) by k-fold over every listener with music, then
+        the towers' weight next to it on the blend-validation users (both cold cases),
+        whose wide scores are out of fold: the ridge that scored them never saw them."""
+        y = target_matrix(target_ev[["user_id", "item_id"]], listeners, self.item_ids)
+        counts = np.floor(self.pop_scores)  # all training listeners: each fold's own plays come out
         music_items = sorted({i for h in histories.values() for i in h})
-        self.wide = fit_wide([histories[u] for u in train_users], y, counts, music_items, self.config.seed, k=self.config.val_k)
+        self.wide = fit_wide([histories[u] for u in listeners], y, counts, music_items, self.config.seed, k=self.config.val_k)
+        row = {u: r for r, u in enumerate(listeners)}
         position = {i: p for p, i in enumerate(self.item_ids)}
         truth = [{position[i] for i in t if i in position} for t in val_truth]
-        sources = {"wide": self.wide.scores([p.music for p in val_profiles]), "towers": self._tower_scores(val_profiles)}
+        wide = self.wide.oof_scores[[row[p.user_id] for p in val_profiles]]
+        sources = {"wide": wide, "towers": self._tower_scores(val_profiles)}
         self.blend = choose_blend(sources, truth, self.config.val_k)
         self.metrics["blend"] = {"weights": self.blend.weights, "wide_weights": self.wide.blend.weights,
                                  "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
         self.metrics[f"val_ndcg@{self.config.val_k}_served"] = self.blend.validation["blend"]
-        pop_scores = np.broadcast_to(np.log1p(counts), (len(truth), len(counts)))
+        own = np.asarray(y[[row[p.user_id] for p in val_profiles]].sum(axis=0)).ravel() / 2  # two copies per user
+        pop_scores = np.broadcast_to(np.log1p(np.maximum(counts - own, 0)), (len(truth), len(counts)))
         self.metrics[f"val_ndcg@{self.config.val_k}_popularity"] = mean_ndcg(pop_scores, truth, self.config.val_k)
 
     @torch.no_grad()

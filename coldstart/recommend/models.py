@@ -86,6 +86,33 @@ def _load_model(kind: str, path: str):
     return TwoTowerRecommender.load(path)
 
 
+def _add_new_items(model, kind: str, store: Store, data: InteractionData, target: str) -> list[str]:
+    """Catalog items ingested after the model was trained become scorable on (re)load:
+    from their text vectors when they have them (both models), from their metadata
+    alone for the two-tower. Returns the ids added."""
+    catalog = data.catalog(target)
+    new = catalog[~catalog["item_id"].astype(str).isin(set(model.item_ids))]
+    if new.empty:
+        return []
+    from coldstart.evaluation import content_model_id
+
+    model_id = content_model_id(store)
+    vectors = {}
+    if model_id:
+        from coldstart.embeddings import item_vectors
+
+        wanted = set(new["item_id"].astype(str))
+        vectors = {i: v for i, v in item_vectors(store, model_id, kinds=("show", "audiobook")).items() if i in wanted}
+    try:
+        if kind == "two_tower":
+            return model.add_items(new, vectors)
+        if vectors and getattr(model, "content_matrix", None) is not None:
+            return model.add_items(vectors)
+    except ValueError as exc:  # e.g. vectors of another dimension: serve what the model knows
+        log.warning("new %s items not added to the %s model: %s", target, kind, exc)
+    return []
+
+
 def _load_search(settings: Settings, store: Store):
     from coldstart.search import SearchService
 
@@ -118,8 +145,10 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
             log.warning("could not load %s from %s: %s", key, row["path"], exc)
             continue
         errors.pop(key, None)
+        added = _add_new_items(model, kind, store, data, target)
         (models.affinity if kind == "affinity" else models.two_tower)[target] = model
-        models.components[key] = {"artifact": row["name"], "path": row["path"], "created_at": str(row["created_at"])}
+        models.components[key] = {"artifact": row["name"], "path": row["path"], "created_at": str(row["created_at"]),
+                                  "items_added_since_training": len(added)}
     if search:
         try:
             models.search = _load_search(settings, store)
