@@ -12,7 +12,6 @@ Writes `benchmarks/results/cold_start_demo.{json,md}`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from coldstart.config import Settings  # noqa: E402
 from coldstart.demo.world import WorldConfig, build_world, write_world  # noqa: E402
-from coldstart.evaluation import results_markdown, run_evaluation  # noqa: E402
+from coldstart.evaluation import run_evaluation, write_results  # noqa: E402
 from coldstart.index import index_content  # noqa: E402
 from coldstart.ingest import ingest_dataset  # noqa: E402
 from coldstart.store import Store  # noqa: E402
@@ -48,12 +47,8 @@ def main() -> None:
             if target in targets:
                 results[target] = run_evaluation(store, target, 0.2, seeds, 10, progress=True,
                                                  cold_history=cold_history, served=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "cold_start_demo" + ("" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets))
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    table = results_markdown(results)
-    (args.out / f"{stem}.md").write_text(table)
-    print(table)
+    print(write_results(results, args.out, stem))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ reports seeds 0-2, run once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from coldstart.config import Settings  # noqa: E402
-from coldstart.evaluation import results_markdown, run_evaluation  # noqa: E402
+from coldstart.evaluation import run_evaluation, write_results  # noqa: E402
 from coldstart.importers import douban  # noqa: E402
 from coldstart.ingest import ingest_dataset  # noqa: E402
 from coldstart.store import Store  # noqa: E402
@@ -67,13 +66,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = args.targets.split(",")
     results = run(args.src, seeds, args.cold_fraction, targets)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "cold_start_real" + ("" if seeds == [0, 1, 2] else "-seeds-" + "-".join(map(str, seeds)))
     stem += "" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    table = results_markdown(results)
-    (args.out / f"{stem}.md").write_text(table)
-    print(table)
+    print(write_results(results, args.out, stem))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ __all__ = [
     "run_evaluation",
     "results_table",
     "results_markdown",
+    "write_results",
     "demo_stage",
     "plot_results",
     "affinity_config",
@@ -174,6 +175,18 @@ def results_markdown(results: dict) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def write_results(results: dict, directory: Path, stem: str) -> str:
+    """`results` (by target) as `stem`.json and `stem`.md in `directory`; returns the Markdown."""
+    import json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    table = results_markdown(results)
+    (directory / f"{stem}.md").write_text(table)
+    return table
 
 
 def results_table(result: dict):

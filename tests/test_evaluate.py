@@ -289,3 +289,29 @@ def test_the_served_pipeline_is_evaluated_like_any_model():
     assert served["fallback_share"] == 0.0
     # Toy world listeners follow their music cluster: what is served beats the chart.
     assert served["ndcg@5"] > result["popularity"]["ndcg@5"] + 0.1
+
+
+def test_results_are_written_as_json_and_markdown(tmp_path):
+    from coldstart.evaluation import write_results
+
+    models = {"popularity": lambda t, s: PopularityRecommender(t, s)}
+    result = evaluate(toy_world(), "podcast", seeds=(0, 1), k=5, models=models)
+    table = write_results({"podcast": result}, tmp_path, "toy")
+    assert json.loads((tmp_path / "toy.json").read_text())["podcast"]["seeds"] == [0, 1]
+    assert (tmp_path / "toy.md").read_text() == table
+    assert "| popularity |" in table and "1.000" in table
+
+
+@pytest.mark.slow
+def test_real_data_benchmark_runs_on_the_douban_slice(tmp_path, data_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "cold_start_real.py"
+    out = subprocess.run([sys.executable, str(script), str(data_dir / "douban-slice"), "--seeds", "0",
+                          "--targets", "podcast", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "cold_start_real-seeds-0-podcast.md").read_text()
+    for model in ("popularity", "cross_domain_ridge", "music_knn", "affinity_mlp", "served_pipeline"):
+        assert f"| {model} |" in table
