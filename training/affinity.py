@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -379,8 +380,6 @@ class AffinityModel(Recommender):
         position = {item: i for i, item in enumerate(self.item_ids)}
         rows = pd.Series(np.arange(len(profiles)), index=[p.user_id for p in profiles])
         pairs = inter[inter["user_id"].isin(rows.index)]
-        from scipy import sparse
-
         y = sparse.csr_matrix(
             (np.ones(len(pairs)), (rows.reindex(pairs["user_id"]).to_numpy(), pairs["item_id"].astype(str).map(position).to_numpy())),
             shape=(len(profiles), len(self.item_ids)),

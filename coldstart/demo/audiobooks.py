@@ -13,7 +13,8 @@ import pandas as pd
 from rich.table import Table
 
 from coldstart.store import Store
-from training.baselines import MusicKNNRecommender, PopularityRecommender
+from training.baselines import PopularityRecommender
+from training.cross_domain import MusicItemKNN
 from training.data import InteractionData
 from training.evaluate import evaluate
 from training.splits import cold_user_split
@@ -39,7 +40,7 @@ def stage_audiobooks(ctx) -> None:
     encoder = getattr(ctx.results.get("search"), "encoder", None)
     data = load_interaction_data(ctx.store)
 
-    models = {"popularity": PopularityRecommender, "music_knn": MusicKNNRecommender, "two_tower": TwoTowerRecommender}
+    models = {"popularity": PopularityRecommender, "music_knn": MusicItemKNN, "two_tower": TwoTowerRecommender}
     result = evaluate(data, "audiobook", seeds=(0,), models=models)
     table = Table("model", "ndcg@10", "recall@10", "fit s", title=f"cold listeners, audiobooks ({len(data.content)} items with text)")
     for name, r in result["models"].items():
