@@ -1,4 +1,4 @@
-"""`coldstart train-two-tower`: fit the GNN two-tower for audiobooks on the whole
+"""`coldstart train-two-tower`: fit the two-tower (GNN optional) for audiobooks on the whole
 store, save it with its manifest and register it (the server picks it up)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Demo stage: audiobooks for listeners with no audiobook history (2T-HGNN).
 
-Evaluates the GNN two-tower against popularity and music-user-kNN on the cold-start
+Evaluates the two-tower against popularity and the music kNN baseline on the cold-start
 split, trains it on everything, registers it as an artifact (the server loads it),
 and shows a cold listener's picks and where a brand-new, text-only audiobook lands.
 """

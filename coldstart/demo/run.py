@@ -125,7 +125,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("Transcribe pending episodes (Whisper, offline)", stage_transcribe),
     ("Embed and index the catalog; content search", stage_embed_index),
     ("Podcasts for cold listeners: music taste -> affinity MLP", stage_podcast_evaluation),
-    ("Audiobooks for cold listeners: GNN two-tower", stage_audiobooks),
+    ("Audiobooks for cold listeners: two-tower (GNN off by default)", stage_audiobooks),
     ("Serve: onboarding, a scored upload, a content query", stage_serving),
 ]
 
