@@ -397,7 +397,7 @@ class AffinityModel(Recommender):
                                  "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
         # The manifest's headline validation figures: the served blend against popularity (out of fold).
         self.metrics[f"val_ndcg@{cfg.val_k}_served"] = self.blend.validation["blend"]
-        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(self.wide, val_rows, truth, cfg.val_k, listeners, y)
+        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(val_rows, truth, cfg.val_k, listeners, y)
 
     # --- scoring -----------------------------------------------------------------
 
@@ -546,7 +546,7 @@ class AffinityModel(Recommender):
         return model
 
 
-def _popularity_ndcg(wide: WidePart, val_rows, truth, k: int, listeners: np.ndarray, y) -> float:
+def _popularity_ndcg(val_rows, truth, k: int, listeners: np.ndarray, y) -> float:
     """Validation NDCG of popularity alone, with the validation users' own plays removed."""
     own = np.asarray(y[val_rows].sum(axis=0)).ravel()
     scores = np.broadcast_to(np.log1p(np.maximum(listeners - own, 0.0)), (len(val_rows), len(listeners)))

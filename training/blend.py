@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.metrics import mean_ndcg as _mean_ndcg
-from training.metrics import ndcg_at_k
+from training.metrics import per_user_ndcg as _per_user_ndcg
 
 __all__ = ["ScoreBlend", "choose_blend", "standardise", "BLEND_GRID"]
 
@@ -54,11 +54,6 @@ class ScoreBlend:
         if total is None:
             raise ValueError("a blend needs at least one source with a non-zero weight")
         return total
-
-
-def _per_user_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> np.ndarray:
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.array([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)])
 
 
 def choose_blend(

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-__all__ = ["recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "coverage", "summarise", "mean_ndcg"]
+__all__ = ["recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "coverage", "summarise", "mean_ndcg", "per_user_ndcg"]
 
 
 def recall_at_k(ranked: Sequence, relevant: Collection, k: int) -> float:
@@ -63,9 +63,12 @@ def summarise(rankings: Sequence[Sequence], truths: Sequence[Collection], k: int
     return out
 
 
-def mean_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> float:
-    """Mean NDCG@k of score rows [users x items] against each row's relevant column indices."""
-    if len(truth) == 0:
-        return 0.0
+def per_user_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> np.ndarray:
+    """NDCG@k of each score row [users x items] against that row's relevant column indices."""
     top = np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]
-    return float(np.mean([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)]))
+    return np.array([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)], dtype=np.float64)
+
+
+def mean_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> float:
+    """Mean of `per_user_ndcg` (0 for no users)."""
+    return float(per_user_ndcg(scores, truth, k).mean()) if len(truth) else 0.0

@@ -364,10 +364,10 @@ class TwoTowerRecommender(Recommender):
         self.blend = None
         if cfg.blend:
             blend_music_only = [replace(p, spoken={}) for p in blend_profiles]
-            self._fit_blend(listeners, val_users, histories, target_ev, blend_profiles + blend_music_only, blend_truth + blend_truth)
+            self._fit_blend(listeners, histories, target_ev, blend_profiles + blend_music_only, blend_truth + blend_truth)
         return self
 
-    def _fit_blend(self, listeners, val_users, histories, target_ev, val_profiles, val_truth) -> None:
+    def _fit_blend(self, listeners, histories, target_ev, val_profiles, val_truth) -> None:
         """Wide part (ridge + popularity) by k-fold over every listener with music, then
         the towers' weight next to it on the blend-validation users (both cold cases),
         whose wide scores are out of fold: the ridge that scored them never saw them."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coldstart.config import Settings
-from coldstart.recommend.catalog import Catalog
+from coldstart.recommend.catalog import SPOKEN_KINDS, Catalog
 from coldstart.recommend.models import ServingModels
 from coldstart.recommend.pipeline import OnboardingPipeline
 from training.base import Recommender
@@ -37,8 +37,8 @@ class ServedPipeline(Recommender):
     def fit(self, data: InteractionData) -> "ServedPipeline":
         from training.affinity import AffinityModel
 
-        spoken = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
-        listeners = spoken.groupby("item_id")["user_id"].nunique()
+        plays = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
+        listeners = plays[plays["kind"].isin(SPOKEN_KINDS)].groupby("item_id")["user_id"].nunique()
         catalog = Catalog.from_frames(data.items, {str(i): int(n) for i, n in listeners.items()})
         music = frozenset(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
         models = ServingModels(catalog, {self.target: SegmentPopularityRecommender(self.target, self.seed).fit(data)},
