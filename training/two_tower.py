@@ -131,6 +131,37 @@ def _attr(frame: pd.DataFrame, user: str, col: str):
     return None if pd.isna(v) else v
 
 
+def _profile(user: str, music: dict, spoken: dict, users_frame: pd.DataFrame) -> UserProfile:
+    """A listener's profile as served: music, spoken history and known demographics."""
+    return UserProfile(user, music, spoken, _attr(users_frame, user, "country"), _attr(users_frame, user, "language"), _attr(users_frame, user, "age"))
+
+
+@dataclass
+class _Listeners:
+    """Who trains and who validates (fit step 1)."""
+
+    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows
+    target_ev: pd.DataFrame  # ... of the target kind
+    histories: dict[str, dict[str, float]]  # user -> music history
+    listeners: list[str]  # target listeners with music
+    val_users: set[str]
+
+
+@dataclass
+class _Pairs:
+    """Training rows: one per (training listener, label item)."""
+
+    users: list[str]
+    user: np.ndarray  # row into `users` per pair
+    item: np.ndarray  # catalog position per pair
+    base: dict[str, torch.Tensor]  # user-tower inputs per training listener
+    other_sum: np.ndarray  # per listener: GNN embedding sum/count of other spoken kinds
+    other_cnt: np.ndarray
+    tgt_sum: np.ndarray  # ... and of graph-side target items
+    tgt_cnt: np.ndarray
+    log_q: torch.Tensor  # per catalog item: log share of pairs (logQ correction)
+
+
 class TwoTowerRecommender(Recommender):
     name = "two_tower"
 
@@ -213,8 +244,44 @@ class TwoTowerRecommender(Recommender):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         self.taste: TasteModel = fit_taste(data, cfg.taste)
+        split = self._split_listeners(data, rng)
+        catalog = self._catalog_frame(data, split.val_users)
+        graph_stats = self._fit_graph(data, split, rng)
+        users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
+        self._build_towers(users_frame, catalog)
+        items_in = self._item_inputs(catalog, data.content)
+        pairs = self._training_pairs(split, users_frame)
+        val, blend_val = self._validation_halves(data, split, users_frame, rng)
+        history, best = self._train(pairs, items_in, val, rng)
 
-        # Listeners of the target with known music taste; some are kept for validation.
+        self.user_tower.load_state_dict(best[2][0])
+        self.item_tower.load_state_dict(best[2][1])
+        self._catalog = catalog
+        self._index_items(items_in)
+        self.metrics = {
+            f"val_ndcg@{cfg.val_k}": best[0],
+            "best_epoch": best[1],
+            "epochs": len(history),
+            "train_pairs": int(len(pairs.user)),
+            "train_users": len(pairs.users),
+            "val_users": len(split.val_users),
+            "catalog": len(self.item_ids),
+            "content_items": int(items_in["has_content"].sum()),
+            "history": history,
+            **graph_stats,
+        }
+        self.data_hash = _data_hash(data)
+        self.blend = None
+        if cfg.blend:
+            profiles, truth = blend_val
+            blend_music_only = [replace(p, spoken={}) for p in profiles]
+            self._fit_blend(split.listeners, split.histories, split.target_ev, profiles + blend_music_only, truth + truth)
+        return self
+
+    # --- fit, step by step -------------------------------------------------------
+
+    def _split_listeners(self, data: InteractionData, rng: np.random.Generator) -> "_Listeners":
+        """Listeners of the target with known music taste; some are kept for validation."""
         events = spoken_events(data)
         target_ev = events[events["kind"] == self.kind]
         music = data.music_interactions()
@@ -222,36 +289,44 @@ class TwoTowerRecommender(Recommender):
         listeners = sorted(set(target_ev["user_id"]) & set(histories))
         if len(listeners) < 4:
             raise ValueError(f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})")
-        n_val = max(1, int(round(cfg.val_fraction * len(listeners))))
+        n_val = max(1, int(round(self.config.val_fraction * len(listeners))))
         val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
         self.val_users = sorted(val_users)
+        return _Listeners(events, target_ev, histories, listeners, val_users)
 
-        # Catalog, best-known first; popularity is also the answer when nothing is known.
-        # Popularity (a feature and the fallback) counts training pairs only: the
-        # validation users' target plays are the answers early stopping is judged on.
+    def _catalog_frame(self, data: InteractionData, val_users: set[str]) -> pd.DataFrame:
+        """Catalog, best-known first; popularity is also the answer when nothing is known.
+        Popularity (a feature and the fallback) counts training pairs only: the
+        validation users' target plays are the answers early stopping is judged on."""
         pop = popularity(data, self.target)
         self.item_ids = [str(i) for i in pop.index]
         self.pop_scores = pop.to_numpy(dtype=np.float64)
         counted = popularity(_without_target_plays(data, val_users, self.target), self.target)
         self.listeners = {str(i): float(np.floor(v)) for i, v in counted.items()}
-        catalog = data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
         self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
+        return data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
 
-        # Each training listener's target plays are split: `label_share` of them become
-        # training labels, the rest feed the graph and the listener's history. The graph
-        # never holds a (user, item) pair that is a label, nor the validation users'
-        # target plays (the answers early stopping is judged on).
-        label_pairs = _label_pairs(target_ev, val_users, cfg.label_share, rng)
+    def _fit_graph(self, data: InteractionData, split: "_Listeners", rng: np.random.Generator) -> dict:
+        """Label pairs, and the co-listening graph + item encoder (when `use_gnn`).
+
+        Each training listener's target plays are split: `label_share` of them become
+        training labels, the rest feed the graph and the listener's history. The graph
+        never holds a (user, item) pair that is a label, nor the validation users'
+        target plays (the answers early stopping is judged on)."""
+        events = split.events
+        label_pairs = _label_pairs(split.target_ev, split.val_users, self.config.label_share, rng)
         is_label = pd.MultiIndex.from_frame(events[["user_id", "item_id"]].astype(str)).isin(label_pairs)
-        graph_events = events[~(events["user_id"].isin(val_users) & (events["kind"] == self.kind)) & ~is_label]
+        graph_events = events[~(events["user_id"].isin(split.val_users) & (events["kind"] == self.kind)) & ~is_label]
         self._label_pairs = label_pairs  # for the leak tests; not saved
         self._graph_pairs = set(zip(graph_events["user_id"].astype(str), graph_events["item_id"].astype(str)))
         self.graph, graph_stats = (None, {})
-        if cfg.use_gnn:
-            self.graph, graph_stats = ItemGraph.fit(data, graph_events, cfg)
+        if self.config.use_gnn:
+            self.graph, graph_stats = ItemGraph.fit(data, graph_events, self.config)
         self.gnn_dim = self.graph.dim if self.graph is not None else 0
+        return graph_stats
 
-        users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
+    def _build_towers(self, users_frame: pd.DataFrame, catalog: pd.DataFrame) -> None:
+        cfg = self.config
         self.countries = _vocab(users_frame["country"]) if "country" in users_frame else {}
         self.languages = _vocab(users_frame["language"]) if "language" in users_frame else {}
         self.item_languages = _vocab(catalog["language"]) if "language" in catalog else {}
@@ -259,16 +334,15 @@ class TwoTowerRecommender(Recommender):
 
         self.user_tower = UserTower(self.taste.dim, self.gnn_dim, len(self.countries), len(self.languages), cfg.out_dim, cfg.hidden)
         self.item_tower = ItemTower(self.gnn_dim, self.content_dim, len(self.item_languages), len(self.genres), cfg.out_dim, cfg.hidden, gnn_dropout=cfg.gnn_dropout)
-        items_in = self._item_inputs(catalog, data.content)
-        position = {i: p for p, i in enumerate(self.item_ids)}
 
-        # Training rows: one per (listener, target item) pair.
-        spoken_of = {u: g for u, g in events.groupby("user_id")}
-        train_users = [u for u in listeners if u not in val_users]
-        profiles = [
-            UserProfile(u, histories[u], {}, _attr(users_frame, u, "country"), _attr(users_frame, u, "language"), _attr(users_frame, u, "age"))
-            for u in train_users
-        ]
+    def _training_pairs(self, split: "_Listeners", users_frame: pd.DataFrame) -> "_Pairs":
+        """Training rows: one per (listener, label item) pair, with each listener's
+        graph history kept as sums so a batch can drop parts of it."""
+        position = {i: p for p, i in enumerate(self.item_ids)}
+        spoken_of = {u: g for u, g in split.events.groupby("user_id")}
+        label_pairs = self._label_pairs
+        train_users = [u for u in split.listeners if u not in split.val_users]
+        profiles = [_profile(u, split.histories[u], {}, users_frame) for u in train_users]
         base, _, _ = self._user_inputs(profiles)
         # Per user: sum/count of GNN embeddings of other-kind items and of target items.
         other_sum = np.zeros((len(train_users), self.gnn_dim), np.float32)
@@ -291,81 +365,82 @@ class TwoTowerRecommender(Recommender):
         # logQ: in-batch sampling follows pair frequency, so Q(item) = its share of pairs.
         counts = np.bincount(pair_item, minlength=len(self.item_ids)).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
+        return _Pairs(train_users, pair_user, pair_item, base, other_sum, other_cnt, tgt_sum, tgt_cnt, log_q)
 
-        all_profiles, all_truth = self._validation_profiles(data, sorted(val_users), events, histories, users_frame)
+    def _validation_halves(self, data, split: "_Listeners", users_frame, rng: np.random.Generator):
+        """Validation users split in two: ((profiles, truth) judging early stopping,
+        (profiles, truth) judging the blend weights)."""
+        all_profiles, all_truth = self._validation_profiles(data, sorted(split.val_users), split.events, split.histories, users_frame)
         halves = rng.permutation(len(all_profiles)) % 2 == 0
         val_profiles = [p for p, h in zip(all_profiles, halves) if h]
         val_truth = [t for t, h in zip(all_truth, halves) if h]
         blend_profiles = [p for p, h in zip(all_profiles, halves) if not h]
         blend_truth = [t for t, h in zip(all_truth, halves) if not h]
-        music_only = [replace(p, spoken={}) for p in val_profiles]
+        return (val_profiles, val_truth), (blend_profiles, blend_truth)
+
+    def _train(self, pairs: "_Pairs", items_in: dict[str, torch.Tensor], val, rng: np.random.Generator):
+        """Epochs of in-batch softmax, early-stopped on validation NDCG: (history, best)."""
+        cfg = self.config
         optimiser = torch.optim.AdamW([*self.user_tower.parameters(), *self.item_tower.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
         best = (-1.0, -1, None)
         history = []
         for epoch in tqdm(range(cfg.max_epochs), desc="two-tower", disable=not cfg.progress):
-            self.user_tower.train()
-            self.item_tower.train()
-            perm = rng.permutation(len(pair_user))
-            losses = []
-            for start in range(0, len(perm), cfg.batch_size):
-                b = perm[start : start + cfg.batch_size]
-                if len(b) < 2:
-                    continue
-                u, i = pair_user[b], pair_item[b]
-                # Leave-one-out history; half the rows also hide the target kind (cold case).
-                keep_tgt = (rng.random(len(b)) >= cfg.history_dropout).astype(np.float32)
-                # ... and some hide every spoken kind: music is all the tower sees.
-                keep_any = (rng.random(len(b)) >= cfg.spoken_dropout).astype(np.float32)
-                keep_tgt *= keep_any
-                # (the label item is never part of the history: it is not a graph-side play)
-                hist_sum = keep_any[:, None] * other_sum[u] + keep_tgt[:, None] * tgt_sum[u]
-                hist_cnt = keep_any * other_cnt[u] + keep_tgt * tgt_cnt[u]
-                gnn_mean = torch.from_numpy((hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32))
-                ut = torch.from_numpy(u)
-                users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
-                it = torch.from_numpy(i)
-                items = self.item_tower(*(items_in[k][it] for k in ITEM_KEYS))
-                queries, keys = self._score_vectors(users, items, items_in["popularity"][it])
-                loss = in_batch_softmax(queries, keys, temperature=1.0, log_q=log_q[it] if cfg.logq else None, key_ids=it)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                losses.append(loss.item())
-
-            # Early stopping on the test-time task: validation users ranked from music
-            # and non-target history, all target items scored.
-            self._index_items(items_in)
-            # Judged on both cold cases: music + other spoken kinds, and music only.
-            ranked = [r.item_ids for r in self._search(val_profiles + music_only, cfg.val_k, (), blend=False)]
-            val_ndcg = float(np.mean([ndcg_at_k(r, t, cfg.val_k) for r, t in zip(ranked, val_truth + val_truth)]))
+            losses = self._train_epoch(pairs, items_in, optimiser, rng)
+            val_ndcg = self._estimate_ndcg(items_in, *val)
             history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
             if val_ndcg > best[0]:
                 best = (val_ndcg, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
             elif epoch - best[1] >= cfg.patience:
                 break
+        return history, best
 
-        self.user_tower.load_state_dict(best[2][0])
-        self.item_tower.load_state_dict(best[2][1])
-        self._catalog = catalog
+    def _train_epoch(self, pairs: "_Pairs", items_in, optimiser, rng: np.random.Generator) -> list[float]:
+        cfg = self.config
+        self.user_tower.train()
+        self.item_tower.train()
+        perm = rng.permutation(len(pairs.user))
+        losses = []
+        for start in range(0, len(perm), cfg.batch_size):
+            b = perm[start : start + cfg.batch_size]
+            if len(b) < 2:
+                continue
+            users, it = self._get_batch(pairs, b, rng)
+            items = self.item_tower(*(items_in[k][it] for k in ITEM_KEYS))
+            queries, keys = self._score_vectors(users, items, items_in["popularity"][it])
+            loss = in_batch_softmax(queries, keys, temperature=1.0, log_q=pairs.log_q[it] if cfg.logq else None, key_ids=it)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        return losses
+
+    def _get_batch(self, pairs: "_Pairs", b: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """User-tower outputs and item rows of the pairs `b`."""
+        cfg = self.config
+        u, i = pairs.user[b], pairs.item[b]
+        # Leave-one-out history; half the rows also hide the target kind (cold case).
+        keep_tgt = (rng.random(len(b)) >= cfg.history_dropout).astype(np.float32)
+        # ... and some hide every spoken kind: music is all the tower sees.
+        keep_any = (rng.random(len(b)) >= cfg.spoken_dropout).astype(np.float32)
+        keep_tgt *= keep_any
+        # (the label item is never part of the history: it is not a graph-side play)
+        hist_sum = keep_any[:, None] * pairs.other_sum[u] + keep_tgt[:, None] * pairs.tgt_sum[u]
+        hist_cnt = keep_any * pairs.other_cnt[u] + keep_tgt * pairs.tgt_cnt[u]
+        gnn_mean = torch.from_numpy((hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32))
+        ut = torch.from_numpy(u)
+        base = pairs.base
+        users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
+        return users, torch.from_numpy(i)
+
+    def _estimate_ndcg(self, items_in, profiles: list[UserProfile], truth: list[set[str]]) -> float:
+        """Early stopping on the test-time task: validation users ranked from music
+        and non-target history, all target items scored. Judged on both cold cases:
+        music + other spoken kinds, and music only."""
+        k = self.config.val_k
         self._index_items(items_in)
-        self.metrics = {
-            f"val_ndcg@{cfg.val_k}": best[0],
-            "best_epoch": best[1],
-            "epochs": len(history),
-            "train_pairs": int(len(pair_user)),
-            "train_users": len(train_users),
-            "val_users": len(val_users),
-            "catalog": len(self.item_ids),
-            "content_items": int(items_in["has_content"].sum()),
-            "history": history,
-            **graph_stats,
-        }
-        self.data_hash = _data_hash(data)
-        self.blend = None
-        if cfg.blend:
-            blend_music_only = [replace(p, spoken={}) for p in blend_profiles]
-            self._fit_blend(listeners, histories, target_ev, blend_profiles + blend_music_only, blend_truth + blend_truth)
-        return self
+        music_only = [replace(p, spoken={}) for p in profiles]
+        ranked = [r.item_ids for r in self._search(profiles + music_only, k, (), blend=False)]
+        return float(np.mean([ndcg_at_k(r, t, k) for r, t in zip(ranked, truth + truth)]))
 
     def _fit_blend(self, listeners, histories, target_ev, val_profiles, val_truth) -> None:
         """Wide part (ridge + popularity) by k-fold over every listener with music, then
@@ -400,7 +475,7 @@ class TwoTowerRecommender(Recommender):
         for u in val_users:
             g = events[events["user_id"] == u]
             spoken = {i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"].astype(str)}
-            profiles.append(UserProfile(u, histories[u], spoken, _attr(users_frame, u, "country"), _attr(users_frame, u, "language"), _attr(users_frame, u, "age")))
+            profiles.append(_profile(u, histories[u], spoken, users_frame))
             truth.append(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)))
         return profiles, truth
 
