@@ -18,12 +18,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from coldstart.config import Settings  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
 from coldstart.demo.world import WorldConfig, build_world, write_world  # noqa: E402
-from coldstart.evaluation import run_evaluation, write_results  # noqa: E402
-from coldstart.index import index_content  # noqa: E402
-from coldstart.ingest import ingest_dataset  # noqa: E402
-from coldstart.store import Store  # noqa: E402
+from coldstart.models.report import run_evaluation, write_results  # noqa: E402
+from coldstart.content.index import index_content  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
 
 RUNS = (("podcast", "non-target"), ("audiobook", "music"))
 

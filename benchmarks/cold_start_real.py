@@ -26,11 +26,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from coldstart.config import Settings  # noqa: E402
-from coldstart.evaluation import run_evaluation, write_results  # noqa: E402
-from coldstart.importers import douban  # noqa: E402
-from coldstart.ingest import ingest_dataset  # noqa: E402
-from coldstart.store import Store  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
+from coldstart.models.report import run_evaluation, write_results  # noqa: E402
+from coldstart.data.importers import douban  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
 
 RUNS = (("podcast", "show", "non-target"), ("audiobook", "audiobook", "music"))
 

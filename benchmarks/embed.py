@@ -36,9 +36,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coldstart.config import Settings  # noqa: E402
-from coldstart.embeddings import load_encoder, resolve_model_path  # noqa: E402
-from coldstart.index import VectorIndex  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
+from coldstart.content.embeddings import load_encoder, resolve_model_path  # noqa: E402
+from coldstart.content.index import VectorIndex  # noqa: E402
 
 
 def catalogue_texts(path: Path, n: int) -> list[str]:

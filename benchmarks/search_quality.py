@@ -4,8 +4,8 @@ Each query (benchmarks/search_queries.py, 6 per genre) is a natural-language req
 written for one genre, never its name; a returned show is relevant when its Apple genre
 is the query's genre. The catalogue is imported and indexed exactly as `coldstart import
 apple-podcasts` + `coldstart ingest` + `coldstart index` do, in two homes: the base
-encoder (`embed.adapt` off) and the adapted one (`embed.adapt` on, `coldstart/adapt.py`).
-Both homes get their own intent classifier (`coldstart/intent.py`) from `coldstart index`.
+encoder (`embed.adapt` off) and the adapted one (`embed.adapt` on, `coldstart/content/adapt.py`).
+Both homes get their own intent classifier (`coldstart/content/intent.py`) from `coldstart index`.
 
 Weights (`intent_weight`, `lexical_weight`) are chosen on the TUNING half of the
 queries (`--tune` prints the grid); the tables report the VALIDATION half, mean and
@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from coldstart.config import Settings  # noqa: E402
-from coldstart.embeddings import Encoder, load_encoder  # noqa: E402
-from coldstart.importers import apple_podcasts  # noqa: E402
-from coldstart.index import index_content  # noqa: E402
-from coldstart.ingest import ingest_dataset  # noqa: E402
-from coldstart.search import SearchService  # noqa: E402
-from coldstart.store import Store  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
+from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
+from coldstart.data.importers import apple_podcasts  # noqa: E402
+from coldstart.content.index import index_content  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.content.search import SearchService  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
 from search_queries import QUERIES, split  # noqa: E402
 
 INTENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)

@@ -41,8 +41,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldstart.config import get_settings  # noqa: E402
-from coldstart.store import Store  # noqa: E402
+from coldstart.core.config import get_settings  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
 
 LUA = r"""
 local bodies = {
@@ -177,7 +177,7 @@ def private_copy(home: Path, tmp: Path) -> Path:
 
 def register_clips(home: Path, n: int) -> list[str]:
     from coldstart.demo.world import ASSETS, AUDIO_CLIPS
-    from coldstart.uploads import register_upload, resolve_upload_path
+    from coldstart.batch.uploads import register_upload, resolve_upload_path
 
     settings = get_settings(home)
     store = Store(settings.db_url)
@@ -228,7 +228,7 @@ def scenario_reload(home: Path, port: int, script: Path, args) -> dict:
                                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
                     done["admin" if r.status_code == 200 else "failed"] += 1
                 if tick % 3 == 0:
-                    for name in store.frame(__import__("coldstart.tables", fromlist=["artifacts"]).artifacts)["name"]:
+                    for name in store.frame(__import__("coldstart.core.tables", fromlist=["artifacts"]).artifacts)["name"]:
                         row = store.artifact(name)
                         store.register_artifact(name, row["path"], row["manifest"])
                     done["artifact"] += 1

@@ -175,7 +175,7 @@ def _cli(config: dict, files: list[str], threads: int, home: str) -> dict:
 
 
 def default_config() -> dict:
-    from coldstart.config import TranscribeSettings
+    from coldstart.core.config import TranscribeSettings
 
     d = TranscribeSettings()
     return {"engine": d.engine, "model": d.model, "beam_size": d.beam_size, "vad_filter": d.vad_filter,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from coldstart import tables as t
-from coldstart.adapt import adapt_encoder, training_pairs
+from coldstart.core import tables as t
+from coldstart.content.adapt import adapt_encoder, training_pairs
 from coldstart.cli import app
-from coldstart.config import Settings
-from coldstart.embeddings import (
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import (
     current_adapted,
     embed_items,
     encoder_path,
@@ -21,10 +21,10 @@ from coldstart.embeddings import (
     model_id_for,
     resolve_model_path,
 )
-from coldstart.index import index_content, sync_indexes
-from coldstart.intent import load_intent, train_intent
-from coldstart.search import MODES, SearchService
-from coldstart.store import Store, upsert
+from coldstart.content.index import index_content, sync_indexes
+from coldstart.content.intent import load_intent, train_intent
+from coldstart.content.search import MODES, SearchService
+from coldstart.core.store import Store, upsert
 
 # Three labelled groups of shows. The labels are opaque on purpose: the product must
 # learn what they mean from the texts, never from the label's words.

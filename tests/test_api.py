@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 import serving_world
-from coldstart.config import ServeSettings, Settings
-from coldstart.store import Store
+from coldstart.core.config import ServeSettings, Settings
+from coldstart.core.store import Store
 
 TOKEN = "s3cret-token"
 LIMIT = 200_000
@@ -143,7 +143,7 @@ def test_paths_outside_the_uploads_directory_are_403(api, served_home, tmp_path)
 
 
 def _upload_rows(home) -> int:
-    from coldstart import tables as t
+    from coldstart.core import tables as t
 
     return Store(Settings(home=home).db_url).count(t.uploads)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from coldstart.demo.world import WorldConfig, build_world, write_world
-from coldstart.ingest import ingest_dataset
-from coldstart.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.core.store import Store
 
 SMALL = WorldConfig(users=200, artists=40, shows=16, episodes_per_show=3, audiobooks=30)
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.embeddings import (
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import (
     embed_items,
     item_text,
     item_vectors,
@@ -20,7 +20,7 @@ from coldstart.embeddings import (
     resolve_model_path,
     split_passages,
 )
-from coldstart.store import Store, upsert, utcnow
+from coldstart.core.store import Store, upsert, utcnow
 
 
 def _words(text: str) -> int:

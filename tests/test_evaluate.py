@@ -158,9 +158,9 @@ def test_cli_evaluate_rejects_bad_input(home):
 
 def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
     from coldstart.cli import app
-    from coldstart.config import Settings
-    from coldstart.evaluation import load_models
-    from coldstart.store import Store
+    from coldstart.core.config import Settings
+    from coldstart.models.report import load_models
+    from coldstart.core.store import Store
     from training.data import UserProfile
 
     monkeypatch.setenv("COLDSTART_TRAIN__EPOCHS", "8")
@@ -184,9 +184,9 @@ def test_demo_stage_prints_the_table_and_registers_the_serving_model(home):
 
     from rich.console import Console
 
-    from coldstart.config import Settings
-    from coldstart.evaluation import demo_stage
-    from coldstart.store import Store
+    from coldstart.core.config import Settings
+    from coldstart.models.report import demo_stage
+    from coldstart.core.store import Store
 
     settings = Settings(home=home)
     console = Console(record=True, width=100)
@@ -292,7 +292,7 @@ def test_the_served_pipeline_is_evaluated_like_any_model():
 
 
 def test_results_are_written_as_json_and_markdown(tmp_path):
-    from coldstart.evaluation import write_results
+    from coldstart.models.report import write_results
 
     models = {"popularity": lambda t, s: PopularityRecommender(t, s)}
     result = evaluate(toy_world(), "podcast", seeds=(0, 1), k=5, models=models)

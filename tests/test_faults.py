@@ -23,12 +23,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 import serving_world
-from coldstart import tables as t
-from coldstart.config import ServeSettings, Settings
+from coldstart.core import tables as t
+from coldstart.core.config import ServeSettings, Settings
 from coldstart.demo.world import ASSETS, AUDIO_CLIPS
-from coldstart.index import load_index
-from coldstart.store import Store, utcnow
-from coldstart.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
+from coldstart.content.index import load_index
+from coldstart.core.store import Store, utcnow
+from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
 from fault_tools import hammer, kill9, onboarding_bodies, server_process
 
 TOKEN = "fault-t0ken"

@@ -12,7 +12,7 @@ from hypothesis.errors import Unsatisfiable
 from pydantic import SecretStr
 
 import serving_world
-from coldstart.config import ServeSettings, Settings
+from coldstart.core.config import ServeSettings, Settings
 
 schemathesis = pytest.importorskip("schemathesis")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from coldstart.importers import SourceFormatError, apple_podcasts, douban, goodbooks, lastfm_hetrec
-from coldstart.ingest import ingest_dataset
-from coldstart.store import Store
+from coldstart.data.importers import SourceFormatError, apple_podcasts, douban, goodbooks, lastfm_hetrec
+from coldstart.data.ingest import ingest_dataset
+from coldstart.core.store import Store
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from coldstart.config import Settings
-from coldstart.index import IndexError_, ModelMismatchError, VectorIndex, key_id, load_index
+from coldstart.core.config import Settings
+from coldstart.content.index import IndexError_, ModelMismatchError, VectorIndex, key_id, load_index
 
 
 def _unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

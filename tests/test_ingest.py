@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coldstart import tables as t
+from coldstart.core import tables as t
 from coldstart.cli import app
-from coldstart.contract import ContractError
-from coldstart.ingest import ingest_dataset
-from coldstart.store import Store
+from coldstart.data.contract import ContractError
+from coldstart.data.ingest import ingest_dataset
+from coldstart.core.store import Store
 
 
 def write(dir: Path, **tables: str) -> Path:

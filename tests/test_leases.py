@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from coldstart import tables as t
-from coldstart import transcription as tr
-from coldstart.config import Settings
-from coldstart.store import Store, upsert, utcnow, worker_id
+from coldstart.core import tables as t
+from coldstart.content import speech as tr
+from coldstart.core.config import Settings
+from coldstart.core.store import Store, upsert, utcnow, worker_id
 from speech import JFK
 
 

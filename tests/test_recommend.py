@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import serving_world
-from coldstart.config import RulesSettings, Settings
+from coldstart.core.config import RulesSettings, Settings
 from coldstart.recommend.candidates import AffinitySource
 from coldstart.recommend.models import load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
-from coldstart.store import Store
+from coldstart.core.store import Store
 from training.data import UserProfile
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from coldstart.config import RulesSettings
+from coldstart.core.config import RulesSettings
 from coldstart.recommend.candidates import Candidate
-from coldstart.recommend.ranking import ScoredItem, rank_candidates
+from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.rules import (
     RuleContext,
     apply_rules,

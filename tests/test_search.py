@@ -7,19 +7,19 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from coldstart import tables as t
+from coldstart.core import tables as t
 from coldstart.cli import app
-from coldstart.config import Settings
-from coldstart.embeddings import embed_items, load_encoder
-from coldstart.index import ModelMismatchError, index_content, load_index, sync_indexes
-from coldstart.search import (
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import embed_items, load_encoder
+from coldstart.content.index import ModelMismatchError, index_content, load_index, sync_indexes
+from coldstart.content.search import (
     EmptyQueryError,
     NoContentVectorError,
     SearchService,
     UnknownItemError,
     reciprocal_rank_fusion,
 )
-from coldstart.store import Store, upsert, utcnow
+from coldstart.core.store import Store, upsert, utcnow
 
 # An episode whose transcript changes topic: baking first, then a volcano from 300 s on.
 BAKING = [

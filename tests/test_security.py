@@ -15,12 +15,12 @@ from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 
 import serving_world
-from coldstart import tables as t
+from coldstart.core import tables as t
 from coldstart.api.auth import InsecureBind, check_bind, is_loopback
 from coldstart.cli import app
-from coldstart.config import ServeSettings, Settings
-from coldstart.store import Store
-from coldstart.uploads import register_upload, resolve_upload_path
+from coldstart.core.config import ServeSettings, Settings
+from coldstart.core.store import Store
+from coldstart.batch.uploads import register_upload, resolve_upload_path
 from training.threads import pin_process_threads, torch_threads, unpin_process_threads
 
 TOKEN = "another-s3cret"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from recommender_contract import toy_world
 
-from coldstart.config import Settings
-from coldstart.ingest import ingest_dataset
+from coldstart.core.config import Settings
+from coldstart.data.ingest import ingest_dataset
 from coldstart.recommend.models import load_serving_models
-from coldstart.store import Store
+from coldstart.core.store import Store
 from training.data import UserProfile
 from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 

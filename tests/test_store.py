@@ -3,10 +3,10 @@ uploads and the serving fingerprint, beyond what the ingest tests cover."""
 
 from __future__ import annotations
 
-from coldstart import tables as t
+from coldstart.core import tables as t
 from coldstart.recommend.models import store_version
-from coldstart.store import Store, upsert
-from coldstart.uploads import _set_status, get_upload, list_uploads, register_upload
+from coldstart.core.store import Store, upsert
+from coldstart.batch.uploads import _set_status, get_upload, list_uploads, register_upload
 
 
 def test_artifacts_uploads_and_version(db_url, tmp_path):

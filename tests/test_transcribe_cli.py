@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from coldstart import tables as t
+from coldstart.core import tables as t
 from coldstart.cli import app
-from coldstart.config import TranscribeSettings
-from coldstart.store import Store, upsert
+from coldstart.core.config import TranscribeSettings
+from coldstart.core.store import Store, upsert
 from speech import JFK, JFK_TEXT, sounds_like_jfk
 from transcripts.wer import word_error_rate
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.config import TranscribeSettings
+from coldstart.core.config import TranscribeSettings
 from transcripts import load_engine, probe_duration, transcribe_file
 from transcripts.wer import corpus_word_error_rate, word_error_rate
 
@@ -34,8 +34,8 @@ def _engine(name: str, model: str, beam_size: int, cache: str, **options):
 
 
 def default_engine(cache: str):
-    from coldstart.config import Settings
-    from coldstart.transcription import engine_for
+    from coldstart.core.config import Settings
+    from coldstart.content.speech import engine_for
 
     return engine_for(Settings(home=Path(cache)))  # the engine the CLI and the store batches load
 

@@ -10,10 +10,10 @@ import pytest
 from rich.console import Console
 from sqlalchemy import select
 
-from coldstart import tables as t
-from coldstart import transcription as tr
-from coldstart.config import Settings
-from coldstart.store import Store, upsert, utcnow
+from coldstart.core import tables as t
+from coldstart.content import speech as tr
+from coldstart.core.config import Settings
+from coldstart.core.store import Store, upsert, utcnow
 from speech import JFK, sounds_like_jfk
 
 

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 import serving_world
-from coldstart import tables as t
-from coldstart.config import ServeSettings, Settings
+from coldstart.core import tables as t
+from coldstart.core.config import ServeSettings, Settings
 from coldstart.demo.world import ASSETS
-from coldstart.store import Store
-from coldstart.uploads import (
+from coldstart.core.store import Store
+from coldstart.batch.uploads import (
     UploadError,
     UploadRefused,
     get_upload,
@@ -140,8 +140,8 @@ def test_a_failed_upload_is_recorded_and_the_batch_goes_on(settings, store):
 
 
 def test_scoring_resumes_from_the_last_finished_step(settings, store):
-    from coldstart.transcription import transcribe_items
-    from coldstart.uploads import _set_status
+    from coldstart.content.speech import transcribe_items
+    from coldstart.batch.uploads import _set_status
 
     show = history_show(store)
     path = settings.uploads_path / "resume.ogg"
@@ -161,7 +161,7 @@ def test_scoring_resumes_from_the_last_finished_step(settings, store):
 def test_a_dead_workers_upload_waits_for_its_lease_then_is_taken_over(settings, store):
     import datetime as dt
 
-    from coldstart.store import utcnow
+    from coldstart.core.store import utcnow
 
     show = history_show(store)
     path = settings.uploads_path / "leased.ogg"

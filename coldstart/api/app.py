@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
 from coldstart.api.routes import router
-from coldstart.config import Settings
-from coldstart.store import Store
-from coldstart.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
+from coldstart.core.config import Settings
+from coldstart.core.store import Store
+from coldstart.batch.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
 
 __all__ = ["create_app", "app_from_env"]
 

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from coldstart import tables as t
-from coldstart.store import Store
+from coldstart.core import tables as t
+from coldstart.core.store import Store
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 

@@ -23,8 +23,8 @@ from coldstart.api.schemas import (
     UploadByPath,
     UploadStatus,
 )
-from coldstart.recommend.ranking import ScoredItem
-from coldstart.uploads import (
+from coldstart.recommend.merge import ScoredItem
+from coldstart.batch.uploads import (
     UploadError,
     UploadTooLarge,
     get_upload,
@@ -232,7 +232,7 @@ def search(
     genre: str | None = Query(None, max_length=100),
     mode: str | None = Query(None, pattern="^(dense|lexical|hybrid|intent|fused)$"),
 ) -> SearchResponse:
-    from coldstart.search import EmptyQueryError
+    from coldstart.content.search import EmptyQueryError
 
     service = _search_service(request)
     try:
@@ -249,7 +249,7 @@ def similar(
     k: int = Query(10, ge=1, le=100),
     kind: str | None = Query(None, pattern="^(show|episode|audiobook|any)$"),
 ) -> SearchResponse:
-    from coldstart.search import NoContentVectorError, UnknownItemError
+    from coldstart.content.search import NoContentVectorError, UnknownItemError
 
     service = _search_service(request)
     try:

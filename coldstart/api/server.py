@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from coldstart.config import Settings
+from coldstart.core.config import Settings
 
 __all__ = ["free_port", "serve_in_thread"]
 

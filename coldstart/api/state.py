@@ -18,10 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from coldstart.config import Settings
+from coldstart.core.config import Settings
 from coldstart.recommend.models import ServingModels, load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
-from coldstart.store import Store
+from coldstart.core.store import Store
 
 __all__ = ["ServingState", "Snapshot"]
 

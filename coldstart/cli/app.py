@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from coldstart.config import Settings, get_settings
+from coldstart.core.config import Settings, get_settings
 
 __all__ = ["app", "console", "err_console", "settings_of", "store_of", "emit_json", "fail"]
 
@@ -56,7 +56,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def store_of(ctx: typer.Context):
-    from coldstart.store import Store
+    from coldstart.core.store import Store
 
     return Store.from_settings(settings_of(ctx))
 

@@ -68,8 +68,8 @@ def ingest(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Validate a contract dataset and load it into the store (all or nothing)."""
-    from coldstart.contract import ContractError
-    from coldstart.ingest import ingest_dataset
+    from coldstart.data.contract import ContractError
+    from coldstart.data.ingest import ingest_dataset
 
     try:
         report = ingest_dataset(store_of(ctx), dataset_dir, skip_bad_rows=skip_bad_rows, rejects_path=rejects)
@@ -90,7 +90,7 @@ def ingest(
 
 
 def _import_report(out: Path, run, src: Path, json: bool) -> None:
-    from coldstart.importers import SourceFormatError
+    from coldstart.data.importers import SourceFormatError
 
     try:
         counts = run(src, out)
@@ -110,7 +110,7 @@ def import_lastfm(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Last.fm HetRec 2011: artists (top tag as genre) and user-artist play counts."""
-    from coldstart.importers import lastfm_hetrec
+    from coldstart.data.importers import lastfm_hetrec
 
     _import_report(out, lastfm_hetrec, src, json)
 
@@ -122,7 +122,7 @@ def import_apple(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Apple Podcasts catalogue: shows with genre and description."""
-    from coldstart.importers import apple_podcasts
+    from coldstart.data.importers import apple_podcasts
 
     _import_report(out, apple_podcasts, src, json)
 
@@ -134,7 +134,7 @@ def import_goodbooks(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """goodbooks-10k: books as audiobooks, ratings as interaction weights."""
-    from coldstart.importers import goodbooks
+    from coldstart.data.importers import goodbooks
 
     _import_report(out, goodbooks, src, json)
 
@@ -149,6 +149,6 @@ def import_douban(
     """Douban cross-domain ratings: music as tracks, books as shows or audiobooks (ID-only)."""
     from functools import partial
 
-    from coldstart.importers import douban
+    from coldstart.data.importers import douban
 
     _import_report(out, partial(douban, target=target), src, json)

@@ -53,7 +53,7 @@ def evaluate(
     ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
-    from coldstart.evaluation import results_table, run_evaluation
+    from coldstart.models.report import results_table, run_evaluation
 
     store = store_of(ctx)
     listed = _read_user_ids(cold_users) if cold_users is not None else None
@@ -75,7 +75,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
-    from coldstart.evaluation import load_interaction_data, train_and_save
+    from coldstart.models.report import load_interaction_data, train_and_save
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)

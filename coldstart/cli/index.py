@@ -22,8 +22,8 @@ def index(
     With `embed.adapt` on, the encoder is first adapted to the catalogue (once per home, or
     again with --adapt). The query-intent classifier is retrained on every run.
     """
-    from coldstart.embeddings import resolve_model_path
-    from coldstart.index import index_content
+    from coldstart.content.embeddings import resolve_model_path
+    from coldstart.content.index import index_content
 
     settings, store = settings_of(ctx), store_of(ctx)
     try:
@@ -56,8 +56,8 @@ def index(
 
 
 def _service(ctx: typer.Context):
-    from coldstart.index import IndexError_
-    from coldstart.search import SearchService
+    from coldstart.content.index import IndexError_
+    from coldstart.content.search import SearchService
 
     try:
         return SearchService(store_of(ctx), settings_of(ctx))
@@ -99,7 +99,7 @@ def search(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search shows, episodes and audiobooks by content; episodes come with a timed snippet."""
-    from coldstart.search import EmptyQueryError
+    from coldstart.content.search import EmptyQueryError
 
     service = _service(ctx)
     try:
@@ -122,7 +122,7 @@ def similar(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Items whose content is most like ITEM_ID's."""
-    from coldstart.search import NoContentVectorError, UnknownItemError
+    from coldstart.content.search import NoContentVectorError, UnknownItemError
 
     service = _service(ctx)
     try:

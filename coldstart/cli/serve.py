@@ -58,7 +58,7 @@ def score_uploads_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Transcribe, embed, index and predict the audience of every pending upload."""
-    from coldstart.uploads import UploadNotFound, get_upload, score_uploads
+    from coldstart.batch.uploads import UploadNotFound, get_upload, score_uploads
 
     store = store_of(ctx)
     try:

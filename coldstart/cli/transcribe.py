@@ -43,7 +43,7 @@ def _progress_bar(path: Path):
 def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
     from transcripts import AudioError, transcribe_file
 
-    from coldstart.transcription import engine_for
+    from coldstart.content.speech import engine_for
 
     engine = engine_for(settings)
     failures = 0
@@ -119,7 +119,7 @@ def transcribe(
             if failures:
                 raise typer.Exit(1)
             return
-        from coldstart.transcription import transcribe_items
+        from coldstart.content.speech import transcribe_items
 
         store = store_of(ctx)
         report = transcribe_items(

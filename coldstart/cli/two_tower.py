@@ -16,7 +16,7 @@ def train_two_tower_cmd(
 ) -> None:
     """Fit the co-listening GNN + two-tower audiobook model on the whole store; save and register it."""
     from coldstart.demo.audiobooks import ARTIFACT, train_two_tower
-    from coldstart.evaluation import load_interaction_data
+    from coldstart.models.report import load_interaction_data
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 from rich.table import Table
 
-from coldstart.store import Store
+from coldstart.core.store import Store
 from training.baselines import PopularityRecommender
 from training.cross_domain import MusicItemKNN
 from training.data import InteractionData
@@ -35,7 +35,7 @@ def train_two_tower(store: Store, data: InteractionData, directory, seed: int = 
 
 
 def stage_audiobooks(ctx) -> None:
-    from coldstart.evaluation import load_interaction_data
+    from coldstart.models.report import load_interaction_data
 
     encoder = getattr(ctx.results.get("search"), "encoder", None)
     data = load_interaction_data(ctx.store)

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from coldstart.config import Settings
+from coldstart.core.config import Settings
 from coldstart.demo.world import ASSETS, World, WorldConfig, build_world, write_world
-from coldstart.ingest import ingest_dataset
-from coldstart.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.core.store import Store
 
 __all__ = ["DemoContext", "STAGES", "run_demo"]
 
@@ -66,15 +66,15 @@ def stage_ingest(ctx: DemoContext) -> None:
 
 
 def stage_transcribe(ctx: DemoContext) -> None:
-    from coldstart.transcription import run_demo_stage
+    from coldstart.content.speech import run_demo_stage
 
     run_demo_stage(ctx.store, ctx.settings, ctx.console)
 
 
 def stage_embed_index(ctx: DemoContext) -> None:
-    from coldstart.embeddings import load_encoder
-    from coldstart.index import index_content
-    from coldstart.search import SearchService
+    from coldstart.content.embeddings import load_encoder
+    from coldstart.content.index import index_content
+    from coldstart.content.search import SearchService
 
     encoder = load_encoder(ctx.settings)
     report, syncs = index_content(ctx.store, ctx.settings, encoder=encoder)
@@ -102,7 +102,7 @@ def stage_embed_index(ctx: DemoContext) -> None:
 
 
 def stage_podcast_evaluation(ctx: DemoContext) -> None:
-    from coldstart.evaluation import demo_stage
+    from coldstart.models.report import demo_stage
 
     demo_stage(ctx)
 
@@ -114,7 +114,7 @@ def stage_audiobooks(ctx: DemoContext) -> None:
 
 
 def stage_serving(ctx: DemoContext) -> None:
-    from coldstart.api.demo import stage_serving as serving
+    from coldstart.demo.serving import stage_serving as serving
 
     serving(ctx)
 

@@ -9,7 +9,7 @@
 from coldstart.recommend.candidates import Candidate, CandidateSource, SourceResult
 from coldstart.recommend.models import ServingModels, interaction_data, load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline, OnboardingResult
-from coldstart.recommend.ranking import ScoredItem, rank_candidates
+from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.rules import RULES, RuleContext, apply_rules
 
 __all__ = [

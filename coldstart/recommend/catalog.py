@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlalchemy import func, select
 
-from coldstart import tables as t
-from coldstart.store import Store
+from coldstart.core import tables as t
+from coldstart.core.store import Store
 
 __all__ = ["Catalog", "SPOKEN_KINDS"]
 

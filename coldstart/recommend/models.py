@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
-from coldstart import tables as t
-from coldstart.config import Settings
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 from coldstart.recommend.catalog import Catalog
-from coldstart.store import Store
+from coldstart.core.store import Store
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, InteractionData
@@ -54,7 +54,7 @@ class ServingModels:
     popularity: dict[str, Recommender]
     affinity: dict[str, Any] = field(default_factory=dict)  # target -> training.affinity.AffinityModel
     two_tower: dict[str, Recommender] = field(default_factory=dict)  # target -> TwoTowerRecommender
-    search: Any = None  # coldstart.search service, when an index exists
+    search: Any = None  # coldstart.content.search service, when an index exists
     music_ids: frozenset[str] = frozenset()  # artists and tracks in the store
     version: tuple = ()
     components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where
@@ -94,12 +94,12 @@ def _add_new_items(model, kind: str, store: Store, data: InteractionData, target
     new = catalog[~catalog["item_id"].astype(str).isin(set(model.item_ids))]
     if new.empty:
         return []
-    from coldstart.evaluation import content_model_id
+    from coldstart.models.report import content_model_id
 
     model_id = content_model_id(store)
     vectors = {}
     if model_id:
-        from coldstart.embeddings import item_vectors
+        from coldstart.content.embeddings import item_vectors
 
         wanted = set(new["item_id"].astype(str))
         vectors = {i: v for i, v in item_vectors(store, model_id, kinds=("show", "audiobook")).items() if i in wanted}
@@ -114,7 +114,7 @@ def _add_new_items(model, kind: str, store: Store, data: InteractionData, target
 
 
 def _load_search(settings: Settings, store: Store):
-    from coldstart.search import SearchService
+    from coldstart.content.search import SearchService
 
     return SearchService(store, settings)
 

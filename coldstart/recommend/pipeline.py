@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coldstart.config import Settings
+from coldstart.core.config import Settings
 from coldstart.recommend.candidates import (
     AffinitySource,
     Candidate,
@@ -24,7 +24,7 @@ from coldstart.recommend.candidates import (
     RecommenderSource,
 )
 from coldstart.recommend.models import ServingModels
-from coldstart.recommend.ranking import ScoredItem, rank_candidates
+from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
 

@@ -24,8 +24,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coldstart.config import RulesSettings
-from coldstart.recommend.ranking import ScoredItem
+from coldstart.core.config import RulesSettings
+from coldstart.recommend.merge import ScoredItem
 
 __all__ = [
     "RuleContext",

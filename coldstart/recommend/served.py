@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from coldstart.config import Settings
+from coldstart.core.config import Settings
 from coldstart.recommend.catalog import SPOKEN_KINDS, Catalog
 from coldstart.recommend.models import ServingModels
 from coldstart.recommend.pipeline import OnboardingPipeline

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import delete, select
 
-from coldstart import tables as t
-from coldstart.contract import (
+from coldstart.core import tables as t
+from coldstart.data.contract import (
     ContractError,
     RowError,
     find_dataset_files,
@@ -25,7 +25,7 @@ from coldstart.contract import (
     table_names,
     validate_table,
 )
-from coldstart.store import Store, upsert, utcnow
+from coldstart.core.store import Store, upsert, utcnow
 
 __all__ = ["IngestReport", "ingest_dataset"]
 

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
-from coldstart.index import load_index, passage_key
-from coldstart.intent import load_intent
-from coldstart.store import Store
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
+from coldstart.content.index import load_index, passage_key
+from coldstart.content.intent import load_intent
+from coldstart.core.store import Store
 from training.threads import torch_threads
 
 __all__ = [

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coldstart.config import Settings
-from coldstart.embeddings import SPOKEN_KINDS, Encoder, _clean, adapted_dir, current_adapted, item_text, model_id_of
-from coldstart.store import Store
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, _clean, adapted_dir, current_adapted, item_text, model_id_of
+from coldstart.core.store import Store
 
 __all__ = ["AdaptReport", "adapted_dir", "current_adapted", "training_pairs", "adapt_encoder"]
 

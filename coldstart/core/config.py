@@ -71,7 +71,7 @@ class EmbedSettings(BaseModel):
     # see docs/search.md); hybrid = reciprocal rank fusion of the dense and BM25 rankings.
     search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused"] = "intent"
     rrf_k: int = 60
-    # Query intent (coldstart/intent.py): a genre classifier over the catalogue's own labelled
+    # Query intent (coldstart/content/intent.py): a genre classifier over the catalogue's own labelled
     # vectors; modes "intent" and "fused" add intent_weight * p(item's genre | query) to the
     # score of the top intent_depth dense candidates. Soft: it reorders, never filters.
     intent_weight: float = 1.0
@@ -80,7 +80,7 @@ class EmbedSettings(BaseModel):
     intent_min_per_genre: int = 5
     # "fused": cosine + lexical_weight * BM25 score / best BM25 score + the intent boost.
     lexical_weight: float = 0.05
-    # Domain adaptation (coldstart/adapt.py), run by `coldstart index` when no adapted model
+    # Domain adaptation (coldstart/content/adapt.py), run by `coldstart index` when no adapted model
     # exists yet (or with --adapt); skipped below adapt_min_pairs training pairs.
     adapt: bool = False
     adapt_steps: int = 20

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from coldstart.api.server import serve_in_thread
 from coldstart.demo.world import ASSETS, AUDIO_CLIPS
-from coldstart.uploads import score_uploads
+from coldstart.batch.uploads import score_uploads
 
 __all__ = ["stage_serving"]
 
@@ -70,10 +70,10 @@ def _clip_and_show(store):
 
 def _ensure_affinity(ctx) -> None:
     """Upload scoring needs the podcast affinity model; train it if no stage did."""
-    from coldstart.uploads import affinity_artifact
+    from coldstart.batch.uploads import affinity_artifact
 
     if affinity_artifact(ctx.store) is None:
-        from coldstart.evaluation import train_and_save
+        from coldstart.models.report import train_and_save
 
         ctx.console.print("no podcast affinity model registered yet: training one (as `coldstart train` does)")
         train_and_save(ctx.store, ctx.settings, "podcast")

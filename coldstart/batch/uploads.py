@@ -35,9 +35,9 @@ import pandas as pd
 from sqlalchemy import select, update
 from tqdm.auto import tqdm
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.store import Store, utcnow, worker_id
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.core.store import Store, utcnow, worker_id
 
 __all__ = [
     "UploadError",
@@ -385,9 +385,9 @@ def score_uploads(
     lease expires, and resumes from its last recorded step. Index files are updated
     under the `index:sync` lease, one worker at a time.
     """
-    from coldstart.embeddings import embed_items, item_vectors, load_encoder
-    from coldstart.index import sync_indexes
-    from coldstart.transcription import transcribe_items
+    from coldstart.content.embeddings import embed_items, item_vectors, load_encoder
+    from coldstart.content.index import sync_indexes
+    from coldstart.content.speech import transcribe_items
 
     report = ScoreReport()
     wanted = UNFINISHED + (("failed",) if retry_failed else ())

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from coldstart.config import Settings
-from coldstart.embeddings import SPOKEN_KINDS, item_vectors
-from coldstart.store import Store, utcnow
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import SPOKEN_KINDS, item_vectors
+from coldstart.core.store import Store, utcnow
 
 __all__ = ["IntentModel", "IntentReport", "intent_dir", "train_intent", "load_intent"]
 

@@ -13,8 +13,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from coldstart import tables as t
-from coldstart.config import Settings
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.store import Store
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.core.store import Store
 from training.affinity import AffinityConfig, AffinityModel
 from training.data import TARGET_KINDS, InteractionData
 from training.evaluate import evaluate
@@ -65,7 +65,7 @@ def load_interaction_data(store: Store, content: bool = True) -> InteractionData
     )
     model_id = content_model_id(store) if content else None
     if model_id:
-        from coldstart.embeddings import item_vectors
+        from coldstart.content.embeddings import item_vectors
 
         data.content = item_vectors(store, model_id, kinds=("show", "audiobook"))
     return data

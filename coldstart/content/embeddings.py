@@ -31,9 +31,9 @@ import pandas as pd
 from sqlalchemy import and_, bindparam, delete, select
 from tqdm.auto import tqdm
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.store import Store, upsert
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.core.store import Store, upsert
 from training.threads import torch_threads
 
 __all__ = [
@@ -100,7 +100,7 @@ QUERY_BATCH = 4
 
 
 def adapted_dir(settings: Settings) -> Path:
-    """Where `coldstart index` keeps encoders adapted to this home's catalogue (coldstart/adapt.py)."""
+    """Where `coldstart index` keeps encoders adapted to this home's catalogue (coldstart/content/adapt.py)."""
     return (settings.home / "models" / "encoder").resolve()
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from tqdm import tqdm
 
-from coldstart import tables as t
-from coldstart.config import Settings
-from coldstart.store import Store, upsert, utcnow, worker_id
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
+from coldstart.core.store import Store, upsert, utcnow, worker_id
 from transcripts import (
     AudioError,
     ModelError,

@@ -29,8 +29,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from coldstart.config import Settings
-from coldstart.embeddings import (
+from coldstart.core.config import Settings
+from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     EmbedReport,
     Encoder,
@@ -42,7 +42,7 @@ from coldstart.embeddings import (
     passage_rows,
     resolve_model_path,
 )
-from coldstart.store import Store, utcnow
+from coldstart.core.store import Store, utcnow
 
 __all__ = [
     "INDEX_UNITS",
@@ -456,11 +456,11 @@ def index_content(
     when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
     everything is embedded with it. The intent classifier is retrained on every full run.
     """
-    from coldstart.intent import train_intent
+    from coldstart.content.intent import train_intent
 
     adapted = None
     if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
-        from coldstart.adapt import adapt_encoder
+        from coldstart.content.adapt import adapt_encoder
 
         base = load_encoder_at(resolve_model_path(settings.embed.model), settings)
         adapted = adapt_encoder(store, settings, base, progress=bool(progress))

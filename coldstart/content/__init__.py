@@ -1,0 +1,1 @@
+"""Content ML: transcription (speech), text embeddings, faiss indexes, search, intent, adaptation."""

@@ -1,0 +1,1 @@
+"""Bottom layer: settings, the SQL store and its table definitions."""

@@ -1,0 +1,1 @@
+"""The data contract and everything that brings data into the store (ingest, importers)."""
