@@ -159,7 +159,7 @@ def test_cli_evaluate_rejects_bad_input(home):
 def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
     from coldstart.cli import app
     from coldstart.core.config import Settings
-    from coldstart.models.report import load_models
+    from coldstart.models.artifacts import load_models
     from coldstart.core.store import Store
     from training.data import UserProfile
 
@@ -185,13 +185,13 @@ def test_demo_stage_prints_the_table_and_registers_the_serving_model(home):
     from rich.console import Console
 
     from coldstart.core.config import Settings
-    from coldstart.models.report import demo_stage
+    from coldstart.demo.stages import podcast_stage
     from coldstart.core.store import Store
 
     settings = Settings(home=home)
     console = Console(record=True, width=100)
     ctx = SimpleNamespace(settings=settings, store=Store.from_settings(settings), console=console, results={})
-    demo_stage(ctx)
+    podcast_stage(ctx)
     text = console.export_text()
     assert "affinity_mlp" in text and "serving model" in text
     assert (home / "eval" / "podcast.png").exists()

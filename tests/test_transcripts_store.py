@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from coldstart.core import tables as t
 from coldstart.content import speech as tr
+from coldstart.demo.stages import transcribe_stage
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert, utcnow
 from speech import JFK, sounds_like_jfk
@@ -179,7 +180,7 @@ def test_explicit_items_without_audio_fail_clearly(store, settings):
 def test_demo_stage_reports_what_it_heard(store, settings, tmp_path):
     add_episodes(store, tmp_path, ["demo1"])
     out = io.StringIO()
-    report = tr.run_demo_stage(store, settings, Console(file=out, width=200))
+    report = transcribe_stage(store, settings, Console(file=out, width=200))
     assert report.done == ["demo1"]
     printed = out.getvalue()
     assert "1 transcribed, 0 failed" in printed and "country" in printed

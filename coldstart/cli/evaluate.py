@@ -75,7 +75,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
-    from coldstart.models.report import load_interaction_data, train_and_save
+    from coldstart.models.artifacts import load_interaction_data, train_and_save
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)

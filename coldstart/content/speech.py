@@ -50,7 +50,6 @@ __all__ = [
     "transcribe_items",
     "transcribe_pending",
     "engine_for",
-    "run_demo_stage",
 ]
 
 
@@ -406,31 +405,3 @@ def transcribe_pending(
     """Every pending episode (see `pending_items`)."""
     return transcribe_items(store, settings, None, force=force, retry_failed=retry_failed,
                             workers=workers, progress=progress)
-
-
-def run_demo_stage(store: Store, settings: Settings, console) -> TranscriptionReport:
-    """Demo stage "transcribe pending episodes": run the batch and show what it heard."""
-    from rich.table import Table
-
-    pending = pending_items(store, retry_failed=True)
-    cfg = settings.transcribe
-    console.print(f"{len(pending)} episode(s) with audio and no transcript; engine {cfg.engine}, model {cfg.model}")
-    report = transcribe_items(store, settings, pending, progress=False)
-    table = Table("episode", "lang", "audio s", "transcript", title="transcribed episodes")
-    if report.done:
-        with store.connect() as conn:
-            rows = conn.execute(
-                select(t.transcripts.c.item_id, t.transcripts.c.language, t.transcripts.c.duration,
-                       t.transcripts.c.text).where(t.transcripts.c.item_id.in_(report.done))
-            ).all()
-        for item_id, language, duration, text in rows:
-            table.add_row(item_id, language or "?", f"{duration:.1f}", (text[:90] + "…") if len(text) > 90 else text)
-        console.print(table)
-    for item_id, error in report.failed.items():
-        console.print(f"[red]failed[/] {item_id}: {error}")
-    console.print(
-        f"{len(report.done)} transcribed, {len(report.failed)} failed; "
-        f"{report.audio_seconds:.0f} s of audio in {report.transcribe_seconds:.1f} s "
-        f"({report.realtime_factor:.1f}x real time; model loading {report.wall_seconds - report.transcribe_seconds:.1f} s)"
-    )
-    return report

@@ -7,36 +7,20 @@ and shows a cold listener's picks and where a brand-new, text-only audiobook lan
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 from rich.table import Table
 
-from coldstart.core.store import Store
+from coldstart.models.artifacts import TWO_TOWER_ARTIFACT, load_interaction_data, train_two_tower
 from training.baselines import PopularityRecommender
 from training.cross_domain import MusicItemKNN
-from training.data import InteractionData
 from training.evaluate import evaluate
 from training.splits import cold_user_split
-from training.two_tower import TwoTowerConfig, TwoTowerRecommender
+from training.two_tower import TwoTowerRecommender
 
-__all__ = ["stage_audiobooks", "train_two_tower"]
-
-ARTIFACT = "two_tower:audiobook"
-
-
-def train_two_tower(store: Store, data: InteractionData, directory, seed: int = 0, progress: bool = False) -> TwoTowerRecommender:
-    """Fit on all of `data`, save with its manifest and register it in the store."""
-    started = time.perf_counter()
-    model = TwoTowerRecommender("audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)).fit(data)
-    manifest = model.save(directory, {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)})
-    store.register_artifact(ARTIFACT, directory, manifest)
-    return model
+__all__ = ["stage_audiobooks"]
 
 
 def stage_audiobooks(ctx) -> None:
-    from coldstart.models.report import load_interaction_data
-
     encoder = getattr(ctx.results.get("search"), "encoder", None)
     data = load_interaction_data(ctx.store)
 
@@ -51,7 +35,7 @@ def stage_audiobooks(ctx) -> None:
     m = model.metrics
     ctx.console.print(
         f"two-tower trained: graph {m.get('graph_nodes', 0)} nodes / {m.get('graph_edges', 0)} edges, "
-        f"{m['train_pairs']} listener-audiobook pairs, val ndcg@10 {m['val_ndcg@10']:.3f}; registered {ARTIFACT!r}"
+        f"{m['train_pairs']} listener-audiobook pairs, val ndcg@10 {m['val_ndcg@10']:.3f}; registered {TWO_TOWER_ARTIFACT!r}"
     )
 
     titles = data.items.set_index("item_id")["title"].astype(str)

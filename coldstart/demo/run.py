@@ -66,9 +66,9 @@ def stage_ingest(ctx: DemoContext) -> None:
 
 
 def stage_transcribe(ctx: DemoContext) -> None:
-    from coldstart.content.speech import run_demo_stage
+    from coldstart.demo.stages import transcribe_stage
 
-    run_demo_stage(ctx.store, ctx.settings, ctx.console)
+    transcribe_stage(ctx.store, ctx.settings, ctx.console)
 
 
 def stage_embed_index(ctx: DemoContext) -> None:
@@ -102,9 +102,9 @@ def stage_embed_index(ctx: DemoContext) -> None:
 
 
 def stage_podcast_evaluation(ctx: DemoContext) -> None:
-    from coldstart.models.report import demo_stage
+    from coldstart.demo.stages import podcast_stage
 
-    demo_stage(ctx)
+    podcast_stage(ctx)
 
 
 def stage_audiobooks(ctx: DemoContext) -> None:

@@ -73,7 +73,7 @@ def _ensure_affinity(ctx) -> None:
     from coldstart.batch.uploads import affinity_artifact
 
     if affinity_artifact(ctx.store) is None:
-        from coldstart.models.report import train_and_save
+        from coldstart.models.artifacts import train_and_save
 
         ctx.console.print("no podcast affinity model registered yet: training one (as `coldstart train` does)")
         train_and_save(ctx.store, ctx.settings, "podcast")

@@ -1,81 +1,30 @@
-"""Glue between the store and `training`: load the data, run the cold-start
-evaluation (JSON + PNG), and train/save/load the serving models.
+"""The offline evaluation report: run the cold-start harness (`training.evaluate`) on
+the store's data and write it as JSON, a PNG, a Markdown and a rich table.
 
-Serving API (used by the recommendation server):
-
-* `train_and_save(store, settings, target)` fits the taste model and the affinity
-  MLP on everything in the store, saves them under `settings.artifacts_path`, and
-  registers artifacts "taste" and "affinity" (podcast) / "affinity-audiobook".
-* `load_models(settings, store=None)` returns `{target: AffinityModel}` for every
-  target that has a registered affinity artifact.
+Training and loading the served models lives in `coldstart.models.artifacts`.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
 
-from coldstart.core import tables as t
-from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from training.affinity import AffinityConfig, AffinityModel
-from training.data import TARGET_KINDS, InteractionData
+from coldstart.models.artifacts import check_target, load_interaction_data
 from training.evaluate import evaluate
-from training.taste import TasteConfig
 
 __all__ = [
-    "load_interaction_data",
-    "content_model_id",
     "run_evaluation",
     "results_table",
     "results_markdown",
     "write_results",
-    "demo_stage",
     "plot_results",
-    "affinity_config",
-    "train_and_save",
-    "load_models",
-    "artifact_name",
 ]
 
 PLOT_METRICS = ("ndcg", "recall", "hit_rate", "mrr", "coverage")
 TABLE_METRICS = {"ndcg": "ndcg", "recall": "recall", "hit_rate": "hit", "mrr": "mrr", "coverage": "cover"}
-
-
-def content_model_id(store: Store) -> str | None:
-    """The embedding model with the most stored vectors (None when nothing is embedded)."""
-    cv = t.content_vectors
-    with store.connect() as conn:
-        row = conn.execute(
-            select(cv.c.model_id, func.count()).group_by(cv.c.model_id).order_by(func.count().desc()).limit(1)
-        ).first()
-    return row[0] if row else None
-
-
-def load_interaction_data(store: Store, content: bool = True) -> InteractionData:
-    """The store's contract tables, plus item content vectors of spoken-word items when
-    the embedding stage has run (an empty dict otherwise: models then use ids only)."""
-    data = InteractionData(
-        items=store.items(), interactions=store.interactions(), users=store.users(), playlists=store.playlists()
-    )
-    model_id = content_model_id(store) if content else None
-    if model_id:
-        from coldstart.content.embeddings import item_vectors
-
-        data.content = item_vectors(store, model_id, kinds=("show", "audiobook"))
-    return data
-
-
-def _check_target(data: InteractionData, target: str) -> None:
-    if target not in TARGET_KINDS:
-        raise ValueError(f"unknown target {target!r}; expected one of {sorted(TARGET_KINDS)}")
-    if data.catalog(target).empty:
-        raise ValueError(f"the store has no {'/'.join(TARGET_KINDS[target])} items to rank for target {target!r}")
 
 
 def run_evaluation(
@@ -93,7 +42,7 @@ def run_evaluation(
     """Evaluate every default model (and, with `served`, the whole onboarding pipeline as
     listeners get it); write JSON (and a PNG beside it) when asked."""
     data = load_interaction_data(store)
-    _check_target(data, target)
+    check_target(data, target)
     models = None
     if served:
         from coldstart.recommend.served import ServedPipeline
@@ -212,64 +161,3 @@ def results_table(result: dict):
         table.add_row(name, *cells, f"{m['fallback_share']:.0%}", f"{m['fit_seconds']:.1f}",
                       "-" if ratio is None else f"{ratio:.2f}", style=style)
     return table
-
-
-def demo_stage(ctx) -> None:
-    """Demo: the cold-start evaluation of podcasts, then the serving model."""
-    result = run_evaluation(ctx.store, "podcast", 0.2, (0,), 10, ctx.settings.home / "eval" / "podcast.json")
-    ctx.console.print(results_table(result))
-    ctx.console.print(f"content vectors used for {result['content_items']} items; wrote {result['plot']}")
-    manifest = train_and_save(ctx.store, ctx.settings, "podcast")
-    m = manifest["metrics"]
-    ctx.console.print(
-        f"serving model: {manifest['path']} (validation ndcg@10 {m['val_ndcg@10']:.3f}, "
-        f"{m['train_users'] + m['val_users']} users, {m['catalog']} shows, {m['content_items']} with content)"
-    )
-    ctx.results["evaluation"] = result
-
-
-# --- serving artifacts --------------------------------------------------------------
-
-
-def artifact_name(target: str) -> str:
-    return "affinity" if target == "podcast" else f"affinity-{target}"
-
-
-def affinity_config(settings: Settings, target: str) -> AffinityConfig:
-    """The evaluated defaults, with the knobs exposed in `settings.train` applied."""
-    seed = settings.train.seed
-    return replace(
-        AffinityConfig(),
-        target=target,
-        seed=seed,
-        taste=replace(TasteConfig(), dim=settings.train.taste_dim, seed=seed),
-        max_epochs=settings.train.epochs,
-    )
-
-
-def train_and_save(store: Store, settings: Settings, target: str = "podcast", data: InteractionData | None = None) -> dict:
-    """Fit taste vectors + the affinity MLP on the whole store and register them.
-
-    Returns the affinity manifest (with the artifact path)."""
-    data = data if data is not None else load_interaction_data(store)
-    _check_target(data, target)
-    started = time.perf_counter()
-    model = AffinityModel(target, settings.train.seed, affinity_config(settings, target)).fit(data)
-    directory = settings.artifacts_path / artifact_name(target)
-    manifest = model.save(
-        directory, {"trained_seconds": round(time.perf_counter() - started, 2), "content_items": len(data.content)}
-    )
-    store.register_artifact("taste", directory / "taste", model.taste.manifest)
-    store.register_artifact(artifact_name(target), directory, manifest)
-    return {**manifest, "path": str(directory)}
-
-
-def load_models(settings: Settings, store: Store | None = None) -> dict[str, AffinityModel]:
-    """Fitted affinity models by target, from the registered artifacts."""
-    store = store or Store.from_settings(settings)
-    models = {}
-    for target in TARGET_KINDS:
-        row = store.artifact(artifact_name(target))
-        if row is not None:
-            models[target] = AffinityModel.load(row["path"])
-    return models

@@ -94,7 +94,7 @@ def _add_new_items(model, kind: str, store: Store, data: InteractionData, target
     new = catalog[~catalog["item_id"].astype(str).isin(set(model.item_ids))]
     if new.empty:
         return []
-    from coldstart.models.report import content_model_id
+    from coldstart.models.artifacts import content_model_id
 
     model_id = content_model_id(store)
     vectors = {}
