@@ -11,6 +11,11 @@ Use it from a test module::
         def make(self, target, seed):
             return MyModel(target, seed, small_config)
 
+Besides ranking, the mixin checks the rest of `training.base.Recommender`: a save/load
+round trip (through the serving registry's `{kind: class}`), `similar_items` and
+`add_items`. Ablations that are never served set `served = False`: they must then
+refuse save/add_items with a clear `NotImplementedError`.
+
 The toy world has a known right answer: three taste clusters, each with its own
 tracks, shows (with episodes) and audiobooks, plus one show and one audiobook that
 everybody likes. A listener of cluster-c music should get cluster-c items first; a
@@ -24,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from training.base import Recommender
 from training.baselines import PopularityRecommender
@@ -103,6 +109,8 @@ class RecommenderContract:
     personalised = True
     target = "podcast"
     k = 5
+    served = True  # saved, loaded by the server and extended with new items
+    adds_without_content = True  # False: only items with a content vector can be added
 
     def make(self, target: str, seed: int) -> Recommender:  # pragma: no cover - overridden
         raise AssertionError("subclasses of RecommenderContract implement make(target, seed)")
@@ -219,3 +227,61 @@ class RecommenderContract:
         for ra, rb in zip(a, b):
             assert ra.item_ids == rb.item_ids
             np.testing.assert_allclose(ra.scores, rb.scores, rtol=1e-5, atol=1e-6)
+
+    # --- the rest of the interface: persistence, similar items, new items ------------
+
+    def _round_trip(self, tmp_path) -> Recommender:
+        from coldstart.models.registry import MODEL_KINDS, load_model
+
+        model = self.fitted()
+        manifest = model.save(tmp_path / "model", {"note": "contract"})
+        assert manifest["target"] == self.target and manifest["note"] == "contract"
+        assert MODEL_KINDS[manifest["kind"]] is type(model), "the registry knows the saved kind"
+        return load_model(manifest["kind"], tmp_path / "model")
+
+    def test_save_load_round_trip(self, tmp_path):
+        model = self.fitted()
+        if not self.served:
+            with pytest.raises(NotImplementedError, match=type(model).__name__):
+                model.save(tmp_path / "model")
+            return
+        loaded = self._round_trip(tmp_path)
+        assert type(loaded) is type(model)
+        assert loaded.known_items() == model.known_items()
+        users = [_cold_user(c) for c in range(CLUSTERS)] + [UserProfile("nobody", {})]
+        for a, b in zip(model.recommend_batch(users, self.k), loaded.recommend_batch(users, self.k)):
+            assert a.item_ids == b.item_ids and a.fallback == b.fallback
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+    def test_similar_items(self):
+        model = self.fitted()
+        item = cluster_items(self.target, 0)[0]
+        near = model.similar_items(item, 4)
+        assert len(near) == 4 and len(set(near)) == 4
+        assert item not in near, "an item is not its own neighbour"
+        assert set(near) <= self.catalog()
+        assert model.similar_items(item, 4) == near, "deterministic"
+        with pytest.raises(KeyError):
+            model.similar_items("never-heard-of-it", 4)
+
+    def test_add_items(self, tmp_path):
+        new = pd.DataFrame([
+            {"item_id": f"{self.target}-new-{n}", "kind": "show" if self.target == "podcast" else "audiobook",
+             "language": "en", "genre": "spoken0"} for n in range(2)
+        ])
+        if not self.served:
+            with pytest.raises(NotImplementedError, match=type(self.fitted()).__name__):
+                self.fitted().add_items(new)
+            return
+        model = self._round_trip(tmp_path)  # a copy: the fitted model is shared between tests
+        before = model.known_items()
+        added = model.add_items(pd.concat([new, new.iloc[:1]]))  # a duplicate row, no content
+        expected = list(new["item_id"]) if self.adds_without_content else []
+        assert added == expected
+        assert model.known_items() == before + expected, "new items go after the catalog, old order kept"
+        assert model.add_items(new) == [], "known items are not added twice"
+        ranking = model.recommend(_cold_user(0), 10_000)
+        assert sorted(ranking.item_ids) == sorted(self.catalog() | set(expected))
+        if expected:
+            assert expected[0] not in model.similar_items(expected[0], 3)
+            assert expected[0] in model.similar_items(expected[1], len(before) + 1)

@@ -18,6 +18,7 @@ TINY = AffinityConfig(hidden=32, dim=16, batch_size=32, max_epochs=25, patience=
 
 
 class TestAffinityContract(RecommenderContract):
+    adds_without_content = False  # scores a new item from its content vector only
     def make(self, target, seed):
         return AffinityModel(target, seed, TINY)
 
@@ -57,7 +58,8 @@ def content_model() -> AffinityModel:
 
 def test_new_show_without_listeners_is_scored_by_its_content(content_model):
     model = content_model
-    added = model.add_items({f"show-new-{c}": np.eye(8, dtype=np.float32)[c] for c in range(CLUSTERS)})
+    vectors = {f"show-new-{c}": np.eye(8, dtype=np.float32)[c] for c in range(CLUSTERS)}
+    added = model.add_items(pd.DataFrame({"item_id": list(vectors)}), vectors)
     assert added == [f"show-new-{c}" for c in range(CLUSTERS)]
     for c in range(CLUSTERS):
         ranking = model.recommend(_user(c), 100)
@@ -68,14 +70,14 @@ def test_new_show_without_listeners_is_scored_by_its_content(content_model):
 
 def test_content_of_wrong_size_is_rejected(content_model):
     with pytest.raises(ValueError, match="dims"):
-        content_model.add_items({"show-bad": np.ones(3, np.float32)})
+        content_model.add_items(pd.DataFrame({"item_id": ["show-bad"]}), {"show-bad": np.ones(3, np.float32)})
 
 
 def test_id_only_model_cannot_add_items():
     model = AffinityModel("podcast", 0, TINY).fit(toy_world())
     assert model.metrics["content_items"] == 0
     with pytest.raises(ValueError, match="without content"):
-        model.add_items({"x": np.ones(8, np.float32)})
+        model.add_items(pd.DataFrame({"item_id": ["x"]}), {"x": np.ones(8, np.float32)})
 
 
 def test_validation_users_come_from_training_users_and_early_stopping_keeps_the_best(content_model):

@@ -14,6 +14,8 @@ from training.history import HistoryEncoder
 
 
 class TestCrossDomainRidgeContract(RecommenderContract):
+    served = False  # an evaluation baseline only
+
     def make(self, target, seed):
         return CrossDomainRidge(target, seed)
 
@@ -23,6 +25,8 @@ class TestCrossDomainRidgeAudiobookContract(TestCrossDomainRidgeContract):
 
 
 class TestMusicItemKNNContract(RecommenderContract):
+    served = False  # an evaluation baseline only
+
     def make(self, target, seed):
         return MusicItemKNN(target, seed, neighbours=20)
 

@@ -174,6 +174,7 @@ class TestTwoTowerWithGNNContract(RecommenderContract):
 
 class TestGNNOnlyContract(RecommenderContract):
     personalised = True
+    served = False  # an ablation
     target = "audiobook"
 
     def make(self, target, seed):

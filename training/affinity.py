@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from training.base import Recommender
+from training.base import Recommender, new_item_ids
 from training.blend import ScoreBlend, choose_blend
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
@@ -409,14 +409,17 @@ class AffinityModel(Recommender):
         self._item_vecs, self._item_bias = vecs.numpy(), bias.numpy()
         self._ids = np.asarray(self.item_ids, dtype=object)
 
-    def add_items(self, content: dict[str, np.ndarray]) -> list[str]:
+    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
         """Make new items (e.g. a show just uploaded, with no listeners) scorable from
-        their content vectors. Returns the ids added. Needs a model trained with content."""
-        if self.content_matrix is None:
-            raise ValueError("this affinity model was trained without content vectors; new items cannot be scored")
-        new = [i for i in content if i not in set(self.item_ids)]
+        their content vectors. Returns the ids added: those of `items` with a vector in
+        `content` (an item with neither listeners nor text has nothing to score it by).
+        Needs a model trained with content."""
+        content = content or {}
+        new = [i for i in new_item_ids(items, self.item_ids) if i in content]
         if not new:
             return []
+        if self.content_matrix is None:
+            raise ValueError("this affinity model was trained without content vectors; new items cannot be scored")
         rows = np.stack([np.asarray(content[i], np.float32) for i in new])
         if rows.shape[1] != self.content_matrix.shape[1]:
             raise ValueError(f"content vectors have {rows.shape[1]} dims; the model expects {self.content_matrix.shape[1]}")
@@ -428,6 +431,16 @@ class AffinityModel(Recommender):
             self.wide.add_columns(len(new))
         self._refresh_items()
         return new
+
+    def similar_items(self, item_id: str, k: int = 10) -> list[str]:
+        """Nearest catalog items to `item_id` by cosine of the network's item vectors
+        (itself left out)."""
+        self._check_known(item_id)
+        vecs = self._item_vecs / np.maximum(np.linalg.norm(self._item_vecs, axis=1, keepdims=True), 1e-12)
+        row = self.item_ids.index(item_id)
+        sims = vecs @ vecs[row]
+        sims[row] = -np.inf
+        return [self.item_ids[r] for r in np.argsort(-sims, kind="stable")[:k]]
 
     def user_vectors(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(user-tower outputs [users x dim], known-taste mask, unknown items per user).

@@ -4,13 +4,15 @@ vote for the shows they listen to)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from training.base import Recommender
+from training.base import Recommender, new_item_ids, read_state, write_state
 from training.data import InteractionData, Ranking, UserProfile
 from training.ranking import music_catalog, popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
@@ -33,6 +35,25 @@ class PopularityRecommender(Recommender):
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
         unknown = [i for i in user.music if i not in self._music]
         return top_k(self._ids, self._scores, k, exclude, unknown_items=unknown)
+
+    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+        new = new_item_ids(items, self._ids)
+        self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
+        self._scores = np.concatenate([self._scores, np.zeros(len(new))])
+        return new
+
+    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        manifest = _manifest(self, {}, extra_manifest)
+        arrays = {"ids": self._ids.astype(str), "scores": self._scores}
+        return write_state(directory, manifest, arrays, {"music": sorted(self._music)})
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "PopularityRecommender":
+        manifest, arrays, values = read_state(directory, cls.name)
+        model = cls(manifest["target"], manifest["seed"])
+        model._ids, model._scores = arrays["ids"].astype(object), arrays["scores"]
+        model._music = set(values["music"])
+        return model
 
 
 class SegmentPopularityRecommender(Recommender):
@@ -91,6 +112,33 @@ class SegmentPopularityRecommender(Recommender):
             return top_k(self._ids, self._global, k, exclude, fallback=True, unknown_items=unknown)
         return top_k(self._ids, seg + self._tiebreak, k, exclude, unknown_items=unknown)
 
+    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+        new = new_item_ids(items, self._ids)
+        zeros = np.zeros(len(new))
+        self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
+        self._global = np.concatenate([self._global, zeros])
+        self._tiebreak = np.concatenate([self._tiebreak, zeros])
+        self._tables = {key: np.concatenate([scores, zeros]) for key, scores in self._tables.items()}
+        return new
+
+    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        manifest = _manifest(self, {"min_users": self.min_users}, extra_manifest)
+        keys = list(self._tables)
+        arrays = {"ids": self._ids.astype(str), "global": self._global, "tiebreak": self._tiebreak,
+                  **{f"table{n}": self._tables[key] for n, key in enumerate(keys)}}
+        values = {"music": sorted(self._music), "tables": [[list(cols), list(key)] for cols, key in keys]}
+        return write_state(directory, manifest, arrays, values)
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "SegmentPopularityRecommender":
+        manifest, arrays, values = read_state(directory, cls.name)
+        model = cls(manifest["target"], manifest["seed"], manifest["settings"]["min_users"])
+        model._ids = arrays["ids"].astype(object)
+        model._global, model._tiebreak = arrays["global"], arrays["tiebreak"]
+        model._music = set(values["music"])
+        model._tables = {(tuple(cols), tuple(key)): arrays[f"table{n}"] for n, (cols, key) in enumerate(values["tables"])}
+        return model
+
 
 class MusicKNNRecommender(Recommender):
     """User-kNN across domains: the `neighbours` training users whose music taste is
@@ -147,3 +195,37 @@ class MusicKNNRecommender(Recommender):
         weights = np.clip(sims[nearest], 0.0, None)
         scores = np.asarray(self._matrix[nearest].T @ weights).ravel() + self._tiebreak
         return top_k(self._ids, scores, k, exclude, unknown_items=unknown)
+
+    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+        new = new_item_ids(items, self._ids)
+        zeros = np.zeros(len(new))
+        self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
+        self._pop = np.concatenate([self._pop, zeros])
+        self._tiebreak = np.concatenate([self._tiebreak, zeros])
+        self._matrix = sparse.hstack([self._matrix, sparse.csr_matrix((self._matrix.shape[0], len(new)))]).tocsr()
+        return new
+
+    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
+        directory = Path(directory)
+        self.taste.save(directory / "taste")
+        settings = {"neighbours": self.neighbours, "taste": asdict(self.taste_config)}
+        m = self._matrix
+        arrays = {"ids": self._ids.astype(str), "pop": self._pop, "tiebreak": self._tiebreak,
+                  "user_vectors": self._user_vectors, "data": m.data, "indices": m.indices, "indptr": m.indptr}
+        return write_state(directory, _manifest(self, settings, extra_manifest), arrays, {"shape": list(m.shape)})
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "MusicKNNRecommender":
+        manifest, arrays, values = read_state(directory, cls.name)
+        settings = manifest["settings"]
+        model = cls(manifest["target"], manifest["seed"], settings["neighbours"], TasteConfig(**settings["taste"]))
+        model.taste = TasteModel.load(Path(directory) / "taste")
+        model._ids = arrays["ids"].astype(object)
+        model._pop, model._tiebreak, model._user_vectors = arrays["pop"], arrays["tiebreak"], arrays["user_vectors"]
+        model._matrix = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(values["shape"]))
+        return model
+
+
+def _manifest(model: Recommender, settings: dict, extra: dict | None) -> dict:
+    return {"kind": model.name, "name": model.name, "target": model.target, "seed": model.seed,
+            "settings": settings, **(extra or {})}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -561,6 +561,7 @@ class TwoTowerRecommender(Recommender):
 
     def similar_items(self, item_id: str, k: int = 10) -> list[str]:
         """Nearest catalog items to `item_id` by cosine of item-tower vectors (itself left out)."""
+        self._check_known(item_id)
         row = self.item_ids.index(item_id)
         # Cosine in the 128-d space only: the popularity coordinate is not similarity.
         sims = self.item_vectors @ self.item_vectors[row]
@@ -568,15 +569,15 @@ class TwoTowerRecommender(Recommender):
         order = np.argsort(-sims, kind="stable")[:k]
         return [self.item_ids[r] for r in order]
 
-    def add_items(self, frame: pd.DataFrame, content: dict[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
         """Make new target items (no listeners yet) retrievable from text and metadata.
 
-        `frame` has item_id (and optionally language, genre); `content` maps item_id ->
+        `items` has item_id (and optionally language, genre); `content` maps item_id ->
         content vector. Their GNN embedding comes from their own features with no
         edges, and the item tower places them. Returns the ids added.
         """
         content = content or {}
-        new = frame[~frame["item_id"].astype(str).isin(set(self.item_ids))].drop_duplicates("item_id")
+        new = items[~items["item_id"].astype(str).isin(set(self.item_ids))].drop_duplicates("item_id")
         if new.empty:
             return []
         for i, vec in content.items():

@@ -263,7 +263,7 @@ def predict_audience(
     if item_id in model.item_ids:
         column, method = model.item_ids.index(item_id), "content"
     elif vector is not None and model.content_matrix is not None and len(vector) == model.content_matrix.shape[1]:
-        model.add_items({item_id: vector})
+        model.add_items(pd.DataFrame({"item_id": [item_id]}), {item_id: vector})
         column, method = model.item_ids.index(item_id), "content"
     elif show_id in model.item_ids:
         column, method = model.item_ids.index(show_id), "show"

@@ -52,13 +52,23 @@ def interaction_data(store: Store) -> InteractionData:
 class ServingModels:
     catalog: Catalog
     popularity: dict[str, Recommender]
-    affinity: dict[str, Any] = field(default_factory=dict)  # target -> training.affinity.AffinityModel
-    two_tower: dict[str, Recommender] = field(default_factory=dict)  # target -> TwoTowerRecommender
+    # Trained models by manifest kind, then target: {"affinity": {"podcast": model}, ...}
+    trained: dict[str, dict[str, Recommender]] = field(default_factory=dict)
     search: Any = None  # coldstart.content.search service, when an index exists
     music_ids: frozenset[str] = frozenset()  # artists and tracks in the store
     version: tuple = ()
     components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where
     errors: dict[str, str] = field(default_factory=dict)  # what could not be loaded, and why
+
+    @property
+    def affinity(self) -> dict[str, Recommender]:
+        """target -> training.affinity.AffinityModel"""
+        return self.trained.setdefault("affinity", {})
+
+    @property
+    def two_tower(self) -> dict[str, Recommender]:
+        """target -> training.two_tower.TwoTowerRecommender"""
+        return self.trained.setdefault("two_tower", {})
 
     def describe(self) -> dict:
         return {
@@ -76,22 +86,12 @@ def _artifacts(store: Store) -> pd.DataFrame:
     return frame.sort_values("created_at") if len(frame) else frame
 
 
-def _load_model(kind: str, path: str):
-    if kind == "affinity":
-        from training.affinity import AffinityModel
-
-        return AffinityModel.load(path)
-    from training.two_tower import TwoTowerRecommender
-
-    return TwoTowerRecommender.load(path)
-
-
-def _add_new_items(model, kind: str, store: Store, data: InteractionData, target: str) -> list[str]:
-    """Catalog items ingested after the model was trained become scorable on (re)load:
-    from their text vectors when they have them (both models), from their metadata
-    alone for the two-tower. Returns the ids added."""
+def _add_new_items(model: Recommender, kind: str, store: Store, data: InteractionData, target: str) -> list[str]:
+    """Catalog items ingested after the model was trained become scorable on (re)load
+    (`Recommender.add_items`: from their text vectors when they have them, from their
+    metadata alone for the two-tower). Returns the ids added."""
     catalog = data.catalog(target)
-    new = catalog[~catalog["item_id"].astype(str).isin(set(model.item_ids))]
+    new = catalog[~catalog["item_id"].astype(str).isin(set(model.known_items()))]
     if new.empty:
         return []
     from coldstart.models.artifacts import content_model_id
@@ -104,10 +104,7 @@ def _add_new_items(model, kind: str, store: Store, data: InteractionData, target
         wanted = set(new["item_id"].astype(str))
         vectors = {i: v for i, v in item_vectors(store, model_id, kinds=("show", "audiobook")).items() if i in wanted}
     try:
-        if kind == "two_tower":
-            return model.add_items(new, vectors)
-        if vectors and getattr(model, "content_matrix", None) is not None:
-            return model.add_items(vectors)
+        return model.add_items(new, vectors)
     except ValueError as exc:  # e.g. vectors of another dimension: serve what the model knows
         log.warning("new %s items not added to the %s model: %s", target, kind, exc)
     return []
@@ -120,6 +117,8 @@ def _load_search(settings: Settings, store: Store):
 
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
+    from coldstart.models.registry import MODEL_KINDS, load_model
+
     version = store_version(store)  # read first: a change during loading triggers another reload
     data = interaction_data(store)
     popularity = {}
@@ -135,18 +134,18 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
     for row in _artifacts(store).to_dict("records"):
         manifest = row["manifest"] or {}
         kind, target = manifest.get("kind"), manifest.get("target")
-        if kind not in ("affinity", "two_tower") or target not in TARGETS:
+        if kind not in MODEL_KINDS or target not in TARGETS:
             continue
         key = f"{kind}:{target}"
         try:
-            model = _load_model(kind, row["path"])
+            model = load_model(kind, row["path"])
         except Exception as exc:  # a broken artifact must not take the server down
             errors[key] = f"{row['name']}: {type(exc).__name__}: {exc}"
             log.warning("could not load %s from %s: %s", key, row["path"], exc)
             continue
         errors.pop(key, None)
         added = _add_new_items(model, kind, store, data, target)
-        (models.affinity if kind == "affinity" else models.two_tower)[target] = model
+        models.trained.setdefault(kind, {})[target] = model
         models.components[key] = {"artifact": row["name"], "path": row["path"], "created_at": str(row["created_at"]),
                                   "items_added_since_training": len(added)}
     if search:
