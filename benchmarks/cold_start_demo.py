@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from coldstart.core.config import Settings  # noqa: E402
 from coldstart.demo.world import WorldConfig, build_world, write_world  # noqa: E402
-from coldstart.models.report import run_evaluation, write_results  # noqa: E402
+from coldstart.batch.eval_report import run_evaluation, write_results  # noqa: E402
 from coldstart.content.index import index_content  # noqa: E402
 from coldstart.data.ingest import ingest_dataset  # noqa: E402
 from coldstart.core.store import Store  # noqa: E402

@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from coldstart.core.config import Settings  # noqa: E402
-from coldstart.models.report import run_evaluation, write_results  # noqa: E402
+from coldstart.batch.eval_report import run_evaluation, write_results  # noqa: E402
 from coldstart.data.importers import douban  # noqa: E402
 from coldstart.data.ingest import ingest_dataset  # noqa: E402
 from coldstart.core.store import Store  # noqa: E402

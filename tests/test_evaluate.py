@@ -292,7 +292,7 @@ def test_the_served_pipeline_is_evaluated_like_any_model():
 
 
 def test_results_are_written_as_json_and_markdown(tmp_path):
-    from coldstart.models.report import write_results
+    from coldstart.batch.eval_report import write_results
 
     models = {"popularity": lambda t, s: PopularityRecommender(t, s)}
     result = evaluate(toy_world(), "podcast", seeds=(0, 1), k=5, models=models)

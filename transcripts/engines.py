@@ -21,7 +21,6 @@ openai-whisper has neither VAD nor batching and ignores those two options.
 from __future__ import annotations
 
 import functools
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +43,9 @@ __all__ = [
 
 
 def default_cache_dir() -> Path:
-    """`$COLDSTART_HOME/models/whisper` (`.coldstart/models/whisper` when unset)."""
-    return Path(os.environ.get("COLDSTART_HOME", ".coldstart")) / "models" / "whisper"
+    """`~/.cache/transcripts/whisper`: where converted checkpoints go when the caller
+    names no `cache_dir` (the application always passes its own, under its home)."""
+    return Path.home() / ".cache" / "transcripts" / "whisper"
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Batch jobs over the store: scoring creator uploads."""
+"""Batch jobs over the store: scoring creator uploads, the offline evaluation report."""

@@ -53,7 +53,7 @@ def evaluate(
     ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
-    from coldstart.models.report import results_table, run_evaluation
+    from coldstart.batch.eval_report import results_table, run_evaluation
 
     store = store_of(ctx)
     listed = _read_user_ids(cold_users) if cold_users is not None else None

@@ -14,7 +14,7 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.models.artifacts import train_and_save
-from coldstart.models.report import results_table, run_evaluation
+from coldstart.batch.eval_report import results_table, run_evaluation
 
 __all__ = ["transcribe_stage", "podcast_stage"]
 

@@ -1,2 +1,2 @@
-"""Every served model in one place: training on the store, saving, registering, loading
-(`artifacts`, `registry`), and the offline evaluation report (`report`)."""
+"""Every served model in one place: training on the store, saving and registering
+(`artifacts`), and loading any saved kind (`registry`)."""
