@@ -50,7 +50,7 @@ def test_no_module_outside_demo_names_the_demo_package():
 
 def test_single_definitions():
     """The spoken-word kinds and the episode -> show remapping are written once."""
-    hits = {"SPOKEN_KINDS =": [], "def to_show_ids": []}
+    hits = {"SPOKEN_KINDS =": [], "def episodes_to_shows": []}
     for top in ("coldstart", "training", "graph", "transcripts"):
         for path in (ROOT / top).rglob("*.py"):
             text = path.read_text()

@@ -11,9 +11,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["InteractionData", "UserProfile", "Ranking", "TARGET_KINDS", "MUSIC_KINDS"]
+__all__ = [
+    "InteractionData",
+    "UserProfile",
+    "Ranking",
+    "TARGET_KINDS",
+    "MUSIC_KINDS",
+    "SPOKEN_KINDS",
+    "episodes_to_shows",
+    "episode_shows",
+    "user_profile",
+]
 
 MUSIC_KINDS = ("artist", "track")
+SPOKEN_KINDS = ("show", "episode", "audiobook")
 # What each evaluation target ranks. Episode plays count towards their show.
 TARGET_KINDS = {"podcast": ("show",), "audiobook": ("audiobook",)}
 
@@ -37,9 +48,7 @@ class InteractionData:
         kinds = TARGET_KINDS[target]
         inter = self.interactions.merge(self.items[["item_id", "kind", "show_id"]], on="item_id")
         if target == "podcast":
-            episodes = inter["kind"] == "episode"
-            inter.loc[episodes, "item_id"] = inter.loc[episodes, "show_id"]
-            inter.loc[episodes, "kind"] = "show"
+            inter = episodes_to_shows(inter)
         inter = inter[inter["kind"].isin(kinds) & inter["item_id"].notna()]
         return inter.groupby(["user_id", "item_id"], as_index=False)["weight"].sum()
 
@@ -73,3 +82,41 @@ class Ranking:
     scores: np.ndarray
     fallback: bool = False
     unknown_items: list[str] = field(default_factory=list)
+
+
+def episodes_to_shows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` (columns item_id, kind, show_id) in which every episode row
+    stands for its show: item_id := show_id, kind := "show". Episode plays count for
+    their show everywhere (popularity, histories, the co-listening graph)."""
+    frame = frame.copy()
+    episodes = frame["kind"] == "episode"
+    frame.loc[episodes, "item_id"] = frame.loc[episodes, "show_id"]
+    frame.loc[episodes, "kind"] = "show"
+    return frame
+
+
+def episode_shows(items: pd.DataFrame) -> dict[str, str]:
+    """episode id -> show id, for episodes that name their show."""
+    episodes = items[items["kind"] == "episode"].dropna(subset=["show_id"])
+    return dict(zip(episodes["item_id"].astype(str), episodes["show_id"].astype(str)))
+
+
+def _known(users: pd.DataFrame | None, user_id: str, column: str):
+    if users is None or column not in users.columns or user_id not in users.index:
+        return None
+    value = users.at[user_id, column]
+    return None if pd.isna(value) else value
+
+
+def user_profile(user_id: str, music: dict[str, float], spoken: dict[str, float] | None = None,
+                 users: pd.DataFrame | None = None) -> UserProfile:
+    """A listener's profile: music and spoken-word history, and the demographics
+    `users` (the users frame indexed by user_id, one row per user) knows."""
+    return UserProfile(
+        str(user_id),
+        music,
+        spoken or {},
+        _known(users, user_id, "country"),
+        _known(users, user_id, "language"),
+        _known(users, user_id, "age"),
+    )

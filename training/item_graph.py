@@ -17,7 +17,7 @@ import torch
 
 from graph import NODE_TYPES, ColistenGraph, ItemEncoder, build_colisten_graph
 from graph.fit import embed_nodes, fit_item_encoder
-from training.data import InteractionData
+from training.data import InteractionData, episode_shows, episodes_to_shows
 
 if TYPE_CHECKING:
     from training.two_tower import TwoTowerConfig
@@ -27,10 +27,7 @@ __all__ = ["ItemGraph", "spoken_events", "training_graph"]
 
 def spoken_events(data: InteractionData) -> pd.DataFrame:
     """Plays of shows and audiobooks (episode plays count for their show)."""
-    inter = data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id")
-    episodes = inter["kind"] == "episode"
-    inter.loc[episodes, "item_id"] = inter.loc[episodes, "show_id"]
-    inter.loc[episodes, "kind"] = "show"
+    inter = episodes_to_shows(data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id"))
     inter = inter[inter["kind"].isin(NODE_TYPES) & inter["item_id"].notna()]
     cols = ["user_id", "item_id", "kind", "weight"] + (["timestamp"] if "timestamp" in inter else [])
     return inter[cols].reset_index(drop=True)
@@ -69,8 +66,7 @@ class ItemGraph:
         node_type = [t for t in graph.node_types for _ in graph.item_ids[t]]
         matrix = torch.cat([emb[t] for t in graph.node_types]).numpy()
         degree = torch.cat([graph.data[t].log_degree for t in graph.node_types]).numpy()
-        episodes = data.items[data.items["kind"] == "episode"].dropna(subset=["show_id"])
-        ep_show = dict(zip(episodes["item_id"].astype(str), episodes["show_id"].astype(str)))
+        ep_show = episode_shows(data.items)
         stats = {"graph_edges": graph.num_edges, "graph_nodes": len(node_ids), "gnn": history.as_dict()}
         return cls(encoder, node_ids, node_type, matrix, degree, ep_show), stats
 

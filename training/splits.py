@@ -8,11 +8,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from training.data import InteractionData, UserProfile
+from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData, UserProfile, user_profile
 
 __all__ = ["ColdSplit", "cold_user_split", "profiles_for", "hidden_kinds", "COLD_HISTORIES", "SPOKEN_KINDS"]
 
-SPOKEN_KINDS = ("show", "episode", "audiobook")
 # What a cold user keeps: "non-target" hides only the target kind's plays (a podcast
 # listener new to audiobooks); "music" hides every spoken-word play (a listener with
 # no spoken-word history at all, the mission's audiobook case).
@@ -40,28 +39,17 @@ def profiles_for(data: InteractionData, user_ids: list[str], drop_kinds: tuple[s
     inter = inter[~inter["kind"].isin(drop_kinds)].groupby(["user_id", "item_id", "kind"], as_index=False)["weight"].sum()
     by_user = {u: g for u, g in inter.groupby("user_id")}
     users = data.users.drop_duplicates("user_id").set_index("user_id")
-
-    def attr(u, col):
-        if col not in users.columns or u not in users.index:
-            return None
-        v = users.at[u, col]
-        return None if pd.isna(v) else v
-
     out = []
     for u in user_ids:
         g = by_user.get(u, pd.DataFrame(columns=["item_id", "kind", "weight"]))
-        music = g[g["kind"].isin(("artist", "track"))]
-        spoken = g[~g["kind"].isin(("artist", "track"))]
-        out.append(
-            UserProfile(
-                user_id=str(u),
-                music=dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
-                spoken=dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
-                country=attr(u, "country"),
-                language=attr(u, "language"),
-                age=attr(u, "age"),
-            )
-        )
+        music = g[g["kind"].isin(MUSIC_KINDS)]
+        spoken = g[~g["kind"].isin(MUSIC_KINDS)]
+        out.append(user_profile(
+            u,
+            dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
+            dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
+            users,
+        ))
     return out
 
 

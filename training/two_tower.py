@@ -49,7 +49,7 @@ from training.blend import ScoreBlend, choose_blend
 from training.cross_domain import WidePart, fit_wide
 from training.history import target_matrix
 from training.splits import hidden_kinds
-from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
 from training.item_graph import ItemGraph, spoken_events
 from training.threads import torch_threads
 from training.metrics import mean_ndcg, ndcg_at_k
@@ -122,18 +122,6 @@ class TwoTowerConfig:
 def _vocab(values) -> dict[str, int]:
     """Category -> index; 0 is reserved for unknown."""
     return {v: i + 1 for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))}
-
-
-def _attr(frame: pd.DataFrame, user: str, col: str):
-    if col not in frame.columns or user not in frame.index:
-        return None
-    v = frame.at[user, col]
-    return None if pd.isna(v) else v
-
-
-def _profile(user: str, music: dict, spoken: dict, users_frame: pd.DataFrame) -> UserProfile:
-    """A listener's profile as served: music, spoken history and known demographics."""
-    return UserProfile(user, music, spoken, _attr(users_frame, user, "country"), _attr(users_frame, user, "language"), _attr(users_frame, user, "age"))
 
 
 @dataclass
@@ -342,7 +330,7 @@ class TwoTowerRecommender(Recommender):
         spoken_of = {u: g for u, g in split.events.groupby("user_id")}
         label_pairs = self._label_pairs
         train_users = [u for u in split.listeners if u not in split.val_users]
-        profiles = [_profile(u, split.histories[u], {}, users_frame) for u in train_users]
+        profiles = [user_profile(u, split.histories[u], {}, users_frame) for u in train_users]
         base, _, _ = self._user_inputs(profiles)
         # Per user: sum/count of GNN embeddings of other-kind items and of target items.
         other_sum = np.zeros((len(train_users), self.gnn_dim), np.float32)
@@ -475,7 +463,7 @@ class TwoTowerRecommender(Recommender):
         for u in val_users:
             g = events[events["user_id"] == u]
             spoken = {i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"].astype(str)}
-            profiles.append(_profile(u, histories[u], spoken, users_frame))
+            profiles.append(user_profile(u, histories[u], spoken, users_frame))
             truth.append(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)))
         return profiles, truth
 

@@ -209,29 +209,16 @@ def _set_status(store: Store, upload_id: str, status: str, error: str | None = N
 
 def _listener_profiles(store: Store):
     """Every known listener with music history, as `UserProfile`s."""
-    from training.data import MUSIC_KINDS, UserProfile
+    from training.data import MUSIC_KINDS, user_profile
 
     music_ids = store.frame(t.items, t.items.c.kind.in_(MUSIC_KINDS), ["item_id"])["item_id"]
     inter = store.interactions()
     inter = inter[inter["item_id"].isin(set(music_ids))]
     users = store.users().drop_duplicates("user_id").set_index("user_id")
-    def attr(row, col):
-        value = None if row is None else row.get(col)
-        return None if value is None or pd.isna(value) else value
-
-    profiles = []
-    for user_id, group in inter.groupby("user_id", sort=True):
-        row = users.loc[user_id] if user_id in users.index else None
-        profiles.append(
-            UserProfile(
-                str(user_id),
-                dict(zip(group["item_id"].astype(str), group["weight"].astype(float))),
-                country=attr(row, "country"),
-                language=attr(row, "language"),
-                age=attr(row, "age"),
-            )
-        )
-    return profiles
+    return [
+        user_profile(user_id, dict(zip(group["item_id"].astype(str), group["weight"].astype(float))), {}, users)
+        for user_id, group in inter.groupby("user_id", sort=True)
+    ]
 
 
 def picks_per_listener(store: Store) -> float:
@@ -242,7 +229,9 @@ def picks_per_listener(store: Store) -> float:
     inter = inter.merge(items, on="item_id")
     if inter.empty:
         return 1.0
-    inter["show"] = inter["show_id"].where(inter["kind"] == "episode", inter["item_id"])
+    from training.data import episodes_to_shows
+
+    inter["show"] = episodes_to_shows(inter)["item_id"]
     return float(max(inter.groupby("user_id")["show"].nunique().mean(), 1.0))
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert
+from training.data import SPOKEN_KINDS
 from training.threads import torch_threads
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "passage_rows",
 ]
 
-SPOKEN_KINDS = ("show", "episode", "audiobook")
 
 
 # --- the encoder -------------------------------------------------------------

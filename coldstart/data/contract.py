@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.data import MUSIC_KINDS, SPOKEN_KINDS
+
 __all__ = [
     "KINDS",
     "MUSIC_KINDS",
@@ -29,9 +31,7 @@ __all__ = [
     "validate_table",
 ]
 
-KINDS = ("artist", "track", "show", "episode", "audiobook")
-MUSIC_KINDS = ("artist", "track")
-SPOKEN_KINDS = ("show", "episode", "audiobook")
+KINDS = MUSIC_KINDS + SPOKEN_KINDS
 FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 _TRUE = {"true", "1", "yes", "y", "t"}

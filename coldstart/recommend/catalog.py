@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.store import Store
+from training.data import SPOKEN_KINDS
 
 __all__ = ["Catalog", "SPOKEN_KINDS"]
 
-SPOKEN_KINDS = ("show", "episode", "audiobook")
 _META = ("kind", "title", "language", "genre", "explicit", "show_id", "published_at")
 
 
