@@ -48,10 +48,6 @@ class ColistenGraph:
     def edge_types(self) -> list[tuple[str, str, str]]:
         return [(s, RELATION, d) for s in self.item_ids for d in self.item_ids]
 
-    def locate(self) -> dict[str, tuple[str, int]]:
-        """item_id -> (node type, position)."""
-        return {i: (t, p) for t, ids in self.item_ids.items() for p, i in enumerate(ids)}
-
     @property
     def num_edges(self) -> int:
         return sum(int(self.data[et].edge_index.size(1)) for et in self.edge_types)

@@ -166,20 +166,14 @@ class _Features:
         return self.taste[idx], {"country": self.country[idx], "language": self.language[idx], "age": self.age[idx]}
 
 
-def _content_matrix(data: InteractionData, target: str, item_ids: list[str]) -> np.ndarray | None:
-    """Content vectors aligned to the catalog; a show without its own vector gets the
-    mean of its episodes' vectors; items with no text get zeros. None when no item has one."""
+def _content_matrix(data: InteractionData, item_ids: list[str]) -> np.ndarray | None:
+    """Content vectors aligned to the catalog; items with no text get zeros. None when
+    no item has one. (A show's vector already folds in its episodes' text:
+    `coldstart.content.embeddings.item_vectors`.)"""
     if not data.content:
         return None
     dim = len(next(iter(data.content.values())))
     vectors = {i: np.asarray(v, np.float32) for i, v in data.content.items() if len(v) == dim}
-    if target == "podcast":
-        episodes = data.items[data.items["kind"] == "episode"][["item_id", "show_id"]].dropna()
-        for show_id, group in episodes.groupby("show_id"):
-            own = [vectors[e] for e in group["item_id"] if e in vectors]
-            if str(show_id) not in vectors and own:
-                mean = np.mean(own, axis=0)
-                vectors[str(show_id)] = mean / (np.linalg.norm(mean) or 1.0)
     matrix = np.zeros((len(item_ids), dim), np.float32)
     found = 0
     for r, item_id in enumerate(item_ids):
@@ -238,7 +232,7 @@ class AffinityModel(Recommender):
         warm = sorted(set(inter["item_id"].astype(str)), key=position.__getitem__)
         self.id_index = np.full(len(self.item_ids), -1, np.int64)
         self.id_index[[position[i] for i in warm]] = np.arange(len(warm))
-        self.content_matrix = _content_matrix(data, self.target, self.item_ids)
+        self.content_matrix = _content_matrix(data, self.item_ids)
         return warm, position, self.content_matrix
 
     def _training_users(self, data: InteractionData, inter: pd.DataFrame, n_warm: int):

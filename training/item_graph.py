@@ -48,10 +48,9 @@ class ItemGraph:
     `embed_new(...)` to place an item that has no edges from its features alone.
     """
 
-    def __init__(self, encoder: ItemEncoder, node_ids: list[str], node_type: list[str], emb: np.ndarray, degree: np.ndarray, episode_show: dict[str, str]) -> None:
+    def __init__(self, encoder: ItemEncoder, node_ids: list[str], emb: np.ndarray, degree: np.ndarray, episode_show: dict[str, str]) -> None:
         self.encoder = encoder
         self.node_ids = node_ids
-        self.node_type = node_type
         self.emb = emb
         self.degree = degree
         self.episode_show = episode_show
@@ -63,12 +62,11 @@ class ItemGraph:
         encoder, history = fit_item_encoder(graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress)
         emb = embed_nodes(encoder, graph)
         node_ids = [i for t in graph.node_types for i in graph.item_ids[t]]
-        node_type = [t for t in graph.node_types for _ in graph.item_ids[t]]
         matrix = torch.cat([emb[t] for t in graph.node_types]).numpy()
         degree = torch.cat([graph.data[t].log_degree for t in graph.node_types]).numpy()
         ep_show = episode_shows(data.items)
         stats = {"graph_edges": graph.num_edges, "graph_nodes": len(node_ids), "gnn": history.as_dict()}
-        return cls(encoder, node_ids, node_type, matrix, degree, ep_show), stats
+        return cls(encoder, node_ids, matrix, degree, ep_show), stats
 
     @property
     def dim(self) -> int:
@@ -99,7 +97,6 @@ class ItemGraph:
         for i, vec in zip(item_ids, out):
             self.position[i] = len(self.node_ids)
             self.node_ids.append(i)
-            self.node_type.append(kind)
         self.emb = np.concatenate([self.emb, out])
         self.degree = np.concatenate([self.degree, np.zeros(n, np.float32)])
         return out
@@ -117,7 +114,6 @@ class ItemGraph:
             },
             "encoder": self.encoder.state_dict(),
             "node_ids": self.node_ids,
-            "node_type": self.node_type,
             "emb": torch.from_numpy(self.emb),
             "degree": torch.from_numpy(self.degree),
             "episode_show": self.episode_show,
@@ -129,6 +125,6 @@ class ItemGraph:
         args["edge_types"] = [tuple(et) for et in args["edge_types"]]
         encoder = ItemEncoder(**args)
         encoder.load_state_dict(state["encoder"])
-        return cls(encoder.eval(), list(state["node_ids"]), list(state["node_type"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
+        return cls(encoder.eval(), list(state["node_ids"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
 
 

@@ -614,7 +614,7 @@ class TwoTowerRecommender(Recommender):
             tensors["blend"] = {"weights": self.blend.weights, "validation": self.blend.validation, "wide": self.wide.state()}
         if graph is not None:
             tensors.update(graph_encoder=graph["encoder"], graph_emb=graph["emb"], graph_degree=graph["degree"])
-            meta["graph"] = {k: graph[k] for k in ("encoder_args", "node_ids", "node_type", "episode_show")}
+            meta["graph"] = {k: graph[k] for k in ("encoder_args", "node_ids", "episode_show")}
         torch.save(tensors, directory / CHECKPOINT_FILE)
         (directory / CHECKPOINT_META_FILE).write_text(json.dumps(meta, default=_json_value) + "\n")
         faiss.write_index(self.index, str(directory / "items.faiss"))

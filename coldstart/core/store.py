@@ -111,12 +111,6 @@ class Store:
     def playlists(self) -> pd.DataFrame:
         return self.frame(t.playlists)
 
-    def existing_keys(self, table: Table) -> set:
-        keys = list(table.primary_key.columns)
-        with self.connect() as conn:
-            rows = conn.execute(select(*keys)).fetchall()
-        return {r[0] if len(keys) == 1 else tuple(r) for r in rows}
-
     def count(self, table: Table) -> int:
         with self.connect() as conn:
             return conn.execute(select(func.count()).select_from(table)).scalar_one()

@@ -72,9 +72,5 @@ class Catalog:
         meta = self.metadata.get(item_id)
         return meta["kind"] if meta else None
 
-    def title_of(self, item_id: str) -> str | None:
-        meta = self.metadata.get(item_id)
-        return meta["title"] if meta else None
-
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.metadata

@@ -81,11 +81,7 @@ class OnboardingPipeline:
                 # its own ranking, not the network's vectors alone.
                 sources.append(RecommenderSource("affinity", model))
             else:
-                try:
-                    sources.append(AffinitySource(model))
-                except (AttributeError, TypeError, ValueError):
-                    # A model without the internals the faiss path reads: use its own ranking.
-                    sources.append(RecommenderSource("affinity", model))
+                sources.append(AffinitySource(model))
         if target in self.models.two_tower:
             sources.append(RecommenderSource("two_tower", self.models.two_tower[target]))
         if self.settings.rules.pins:
