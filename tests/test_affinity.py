@@ -146,3 +146,15 @@ def test_public_vectors_reproduce_the_scores(content_model):
     scores, _, _ = content_model.score_batch(users)
     np.testing.assert_allclose(u @ vectors.T + bias, scores, rtol=1e-5)
     assert ids == content_model.item_ids
+
+
+def test_early_stopping_uses_the_metric_named_in_config():
+    from training.metrics import METRICS, summarise
+
+    model = AffinityModel("podcast", 0, replace(TINY, max_epochs=3, early_stopping="recall")).fit(toy_world())
+    assert "val_recall@10" in model.metrics and "val_ndcg@10" not in model.metrics
+    assert all("val_recall" in row for row in model.metrics["history"])
+    with pytest.raises(ValueError, match="per-user metric"):
+        AffinityModel("podcast", 0, replace(TINY, early_stopping="coverage")).fit(toy_world())
+    # One registry: summarise reports exactly its metrics, in its order.
+    assert list(summarise([["a", "b"]], [{"b"}], 2, 4)) == [m.key(2) for m in METRICS.values()]

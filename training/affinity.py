@@ -46,8 +46,7 @@ from training.base import Recommender, new_item_ids
 from training.blend import ScoreBlend, choose_blend
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
-from training.metrics import mean_ndcg
-from training.metrics import ndcg_at_k
+from training.metrics import mean_ndcg, per_user_metric
 from training.ranking import popularity, top_k
 from training.splits import profiles_for
 from training.taste import TasteConfig, TasteModel, fit_taste
@@ -79,7 +78,8 @@ class AffinityConfig:
     weight_decay: float = 1e-4
     l2: float = 0.0  # penalty on user and item vector norms (as in matrix factorisation)
     max_epochs: int = 30
-    patience: int = 6  # epochs without a better validation NDCG before stopping
+    patience: int = 6  # epochs without a better validation score before stopping
+    early_stopping: str = "ndcg"  # the validation metric (training.metrics.METRICS, per-user)
     val_fraction: float = 0.15
     val_k: int = 10
     progress: bool = False
@@ -183,6 +183,22 @@ def _content_matrix(data: InteractionData, item_ids: list[str]) -> np.ndarray | 
     return matrix if found else None
 
 
+@dataclass
+class _Run:
+    """What one training run iterates over (fit step 2)."""
+
+    feats: _Features  # features of every training user (rows of `profiles`)
+    train_user: np.ndarray  # per training pair: user row
+    train_item: np.ndarray  # ... and id index of the item
+    train_rows: np.ndarray  # user rows that train
+    val_rows: np.ndarray  # user rows that validate
+    val_truth: list[set[int]]  # per user row: id indexes of their held-out items
+    n_ids: int  # warm items
+    warm_rows: np.ndarray  # catalog row of each id index
+    content: torch.Tensor | None  # content rows of the warm items
+    all_ids: torch.Tensor
+
+
 class AffinityModel(Recommender):
     """The fitted taste model + affinity network + catalog, as one `Recommender`."""
 
@@ -269,93 +285,21 @@ class AffinityModel(Recommender):
         inter = data.target_interactions(self.target)
         warm, position, content = self._build_catalog(data, inter)
         profiles, feats = self._training_users(data, inter, n_warm=len(warm))
-
-        # Validation users come out of the training users: the harness's test users are
-        # not in `data` at all, so they never influence training or model selection.
-        n_val = max(1, int(round(cfg.val_fraction * len(profiles))))
-        order = rng.permutation(len(profiles))
-        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
-        user_row = {p.user_id: r for r, p in enumerate(profiles)}
-        pairs = inter[inter["user_id"].isin(user_row)]
-        pair_user = pairs["user_id"].map(user_row).to_numpy()
-        pair_item = self.id_index[pairs["item_id"].astype(str).map(position).to_numpy()]
-        is_train = np.isin(pair_user, train_rows)
-        train_user, train_item = pair_user[is_train], pair_item[is_train]
-        val_truth = [set() for _ in range(len(profiles))]
-        for u, i in zip(pair_user[~is_train], pair_item[~is_train]):
-            val_truth[u].add(int(i))
-
-        # Items are addressed by id index during training (all warm items).
-        n_ids = len(warm)
-        warm_rows = np.flatnonzero(self.id_index >= 0)
-        warm_rows = warm_rows[np.argsort(self.id_index[warm_rows])]
-        content_t = torch.from_numpy(content[warm_rows]) if content is not None else None
-        all_ids = torch.arange(n_ids)
-
+        run = self._training_run(profiles, feats, inter, position, content, len(warm), rng)
         self.net = AffinityNet(
-            self.taste.dim, n_ids, 0 if content is None else content.shape[1], len(self.countries), len(self.languages), cfg
+            self.taste.dim, run.n_ids, 0 if content is None else content.shape[1], len(self.countries), len(self.languages), cfg
         )
-        optimiser = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        best = (-1.0, 0, copy.deepcopy(self.net.state_dict()))
-        history = []
-        full_softmax = cfg.negatives >= n_ids - 1
-
-        for epoch in tqdm(range(cfg.max_epochs), desc="affinity", disable=not cfg.progress):
-            self.net.train()
-            perm = rng.permutation(len(train_user))
-            losses = []
-            for start in range(0, len(perm), cfg.batch_size):
-                batch = perm[start : start + cfg.batch_size]
-                taste, demo = feats.rows(torch.from_numpy(train_user[batch]))
-                pos = torch.from_numpy(train_item[batch])
-                users = self.net.user_vectors(taste, demo)
-                if full_softmax:
-                    # Small catalog: the exact softmax over every warm item is cheapest.
-                    vecs, bias = self.net.item_vectors(content_t, all_ids)
-                    loss = F.cross_entropy(self.net(users, vecs, bias), pos)
-                else:
-                    # Shared uniform negatives for the batch; a negative equal to a row's
-                    # own positive is masked out (accidental hit).
-                    neg = torch.from_numpy(rng.choice(n_ids, size=cfg.negatives, replace=False))
-                    cand = torch.cat([pos, neg])
-                    vecs, bias = self.net.item_vectors(None if content_t is None else content_t[cand], cand)
-                    pos_logit = (users * vecs[: len(pos)]).sum(-1) + bias[: len(pos)]
-                    neg_logit = users @ vecs[len(pos) :].T + bias[len(pos) :]
-                    neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
-                    logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
-                    loss = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
-                if cfg.l2:
-                    # Few listeners per item: keep vectors short so the softmax stays smooth.
-                    loss = loss + cfg.l2 * (users.pow(2).sum(-1).mean() + vecs.pow(2).sum(-1).mean())
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                losses.append(loss.item())
-
-            # Early stopping on validation NDCG of ranking all warm items for the
-            # validation users from their music alone (exactly the test-time task).
-            self.net.eval()
-            with torch.no_grad():
-                vecs, bias = self.net.item_vectors(content_t, all_ids)
-                taste, demo = feats.rows(torch.from_numpy(val_rows))
-                scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
-            top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.val_k]
-            val_ndcg = float(np.mean([ndcg_at_k(list(t), val_truth[u], cfg.val_k) for t, u in zip(top, val_rows)]))
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
-            if val_ndcg > best[0]:
-                best = (val_ndcg, epoch, copy.deepcopy(self.net.state_dict()))
-            elif epoch - best[1] >= cfg.patience:
-                break
+        history, best = self._train(run, rng)
 
         self.net.load_state_dict(best[2])
         self.net.eval()
         self.metrics = {
-            f"val_ndcg@{cfg.val_k}": best[0],
+            f"val_{cfg.early_stopping}@{cfg.val_k}": best[0],
             "best_epoch": best[1],
             "epochs": len(history),
-            "train_users": int(len(train_rows)),
-            "val_users": int(len(val_rows)),
-            "warm_items": n_ids,
+            "train_users": int(len(run.train_rows)),
+            "val_users": int(len(run.val_rows)),
+            "warm_items": run.n_ids,
             "catalog": len(self.item_ids),
             "content_items": 0 if content is None else int((np.abs(content).sum(1) > 0).sum()),
             "history": history,
@@ -363,9 +307,110 @@ class AffinityModel(Recommender):
         self._refresh_items()
         self.blend: ScoreBlend | None = None
         if cfg.blend:
-            val_items = [set(warm_rows[list(t)].tolist()) for t in val_truth]
-            self._fit_blend(data, inter, profiles, feats, train_rows, val_rows, val_items)
+            val_items = [set(run.warm_rows[list(t)].tolist()) for t in run.val_truth]
+            self._fit_blend(data, inter, profiles, feats, run.train_rows, run.val_rows, val_items)
         return self
+
+    # --- fit, step by step -------------------------------------------------------
+
+    def _training_run(self, profiles, feats, inter, position, content, n_ids: int, rng) -> "_Run":
+        """Training pairs and validation users (taken out of the training users: the
+        harness's test users are not in `data` at all, so they never influence training
+        or model selection). Items are addressed by id index (all warm items)."""
+        n_val = max(1, int(round(self.config.val_fraction * len(profiles))))
+        order = rng.permutation(len(profiles))
+        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        user_row = {p.user_id: r for r, p in enumerate(profiles)}
+        pairs = inter[inter["user_id"].isin(user_row)]
+        pair_user = pairs["user_id"].map(user_row).to_numpy()
+        pair_item = self.id_index[pairs["item_id"].astype(str).map(position).to_numpy()]
+        is_train = np.isin(pair_user, train_rows)
+        val_truth = [set() for _ in range(len(profiles))]
+        for u, i in zip(pair_user[~is_train], pair_item[~is_train]):
+            val_truth[u].add(int(i))
+        warm_rows = np.flatnonzero(self.id_index >= 0)
+        warm_rows = warm_rows[np.argsort(self.id_index[warm_rows])]
+        return _Run(
+            feats=feats,
+            train_user=pair_user[is_train],
+            train_item=pair_item[is_train],
+            train_rows=train_rows,
+            val_rows=val_rows,
+            val_truth=val_truth,
+            n_ids=n_ids,
+            warm_rows=warm_rows,
+            content=torch.from_numpy(content[warm_rows]) if content is not None else None,
+            all_ids=torch.arange(n_ids),
+        )
+
+    def _train(self, run: "_Run", rng: np.random.Generator):
+        """Epochs of sampled softmax, early-stopped on the validation metric: (history, best)."""
+        cfg = self.config
+        optimiser = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best = (-1.0, 0, copy.deepcopy(self.net.state_dict()))
+        history = []
+        for epoch in tqdm(range(cfg.max_epochs), desc="affinity", disable=not cfg.progress):
+            losses = self._train_epoch(run, optimiser, rng)
+            score = self._estimate_metric(run)
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, f"val_{cfg.early_stopping}": score})
+            if score > best[0]:
+                best = (score, epoch, copy.deepcopy(self.net.state_dict()))
+            elif epoch - best[1] >= cfg.patience:
+                break
+        return history, best
+
+    def _train_epoch(self, run: "_Run", optimiser, rng: np.random.Generator) -> list[float]:
+        cfg = self.config
+        self.net.train()
+        perm = rng.permutation(len(run.train_user))
+        losses = []
+        for start in range(0, len(perm), cfg.batch_size):
+            batch = perm[start : start + cfg.batch_size]
+            taste, demo = run.feats.rows(torch.from_numpy(run.train_user[batch]))
+            pos = torch.from_numpy(run.train_item[batch])
+            loss = self._batch_loss(run, self.net.user_vectors(taste, demo), pos, rng)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        return losses
+
+    def _batch_loss(self, run: "_Run", users: torch.Tensor, pos: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Softmax loss of a batch: over every warm item when the catalog is small,
+        else over the positive and `negatives` shared uniform negatives."""
+        cfg = self.config
+        if cfg.negatives >= run.n_ids - 1:
+            # Small catalog: the exact softmax over every warm item is cheapest.
+            vecs, bias = self.net.item_vectors(run.content, run.all_ids)
+            loss = F.cross_entropy(self.net(users, vecs, bias), pos)
+        else:
+            # Shared uniform negatives for the batch; a negative equal to a row's
+            # own positive is masked out (accidental hit).
+            neg = torch.from_numpy(rng.choice(run.n_ids, size=cfg.negatives, replace=False))
+            cand = torch.cat([pos, neg])
+            vecs, bias = self.net.item_vectors(None if run.content is None else run.content[cand], cand)
+            pos_logit = (users * vecs[: len(pos)]).sum(-1) + bias[: len(pos)]
+            neg_logit = users @ vecs[len(pos) :].T + bias[len(pos) :]
+            neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
+            logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
+            loss = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+        if cfg.l2:
+            # Few listeners per item: keep vectors short so the softmax stays smooth.
+            loss = loss + cfg.l2 * (users.pow(2).sum(-1).mean() + vecs.pow(2).sum(-1).mean())
+        return loss
+
+    def _estimate_metric(self, run: "_Run") -> float:
+        """Early stopping on the validation metric of ranking all warm items for the
+        validation users from their music alone (exactly the test-time task)."""
+        cfg = self.config
+        metric = per_user_metric(cfg.early_stopping)
+        self.net.eval()
+        with torch.no_grad():
+            vecs, bias = self.net.item_vectors(run.content, run.all_ids)
+            taste, demo = run.feats.rows(torch.from_numpy(run.val_rows))
+            scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
+        top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.val_k]
+        return float(np.mean([metric(list(t), run.val_truth[u], cfg.val_k) for t, u in zip(top, run.val_rows)]))
 
     def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the

@@ -1,14 +1,32 @@
-"""Ranking metrics with binary relevance. Each takes one ranked list and the set of
-relevant items for one user; `summarise` averages them over users and adds catalog
-coverage (a property of all the lists together)."""
+"""Ranking metrics with binary relevance, and `METRICS`, the one registry of them.
+
+A per-user metric takes one ranked list and the set of relevant items for one user;
+a list-level metric (coverage) takes all the lists together. `summarise`, the
+evaluation table and plot (`coldstart.batch.eval_report`) and early stopping (the
+models' `early_stopping` setting) all go through `METRICS`: a metric added there is
+reported everywhere.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "coverage", "summarise", "mean_ndcg", "per_user_ndcg"]
+__all__ = [
+    "Metric",
+    "METRICS",
+    "per_user_metric",
+    "recall_at_k",
+    "ndcg_at_k",
+    "hit_rate_at_k",
+    "mrr_at_k",
+    "coverage",
+    "summarise",
+    "mean_ndcg",
+    "per_user_ndcg",
+]
 
 
 def recall_at_k(ranked: Sequence, relevant: Collection, k: int) -> float:
@@ -47,20 +65,50 @@ def coverage(rankings: Sequence[Sequence], catalog_size: int, k: int) -> float:
     return len({item for ranked in rankings for item in ranked[:k]}) / catalog_size
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One metric: `name` keys results as "name@k"; `header` is its table column."""
+
+    name: str
+    header: str
+    per_user: Callable[[Sequence, Collection, int], float] | None = None
+    # list-level: (rankings, catalog_size, k) -> value
+    over_lists: Callable[[Sequence[Sequence], int, int], float] | None = None
+
+    def key(self, k: int) -> str:
+        return f"{self.name}@{k}"
+
+    def value(self, rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int) -> float:
+        if self.per_user is None:
+            return self.over_lists(rankings, catalog_size, k)
+        return float(np.mean([self.per_user(r, t, k) for r, t in zip(rankings, truths)])) if len(rankings) else 0.0
+
+
+# In report order: the table's columns and the plot's groups follow it.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("ndcg", "ndcg", per_user=ndcg_at_k),
+        Metric("recall", "recall", per_user=recall_at_k),
+        Metric("hit_rate", "hit", per_user=hit_rate_at_k),
+        Metric("mrr", "mrr", per_user=mrr_at_k),
+        Metric("coverage", "cover", over_lists=coverage),
+    )
+}
+
+
+def per_user_metric(name: str) -> Callable[[Sequence, Collection, int], float]:
+    """The per-user function of metric `name` (what early stopping averages)."""
+    metric = METRICS.get(name)
+    if metric is None or metric.per_user is None:
+        per_user = sorted(n for n, m in METRICS.items() if m.per_user is not None)
+        raise ValueError(f"early stopping needs a per-user metric, one of {per_user}; got {name!r}")
+    return metric.per_user
+
+
 def summarise(rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int) -> dict[str, float]:
-    """Mean of each per-user metric, plus catalog coverage, keyed like "ndcg@10"."""
-    per_user = {
-        f"recall@{k}": recall_at_k,
-        f"ndcg@{k}": ndcg_at_k,
-        f"hit_rate@{k}": hit_rate_at_k,
-        f"mrr@{k}": mrr_at_k,
-    }
-    out = {
-        name: float(np.mean([fn(r, t, k) for r, t in zip(rankings, truths)])) if len(rankings) else 0.0
-        for name, fn in per_user.items()
-    }
-    out[f"coverage@{k}"] = coverage(rankings, catalog_size, k)
-    return out
+    """Every metric of `METRICS`, keyed like "ndcg@10" (coverage over all lists)."""
+    return {m.key(k): m.value(rankings, truths, k, catalog_size) for m in METRICS.values()}
 
 
 def per_user_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> np.ndarray:

@@ -52,7 +52,7 @@ from training.splits import hidden_kinds
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
 from training.item_graph import ItemGraph, spoken_events
 from training.threads import torch_threads
-from training.metrics import mean_ndcg, ndcg_at_k
+from training.metrics import mean_ndcg, per_user_metric
 from training.ranking import popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
 
@@ -80,6 +80,7 @@ class TwoTowerConfig:
     weight_decay: float = 1e-5
     max_epochs: int = 40
     patience: int = 5
+    early_stopping: str = "ndcg"  # the validation metric (training.metrics.METRICS, per-user)
     temperature: float = 0.1
     logq: bool = True  # popularity correction of in-batch negatives
     # Score += w * log1p(training listeners), w learned: an item-popularity prior
@@ -247,7 +248,7 @@ class TwoTowerRecommender(Recommender):
         self._catalog = catalog
         self._index_items(items_in)
         self.metrics = {
-            f"val_ndcg@{cfg.val_k}": best[0],
+            f"val_{cfg.early_stopping}@{cfg.val_k}": best[0],
             "best_epoch": best[1],
             "epochs": len(history),
             "train_pairs": int(len(pairs.user)),
@@ -374,10 +375,10 @@ class TwoTowerRecommender(Recommender):
         history = []
         for epoch in tqdm(range(cfg.max_epochs), desc="two-tower", disable=not cfg.progress):
             losses = self._train_epoch(pairs, items_in, optimiser, rng)
-            val_ndcg = self._estimate_ndcg(items_in, *val)
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, "val_ndcg": val_ndcg})
-            if val_ndcg > best[0]:
-                best = (val_ndcg, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
+            score = self._estimate_metric(items_in, *val)
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, f"val_{cfg.early_stopping}": score})
+            if score > best[0]:
+                best = (score, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
             elif epoch - best[1] >= cfg.patience:
                 break
         return history, best
@@ -420,15 +421,16 @@ class TwoTowerRecommender(Recommender):
         users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean, torch.from_numpy(hist_cnt > 0))
         return users, torch.from_numpy(i)
 
-    def _estimate_ndcg(self, items_in, profiles: list[UserProfile], truth: list[set[str]]) -> float:
+    def _estimate_metric(self, items_in, profiles: list[UserProfile], truth: list[set[str]]) -> float:
         """Early stopping on the test-time task: validation users ranked from music
         and non-target history, all target items scored. Judged on both cold cases:
         music + other spoken kinds, and music only."""
         k = self.config.val_k
+        metric = per_user_metric(self.config.early_stopping)
         self._index_items(items_in)
         music_only = [replace(p, spoken={}) for p in profiles]
         ranked = [r.item_ids for r in self._search(profiles + music_only, k, (), blend=False)]
-        return float(np.mean([ndcg_at_k(r, t, k) for r, t in zip(ranked, truth + truth)]))
+        return float(np.mean([metric(r, t, k) for r, t in zip(ranked, truth + truth)]))
 
     def _fit_blend(self, listeners, histories, target_ev, val_profiles, val_truth) -> None:
         """Wide part (ridge + popularity) by k-fold over every listener with music, then

@@ -14,6 +14,7 @@ import numpy as np
 from coldstart.core.store import Store
 from coldstart.models.artifacts import check_target, load_interaction_data
 from training.evaluate import evaluate
+from training.metrics import METRICS
 
 __all__ = [
     "run_evaluation",
@@ -23,8 +24,6 @@ __all__ = [
     "plot_results",
 ]
 
-PLOT_METRICS = ("ndcg", "recall", "hit_rate", "mrr", "coverage")
-TABLE_METRICS = {"ndcg": "ndcg", "recall": "recall", "hit_rate": "hit", "mrr": "mrr", "coverage": "cover"}
 
 
 def run_evaluation(
@@ -71,7 +70,7 @@ def plot_results(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     k = result["k"]
-    metrics = [f"{m}@{k}" for m in PLOT_METRICS]
+    metrics = [m.key(k) for m in METRICS.values()]
     names = list(result["models"])
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 2, 4.5))
@@ -145,7 +144,7 @@ def results_table(result: dict):
     k, split = result["k"], result["splits"][0]
     table = Table(
         Column("model", no_wrap=True),
-        *(Column(header, justify="right", no_wrap=True, min_width=5) for header in TABLE_METRICS.values()),
+        *(Column(m.header, justify="right", no_wrap=True, min_width=5) for m in METRICS.values()),
         Column("fb", justify="right", no_wrap=True),
         Column("fit s", justify="right", no_wrap=True),
         Column("×pop", justify="right", no_wrap=True),
@@ -155,7 +154,7 @@ def results_table(result: dict):
     best = max(result["models"].values(), key=lambda m: m[f"ndcg@{k}"])
     for name, m in result["models"].items():
         # std without its leading zero keeps the table inside an 80-column terminal
-        cells = [f"{m[f'{x}@{k}']:.3f}\n[dim]±{m['std'][f'{x}@{k}']:.3f}[/]".replace("±0.", "±.") for x in TABLE_METRICS]
+        cells = [f"{m[f'{x}@{k}']:.3f}\n[dim]±{m['std'][f'{x}@{k}']:.3f}[/]".replace("±0.", "±.") for x in METRICS]
         style = "bold green" if m is best else None
         ratio = (m.get("ratio_to_popularity") or {}).get(f"ndcg@{k}")
         table.add_row(name, *cells, f"{m['fallback_share']:.0%}", f"{m['fit_seconds']:.1f}",
