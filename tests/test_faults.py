@@ -8,7 +8,6 @@ these tests.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess

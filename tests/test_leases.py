@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from coldstart.core import tables as t

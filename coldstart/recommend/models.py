@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -25,6 +25,9 @@ from coldstart.core.store import Store
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, InteractionData
+
+if TYPE_CHECKING:
+    from coldstart.content.search import SearchService
 
 __all__ = ["ServingModels", "load_serving_models", "store_version", "interaction_data"]
 
@@ -54,7 +57,7 @@ class ServingModels:
     popularity: dict[str, Recommender]
     # Trained models by manifest kind, then target: {"affinity": {"podcast": model}, ...}
     trained: dict[str, dict[str, Recommender]] = field(default_factory=dict)
-    search: Any = None  # coldstart.content.search service, when an index exists
+    search: "SearchService | None" = None  # when a content index exists
     music_ids: frozenset[str] = frozenset()  # artists and tracks in the store
     version: tuple = ()
     components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where
