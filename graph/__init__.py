@@ -9,7 +9,7 @@ from graph.encoder import ItemEncoder, NodeInput
 from graph.fit import FitHistory, GNNConfig, embed_nodes, fit_item_encoder, split_edges
 from graph.losses import in_batch_softmax, link_contrastive_loss
 from graph.sampler import CSR, EdgeTypeBalancedSampler, LinkBatch, Subgraph, sample_subgraph, to_csr
-from graph.towers import ItemTower, UserTower, augment_for_search
+from graph.towers import ItemTower, MusicBag, UserTower, augment_for_search
 
 __all__ = [
     "NODE_TYPES",
@@ -34,6 +34,7 @@ __all__ = [
     "sample_subgraph",
     "to_csr",
     "ItemTower",
+    "MusicBag",
     "UserTower",
     "augment_for_search",
 ]

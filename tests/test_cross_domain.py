@@ -95,6 +95,24 @@ def test_blend_prefers_the_simpler_source_within_noise():
     assert blend.weights["oracle"] > 0 and blend.validation["blend"] == pytest.approx(1.0)
 
 
+def test_blend_keeps_the_fallback_or_the_best_point_never_a_third():
+    """The first source alone unless the best point beats it by more than one SE:
+    a weaker second source is never served alone just for being simple."""
+    rng = np.random.default_rng(1)
+    n_users, n_items = 300, 40
+    truth = [{int(rng.integers(0, n_items))} for _ in range(n_users)]
+    signal = np.zeros((n_users, n_items))
+    for r, t in enumerate(truth):
+        signal[r, list(t)] = 1.0
+    for trial in range(20):
+        sources = {"wide": signal + rng.normal(scale=0.6 + 0.1 * trial, size=signal.shape),
+                   "network": signal + rng.normal(scale=0.7 + 0.1 * trial, size=signal.shape)}
+        blend = choose_blend(sources, truth)
+        alone = blend.weights == {"wide": 1.0, "network": 0.0}
+        assert alone or blend.validation["blend"] == pytest.approx(blend.validation["best_on_grid"])
+        assert blend.weights != {"wide": 0.0, "network": 1.0} or blend.validation["network_only"] >= blend.validation["best_on_grid"]
+
+
 def test_blend_apply_standardises_each_source_per_user():
     scores = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
     np.testing.assert_allclose(standardise(scores)[0], standardise(scores)[1])

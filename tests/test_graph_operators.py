@@ -10,6 +10,7 @@ from graph import (
     EdgeTypeBalancedSampler,
     ItemEncoder,
     ItemTower,
+    MusicBag,
     UserTower,
     WeightedSAGEConv,
     augment_for_search,
@@ -48,6 +49,15 @@ def test_in_batch_softmax_logq_and_duplicate_mask():
     assert masked.item() < plain.item()
     with pytest.raises(ValueError):
         in_batch_softmax(torch.ones(2, 3), torch.ones(3, 3))
+
+
+def test_music_bag_is_the_mean_over_real_items():
+    bag = MusicBag(n_items=4, dim=2)
+    with torch.no_grad():
+        bag.vectors.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [4.0, 0.0]]))
+    out = bag(torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0], [0, 0, 0, 0]]))
+    assert out.shape == (3, 2)
+    assert torch.allclose(out, torch.tensor([[0.5, 0.5], [2.0, 2.0], [0.0, 0.0]]))
 
 
 def test_link_contrastive_loss_is_low_for_matching_pairs():
@@ -119,6 +129,27 @@ def test_towers_shapes_and_unit_norm():
     a = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     b = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     assert torch.allclose(a, b)
+
+
+def test_towers_with_music_bag_and_item_ids():
+    torch.manual_seed(0)
+    user = UserTower(taste_dim=4, gnn_dim=0, n_countries=1, n_languages=1, n_music=10, music_dim=3).eval()
+    music = torch.tensor([[1, 2, 3], [4, 0, 0]])
+    args = (torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), torch.full((2,), float("nan")), torch.zeros(2, 0), torch.zeros(2, dtype=torch.bool))
+    u = user(*args, music)
+    assert u.shape == (2, 128) and torch.allclose(u.norm(dim=-1), torch.ones(2))
+    # Same taste, different music items: different vectors (the bag is read).
+    assert not torch.allclose(u[0], u[1])
+    item = ItemTower(gnn_dim=0, content_dim=0, n_languages=1, n_genres=1, n_ids=5, id_dim=4, id_dropout=1.0)
+    feats = (torch.zeros(3, 0), torch.zeros(3, dtype=torch.bool), torch.zeros(3, 0), torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    ids = torch.tensor([1, 2, 0])
+    v = item.eval()(*feats, ids)
+    assert v.shape == (3, 128) and not torch.allclose(v[0], v[1])
+    # Index 0 (no trained id) and a dropped id look the same: dropout 1.0 in training.
+    item.train()
+    item.net.eval()  # the MLP's own dropout off: only the id dropout acts
+    dropped = item(*feats, ids)
+    assert torch.allclose(dropped[0], v[2], atol=1e-6) and torch.allclose(dropped[1], v[2], atol=1e-6)
 
 
 def test_augment_for_search_inner_product_is_the_logit():

@@ -5,8 +5,8 @@ a wide cross-domain ridge over the raw music history, and item popularity. Where
 the music signal is strong the taste sources should lead; where it is weak (real
 data: few ratings, no text) the ranking should fall back towards popularity. The
 weights are not guessed: `choose_blend` scores a small grid on users the sources
-were not fitted on and keeps the simplest point within one standard error of the
-best (popularity alone is on the grid, so taste has to earn its weight).
+were not fitted on and keeps the caller's fallback source alone unless the best
+point beats it by more than one standard error (so taste has to earn its weight).
 
 Each source is standardised per user over the catalog before weighting, so the
 weights compare like with like whatever the sources' scales.
@@ -61,15 +61,22 @@ def choose_blend(
     truth: Sequence[Collection[int]],
     k: int = 10,
     grid: Sequence[float] = BLEND_GRID,
+    one_se: bool = True,
 ) -> ScoreBlend:
-    """The simplest grid point within one standard error of the best validation NDCG@k.
+    """The first-listed source alone, unless the best grid point beats it by more than
+    one standard error; then the best point (validation NDCG@k).
 
     `sources` maps a name to [users x catalog] scores of the validation users;
-    `truth` holds each user's relevant catalog positions; `sources` are listed most
-    trusted first (the simpler blend wins ties). The one-standard-error
-    rule (the error of the paired per-user difference from the best point) keeps
-    a validation set of a few hundred users from choosing noise: a source joins the
-    blend only when it helps by more than the noise.
+    `truth` holds each user's relevant catalog positions. The first source is the
+    fallback the caller trusts most (popularity, or the wide part next to a network).
+    The one-standard-error rule (the error of the paired per-user difference from the
+    best point) keeps a validation set of a few hundred users from choosing noise: the
+    other sources join only when the blend helps by more than the noise. With
+    `one_se=False` the best point is kept outright.
+
+    (An earlier rule kept the grid point with the fewest sources within one SE of the
+    best. It could keep a weak second source alone: on a Douban dev seed it served
+    the two towers alone, below popularity.)
     """
     names = list(sources)
     standardised = {name: standardise(sources[name]) for name in names}
@@ -81,14 +88,11 @@ def choose_blend(
         scores = sum(w * standardised[n] for n, w in zip(names, weights) if w)
         points.append((weights, _per_user_ndcg(scores, truth, k)))
     best_weights, best_ndcg = max(points, key=lambda p: p[1].mean())
+    fallback = next(p for p in points if p[0][0] == 1.0 and not any(p[0][1:]))
 
-    def margin(per_user: np.ndarray) -> float:
-        diff = best_ndcg - per_user
-        return diff.mean() - diff.std(ddof=1) / np.sqrt(max(len(diff), 1)) if len(diff) > 1 else diff.mean()
-
-    close = [p for p in points if margin(p[1]) <= 0]
-    # Fewest sources first, then the sources listed first (the caller's most trusted).
-    weights, per_user = min(close, key=lambda p: (sum(1 for w in p[0] if w), [-w for w in p[0]], -p[1].mean()))
+    diff = best_ndcg - fallback[1]
+    error = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    weights, per_user = fallback if one_se and diff.mean() <= error else (best_weights, best_ndcg)
     validation["blend"] = float(per_user.mean())
     validation["best_on_grid"] = float(best_ndcg.mean())
     return ScoreBlend(dict(zip(names, (float(w) for w in weights))), validation)
