@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -24,7 +25,9 @@ from coldstart.core.store import Store
 from training.affinity import AffinityConfig, AffinityModel
 from training.data import TARGET_KINDS, InteractionData
 from training.taste import TasteConfig
-from training.two_tower import TwoTowerConfig, TwoTowerRecommender
+
+if TYPE_CHECKING:
+    from training.two_tower import TwoTowerRecommender
 
 __all__ = [
     "TWO_TOWER_ARTIFACT",
@@ -105,8 +108,13 @@ def train_and_save(store: Store, settings: Settings, target: str = "podcast", da
     return {**manifest, "path": str(directory)}
 
 
-def train_two_tower(store: Store, data: InteractionData, directory, seed: int = 0, progress: bool = False) -> TwoTowerRecommender:
+def train_two_tower(
+    store: Store, data: InteractionData, directory, seed: int = 0, progress: bool = False
+) -> "TwoTowerRecommender":
     """Fit the audiobook two-tower on all of `data`, save it with its manifest and register it."""
+    # Imported here: the affinity path (`coldstart train`) does not pay for torch_geometric.
+    from training.two_tower import TwoTowerConfig, TwoTowerRecommender
+
     started = time.perf_counter()
     model = TwoTowerRecommender("audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)).fit(data)
     manifest = model.save(directory, {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)})
