@@ -1,0 +1,3 @@
+"""Batch pipelines that can run beyond one process (`--engine ray`): see docs/scale.md."""
+
+__all__: list[str] = []
