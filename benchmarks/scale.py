@@ -69,7 +69,7 @@ def scale_world(users: int, seed: int = 0):
                          np.array(["US", "GB"])[rng.integers(2, size=users)])
     user_ids = np.char.add("u", np.char.zfill(np.arange(users).astype(str), 7))
     users_df = pd.DataFrame({"user_id": user_ids, "country": countries,
-                             "language": [COUNTRIES[c] for c in countries],
+                             "language": pd.Series(countries).map(COUNTRIES).to_numpy(),
                              "age": rng.integers(16, 70, size=users).astype(float)})
 
     artist_genre = rng.integers(k, size=n_artists)
@@ -110,7 +110,8 @@ def scale_world(users: int, seed: int = 0):
     u_s, s_i = draw(show_cdf, lang_key, pod)
     ep_n = rng.integers(1, eps + 1, size=len(u_s))
     u_e = np.repeat(u_s, ep_n)
-    e_i = np.repeat(s_i, ep_n) * eps + (np.concatenate([rng.permutation(eps)[:n] for n in ep_n]) if len(ep_n) else [])
+    order = rng.random((len(u_s), eps)).argsort(axis=1)  # distinct episodes of each show a listener plays
+    e_i = (s_i[:, None] * eps + order)[np.arange(eps)[None, :] < ep_n[:, None]]
     books = np.where(rng.random(users) < 0.5, rng.integers(1, 5, size=users), 0)
     u_b, b_i = draw(book_cdf, lang_key, books)
 
@@ -124,8 +125,8 @@ def scale_world(users: int, seed: int = 0):
         pd.DataFrame({"user_id": user_ids[u_b], "item_id": book_ids[b_i], "weight": rng.integers(30, 600, len(b_i)) * 1.0}),
     ]
     inter = pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "item_id"])
-    day = pd.Timestamp("2026-11-01") - pd.to_timedelta(rng.integers(0, 180, len(inter)), unit="D")
-    inter["timestamp"] = day.strftime("%Y-%m-%dT%H:%M:%S")
+    days = (pd.Timestamp("2026-11-01") - pd.to_timedelta(np.arange(180), unit="D")).strftime("%Y-%m-%dT%H:%M:%S")
+    inter["timestamp"] = np.asarray(days)[rng.integers(0, 180, len(inter))]
 
     genres_m = np.array(MUSIC_GENRES)
     genres_s = np.array(SPOKEN_GENRES)

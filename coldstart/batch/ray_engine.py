@@ -83,11 +83,14 @@ def _run_stage(rows: pd.DataFrame, stage, settings: Settings, out_dir: Path, wor
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = max(1, min(len(rows), workers * 4))
     parts = [rows.iloc[lo::blocks] for lo in range(blocks)]
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
     ds = ray.data.from_pandas([p for p in parts if len(p)])
     ds = ds.map_batches(
         stage,
         fn_constructor_args=(settings.model_dump_json(), max(1, int(cpus_per_worker))),
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),  # `workers` actors, each loads its model once
         batch_size=batch_size,
         batch_format="pandas",
         num_cpus=cpus_per_worker,
@@ -233,8 +236,8 @@ def _write_vectors(store: Store, units: pd.DataFrame, item_ids: list[str], model
                 continue
             for r in frame[frame["vector"].map(len) > 0].itertuples():
                 rows.append({"item_id": item_id, "model_id": model_id, "passage": int(r.passage),
-                             "start": None if np.isnan(r.start) else float(r.start),
-                             "end": None if np.isnan(r.end) else float(r.end),
+                             "start": None if pd.isna(r.start) else float(r.start),
+                             "end": None if pd.isna(r.end) else float(r.end),
                              "text": r.text, "text_hash": r.text_hash, "vector": bytes(r.vector)})
         with store.begin() as conn:
             upsert(conn, cv, rows)
