@@ -67,3 +67,17 @@ def test_batched_audience_matches_the_dense_matrix(world, batch_users):
         np.testing.assert_allclose(frame["probability"], ref_frame["probability"], rtol=1e-4, atol=1e-9)
         assert (frame["rank"].to_numpy() != ref_frame["rank"].to_numpy()).sum() <= 1
         assert [u["user_id"] for u in summary["top_users"]] == ref_top
+
+
+def test_per_user_ndcg_partial_selection_matches_a_full_stable_sort():
+    """per_user_ndcg selects the top k in O(items); ties must break as a stable argsort does."""
+    from training.metrics import ndcg_at_k, per_user_ndcg
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m, k = int(rng.integers(1, 60)), int(rng.integers(1, 12)), int(rng.integers(1, 15))
+        scores = rng.integers(0, 5, size=(m, n)).astype(np.float32)  # many ties
+        truth = [set(rng.choice(n, size=min(n, 3), replace=False).tolist()) for _ in range(m)]
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        expected = np.array([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)])
+        assert np.array_equal(per_user_ndcg(scores, truth, k), expected)
