@@ -335,13 +335,7 @@ def _audience_scores(model, profiles, column: int, show_column: int | None, cali
     catalog[:catalog_size] = True
     catalog[column] = False
     cat_vecs, cat_bias = np.ascontiguousarray(vecs[catalog]), bias[catalog]
-    users, masks = [], []
-    for lo in range(0, len(profiles), batch):
-        u, ok, _ = model.user_vectors(profiles[lo : lo + batch])
-        users.append(u)
-        masks.append(ok)
-    u = np.concatenate(users) if users else np.zeros((0, vecs.shape[1]), np.float32)
-    known = np.concatenate(masks) if masks else np.zeros(0, bool)
+    u, known = _user_vectors(model, profiles, batch)
     mine = u @ vecs[column] + bias[column]
     if calibrate and show_column is not None:
         # A single episode's content vector sits further from the catalog centre than
@@ -362,6 +356,24 @@ def _audience_scores(model, profiles, column: int, show_column: int | None, cali
         own = np.exp(own_score - shift)
         probability[lo : lo + batch] = own / (own + np.exp(others - shift[:, None]).sum(axis=1))
     return mine, known, better, probability
+
+
+def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every listener's user-tower output, computed once per (model, profiles list): a
+    batch of uploads scores the same listeners again and again."""
+    key = (id(profiles), len(profiles))
+    cached = getattr(model, "_audience_users", None)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    users, masks = [], []
+    for lo in range(0, len(profiles), batch):
+        u, ok, _ = model.user_vectors(profiles[lo : lo + batch])
+        users.append(u)
+        masks.append(ok)
+    u = np.concatenate(users) if users else np.zeros((0, model.item_vectors()[1].shape[1]), np.float32)
+    known = np.concatenate(masks) if masks else np.zeros(0, bool)
+    model._audience_users = (key, u, known, profiles)  # keeps `profiles` alive, so its id stays unique
+    return u, known
 
 
 def _top_users(frame: pd.DataFrame, n: int) -> pd.DataFrame:

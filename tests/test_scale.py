@@ -81,3 +81,16 @@ def test_per_user_ndcg_partial_selection_matches_a_full_stable_sort():
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         expected = np.array([ndcg_at_k(list(t), rel, k) for t, rel in zip(top, truth)])
         assert np.array_equal(per_user_ndcg(scores, truth, k), expected)
+
+
+def test_listener_vectors_are_reused_across_uploads_with_the_same_answers(world):
+    settings, store, model, profiles = world
+    vectors = item_vectors(store, model_id_for(settings), ["episode"])
+    rows = list(store.items(["episode"]).head(2).itertuples())
+    shared = copy.deepcopy(model)
+    for row in rows:
+        vector, new_id = vectors[row.item_id], f"again-{row.item_id}"
+        reused, _ = predict_audience(shared, profiles, new_id, row.show_id, vector, 10, 20)
+        fresh, _ = predict_audience(copy.deepcopy(model), profiles, new_id, row.show_id, vector, 10, 20)
+        assert reused == fresh
+    assert shared._audience_users[0] == (id(profiles), len(profiles))
