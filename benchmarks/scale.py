@@ -312,8 +312,11 @@ def report(results: Path) -> str:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     frame = pd.DataFrame(rows).drop_duplicates(["listeners", "stage"], keep="last")
     sizes = sorted(frame["listeners"].unique())
-    lines = ["| stage | " + " | ".join(f"{n:,} listeners" for n in sizes) + " | growth exponent (time) | growth exponent (memory) |",
+    lines = ["| stage | " + " | ".join(f"{n:,} listeners" for n in sizes)
+             + " | exponent: time vs interactions | exponent: memory vs interactions |",
              "|---|" + "---:|" * (len(sizes) + 2)]
+    ingest = frame[frame["stage"] == "ingest"].set_index("listeners")
+    interactions = ingest["interactions"].to_dict() if "interactions" in ingest else {}
     exponents = {}
     for stage in STAGES:
         part = frame[frame["stage"] == stage].set_index("listeners")
@@ -326,8 +329,9 @@ def report(results: Path) -> str:
                 cells.append(f"{r['seconds']:.1f} s, {r['delta_rss_mb']:.0f} MB")
             else:
                 cells.append("not run")
-        if len(part) >= 2:
-            x = np.log(part.index.to_numpy(float))
+        if len(part) >= 2 and all(n in interactions for n in part.index):
+            # Slope of log cost against log interactions (the catalogue grows with them).
+            x = np.log(np.array([interactions[n] for n in part.index], float))
             et = np.polyfit(x, np.log(np.maximum(part["seconds"].to_numpy(float), 1e-3)), 1)[0]
             em = np.polyfit(x, np.log(np.maximum(part["delta_rss_mb"].to_numpy(float), 1.0)), 1)[0]
             exponents[stage] = (et, em)
