@@ -47,7 +47,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = ["generate", "ingest", "taste", "affinity", "two_tower", "index", "score_uploads", "onboarding"]
+STAGES = ["generate", "ingest", "taste", "affinity", "affinity_noblend", "two_tower", "two_tower_noblend", "index",
+          "score_uploads", "onboarding"]
 
 
 # --- a vectorised demo world ---------------------------------------------------------------
@@ -204,7 +205,7 @@ class Peak:
         self.peak = max(self.peak, self.rss())
 
 
-def run_size(users: int, epochs: int, out: Path, workdir: Path) -> None:
+def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = True) -> None:
     """Every stage for one size, in this process; one JSON line per stage."""
     import torch
 
@@ -248,12 +249,13 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path) -> None:
     from training.affinity import AffinityConfig, AffinityModel
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
-    cfg = AffinityConfig(max_epochs=epochs, patience=epochs + 1)
-    affinity = timed("affinity", lambda: AffinityModel("podcast", 0, cfg).fit(data), **size)
+    suffix = "" if blend else "_noblend"  # --no-blend: the network alone, no wide ridge / blend choice
+    cfg = AffinityConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
+    affinity = timed("affinity" + suffix, lambda: AffinityModel("podcast", 0, cfg).fit(data), **size)
     directory = settings.artifacts_path / "affinity-podcast"
     store.register_artifact("affinity:podcast", directory, affinity.save(directory))
-    two_cfg = TwoTowerConfig(max_epochs=epochs, patience=epochs + 1)
-    tower = timed("two_tower", lambda: TwoTowerRecommender("audiobook", 0, two_cfg).fit(data), **size)
+    two_cfg = TwoTowerConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
+    tower = timed("two_tower" + suffix, lambda: TwoTowerRecommender("audiobook", 0, two_cfg).fit(data), **size)
     directory = settings.artifacts_path / "two-tower-audiobook"
     store.register_artifact("two_tower:audiobook", directory, tower.save(directory))
 
@@ -388,17 +390,20 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=3600, help="seconds allowed per size (then it is stopped)")
     parser.add_argument("--results", type=Path, default=RESULTS / "scale.jsonl")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--no-blend", action="store_true",
+                        help="train affinity and two-tower without the wide ridge and blend (stages *_noblend)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
-            run_size(args.one, args.epochs, args.results, Path(tmp))
+            run_size(args.one, args.epochs, args.results, Path(tmp), blend=not args.no_blend)
         return
     if not args.plot_only:
         RESULTS.mkdir(parents=True, exist_ok=True)
         for n in [int(s) for s in args.sizes.split(",")]:
             started = time.time()
             cmd = [sys.executable, __file__, "--one", str(n), "--epochs", str(args.epochs), "--results", str(args.results)]
+            cmd += ["--no-blend"] if args.no_blend else []
             try:
                 done = subprocess.run(cmd, timeout=args.budget)
                 status = "finished" if done.returncode == 0 else f"exit {done.returncode}"
