@@ -372,12 +372,15 @@ def plot(frame: pd.DataFrame) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
-    for stage in STAGES:
+    colours = plt.get_cmap("tab20").colors
+    for i, stage in enumerate(STAGES):
         part = frame[frame["stage"] == stage].sort_values("listeners")
         if part.empty:
             continue
-        a.plot(part["listeners"], part["seconds"], marker="o", label=stage)
-        b.plot(part["listeners"], part["peak_rss_mb"], marker="o", label=stage)
+        style = {"marker": "os^"[i % 3], "color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
+                 "linestyle": "--" if stage.endswith("noblend") else "-", "label": stage}
+        a.plot(part["listeners"], part["seconds"], **style)
+        b.plot(part["listeners"], part["peak_rss_mb"], **style)
     for ax, label in ((a, "wall seconds"), (b, "peak RSS of the process (MB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
