@@ -346,6 +346,10 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
                 _status_rows(conn, kept, "transcribed")
             moved(kept, "transcribed")
             step = {k: u for k, u in step.items() if k not in kept}
+            # The episode's transcription lease too, as `transcribe --pending` takes it.
+            held = [k for k, u in step.items() if store.claim(f"transcribe:{u['item_id']}", owner, lease)]
+            report.busy += [k for k in step if k not in held]
+            step = {k: step[k] for k in held}
             if step:
                 upload_of = {u["item_id"]: k for k, u in step.items()}
                 rows = pd.DataFrame({"item_id": list(upload_of),
@@ -358,8 +362,14 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
                                          cpus_per_worker, gpus_per_worker, batch_size=1)
                 except Exception as exc:  # e.g. the model cannot be loaded: every upload of the step fails
                     results = rows.assign(transcript="", error=f"{type(exc).__name__}: {exc}", seconds=0.0)
-                _write_transcripts(store, results, upload_of, commit_batch, report)
+                try:
+                    _write_transcripts(store, results, upload_of, commit_batch, report)
+                finally:
+                    for u in step.values():
+                        store.release(f"transcribe:{u['item_id']}", owner)
                 moved([upload_of[i] for i, tr in zip(results["item_id"], results["transcript"]) if tr], "transcribed")
+            for k in report.busy:  # another worker is transcribing it: leave it to that worker
+                live.pop(k, None)
             # 2. embed
             step = at("transcribed")
             if step:
