@@ -237,7 +237,7 @@ def picks_per_listener(store: Store) -> float:
 
 def predict_audience(
     model, profiles, item_id: str, show_id: str, vector: np.ndarray | None,
-    top_k: int, top_users: int, picks: float = 1.0,
+    top_k: int, top_users: int, picks: float = 1.0, batch_users: int = 4096,
 ):
     """(audience summary dict, per-listener frame) for one new episode.
 
@@ -247,6 +247,9 @@ def predict_audience(
     1 - (1 - p)^picks; the expected audience is the sum of that over listeners, per
     (country, language) segment too. `in_top_k` marks listeners for whom it would rank
     in their top `top_k`.
+
+    Listeners are scored `batch_users` at a time against the catalog (no dense
+    listeners x catalog matrix): memory is O(listeners + batch_users x catalog).
     """
     existing = len(model.item_ids)
     if item_id in model.item_ids:
@@ -258,27 +261,12 @@ def predict_audience(
         column, method = model.item_ids.index(show_id), "show"
     else:
         raise ValueError(f"cannot score {item_id}: no usable content vector and show {show_id!r} is unknown to the model")
-    scores, known, _ = model.score_batch(profiles)
-    mine = scores[:, column]
+    mine, known, better, probability = _audience_scores(
+        model, profiles, column, model.item_ids.index(show_id) if show_id in model.item_ids else None,
+        method == "content", int(model.metrics.get("catalog", existing)), batch_users,
+    )
     if method == "content" and show_id in model.item_ids:
-        # A single episode's content vector sits further from the catalog centre than
-        # the show-level vectors the model ranks, which inflates its raw scores for
-        # everyone. Calibrate: keep who likes it (the order over listeners) from the
-        # content path, and take the scale from the episode's own show.
-        show = scores[known, model.item_ids.index(show_id)]
-        ref = mine[known]
-        mine = (mine - ref.mean()) / (ref.std() or 1.0) * show.std() + show.mean()
         method = "content (calibrated to its show)"
-    # Compete with the catalog the model was trained on (not other new uploads, not itself).
-    catalog = np.zeros(scores.shape[1], bool)
-    catalog[: int(model.metrics.get("catalog", existing))] = True
-    catalog[column] = False
-    others = scores[:, catalog]
-    better = (others > mine[:, None]).sum(axis=1)
-    # Softmax with the new episode as one more item (max-shifted for stability).
-    shift = np.maximum(others.max(axis=1), mine)
-    own = np.exp(mine - shift)
-    probability = own / (own + np.exp(others - shift[:, None]).sum(axis=1))
     frame = pd.DataFrame(
         {
             "user_id": [p.user_id for p in profiles],
@@ -292,7 +280,7 @@ def predict_audience(
     frame = frame[known].reset_index(drop=True)
     frame["listens"] = 1.0 - (1.0 - frame["probability"]) ** picks
     frame["in_top_k"] = frame["rank"] <= top_k
-    top = frame.sort_values(["probability", "user_id"], ascending=[False, True]).head(top_users)
+    top = _top_users(frame, top_users)
     segments = (
         frame.fillna({"country": "unknown", "language": "unknown"})
         .groupby(["country", "language"])
@@ -320,6 +308,73 @@ def predict_audience(
         ],
     }
     return summary, frame
+
+
+def _audience_scores(model, profiles, column: int, show_column: int | None, calibrate: bool, catalog_size: int, batch: int):
+    """(score of the new item per listener, known-taste mask, number of catalog items
+    scored above it, softmax probability of it), computed `batch` listeners at a time.
+
+    Pass 1 scores only the new item's and its show's columns (for the calibration);
+    pass 2 compares each batch of listeners with the catalog and keeps per-listener
+    counts and sums, never the batch's rows beyond it.
+    """
+    _, vecs, bias = model.item_vectors()
+    catalog = np.zeros(len(bias), bool)
+    # Compete with the catalog the model was trained on (not other new uploads, not itself).
+    catalog[:catalog_size] = True
+    catalog[column] = False
+    cat_vecs, cat_bias = np.ascontiguousarray(vecs[catalog]), bias[catalog]
+    u, known = _user_vectors(model, profiles, batch)
+    mine = u @ vecs[column] + bias[column]
+    if calibrate and show_column is not None:
+        # A single episode's content vector sits further from the catalog centre than
+        # the show-level vectors the model ranks, which inflates its raw scores for
+        # everyone. Calibrate: keep who likes it (the order over listeners) from the
+        # content path, and take the scale from the episode's own show.
+        show = (u @ vecs[show_column] + bias[show_column])[known]
+        ref = mine[known]
+        mine = (mine - ref.mean()) / (ref.std() or 1.0) * show.std() + show.mean()
+    better = np.zeros(len(u), np.int64)
+    probability = np.zeros(len(u), np.float32)
+    for lo in range(0, len(u), batch):
+        others = u[lo : lo + batch] @ cat_vecs.T + cat_bias
+        own_score = mine[lo : lo + batch]
+        better[lo : lo + batch] = (others > own_score[:, None]).sum(axis=1)
+        # Softmax with the new episode as one more item (max-shifted for stability).
+        shift = np.maximum(others.max(axis=1), own_score) if others.shape[1] else own_score
+        own = np.exp(own_score - shift)
+        probability[lo : lo + batch] = own / (own + np.exp(others - shift[:, None]).sum(axis=1))
+    return mine, known, better, probability
+
+
+def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every listener's user-tower output, computed once per (model, profiles list): a
+    batch of uploads scores the same listeners again and again."""
+    key = (id(profiles), len(profiles))
+    cached = getattr(model, "_audience_users", None)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    users, masks = [], []
+    for lo in range(0, len(profiles), batch):
+        u, ok, _ = model.user_vectors(profiles[lo : lo + batch])
+        users.append(u)
+        masks.append(ok)
+    u = np.concatenate(users) if users else np.zeros((0, model.item_vectors()[1].shape[1]), np.float32)
+    known = np.concatenate(masks) if masks else np.zeros(0, bool)
+    model._audience_users = (key, u, known, profiles)  # keeps `profiles` alive, so its id stays unique
+    return u, known
+
+
+def _top_users(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The `n` rows of highest probability (ties by user_id), without sorting them all:
+    a partial selection keeps every row tied with the n-th, then only those are sorted."""
+    if n <= 0 or frame.empty:
+        return frame.head(0)
+    p = frame["probability"].to_numpy()
+    if len(p) > n:
+        threshold = np.partition(p, len(p) - n)[len(p) - n]
+        frame = frame[p >= threshold]
+    return frame.sort_values(["probability", "user_id"], ascending=[False, True]).head(n)
 
 
 # --- the batch ------------------------------------------------------------------------------

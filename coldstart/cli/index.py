@@ -16,13 +16,16 @@ def index(
         False, "--adapt", help="Retrain the adapted encoder on the current catalogue (needs embed.adapt on)."
     ),
     json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."),
+    address: str = typer.Option(None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: embedding actors."),
 ) -> None:
     """Embed every show, episode and audiobook not yet embedded; build or update the indexes.
 
     With `embed.adapt` on, the encoder is first adapted to the catalogue (once per home, or
     again with --adapt). The query-intent classifier is retrained on every run.
     """
-    from coldstart.content.embeddings import resolve_model_path
+    from coldstart.content.embeddings import current_adapted, resolve_model_path
     from coldstart.content.index import index_content
 
     settings, store = settings_of(ctx), store_of(ctx)
@@ -31,6 +34,17 @@ def index(
     except FileNotFoundError as exc:
         fail(str(exc))
         return
+    if engine not in ("local", "ray"):
+        fail(f"unknown engine {engine!r}: choose local or ray")
+    if engine == "ray":  # embed on Ray first; the local pass below then finds every text unchanged
+        from coldstart.batch.ray_engine import RayUnavailable, embed_catalogue_ray
+
+        if settings.embed.adapt and (adapt or current_adapted(settings) is None):
+            fail("--engine ray embeds with the current encoder: run `coldstart index --adapt` locally first")
+        try:
+            embed_catalogue_ray(store, settings, address=address, workers=workers)
+        except RayUnavailable as exc:
+            fail(str(exc))
     report, syncs = index_content(store, settings, rebuild=rebuild, adapt=adapt, progress=None if not json else False)
     if json:
         emit_json({"embed": report.to_dict(), "indexes": [s.to_dict() for s in syncs]})

@@ -56,13 +56,27 @@ def score_uploads_command(
     upload: list[str] = typer.Option(None, "--upload", help="Only these upload ids (repeatable)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry uploads that failed before."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."),
+    address: str = typer.Option(None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: actors per stage."),
 ) -> None:
     """Transcribe, embed, index and predict the audience of every pending upload."""
     from coldstart.batch.uploads import UploadNotFound, get_upload, score_uploads
 
     store = store_of(ctx)
     try:
-        report = score_uploads(store, settings_of(ctx), upload or None, retry_failed=retry_failed)
+        if engine == "ray":
+            from coldstart.batch.ray_engine import RayUnavailable, score_uploads_ray
+
+            try:
+                report = score_uploads_ray(store, settings_of(ctx), upload or None, retry_failed=retry_failed,
+                                           address=address, workers=workers)
+            except RayUnavailable as exc:
+                fail(str(exc))
+        elif engine == "local":
+            report = score_uploads(store, settings_of(ctx), upload or None, retry_failed=retry_failed)
+        else:
+            fail(f"unknown engine {engine!r}: choose local or ray")
     except UploadNotFound as exc:
         fail(str(exc))
     if as_json:
