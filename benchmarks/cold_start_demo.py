@@ -18,12 +18,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from coldstart.core.config import Settings  # noqa: E402
-from coldstart.demo.world import WorldConfig, build_world, write_world  # noqa: E402
 from coldstart.batch.eval_report import run_evaluation, write_results  # noqa: E402
 from coldstart.content.index import index_content  # noqa: E402
-from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
 from coldstart.core.store import Store  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.demo.world import WorldConfig, build_world, write_world  # noqa: E402
 
 RUNS = (("podcast", "non-target"), ("audiobook", "music"))
 
@@ -45,9 +45,19 @@ def main() -> None:
         index_content(store, settings)
         for target, cold_history in RUNS:
             if target in targets:
-                results[target] = run_evaluation(store, target, 0.2, seeds, 10, progress=True,
-                                                 cold_history=cold_history, served=True)
-    stem = "cold_start_demo" + ("" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets))
+                results[target] = run_evaluation(
+                    store,
+                    target,
+                    0.2,
+                    seeds,
+                    10,
+                    progress=True,
+                    cold_history=cold_history,
+                    served=True,
+                )
+    stem = "cold_start_demo" + (
+        "" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets)
+    )
     print(write_results(results, args.out, stem))
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from coldstart.core.config import Settings  # noqa: E402
 from coldstart.batch.eval_report import run_evaluation, write_results  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
 from coldstart.data.importers import douban  # noqa: E402
 from coldstart.data.ingest import ingest_dataset  # noqa: E402
-from coldstart.core.store import Store  # noqa: E402
 
 RUNS = (("podcast", "show", "non-target"), ("audiobook", "audiobook", "music"))
 
@@ -48,8 +48,16 @@ def run(src: Path, seeds: list[int], cold_fraction: float, targets: list[str]) -
             store = Store.from_settings(settings)
             ingest_dataset(store, dataset)
             started = time.perf_counter()
-            result = run_evaluation(store, target, cold_fraction, seeds, 10, progress=True, cold_history=cold_history,
-                                    served=True)
+            result = run_evaluation(
+                store,
+                target,
+                cold_fraction,
+                seeds,
+                10,
+                progress=True,
+                cold_history=cold_history,
+                served=True,
+            )
             result["seconds"] = round(time.perf_counter() - started, 1)
             results[target] = result
     return results
@@ -60,7 +68,11 @@ def main() -> None:
     parser.add_argument("src", type=Path, help="douban-music-book-dev directory")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cold-fraction", type=float, default=0.2)
-    parser.add_argument("--targets", default="podcast,audiobook", help="comma-separated; one per process runs them side by side")
+    parser.add_argument(
+        "--targets",
+        default="podcast,audiobook",
+        help="comma-separated; one per process runs them side by side",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

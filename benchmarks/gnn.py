@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def synthetic_events(edges: int, seed: int = 0, per_user: int = 6) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def synthetic_events(
+    edges: int, seed: int = 0, per_user: int = 6
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Listening whose co-listening graph has roughly `edges` directed edges."""
     rng = np.random.default_rng(seed)
     n_items = max(50, edges // 20)
@@ -39,7 +41,10 @@ def synthetic_events(edges: int, seed: int = 0, per_user: int = 6) -> tuple[pd.D
     pop /= pop.sum()
     picks = rng.choice(n_items, size=(users, per_user), p=pop)
     items = pd.DataFrame(
-        {"item_id": [f"i{i}" for i in range(n_items)], "kind": np.where(np.arange(n_items) % 3 == 0, "audiobook", "show")}
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "kind": np.where(np.arange(n_items) % 3 == 0, "audiobook", "show"),
+        }
     )
     events = pd.DataFrame(
         {
@@ -80,7 +85,8 @@ def bench_graph(edges: int, steps: int) -> dict:
         {et: graph.data[et].edge_index for et in graph.edge_types},
         {et: graph.data[et].edge_weight for et in graph.edge_types},
         {t: graph.data[t].num_nodes for t in graph.node_types},
-        batch_size=cfg.batch_size, fanouts=cfg.fanouts,
+        batch_size=cfg.batch_size,
+        fanouts=cfg.fanouts,
     )
     sub = sampler.batch().subgraph
     return {
@@ -107,8 +113,12 @@ def bench_latency(requests: int) -> dict:
     from training.two_tower import TwoTowerRecommender
 
     world = build_world(WorldConfig(users=800, seed=0))
-    inter = world.interactions.assign(timestamp=pd.to_datetime(world.interactions["timestamp"]).astype("int64") // 10**9)
-    data = InteractionData(items=world.items, interactions=inter, users=world.users, playlists=world.playlists)
+    inter = world.interactions.assign(
+        timestamp=pd.to_datetime(world.interactions["timestamp"]).astype("int64") // 10**9
+    )
+    data = InteractionData(
+        items=world.items, interactions=inter, users=world.users, playlists=world.playlists
+    )
     split = cold_user_split(data, "audiobook", 0.2, seed=0)
     model = TwoTowerRecommender("audiobook", 0).fit(split.train)
     users = [split.users[i % len(split.users)] for i in range(requests)]
@@ -143,7 +153,9 @@ def _stats(seconds: list[float]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--big", action="store_true", help="also run the 1M-edge graph")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per graph")
     parser.add_argument("--requests", type=int, default=200)
@@ -157,7 +169,12 @@ def main() -> None:
     sizes = [10_000, 100_000] + ([1_000_000] if args.big else [])
     report = {"graphs": [], "latency": None}
     for edges in sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(edges), "--steps", str(args.steps)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(edges), "--steps", str(args.steps)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         report["graphs"].append(row)
         print(json.dumps(row))

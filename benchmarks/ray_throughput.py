@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from coldstart.core import tables as t  # noqa: E402
 from coldstart.core.config import Settings  # noqa: E402
-from coldstart.demo.world import ASSETS, WorldConfig, build_world, write_world  # noqa: E402
-from coldstart.data.ingest import ingest_dataset  # noqa: E402
 from coldstart.core.store import Store  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
+from coldstart.demo.world import ASSETS, WorldConfig, build_world, write_world  # noqa: E402
 
 
 def make_home(root: Path, clips: int) -> tuple[Settings, Store, list[str], float]:
@@ -67,8 +67,17 @@ def make_home(root: Path, clips: int) -> tuple[Settings, Store, list[str], float
             shutil.copy2(src, dst)
             seconds += probe_duration(dst)
             item_id = f"bench-ep{i:03d}"
-            conn.execute(t.items.insert().values(item_id=item_id, kind="episode", title=f"Clip {i}", show_id=show,
-                                                 language="en", genre="science", audio_path=str(dst)))
+            conn.execute(
+                t.items.insert().values(
+                    item_id=item_id,
+                    kind="episode",
+                    title=f"Clip {i}",
+                    show_id=show,
+                    language="en",
+                    genre="science",
+                    audio_path=str(dst),
+                )
+            )
             ids.append(item_id)
     return settings, store, ids, seconds
 
@@ -105,7 +114,9 @@ def transcribe_ray(settings, store, ids, workers: int) -> float:
     items = store.items(["episode"]).set_index("item_id").loc[ids]
     started = time.perf_counter()
     rows = pd.DataFrame({"item_id": ids, "path": items["audio_path"].tolist()})
-    results = _run_stage(rows, Transcribe, settings, _run_dir(settings) / "transcribe", workers, 2 / workers, 0, 1)
+    results = _run_stage(
+        rows, Transcribe, settings, _run_dir(settings) / "transcribe", workers, 2 / workers, 0, 1
+    )
     report = ScoreReport()
     _write_transcripts(store, results, {i: i for i in ids}, 50, report)
     assert not report.failed, report.failed
@@ -135,14 +146,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--only", default="transcribe,embed")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks/results/ray_throughput.json")
+    parser.add_argument(
+        "--report", type=Path, default=ROOT / "benchmarks/results/ray_throughput.json"
+    )
     args = parser.parse_args()
     import ray
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     only = set(args.only.split(","))
-    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)",
-                     "repeats": args.repeats, "ray": ray.__version__}
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)",
+        "repeats": args.repeats,
+        "ray": ray.__version__,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         settings, store, ids, seconds = make_home(Path(tmp), args.clips)
         results["audio_seconds"] = round(seconds, 1)
@@ -152,9 +168,13 @@ def main() -> None:
         units = 0
         for _ in range(args.repeats):
             if "transcribe" in only:
-                runs.setdefault("transcribe local", []).append(transcribe_local(settings, store, ids))
+                runs.setdefault("transcribe local", []).append(
+                    transcribe_local(settings, store, ids)
+                )
                 for n in (1, 2):
-                    runs.setdefault(f"transcribe ray-{n}", []).append(transcribe_ray(settings, store, ids, n))
+                    runs.setdefault(f"transcribe ray-{n}", []).append(
+                        transcribe_ray(settings, store, ids, n)
+                    )
             if "embed" in only:
                 wall, units = embed_local(settings, store)
                 runs.setdefault("embed local", []).append(wall)
@@ -167,7 +187,11 @@ def main() -> None:
     table = []
     for name, walls in runs.items():
         median = statistics.median(walls)
-        row = {"stage": name, "median_seconds": round(median, 2), "runs": [round(x, 2) for x in walls]}
+        row = {
+            "stage": name,
+            "median_seconds": round(median, 2),
+            "runs": [round(x, 2) for x in walls],
+        }
         if name.startswith("transcribe"):
             row["audio_hours_per_hour"] = round(seconds / median, 1)
         else:
@@ -179,8 +203,11 @@ def main() -> None:
     args.report.write_text(json.dumps(results, indent=2) + "\n")
     print("| stage | median s | throughput |\n|---|---:|---:|")
     for row in table:
-        unit = (f"{row['audio_hours_per_hour']} audio h/h" if "audio_hours_per_hour" in row
-                else f"{row['texts_per_second']} texts/s")
+        unit = (
+            f"{row['audio_hours_per_hour']} audio h/h"
+            if "audio_hours_per_hour" in row
+            else f"{row['texts_per_second']} texts/s"
+        )
         print(f"| {row['stage']} | {row['median_seconds']} | {unit} |")
 
 

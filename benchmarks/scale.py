@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,8 +46,20 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = ["generate", "ingest", "taste", "affinity", "affinity_noblend", "two_tower", "two_tower_noblend", "index",
-          "score_uploads", "score_uploads_noblend", "onboarding", "onboarding_noblend"]
+STAGES = [
+    "generate",
+    "ingest",
+    "taste",
+    "affinity",
+    "affinity_noblend",
+    "two_tower",
+    "two_tower_noblend",
+    "index",
+    "score_uploads",
+    "score_uploads_noblend",
+    "onboarding",
+    "onboarding_noblend",
+]
 
 
 # --- a vectorised demo world ---------------------------------------------------------------
@@ -60,18 +71,31 @@ def scale_world(users: int, seed: int = 0):
     from coldstart.demo.vocab import COUNTRIES, MUSIC_GENRES, SPOKEN_GENRES
 
     rng = np.random.default_rng(seed)
-    n_artists, n_shows, n_books, eps = max(40, users // 100), max(16, users // 10), max(16, users // 10), 10
+    n_artists, n_shows, n_books, eps = (
+        max(40, users // 100),
+        max(16, users // 10),
+        max(16, users // 10),
+        10,
+    )
     n_tracks = n_artists * 4
     k = len(MUSIC_GENRES)
     spoken_of = rng.permutation(len(SPOKEN_GENRES))[:k] % len(SPOKEN_GENRES)
     cluster = rng.integers(k, size=users)  # each listener's main taste
     spanish = rng.random(users) < 0.35
-    countries = np.where(spanish, np.array(["ES", "MX", "AR"])[rng.integers(3, size=users)],
-                         np.array(["US", "GB"])[rng.integers(2, size=users)])
+    countries = np.where(
+        spanish,
+        np.array(["ES", "MX", "AR"])[rng.integers(3, size=users)],
+        np.array(["US", "GB"])[rng.integers(2, size=users)],
+    )
     user_ids = np.char.add("u", np.char.zfill(np.arange(users).astype(str), 7))
-    users_df = pd.DataFrame({"user_id": user_ids, "country": countries,
-                             "language": pd.Series(countries).map(COUNTRIES).to_numpy(),
-                             "age": rng.integers(16, 70, size=users).astype(float)})
+    users_df = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "country": countries,
+            "language": pd.Series(countries).map(COUNTRIES).to_numpy(),
+            "age": rng.integers(16, 70, size=users).astype(float),
+        }
+    )
 
     artist_genre = rng.integers(k, size=n_artists)
     track_artist = np.repeat(np.arange(n_artists), 4)
@@ -104,48 +128,109 @@ def scale_world(users: int, seed: int = 0):
     for c in range(k):
         for s in (0, 1):
             lang = "es" if s else "en"
-            show_cdf[c * 2 + s] = sampler(show_pop * np.where(show_lang == lang, 1, 0.04), show_genre == spoken_of[c])
-            book_cdf[c * 2 + s] = sampler(book_pop * np.where(book_lang == lang, 1, 0.04), book_genre == spoken_of[c])
+            show_cdf[c * 2 + s] = sampler(
+                show_pop * np.where(show_lang == lang, 1, 0.04), show_genre == spoken_of[c]
+            )
+            book_cdf[c * 2 + s] = sampler(
+                book_pop * np.where(book_lang == lang, 1, 0.04), book_genre == spoken_of[c]
+            )
     u_t, t_i = draw(track_cdf, cluster, rng.integers(15, 40, size=users))
     pod = np.where(rng.random(users) < 0.7, rng.integers(1, 5, size=users), 0)
     u_s, s_i = draw(show_cdf, lang_key, pod)
     ep_n = rng.integers(1, eps + 1, size=len(u_s))
     u_e = np.repeat(u_s, ep_n)
-    order = rng.random((len(u_s), eps)).argsort(axis=1)  # distinct episodes of each show a listener plays
+    order = rng.random((len(u_s), eps)).argsort(
+        axis=1
+    )  # distinct episodes of each show a listener plays
     e_i = (s_i[:, None] * eps + order)[np.arange(eps)[None, :] < ep_n[:, None]]
     books = np.where(rng.random(users) < 0.5, rng.integers(1, 5, size=users), 0)
     u_b, b_i = draw(book_cdf, lang_key, books)
 
     track_ids = np.char.add("track", np.char.zfill(np.arange(n_tracks).astype(str), 7))
     show_ids = np.char.add("show", np.char.zfill(np.arange(n_shows).astype(str), 6))
-    ep_ids = np.char.add(np.repeat(show_ids, eps), np.tile([f"-ep{e:02d}" for e in range(eps)], n_shows))
+    ep_ids = np.char.add(
+        np.repeat(show_ids, eps), np.tile([f"-ep{e:02d}" for e in range(eps)], n_shows)
+    )
     book_ids = np.char.add("book", np.char.zfill(np.arange(n_books).astype(str), 6))
     frames = [
-        pd.DataFrame({"user_id": user_ids[u_t], "item_id": track_ids[t_i], "weight": rng.poisson(8, len(t_i)) + 1.0}),
-        pd.DataFrame({"user_id": user_ids[u_e], "item_id": ep_ids[e_i], "weight": rng.integers(5, 60, len(e_i)) * 1.0}),
-        pd.DataFrame({"user_id": user_ids[u_b], "item_id": book_ids[b_i], "weight": rng.integers(30, 600, len(b_i)) * 1.0}),
+        pd.DataFrame(
+            {
+                "user_id": user_ids[u_t],
+                "item_id": track_ids[t_i],
+                "weight": rng.poisson(8, len(t_i)) + 1.0,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "user_id": user_ids[u_e],
+                "item_id": ep_ids[e_i],
+                "weight": rng.integers(5, 60, len(e_i)) * 1.0,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "user_id": user_ids[u_b],
+                "item_id": book_ids[b_i],
+                "weight": rng.integers(30, 600, len(b_i)) * 1.0,
+            }
+        ),
     ]
     inter = pd.concat(frames, ignore_index=True).drop_duplicates(["user_id", "item_id"])
-    days = (pd.Timestamp("2026-11-01") - pd.to_timedelta(np.arange(180), unit="D")).strftime("%Y-%m-%dT%H:%M:%S")
+    days = (pd.Timestamp("2026-11-01") - pd.to_timedelta(np.arange(180), unit="D")).strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
     inter["timestamp"] = np.asarray(days)[rng.integers(0, 180, len(inter))]
 
     genres_m = np.array(MUSIC_GENRES)
     genres_s = np.array(SPOKEN_GENRES)
-    artists = pd.DataFrame({"item_id": np.char.add("artist", np.char.zfill(np.arange(n_artists).astype(str), 6)),
-                            "kind": "artist", "genre": genres_m[artist_genre]})
+    artists = pd.DataFrame(
+        {
+            "item_id": np.char.add("artist", np.char.zfill(np.arange(n_artists).astype(str), 6)),
+            "kind": "artist",
+            "genre": genres_m[artist_genre],
+        }
+    )
     artists["title"] = "Artist " + artists.index.astype(str)
-    tracks = pd.DataFrame({"item_id": track_ids, "kind": "track", "genre": genres_m[track_genre],
-                           "title": [f"Song {i}" for i in range(n_tracks)]})
-    shows = pd.DataFrame({"item_id": show_ids, "kind": "show", "genre": genres_s[show_genre], "language": show_lang,
-                          "title": [f"The {g} hour {i}" for i, g in enumerate(genres_s[show_genre])],
-                          "explicit": False})
-    episodes = pd.DataFrame({"item_id": ep_ids, "kind": "episode", "show_id": np.repeat(show_ids, eps),
-                             "genre": np.repeat(genres_s[show_genre], eps), "language": np.repeat(show_lang, eps),
-                             "title": [f"#{e + 1}" for e in np.tile(np.arange(eps), n_shows)], "explicit": False,
-                             "published_at": "2026-10-01"})
-    booksdf = pd.DataFrame({"item_id": book_ids, "kind": "audiobook", "genre": genres_s[book_genre],
-                            "language": book_lang, "title": [f"Book {i}" for i in range(n_books)],
-                            "author": "A. Writer"})
+    tracks = pd.DataFrame(
+        {
+            "item_id": track_ids,
+            "kind": "track",
+            "genre": genres_m[track_genre],
+            "title": [f"Song {i}" for i in range(n_tracks)],
+        }
+    )
+    shows = pd.DataFrame(
+        {
+            "item_id": show_ids,
+            "kind": "show",
+            "genre": genres_s[show_genre],
+            "language": show_lang,
+            "title": [f"The {g} hour {i}" for i, g in enumerate(genres_s[show_genre])],
+            "explicit": False,
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "item_id": ep_ids,
+            "kind": "episode",
+            "show_id": np.repeat(show_ids, eps),
+            "genre": np.repeat(genres_s[show_genre], eps),
+            "language": np.repeat(show_lang, eps),
+            "title": [f"#{e + 1}" for e in np.tile(np.arange(eps), n_shows)],
+            "explicit": False,
+            "published_at": "2026-10-01",
+        }
+    )
+    booksdf = pd.DataFrame(
+        {
+            "item_id": book_ids,
+            "kind": "audiobook",
+            "genre": genres_s[book_genre],
+            "language": book_lang,
+            "title": [f"Book {i}" for i in range(n_books)],
+            "author": "A. Writer",
+        }
+    )
     items = pd.concat([artists, tracks, shows, episodes, booksdf], ignore_index=True)
     return items, inter, users_df
 
@@ -156,10 +241,18 @@ def write_dataset(out: Path, users: int) -> dict:
     items.to_csv(out / "items.csv", index=False)
     inter.to_csv(out / "interactions.csv", index=False)
     users_df.to_csv(out / "users.csv", index=False)
-    pd.DataFrame(columns=["playlist_id", "item_id", "position"]).to_csv(out / "playlists.csv", index=False)
-    pd.DataFrame(columns=["item_id", "start", "end", "text"]).to_csv(out / "transcripts.csv", index=False)
+    pd.DataFrame(columns=["playlist_id", "item_id", "position"]).to_csv(
+        out / "playlists.csv", index=False
+    )
+    pd.DataFrame(columns=["item_id", "start", "end", "text"]).to_csv(
+        out / "transcripts.csv", index=False
+    )
     counts = items["kind"].value_counts().to_dict()
-    return {"listeners": users, "interactions": int(len(inter)), **{f"{k}s": int(v) for k, v in counts.items()}}
+    return {
+        "listeners": users,
+        "interactions": int(len(inter)),
+        **{f"{k}s": int(v) for k, v in counts.items()},
+    }
 
 
 def content_vectors(items: pd.DataFrame, dim: int = 384, seed: int = 1) -> dict[str, np.ndarray]:
@@ -168,7 +261,9 @@ def content_vectors(items: pd.DataFrame, dim: int = 384, seed: int = 1) -> dict[
     spoken = items[items["kind"].isin(["show", "episode", "audiobook"])]
     genres = sorted(spoken["genre"].unique())
     centre = {g: rng.normal(size=dim) for g in genres}
-    x = np.stack([centre[g] for g in spoken["genre"]]) + rng.normal(scale=1.0, size=(len(spoken), dim))
+    x = np.stack([centre[g] for g in spoken["genre"]]) + rng.normal(
+        scale=1.0, size=(len(spoken), dim)
+    )
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     return dict(zip(spoken["item_id"], x))
 
@@ -215,9 +310,15 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
     torch.set_num_threads(2)
 
     def record(stage: str, seconds: float, peak: Peak, **extra) -> None:
-        row = {"listeners": users, "stage": stage, "blend": blend, "seconds": round(seconds, 3),
-               "peak_rss_mb": round(peak.peak / 2**20, 1), "delta_rss_mb": round((peak.peak - peak.start) / 2**20, 1),
-               **extra}
+        row = {
+            "listeners": users,
+            "stage": stage,
+            "blend": blend,
+            "seconds": round(seconds, 3),
+            "peak_rss_mb": round(peak.peak / 2**20, 1),
+            "delta_rss_mb": round((peak.peak - peak.start) / 2**20, 1),
+            **extra,
+        }
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
@@ -249,13 +350,19 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
     from training.affinity import AffinityConfig, AffinityModel
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
-    suffix = "" if blend else "_noblend"  # --no-blend: the network alone, no wide ridge / blend choice
+    suffix = (
+        "" if blend else "_noblend"
+    )  # --no-blend: the network alone, no wide ridge / blend choice
     cfg = AffinityConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
-    affinity = timed("affinity" + suffix, lambda: AffinityModel("podcast", 0, cfg).fit(data), **size)
+    affinity = timed(
+        "affinity" + suffix, lambda: AffinityModel("podcast", 0, cfg).fit(data), **size
+    )
     directory = settings.artifacts_path / "affinity-podcast"
     store.register_artifact("affinity:podcast", directory, affinity.save(directory))
     two_cfg = TwoTowerConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
-    tower = timed("two_tower" + suffix, lambda: TwoTowerRecommender("audiobook", 0, two_cfg).fit(data), **size)
+    tower = timed(
+        "two_tower" + suffix, lambda: TwoTowerRecommender("audiobook", 0, two_cfg).fit(data), **size
+    )
     directory = settings.artifacts_path / "two-tower-audiobook"
     store.register_artifact("two_tower:audiobook", directory, tower.save(directory))
 
@@ -263,13 +370,28 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
 
     keys = list(data.content)
     vectors = np.stack([data.content[k] for k in keys])
-    timed("index", lambda: VectorIndex.build(keys, vectors, model_id="synthetic-384", unit="items",
-                                             exact_max=settings.embed.exact_index_max
-                                             if hasattr(settings.embed, "exact_index_max") else 50_000),
-          vectors=len(keys), **size)
+    timed(
+        "index",
+        lambda: VectorIndex.build(
+            keys,
+            vectors,
+            model_id="synthetic-384",
+            unit="items",
+            exact_max=settings.embed.exact_index_max
+            if hasattr(settings.embed, "exact_index_max")
+            else 50_000,
+        ),
+        vectors=len(keys),
+        **size,
+    )
     del vectors
 
-    from coldstart.batch.uploads import _affinity_model, _listener_profiles, picks_per_listener, predict_audience
+    from coldstart.batch.uploads import (
+        _affinity_model,
+        _listener_profiles,
+        picks_per_listener,
+        predict_audience,
+    )
 
     episodes = data.items[data.items["kind"] == "episode"].sample(100, random_state=0, replace=True)
 
@@ -278,7 +400,9 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
         profiles = _listener_profiles(store)
         picks = picks_per_listener(store)
         for i, row in enumerate(episodes.itertuples()):
-            predict_audience(model, profiles, f"new-{i}", row.show_id, data.content[row.item_id], 10, 20, picks)
+            predict_audience(
+                model, profiles, f"new-{i}", row.show_id, data.content[row.item_id], 10, 20, picks
+            )
 
     timed("score_uploads", score_100, uploads=100, **size)
 
@@ -293,8 +417,12 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
     def onboard():
         pipeline = OnboardingPipeline(load_serving_models(settings, store, search=False), settings)
         for i in range(200):
-            user = UserProfile(f"new{i}", {m: 5.0 for m in rng.choice(music, 20, replace=False)}, country="US",
-                               language="en")
+            user = UserProfile(
+                f"new{i}",
+                {m: 5.0 for m in rng.choice(music, 20, replace=False)},
+                country="US",
+                language="en",
+            )
             started = time.perf_counter()
             pipeline.recommend(user, k=10)
             latencies.append(time.perf_counter() - started)
@@ -303,8 +431,15 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
         started = time.perf_counter()
         onboard()
         total = time.perf_counter() - started
-    record("onboarding", total, peak, p50_ms=round(1000 * float(np.percentile(latencies, 50)), 2),
-           p95_ms=round(1000 * float(np.percentile(latencies, 95)), 2), requests=len(latencies), **size)
+    record(
+        "onboarding",
+        total,
+        peak,
+        p50_ms=round(1000 * float(np.percentile(latencies, 50)), 2),
+        p95_ms=round(1000 * float(np.percentile(latencies, 95)), 2),
+        requests=len(latencies),
+        **size,
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -320,9 +455,12 @@ def report(results: Path) -> str:
         frame.loc[served, "stage"] = frame.loc[served, "stage"] + "_noblend"
     frame = frame.sort_values("seconds").drop_duplicates(["listeners", "stage"], keep="first")
     sizes = sorted(frame["listeners"].unique())
-    lines = ["| stage | " + " | ".join(f"{n:,} listeners" for n in sizes)
-             + " | exponent: time vs interactions | exponent: memory vs interactions |",
-             "|---|" + "---:|" * (len(sizes) + 2)]
+    lines = [
+        "| stage | "
+        + " | ".join(f"{n:,} listeners" for n in sizes)
+        + " | exponent: time vs interactions | exponent: memory vs interactions |",
+        "|---|" + "---:|" * (len(sizes) + 2),
+    ]
     ingest = frame[frame["stage"] == "ingest"].set_index("listeners")
     interactions = ingest["interactions"].to_dict() if "interactions" in ingest else {}
     exponents = {}
@@ -347,18 +485,34 @@ def report(results: Path) -> str:
         else:
             cells += ["-", "-"]
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    onboarding = frame[frame["stage"].isin(["onboarding", "onboarding_noblend"])].sort_values(["stage", "listeners"])
+    onboarding = frame[frame["stage"].isin(["onboarding", "onboarding_noblend"])].sort_values(
+        ["stage", "listeners"]
+    )
     if not onboarding.empty:
-        lines += ["", "| models | listeners | interactions | onboarding p50 | onboarding p95 |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| models | listeners | interactions | onboarding p50 | onboarding p95 |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for r in onboarding.itertuples():
-            models = "blend off (network only)" if r.stage.endswith("noblend") else "default (blend on)"
-            lines.append(f"| {models} | {r.listeners:,} | {int(r.interactions):,} | {r.p50_ms} ms | {r.p95_ms} ms |")
+            models = (
+                "blend off (network only)" if r.stage.endswith("noblend") else "default (blend on)"
+            )
+            lines.append(
+                f"| {models} | {r.listeners:,} | {int(r.interactions):,} | {r.p50_ms} ms | {r.p95_ms} ms |"
+            )
     sizes_rows = frame[frame["stage"] == "ingest"]
     if not sizes_rows.empty:
-        cols = [c for c in ("interactions", "artists", "tracks", "shows", "episodes", "audiobooks") if c in sizes_rows]
+        cols = [
+            c
+            for c in ("interactions", "artists", "tracks", "shows", "episodes", "audiobooks")
+            if c in sizes_rows
+        ]
         lines += ["", "| listeners | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
         for r in sizes_rows.to_dict("records"):
-            lines.append(f"| {r['listeners']:,} | " + " | ".join(f"{int(r[c]):,}" for c in cols) + " |")
+            lines.append(
+                f"| {r['listeners']:,} | " + " | ".join(f"{int(r[c]):,}" for c in cols) + " |"
+            )
     plot(frame)
     text = "\n".join(lines) + "\n"
     (RESULTS / "scale.md").write_text(text)
@@ -377,8 +531,12 @@ def plot(frame: pd.DataFrame) -> None:
         part = frame[frame["stage"] == stage].sort_values("listeners")
         if part.empty:
             continue
-        style = {"marker": "os^"[i % 3], "color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
-                 "linestyle": "--" if stage.endswith("noblend") else "-", "label": stage}
+        style = {
+            "marker": "os^"[i % 3],
+            "color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
+            "linestyle": "--" if stage.endswith("noblend") else "-",
+            "label": stage,
+        }
         a.plot(part["listeners"], part["seconds"], **style)
         b.plot(part["listeners"], part["peak_rss_mb"], **style)
     for ax, label in ((a, "wall seconds"), (b, "peak RSS of the process (MB)")):
@@ -396,12 +554,19 @@ def plot(frame: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--epochs", type=int, default=2, help="fixed training epochs for affinity and two-tower")
-    parser.add_argument("--budget", type=float, default=3600, help="seconds allowed per size (then it is stopped)")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="fixed training epochs for affinity and two-tower"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=3600, help="seconds allowed per size (then it is stopped)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS / "scale.jsonl")
     parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--no-blend", action="store_true",
-                        help="train affinity and two-tower without the wide ridge and blend (stages *_noblend)")
+    parser.add_argument(
+        "--no-blend",
+        action="store_true",
+        help="train affinity and two-tower without the wide ridge and blend (stages *_noblend)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -412,7 +577,16 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         for n in [int(s) for s in args.sizes.split(",")]:
             started = time.time()
-            cmd = [sys.executable, __file__, "--one", str(n), "--epochs", str(args.epochs), "--results", str(args.results)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(n),
+                "--epochs",
+                str(args.epochs),
+                "--results",
+                str(args.results),
+            ]
             cmd += ["--no-blend"] if args.no_blend else []
             try:
                 done = subprocess.run(cmd, timeout=args.budget)
@@ -420,9 +594,20 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 status = f"stopped after the {args.budget:.0f} s budget"
             with args.results.open("a") as f:
-                f.write(json.dumps({"listeners": n, "stage": "_run", "status": status,
-                                    "seconds": round(time.time() - started, 1), "peak_rss_mb": 0, "delta_rss_mb": 0,
-                                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "listeners": n,
+                            "stage": "_run",
+                            "status": status,
+                            "seconds": round(time.time() - started, 1),
+                            "peak_rss_mb": 0,
+                            "delta_rss_mb": 0,
+                            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared",
+                        }
+                    )
+                    + "\n"
+                )
             print(f"size {n}: {status}", flush=True)
     print(report(args.results))
 

@@ -33,14 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from coldstart.core.config import Settings  # noqa: E402
-from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
-from coldstart.data.importers import apple_podcasts  # noqa: E402
-from coldstart.content.index import index_content  # noqa: E402
-from coldstart.data.ingest import ingest_dataset  # noqa: E402
-from coldstart.content.search import SearchService  # noqa: E402
-from coldstart.core.store import Store  # noqa: E402
 from search_queries import QUERIES, split  # noqa: E402
+
+from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
+from coldstart.content.index import index_content  # noqa: E402
+from coldstart.content.search import SearchService  # noqa: E402
+from coldstart.core.config import Settings  # noqa: E402
+from coldstart.core.store import Store  # noqa: E402
+from coldstart.data.importers import apple_podcasts  # noqa: E402
+from coldstart.data.ingest import ingest_dataset  # noqa: E402
 
 INTENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 LEXICAL_GRID = (0.0, 0.05, 0.1, 0.2)
@@ -70,8 +71,11 @@ def build(src: Path, home: Path, adapt: bool) -> tuple[Store, Settings, dict]:
         ingest_dataset(store, home / "dataset")
     started = time.perf_counter()
     report, syncs = index_content(store, settings, progress=False)
-    info = {"index_seconds": round(time.perf_counter() - started, 1), "embed": report.to_dict(),
-            "indexes": [s.to_dict() for s in syncs]}
+    info = {
+        "index_seconds": round(time.perf_counter() - started, 1),
+        "embed": report.to_dict(),
+        "indexes": [s.to_dict() for s in syncs],
+    }
     return store, settings, info
 
 
@@ -91,8 +95,13 @@ def score(service: SearchService, mode: str, queries: list[tuple[str, str]], k: 
         prec.append(sum(rel) / k)
         ndcg.append(_ndcg(rel, k))
     se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
-    return {"precision": float(np.mean(prec)), "precision_se": se(prec), "ndcg": float(np.mean(ndcg)),
-            "ndcg_se": se(ndcg), "per_query_precision": prec}
+    return {
+        "precision": float(np.mean(prec)),
+        "precision_se": se(prec),
+        "ndcg": float(np.mean(ndcg)),
+        "ndcg_se": se(ndcg),
+        "per_query_precision": prec,
+    }
 
 
 def tune(service: SearchService, queries: list[tuple[str, str]]) -> dict:
@@ -108,10 +117,17 @@ def tune(service: SearchService, queries: list[tuple[str, str]]) -> dict:
     best_intent = max(INTENT_GRID, key=lambda w: (grid[f"{w}/0.0"], -w))
     # fused: the best grid point that gives BM25 some weight (ties: the smaller weights)
     fused = [key for key in grid if float(key.split("/")[1]) > 0]
-    best_fused = max(fused, key=lambda key: (grid[key], -float(key.split("/")[1]), -float(key.split("/")[0])))
-    return {"precision_by_intent_weight/lexical_weight": grid, "intent_weight": best_intent,
-            "fused": {"intent_weight": float(best_fused.split("/")[0]),
-                      "lexical_weight": float(best_fused.split("/")[1])}}
+    best_fused = max(
+        fused, key=lambda key: (grid[key], -float(key.split("/")[1]), -float(key.split("/")[0]))
+    )
+    return {
+        "precision_by_intent_weight/lexical_weight": grid,
+        "intent_weight": best_intent,
+        "fused": {
+            "intent_weight": float(best_fused.split("/")[0]),
+            "lexical_weight": float(best_fused.split("/")[1]),
+        },
+    }
 
 
 def latency(service: SearchService, mode: str, queries: list[str]) -> dict:
@@ -130,8 +146,13 @@ def latency(service: SearchService, mode: str, queries: list[str]) -> dict:
         wall.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)
     pct = lambda v, p: round(float(np.percentile(v, p)), 2)  # noqa: E731
-    return {"p50_ms": pct(wall, 50), "p95_ms": pct(wall, 95), "cpu_p50_ms": pct(cpu, 50), "cpu_p95_ms": pct(cpu, 95),
-            "load_average": round(os.getloadavg()[0], 2)}
+    return {
+        "p50_ms": pct(wall, 50),
+        "p95_ms": pct(wall, 95),
+        "cpu_p50_ms": pct(cpu, 50),
+        "cpu_p95_ms": pct(cpu, 95),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
@@ -151,8 +172,12 @@ def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
             fast.append((c1 - c0) * 1000)
             batch.append((c2 - c1) * 1000)
     pct = lambda v, p: round(float(np.percentile(v, p)), 2)  # noqa: E731
-    return {"encode_query_cpu_p50_ms": pct(fast, 50), "encode_query_cpu_p95_ms": pct(fast, 95),
-            f"encode_{encoder.precision}_cpu_p50_ms": pct(batch, 50), f"encode_{encoder.precision}_cpu_p95_ms": pct(batch, 95)}
+    return {
+        "encode_query_cpu_p50_ms": pct(fast, 50),
+        "encode_query_cpu_p95_ms": pct(fast, 95),
+        f"encode_{encoder.precision}_cpu_p50_ms": pct(batch, 50),
+        f"encode_{encoder.precision}_cpu_p95_ms": pct(batch, 95),
+    }
 
 
 def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
@@ -160,9 +185,12 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     real = load_encoder(settings)
     service = SearchService(store, settings, CachedEncoder(real))
     adapted = store.artifact("encoder:adapted") if adapt else None
-    out = {"model_id": real.model_id, "info": info,
-           "intent_manifest": service.intent.manifest if service.intent else None,
-           "adapted_manifest": adapted["manifest"] if adapted else None}
+    out = {
+        "model_id": real.model_id,
+        "info": info,
+        "intent_manifest": service.intent.manifest if service.intent else None,
+        "adapted_manifest": adapted["manifest"] if adapted else None,
+    }
     cfg = settings.embed
     if do_tune:
         out["tuning"] = tune(service, split("tuning"))
@@ -171,7 +199,9 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     results = {}
     for half in ("tuning", "validation"):
         queries = split(half)
-        results[half] = {m: score(service, m, queries) for m in ("dense", "lexical", "hybrid", "intent")}
+        results[half] = {
+            m: score(service, m, queries) for m in ("dense", "lexical", "hybrid", "intent")
+        }
         if do_tune:
             cfg.intent_weight = out["tuning"]["fused"]["intent_weight"]
             cfg.lexical_weight = out["tuning"]["fused"]["lexical_weight"]
@@ -180,14 +210,22 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     out["results"] = results
     timed = SearchService(store, settings, real)
     texts = [q for _, q in split("all")]
-    out["latency"] = {m: latency(timed, m, texts) for m in ("dense", "lexical", "hybrid", "intent", "fused")}
+    out["latency"] = {
+        m: latency(timed, m, texts) for m in ("dense", "lexical", "hybrid", "intent", "fused")
+    }
     out["query_encoding"] = query_encoding(real, texts)
     return out
 
 
-COLUMNS = [("base", "dense", "dense"), ("base", "lexical", "lexical (BM25)"), ("base", "hybrid", "hybrid (RRF)"),
-           ("base", "intent", "intent-boosted"), ("base", "fused", "intent + BM25 (fused)"),
-           ("adapted", "dense", "adapted dense"), ("adapted", "intent", "adapted + intent")]
+COLUMNS = [
+    ("base", "dense", "dense"),
+    ("base", "lexical", "lexical (BM25)"),
+    ("base", "hybrid", "hybrid (RRF)"),
+    ("base", "intent", "intent-boosted"),
+    ("base", "fused", "intent + BM25 (fused)"),
+    ("adapted", "dense", "adapted dense"),
+    ("adapted", "intent", "adapted + intent"),
+]
 
 
 def markdown(result: dict, half: str = "validation") -> str:
@@ -227,18 +265,32 @@ def per_genre(result: dict, half: str = "validation") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("catalogue", nargs="?", type=Path, default=ROOT / "tests/data/apple-podcasts-sample.json")
-    parser.add_argument("--home", type=Path, help="Keep the two homes here (base/, adapted/); reruns reuse them.")
-    parser.add_argument("--tune", action="store_true", help="Choose the weights on the tuning half (else: settings).")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "catalogue", nargs="?", type=Path, default=ROOT / "tests/data/apple-podcasts-sample.json"
+    )
+    parser.add_argument(
+        "--home", type=Path, help="Keep the two homes here (base/, adapted/); reruns reuse them."
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="Choose the weights on the tuning half (else: settings).",
+    )
     parser.add_argument("--no-adapt", action="store_true", help="Skip the adapted-encoder home.")
     parser.add_argument("--json", type=Path, help="Write the results as JSON here.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.home or Path(tmp)
         homes = {"base": False} if args.no_adapt else {"base": False, "adapted": True}
-        result = {"catalogue": str(args.catalogue), "queries": {h: len(split(h)) for h in ("tuning", "validation")},
-                  "genres": len(QUERIES), "homes": {}}
+        result = {
+            "catalogue": str(args.catalogue),
+            "queries": {h: len(split(h)) for h in ("tuning", "validation")},
+            "genres": len(QUERIES),
+            "homes": {},
+        }
         for name, adapt in homes.items():
             result["homes"][name] = run_home(args.catalogue, root / name, adapt, args.tune)
     for half in ("tuning", "validation"):
@@ -247,9 +299,11 @@ def main() -> None:
     print("\nvalidation half, precision@10 per genre:\n")
     print(per_genre(result))
     for name, home in result["homes"].items():
-        print(f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
-              f"query encoding {json.dumps(home['query_encoding'])}, "
-              f"tuning {json.dumps({k: v for k, v in home.get('tuning', {}).items() if k != 'precision_by_intent_weight/lexical_weight'})}")
+        print(
+            f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
+            f"query encoding {json.dumps(home['query_encoding'])}, "
+            f"tuning {json.dumps({k: v for k, v in home.get('tuning', {}).items() if k != 'precision_by_intent_weight/lexical_weight'})}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

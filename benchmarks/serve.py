@@ -29,11 +29,11 @@ import json
 import os
 import shutil
 import signal
-import threading
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,12 +85,24 @@ def request_bodies(home: Path, n: int, k: int) -> list[str]:
     bodies = []
     for user_id, group in list(music.groupby("user_id"))[:n]:
         user = users.loc[user_id]
-        bodies.append(json.dumps({
-            "music": [{"item_id": r.item_id, "weight": float(r.weight)} for r in group.itertuples()],
-            "country": user["country"], "language": user["language"], "age": float(user["age"]), "k": k,
-        }))
+        bodies.append(
+            json.dumps(
+                {
+                    "music": [
+                        {"item_id": r.item_id, "weight": float(r.weight)}
+                        for r in group.itertuples()
+                    ],
+                    "country": user["country"],
+                    "language": user["language"],
+                    "age": float(user["age"]),
+                    "k": k,
+                }
+            )
+        )
     if not bodies:
-        raise SystemExit(f"{home}: no listeners with music history; run `coldstart --home {home} demo` first")
+        raise SystemExit(
+            f"{home}: no listeners with music history; run `coldstart --home {home} demo` first"
+        )
     return bodies
 
 
@@ -99,16 +111,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict:
-    return {**os.environ, "COLDSTART_API_TOKEN": TOKEN,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "COLDSTART_API_TOKEN": TOKEN,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def start_server(home: Path, port: int, workers: int):
     exe = Path(sys.executable).with_name("coldstart")
-    cmd = [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                            env=_env())
+    cmd = [
+        str(exe),
+        "--home",
+        str(home),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=_env()
+    )
     deadline = time.monotonic() + 180
     ready = 0
     while time.monotonic() < deadline:
@@ -132,9 +158,17 @@ WRK_TIMEOUT = {"seconds": 10}  # --timeout: a slower answer counts as an error (
 
 def start_wrk(port: int, script: Path, concurrency: int, seconds: int) -> subprocess.Popen:
     threads = max(1, min(concurrency, 2))
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", f"{WRK_TIMEOUT['seconds']}s",
-           "-s", str(script),
-           f"http://127.0.0.1:{port}"]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{seconds}s",
+        "--timeout",
+        f"{WRK_TIMEOUT['seconds']}s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -163,9 +197,11 @@ def wrk_result(proc: subprocess.Popen, concurrency: int) -> dict:
 
 
 def line(r: dict) -> str:
-    return (f"c={r['concurrency']:>3}: {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:.1f} ms  "
-            f"p95 {r['p95_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  requests {r['requests']}  "
-            f"errors {r['errors']} non-2xx {r['non_2xx']}")
+    return (
+        f"c={r['concurrency']:>3}: {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:.1f} ms  "
+        f"p95 {r['p95_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  requests {r['requests']}  "
+        f"errors {r['errors']} non-2xx {r['non_2xx']}"
+    )
 
 
 def private_copy(home: Path, tmp: Path) -> Path:
@@ -176,8 +212,8 @@ def private_copy(home: Path, tmp: Path) -> Path:
 
 
 def register_clips(home: Path, n: int) -> list[str]:
-    from coldstart.demo.world import ASSETS, AUDIO_CLIPS
     from coldstart.batch.uploads import register_upload, resolve_upload_path
+    from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
     settings = get_settings(home)
     store = Store(settings.db_url)
@@ -189,8 +225,14 @@ def register_clips(home: Path, n: int) -> list[str]:
         clip = list(AUDIO_CLIPS)[i % len(AUDIO_CLIPS)]
         target = settings.uploads_path / f"bench-{i}-{clip}.ogg"
         shutil.copy2(ASSETS / f"{clip}.ogg", target)
-        ids.append(register_upload(store, show_id=show, title=f"bench {clip} {i}",
-                                   audio_path=resolve_upload_path(settings, target.name))["upload_id"])
+        ids.append(
+            register_upload(
+                store,
+                show_id=show,
+                title=f"bench {clip} {i}",
+                audio_path=resolve_upload_path(settings, target.name),
+            )["upload_id"]
+        )
     return ids
 
 
@@ -200,16 +242,30 @@ def scenario_writer(home: Path, port: int, script: Path, args) -> dict:
     alone = run_wrk(port, script, 16, args.seconds)
     print("without writer:", line(alone))
     exe = Path(sys.executable).with_name("coldstart")
-    writer = subprocess.Popen([str(exe), "--home", str(home), "score-uploads", "--json"], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    writer = subprocess.Popen(
+        [str(exe), "--home", str(home), "score-uploads", "--json"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     time.sleep(3)  # let it import and start writing
     busy = run_wrk(port, script, 16, args.seconds)
     still_running = writer.poll() is None
-    print("with writer:   ", line(busy), "(writer still running)" if still_running else "(writer finished)")
+    print(
+        "with writer:   ",
+        line(busy),
+        "(writer still running)" if still_running else "(writer finished)",
+    )
     out, _ = writer.communicate()
     report = json.loads(out) if out.strip().startswith("{") else {}
-    return {"without_writer": alone, "with_writer": busy, "uploads": len(ids),
-            "scored": len(report.get("scored", [])), "writer_outlived_the_run": still_running}
+    return {
+        "without_writer": alone,
+        "with_writer": busy,
+        "uploads": len(ids),
+        "scored": len(report.get("scored", [])),
+        "writer_outlived_the_run": still_running,
+    }
 
 
 def scenario_reload(home: Path, port: int, script: Path, args) -> dict:
@@ -224,11 +280,16 @@ def scenario_reload(home: Path, port: int, script: Path, args) -> dict:
             tick += 1
             try:
                 if tick % 2 == 0:
-                    r = httpx.post(f"http://127.0.0.1:{port}/v1/admin/reload",
-                                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+                    r = httpx.post(
+                        f"http://127.0.0.1:{port}/v1/admin/reload",
+                        headers={"Authorization": f"Bearer {TOKEN}"},
+                        timeout=120,
+                    )
                     done["admin" if r.status_code == 200 else "failed"] += 1
                 if tick % 3 == 0:
-                    for name in store.frame(__import__("coldstart.core.tables", fromlist=["artifacts"]).artifacts)["name"]:
+                    for name in store.frame(
+                        __import__("coldstart.core.tables", fromlist=["artifacts"]).artifacts
+                    )["name"]:
                         row = store.artifact(name)
                         store.register_artifact(name, row["path"], row["manifest"])
                     done["artifact"] += 1
@@ -241,11 +302,22 @@ def scenario_reload(home: Path, port: int, script: Path, args) -> dict:
     stop.set()
     thread.join()
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    reloads = sum(float(x.split()[-1]) for x in metrics.splitlines()
-                  if x.startswith('coldstart_model_reloads_total{result="ok"}'))
-    print(line(result), f"admin reloads {done['admin']}, new artifacts {done['artifact']}, reloads done {reloads:.0f}")
-    return {"load": result, "admin_reloads": done["admin"], "artifact_versions": done["artifact"],
-            "reload_calls_failed": done["failed"], "reloads_ok": reloads}
+    reloads = sum(
+        float(x.split()[-1])
+        for x in metrics.splitlines()
+        if x.startswith('coldstart_model_reloads_total{result="ok"}')
+    )
+    print(
+        line(result),
+        f"admin reloads {done['admin']}, new artifacts {done['artifact']}, reloads done {reloads:.0f}",
+    )
+    return {
+        "load": result,
+        "admin_reloads": done["admin"],
+        "artifact_versions": done["artifact"],
+        "reload_calls_failed": done["failed"],
+        "reloads_ok": reloads,
+    }
 
 
 def scenario_soak(proc, port: int, script: Path, args) -> dict:
@@ -265,23 +337,45 @@ def scenario_soak(proc, port: int, script: Path, args) -> dict:
         samples.append({"t": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
         time.sleep(5)
     result = wrk_result(wrk, 64)
-    print(line(result), f"RSS {samples[0]['rss_mb']} MB at start, {samples[-1]['rss_mb']} MB at the end")
-    return {"load": result, "rss_start_mb": samples[0]["rss_mb"], "rss_end_mb": samples[-1]["rss_mb"],
-            "rss_max_mb": max(s["rss_mb"] for s in samples), "rss_samples": samples}
+    print(
+        line(result),
+        f"RSS {samples[0]['rss_mb']} MB at start, {samples[-1]['rss_mb']} MB at the end",
+    )
+    return {
+        "load": result,
+        "rss_start_mb": samples[0]["rss_mb"],
+        "rss_end_mb": samples[-1]["rss_mb"],
+        "rss_max_mb": max(s["rss_mb"] for s in samples),
+        "rss_samples": samples,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, required=True, help="A populated store (e.g. after `coldstart demo`).")
-    parser.add_argument("--scenario", choices=["levels", "writer", "reload", "soak"], default="levels")
-    parser.add_argument("--uploads", type=int, default=8, help="writer: uploads for score-uploads to score.")
-    parser.add_argument("--timeout", type=int, default=10, help="wrk --timeout in seconds (slower = an error).")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--home", type=Path, required=True, help="A populated store (e.g. after `coldstart demo`)."
+    )
+    parser.add_argument(
+        "--scenario", choices=["levels", "writer", "reload", "soak"], default="levels"
+    )
+    parser.add_argument(
+        "--uploads", type=int, default=8, help="writer: uploads for score-uploads to score."
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=10, help="wrk --timeout in seconds (slower = an error)."
+    )
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--seconds", type=int, default=None, help="Per run (default 15; soak 60).")
-    parser.add_argument("--bodies", type=int, default=200, help="Distinct listeners to cycle through.")
+    parser.add_argument(
+        "--bodies", type=int, default=200, help="Distinct listeners to cycle through."
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1, help="`coldstart serve --workers`.")
-    parser.add_argument("--out", type=Path, default=None, help="Default benchmarks/results/serve[-SCENARIO].json.")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Default benchmarks/results/serve[-SCENARIO].json."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu)")
@@ -296,7 +390,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "onboarding.lua"
         script.write_text(LUA % ",\n".join(f"[==[{b}]==]" for b in bodies))
-        home = private_copy(args.home, Path(tmp)) if args.scenario in ("writer", "reload") else args.home
+        home = (
+            private_copy(args.home, Path(tmp))
+            if args.scenario in ("writer", "reload")
+            else args.home
+        )
         proc, health = start_server(home, port, args.workers)
         try:
             # Warm-up: the first requests pay for lazy imports and allocator growth.

@@ -71,10 +71,14 @@ def colisten_pairs(
     ev = events[["user_id", "item_id"]].copy()
     ev["timestamp"] = events["timestamp"].astype("float64") if "timestamp" in events else 0.0
     ev["weight"] = events["weight"].astype("float64") if "weight" in events else 1.0
-    ev = ev.groupby(["user_id", "item_id"], as_index=False).agg(timestamp=("timestamp", "min"), weight=("weight", "sum"))
+    ev = ev.groupby(["user_id", "item_id"], as_index=False).agg(
+        timestamp=("timestamp", "min"), weight=("weight", "sum")
+    )
 
     # Most recent first (ties: heaviest), then cut each history at the cap.
-    ev = ev.sort_values(["user_id", "timestamp", "weight", "item_id"], ascending=[True, False, False, True])
+    ev = ev.sort_values(
+        ["user_id", "timestamp", "weight", "item_id"], ascending=[True, False, False, True]
+    )
     ev = ev[ev.groupby("user_id").cumcount() < max_items_per_user]
 
     pairs = ev.merge(ev, on="user_id", suffixes=("_a", "_b"))
@@ -107,7 +111,9 @@ def build_colisten_graph(
         if col not in items.columns:
             raise ValueError(f"items frame has no column {col!r}")
     nodes = items[items["kind"].isin(node_types)].drop_duplicates("item_id")
-    item_ids = {t: nodes.loc[nodes["kind"] == t, "item_id"].astype(str).tolist() for t in node_types}
+    item_ids = {
+        t: nodes.loc[nodes["kind"] == t, "item_id"].astype(str).tolist() for t in node_types
+    }
     where = {i: (t, p) for t, ids in item_ids.items() for p, i in enumerate(ids)}
 
     unknown = sorted(set(events["item_id"].astype(str)) - set(where))

@@ -26,11 +26,21 @@ class WeightedSAGEConv(MessagePassing):
         self.lin_neigh = nn.Linear(in_channels[0], out_channels, bias=True)
         self.lin_root = nn.Linear(in_channels[1], out_channels, bias=False)
 
-    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor | tuple[Tensor, Tensor],
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+    ) -> Tensor:
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         if edge_weight is None:
             edge_weight = x_src.new_ones(edge_index.size(1))
-        summed = self.propagate(edge_index, x=(x_src, x_dst), edge_weight=edge_weight, size=(x_src.size(0), x_dst.size(0)))
+        summed = self.propagate(
+            edge_index,
+            x=(x_src, x_dst),
+            edge_weight=edge_weight,
+            size=(x_src.size(0), x_dst.size(0)),
+        )
         norm = scatter(edge_weight, edge_index[1], dim=0, dim_size=x_dst.size(0), reduce="sum")
         mean = summed / norm.clamp(min=1e-12).unsqueeze(-1)
         return self.lin_neigh(mean) + self.lin_root(x_dst)

@@ -38,7 +38,14 @@ class NodeInput(nn.Module):
         self.degree = nn.Linear(1, hidden)
         self.num_ids = num_nodes if self.ids is not None else 0
 
-    def forward(self, n_id: Tensor, x: Tensor, has_content: Tensor, log_degree: Tensor, id_keep: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        n_id: Tensor,
+        x: Tensor,
+        has_content: Tensor,
+        log_degree: Tensor,
+        id_keep: Tensor | None = None,
+    ) -> Tensor:
         # Scaled so that a large degree does not swamp the other inputs (10 ~ 22k weight).
         h = self.degree(log_degree.unsqueeze(-1) / 10.0)
         if self.content is not None:
@@ -67,9 +74,15 @@ class ItemEncoder(nn.Module):
         self.node_types = list(num_nodes)
         self.edge_types = [tuple(et) for et in edge_types]
         self.id_dropout = id_dropout
-        self.inputs = nn.ModuleDict({t: NodeInput(n, content_dim, hidden, use_ids) for t, n in num_nodes.items()})
-        self.conv1 = HeteroConv({et: WeightedSAGEConv(hidden, hidden) for et in self.edge_types}, aggr="sum")
-        self.conv2 = HeteroConv({et: WeightedSAGEConv(hidden, out_dim) for et in self.edge_types}, aggr="sum")
+        self.inputs = nn.ModuleDict(
+            {t: NodeInput(n, content_dim, hidden, use_ids) for t, n in num_nodes.items()}
+        )
+        self.conv1 = HeteroConv(
+            {et: WeightedSAGEConv(hidden, hidden) for et in self.edge_types}, aggr="sum"
+        )
+        self.conv2 = HeteroConv(
+            {et: WeightedSAGEConv(hidden, out_dim) for et in self.edge_types}, aggr="sum"
+        )
         self.skip = nn.ModuleDict({t: nn.Linear(hidden, out_dim) for t in self.node_types})
 
     def forward(
@@ -89,7 +102,9 @@ class ItemEncoder(nn.Module):
             if self.training and self.id_dropout > 0:
                 # Only where text can stand in for the id: an item without content
                 # is told apart from its structural twins by its id alone.
-                keep = (torch.rand(n_id[t].numel(), device=n_id[t].device) >= self.id_dropout) | ~has_content[t]
+                keep = (
+                    torch.rand(n_id[t].numel(), device=n_id[t].device) >= self.id_dropout
+                ) | ~has_content[t]
             h[t] = self.inputs[t](n_id[t], x[t], has_content[t], log_degree[t], keep)
         ei = {et: edge_index[et] for et in self.edge_types}
         # log1p keeps a heavy pair from drowning the rest of a node's neighbours.

@@ -61,7 +61,9 @@ class FitHistory:
         return asdict(self)
 
 
-def split_edges(graph: ColistenGraph, fraction: float, gen: torch.Generator) -> tuple[dict, dict, dict]:
+def split_edges(
+    graph: ColistenGraph, fraction: float, gen: torch.Generator
+) -> tuple[dict, dict, dict]:
     """(train edge_index, train edge_weight, held-out edge_index) per edge type.
 
     A pair is held out in both directions, so it never leaks through its reverse copy.
@@ -97,7 +99,13 @@ def _inputs(graph: ColistenGraph, sub: Subgraph) -> tuple[dict, dict, dict]:
     return x, has, deg
 
 
-def _batch_loss(encoder: ItemEncoder, graph: ColistenGraph, positives: dict[EdgeType, Tensor], sub: Subgraph, temperature: float) -> Tensor:
+def _batch_loss(
+    encoder: ItemEncoder,
+    graph: ColistenGraph,
+    positives: dict[EdgeType, Tensor],
+    sub: Subgraph,
+    temperature: float,
+) -> Tensor:
     x, has, deg = _inputs(graph, sub)
     emb = encoder(sub.n_id, x, has, deg, sub.edge_index, sub.edge_weight)
     losses = []
@@ -108,22 +116,43 @@ def _batch_loss(encoder: ItemEncoder, graph: ColistenGraph, positives: dict[Edge
     return torch.stack(losses).mean()
 
 
-def fit_item_encoder(graph: ColistenGraph, config: GNNConfig = GNNConfig(), progress: bool = False) -> tuple[ItemEncoder, FitHistory]:
+def fit_item_encoder(
+    graph: ColistenGraph, config: GNNConfig = GNNConfig(), progress: bool = False
+) -> tuple[ItemEncoder, FitHistory]:
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     num_nodes = {t: int(graph.data[t].num_nodes) for t in graph.node_types}
     content_dim = int(graph.data[graph.node_types[0]].x.size(1))
-    encoder = ItemEncoder(num_nodes, graph.edge_types, content_dim, config.hidden, config.out_dim, config.use_ids, config.id_dropout)
+    encoder = ItemEncoder(
+        num_nodes,
+        graph.edge_types,
+        content_dim,
+        config.hidden,
+        config.out_dim,
+        config.use_ids,
+        config.id_dropout,
+    )
     history = FitHistory()
     if graph.num_edges == 0:
         return encoder.eval(), history  # nothing to learn: features-only embeddings
 
     train_ei, train_w, val_ei = split_edges(graph, config.val_fraction, gen)
-    sampler = EdgeTypeBalancedSampler(train_ei, train_w, num_nodes, batch_size=config.batch_size, fanouts=config.fanouts, seed=config.seed)
+    sampler = EdgeTypeBalancedSampler(
+        train_ei,
+        train_w,
+        num_nodes,
+        batch_size=config.batch_size,
+        fanouts=config.fanouts,
+        seed=config.seed,
+    )
     # Validation batches are fixed once: the same pairs, the same neighbourhoods.
     val_batches = _validation_batches(sampler, val_ei, num_nodes, config)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = min(config.max_steps_per_epoch, max(1, math.ceil(sampler.num_edges / config.batch_size)))
+    optimizer = torch.optim.Adam(
+        encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = min(
+        config.max_steps_per_epoch, max(1, math.ceil(sampler.num_edges / config.batch_size))
+    )
 
     best, best_state, waited = float("inf"), copy.deepcopy(encoder.state_dict()), 0
     bar = tqdm(range(config.epochs), desc="gnn", disable=not progress)
@@ -142,12 +171,20 @@ def fit_item_encoder(graph: ColistenGraph, config: GNNConfig = GNNConfig(), prog
 
         encoder.eval()
         with torch.no_grad():
-            val = [_batch_loss(encoder, graph, pos, sub, config.temperature).item() for pos, sub in val_batches]
+            val = [
+                _batch_loss(encoder, graph, pos, sub, config.temperature).item()
+                for pos, sub in val_batches
+            ]
         val_loss = sum(val) / len(val) if val else history.train_loss[-1]
         history.val_loss.append(val_loss)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
         if val_loss < best - 1e-4:
-            best, best_state, waited, history.best_epoch = val_loss, copy.deepcopy(encoder.state_dict()), 0, epoch
+            best, best_state, waited, history.best_epoch = (
+                val_loss,
+                copy.deepcopy(encoder.state_dict()),
+                0,
+                epoch,
+            )
         else:
             waited += 1
             if waited >= config.patience:
@@ -156,7 +193,9 @@ def fit_item_encoder(graph: ColistenGraph, config: GNNConfig = GNNConfig(), prog
     return encoder.eval(), history
 
 
-def _validation_batches(sampler: EdgeTypeBalancedSampler, val_ei: dict, num_nodes: dict, config: GNNConfig) -> list:
+def _validation_batches(
+    sampler: EdgeTypeBalancedSampler, val_ei: dict, num_nodes: dict, config: GNNConfig
+) -> list:
     gen = torch.Generator().manual_seed(config.seed + 1)
     per_type = sampler.per_type
     batches = []
@@ -168,8 +207,12 @@ def _validation_batches(sampler: EdgeTypeBalancedSampler, val_ei: dict, num_node
             positives[et] = pos
             seeds[et[0]].append(pos[0])
             seeds[et[2]].append(pos[1])
-        seed_t = {t: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for t, v in seeds.items()}
-        batches.append((positives, sample_subgraph(sampler.csr, num_nodes, seed_t, config.fanouts, gen)))
+        seed_t = {
+            t: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for t, v in seeds.items()
+        }
+        batches.append(
+            (positives, sample_subgraph(sampler.csr, num_nodes, seed_t, config.fanouts, gen))
+        )
     return batches
 
 

@@ -44,7 +44,9 @@ def in_batch_softmax(
     return F.cross_entropy(logits, target)
 
 
-def link_contrastive_loss(src: Tensor, dst: Tensor, dst_ids: Tensor, src_ids: Tensor, temperature: float = 0.1) -> Tensor:
+def link_contrastive_loss(
+    src: Tensor, dst: Tensor, dst_ids: Tensor, src_ids: Tensor, temperature: float = 0.1
+) -> Tensor:
     """Symmetric InfoNCE over one edge type's positive pairs: each source must pick
     its own destination among the batch's destinations, and vice versa."""
     forward = in_batch_softmax(src, dst, temperature=temperature, key_ids=dst_ids)

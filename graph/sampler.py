@@ -41,7 +41,9 @@ def to_csr(edge_index: Tensor, edge_weight: Tensor, num_dst: int) -> CSR:
     dst = edge_index[1, order]
     colptr = torch.zeros(num_dst + 1, dtype=torch.long)
     colptr[1:] = torch.cumsum(torch.bincount(dst, minlength=num_dst), 0)
-    return CSR(colptr=colptr, row=edge_index[0, order].contiguous(), weight=edge_weight[order].contiguous())
+    return CSR(
+        colptr=colptr, row=edge_index[0, order].contiguous(), weight=edge_weight[order].contiguous()
+    )
 
 
 @dataclass
@@ -57,7 +59,9 @@ class Subgraph:
         return torch.searchsorted(self.n_id[node_type], global_ids)
 
 
-def _sample_in_edges(csr: CSR, dst: Tensor, fanout: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+def _sample_in_edges(
+    csr: CSR, dst: Tensor, fanout: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     start, deg = csr.colptr[dst], csr.colptr[dst + 1] - csr.colptr[dst]
     has = deg > 0
     dst, start, deg = dst[has], start[has], deg[has]
@@ -91,7 +95,10 @@ def sample_subgraph(
             src, dst, w = _sample_in_edges(c, frontier[dst_t], fanout, gen)
             edges[et].append((src, dst, w))
             nxt[src_t].append(src)
-        frontier = {t: torch.unique(torch.cat(v)) if v else torch.empty(0, dtype=torch.long) for t, v in nxt.items()}
+        frontier = {
+            t: torch.unique(torch.cat(v)) if v else torch.empty(0, dtype=torch.long)
+            for t, v in nxt.items()
+        }
         for t in num_nodes:
             nodes[t].append(frontier[t])
 
@@ -109,7 +116,9 @@ def sample_subgraph(
             ex = exclude[et]
             keep = ~torch.isin(key, ex[0] * num_nodes[dst_t] + ex[1])
             src, dst, w = src[keep], dst[keep], w[keep]
-        edge_index[et] = torch.stack([torch.searchsorted(n_id[src_t], src), torch.searchsorted(n_id[dst_t], dst)])
+        edge_index[et] = torch.stack(
+            [torch.searchsorted(n_id[src_t], src), torch.searchsorted(n_id[dst_t], dst)]
+        )
         edge_weight[et] = w
     return Subgraph(n_id=n_id, edge_index=edge_index, edge_weight=edge_weight)
 
@@ -150,7 +159,9 @@ class EdgeTypeBalancedSampler:
         if not self.edge_index:
             raise ValueError("the graph has no edges to learn from")
         self.num_nodes = num_nodes
-        self.csr = {et: to_csr(edge_index[et], edge_weight[et], num_nodes[et[2]]) for et in edge_index}
+        self.csr = {
+            et: to_csr(edge_index[et], edge_weight[et], num_nodes[et[2]]) for et in edge_index
+        }
         self.per_type = max(1, batch_size // len(self.edge_index))
         self.fanouts = list(fanouts)
         self.gen = torch.Generator().manual_seed(seed)
@@ -164,16 +175,22 @@ class EdgeTypeBalancedSampler:
         seeds: dict[str, list[Tensor]] = {t: [] for t in self.num_nodes}
         exclude: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
         for et, ei in self.edge_index.items():
-            pick = torch.multinomial(self.edge_weight[et], self.per_type, replacement=True, generator=self.gen)
+            pick = torch.multinomial(
+                self.edge_weight[et], self.per_type, replacement=True, generator=self.gen
+            )
             pos = ei[:, pick]
             positives[et] = pos
             seeds[et[0]].append(pos[0])
             seeds[et[2]].append(pos[1])
             exclude[et].append(pos)
             exclude[(et[2], et[1], et[0])].append(pos.flip(0))  # the reverse copy too
-        seed_t = {t: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for t, v in seeds.items()}
+        seed_t = {
+            t: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for t, v in seeds.items()
+        }
         excl = {et: torch.cat(v, 1) for et, v in exclude.items() if v}
-        sub = sample_subgraph(self.csr, self.num_nodes, seed_t, self.fanouts, self.gen, exclude=excl)
+        sub = sample_subgraph(
+            self.csr, self.num_nodes, seed_t, self.fanouts, self.gen, exclude=excl
+        )
         return LinkBatch(positives=positives, subgraph=sub)
 
     def __iter__(self) -> Iterator[LinkBatch]:

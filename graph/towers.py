@@ -37,24 +37,48 @@ class MusicBag(nn.Module):
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+    )
 
 
 class UserTower(nn.Module):
-    def __init__(self, taste_dim: int, gnn_dim: int, n_countries: int, n_languages: int, out_dim: int = 128, hidden: int = 256, cat_dim: int = 8, n_music: int = 0, music_dim: int = 0) -> None:
+    def __init__(
+        self,
+        taste_dim: int,
+        gnn_dim: int,
+        n_countries: int,
+        n_languages: int,
+        out_dim: int = 128,
+        hidden: int = 256,
+        cat_dim: int = 8,
+        n_music: int = 0,
+        music_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.gnn_dim = gnn_dim
         self.country = nn.Embedding(n_countries + 1, cat_dim)
         self.language = nn.Embedding(n_languages + 1, cat_dim)
         self.music = MusicBag(n_music, music_dim) if n_music and music_dim else None
-        in_dim = taste_dim + gnn_dim + 1 + 2 * cat_dim + 2 + (music_dim if self.music is not None else 0)
+        in_dim = (
+            taste_dim + gnn_dim + 1 + 2 * cat_dim + 2 + (music_dim if self.music is not None else 0)
+        )
         self.net = mlp(in_dim, hidden, out_dim)
         # Weight of an item's log-popularity in the score. Retrieval appends the
         # popularity to each item vector and this weight to each user vector, so
         # the 128-d directions stay free of popularity (see `score_vectors`).
         self.popularity_weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, taste: Tensor, country: Tensor, language: Tensor, age: Tensor, gnn_mean: Tensor, has_history: Tensor, music: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        taste: Tensor,
+        country: Tensor,
+        language: Tensor,
+        age: Tensor,
+        gnn_mean: Tensor,
+        has_history: Tensor,
+        music: Tensor | None = None,
+    ) -> Tensor:
         """taste (B, T); country/language (B,) long, 0 = unknown; age (B,) float, NaN =
         unknown; gnn_mean (B, G) (zeros when cold); has_history (B,) bool; music (B, L)
         long item indices, 0 = padding (only with `n_music`)."""
@@ -77,7 +101,20 @@ class UserTower(nn.Module):
 
 
 class ItemTower(nn.Module):
-    def __init__(self, gnn_dim: int, content_dim: int, n_languages: int, n_genres: int, out_dim: int = 128, hidden: int = 256, cat_dim: int = 8, gnn_dropout: float = 0.3, n_ids: int = 0, id_dim: int = 0, id_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        gnn_dim: int,
+        content_dim: int,
+        n_languages: int,
+        n_genres: int,
+        out_dim: int = 128,
+        hidden: int = 256,
+        cat_dim: int = 8,
+        gnn_dropout: float = 0.3,
+        n_ids: int = 0,
+        id_dim: int = 0,
+        id_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.gnn_dropout = gnn_dropout
         self.id_dropout = id_dropout
@@ -89,26 +126,57 @@ class ItemTower(nn.Module):
             nn.init.normal_(self.item_id.weight, std=0.1)
             with torch.no_grad():
                 self.item_id.weight[0].zero_()
-        in_dim = gnn_dim + 1 + content_dim + 1 + 2 * cat_dim + (id_dim + 1 if self.item_id is not None else 0)
+        in_dim = (
+            gnn_dim
+            + 1
+            + content_dim
+            + 1
+            + 2 * cat_dim
+            + (id_dim + 1 if self.item_id is not None else 0)
+        )
         self.net = mlp(in_dim, hidden, out_dim)
 
-    def forward(self, gnn: Tensor, has_gnn: Tensor, content: Tensor, has_content: Tensor, language: Tensor, genre: Tensor, item_index: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        gnn: Tensor,
+        has_gnn: Tensor,
+        content: Tensor,
+        has_content: Tensor,
+        language: Tensor,
+        genre: Tensor,
+        item_index: Tensor | None = None,
+    ) -> Tensor:
         """gnn (N, G); has_gnn (N,) bool (False: no graph position, e.g. never
         listened); content (N, D); has_content (N,) bool; language/genre (N,) long;
         item_index (N,) long, 0 = no trained id (only with `n_ids`)."""
         use_gnn = has_gnn
         if self.training and self.gnn_dropout > 0:
-            use_gnn = use_gnn & (torch.rand(has_gnn.shape, device=has_gnn.device) >= self.gnn_dropout)
+            use_gnn = use_gnn & (
+                torch.rand(has_gnn.shape, device=has_gnn.device) >= self.gnn_dropout
+            )
         f = use_gnn.unsqueeze(-1).to(content.dtype)
-        parts = [gnn * f, f, content * has_content.unsqueeze(-1).to(content.dtype), has_content.unsqueeze(-1).to(content.dtype), self.language(language), self.genre(genre)]
+        parts = [
+            gnn * f,
+            f,
+            content * has_content.unsqueeze(-1).to(content.dtype),
+            has_content.unsqueeze(-1).to(content.dtype),
+            self.language(language),
+            self.genre(genre),
+        ]
         if self.item_id is not None:
             if self.training and self.id_dropout > 0:
-                item_index = torch.where(torch.rand(item_index.shape, device=item_index.device) >= self.id_dropout, item_index, 0)
+                item_index = torch.where(
+                    torch.rand(item_index.shape, device=item_index.device) >= self.id_dropout,
+                    item_index,
+                    0,
+                )
             parts += [self.item_id(item_index), (item_index > 0).unsqueeze(-1).to(content.dtype)]
         return F.normalize(self.net(torch.cat(parts, dim=-1)), dim=-1)
 
 
-def augment_for_search(users: Tensor, items: Tensor, popularity: Tensor, weight: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+def augment_for_search(
+    users: Tensor, items: Tensor, popularity: Tensor, weight: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
     """(queries, keys) whose inner product is the model's logit:
 
         users . items / temperature + weight * popularity

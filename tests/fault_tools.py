@@ -25,10 +25,15 @@ def server_process(home: Path, token: str, extra_env: dict | None = None, timeou
     port = free_port()
     exe = Path(sys.executable).with_name("coldstart")
     env = {**os.environ, "COLDSTART_API_TOKEN": token, **(extra_env or {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+    )
     proc = subprocess.Popen(
         [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -65,7 +70,12 @@ def onboarding_bodies(store, n: int = 50, k: int = 5) -> list[dict]:
     inter = store.interactions().merge(store.items()[["item_id", "kind"]], on="item_id")
     music = inter[inter["kind"].isin(["artist", "track"])]
     return [
-        {"music": [{"item_id": r.item_id, "weight": float(r.weight)} for r in group.itertuples()], "k": k}
+        {
+            "music": [
+                {"item_id": r.item_id, "weight": float(r.weight)} for r in group.itertuples()
+            ],
+            "k": k,
+        }
         for _, group in list(music.groupby("user_id"))[:n]
     ]
 

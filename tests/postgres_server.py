@@ -47,7 +47,9 @@ def postgres_server():
     bindir = pg_binaries()
     if bindir is None:
         pytest.skip("no PostgreSQL server binary (initdb/pg_ctl): apt-get install postgresql")
-    pytest.importorskip("psycopg", reason="the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    pytest.importorskip(
+        "psycopg", reason="the psycopg driver is not installed (pip install 'psycopg[binary]')"
+    )
     prefix: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="coldstart-pg-"))
     if os.geteuid() == 0:
@@ -59,16 +61,52 @@ def postgres_server():
         prefix = ["runuser", "-u", "postgres", "--"]
     data, log, port = root / "data", root / "server.log", _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True, env=env)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    )
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            options,
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     try:
         yield "127.0.0.1", port
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, env=env)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            env=env,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -79,6 +117,8 @@ def postgres_url(postgres_server) -> str:
 
     host, port = postgres_server
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=host, port=port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql+psycopg://postgres@{host}:{port}/{name}"

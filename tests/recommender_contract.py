@@ -66,7 +66,9 @@ def toy_world(seed: int = 0, users_per_cluster: int = 40) -> InteractionData:
             items.append({"item_id": s, "kind": "show", "genre": f"spoken{c}", "language": "en"})
             items += [{"item_id": f"{s}-ep{e}", "kind": "episode", "show_id": s} for e in range(2)]
         for b in cluster_items("audiobook", c) + ["book-pop"] * (c == 0):
-            items.append({"item_id": b, "kind": "audiobook", "genre": f"spoken{c}", "language": "en"})
+            items.append(
+                {"item_id": b, "kind": "audiobook", "genre": f"spoken{c}", "language": "en"}
+            )
     # An item nobody listens to: must be rankable, never crash anything.
     items.append({"item_id": "show-silent", "kind": "show", "language": "es"})
     items.append({"item_id": "book-silent", "kind": "audiobook", "language": "es"})
@@ -76,7 +78,14 @@ def toy_world(seed: int = 0, users_per_cluster: int = 40) -> InteractionData:
     for c in range(CLUSTERS):
         for n in range(users_per_cluster):
             uid = f"u{c}-{n:03d}"
-            users.append({"user_id": uid, "country": ["US", "GB"][n % 2], "language": "en", "age": float(20 + n % 40)})
+            users.append(
+                {
+                    "user_id": uid,
+                    "country": ["US", "GB"][n % 2],
+                    "language": "en",
+                    "age": float(20 + n % 40),
+                }
+            )
             tracks = rng.choice(cluster_music(c), size=5, replace=False)
             rows += [(uid, t, float(rng.integers(1, 30))) for t in tracks]
             if n % 4 == 0:
@@ -178,14 +187,20 @@ class RecommenderContract:
         first = self.fitted(seed=0)
         second = self.make(self.target, 0).fit(toy_world())
         users = [_cold_user(c) for c in range(CLUSTERS)]
-        for a, b in zip(first.recommend_batch(users, self.k), second.recommend_batch(users, self.k)):
+        for a, b in zip(
+            first.recommend_batch(users, self.k), second.recommend_batch(users, self.k)
+        ):
             assert a.item_ids == b.item_ids
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
     def test_empty_music_falls_back_to_popularity(self):
         model = self.fitted()
         ranking = model.recommend(UserProfile(user_id="nobody", music={}), self.k)
-        popular = PopularityRecommender(self.target).fit(toy_world()).recommend(UserProfile("nobody", {}), self.k)
+        popular = (
+            PopularityRecommender(self.target)
+            .fit(toy_world())
+            .recommend(UserProfile("nobody", {}), self.k)
+        )
         assert ranking.item_ids == popular.item_ids
         if self.personalised:
             assert ranking.fallback is True
@@ -193,7 +208,12 @@ class RecommenderContract:
 
     def test_unknown_music_items_are_listed(self):
         model = self.fitted()
-        music = {cluster_music(0)[0]: 5.0, cluster_music(0)[1]: 3.0, "never-heard-1": 9.0, "never-heard-2": 1.0}
+        music = {
+            cluster_music(0)[0]: 5.0,
+            cluster_music(0)[1]: 3.0,
+            "never-heard-1": 9.0,
+            "never-heard-2": 1.0,
+        }
         ranking = model.recommend(_cold_user(0, music, country="US", language="en"), self.k)
         assert sorted(ranking.unknown_items) == ["never-heard-1", "never-heard-2"]
         assert ranking.fallback is False
@@ -209,9 +229,9 @@ class RecommenderContract:
         split = cold_user_split(data, self.target, 0.25, seed=0)
         cold = {u.user_id for u in split.users}
         kinds = data.kind_of()
-        hidden = data.interactions["user_id"].isin(cold) & data.interactions["item_id"].map(kinds).isin(
-            ["show", "episode"] if self.target == "podcast" else ["audiobook"]
-        )
+        hidden = data.interactions["user_id"].isin(cold) & data.interactions["item_id"].map(
+            kinds
+        ).isin(["show", "episode"] if self.target == "podcast" else ["audiobook"])
         altered = data.interactions.copy()
         # Every cold user "listened" to the last catalog items instead.
         altered.loc[hidden, "item_id"] = [
@@ -249,7 +269,9 @@ class RecommenderContract:
         assert type(loaded) is type(model)
         assert loaded.known_items() == model.known_items()
         users = [_cold_user(c) for c in range(CLUSTERS)] + [UserProfile("nobody", {})]
-        for a, b in zip(model.recommend_batch(users, self.k), loaded.recommend_batch(users, self.k)):
+        for a, b in zip(
+            model.recommend_batch(users, self.k), loaded.recommend_batch(users, self.k)
+        ):
             assert a.item_ids == b.item_ids and a.fallback == b.fallback
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
@@ -265,10 +287,17 @@ class RecommenderContract:
             model.similar_items("never-heard-of-it", 4)
 
     def test_add_items(self, tmp_path):
-        new = pd.DataFrame([
-            {"item_id": f"{self.target}-new-{n}", "kind": "show" if self.target == "podcast" else "audiobook",
-             "language": "en", "genre": "spoken0"} for n in range(2)
-        ])
+        new = pd.DataFrame(
+            [
+                {
+                    "item_id": f"{self.target}-new-{n}",
+                    "kind": "show" if self.target == "podcast" else "audiobook",
+                    "language": "en",
+                    "genre": "spoken0",
+                }
+                for n in range(2)
+            ]
+        )
         if not self.served:
             with pytest.raises(NotImplementedError, match=type(self.fitted()).__name__):
                 self.fitted().add_items(new)
@@ -278,7 +307,9 @@ class RecommenderContract:
         added = model.add_items(pd.concat([new, new.iloc[:1]]))  # a duplicate row, no content
         expected = list(new["item_id"]) if self.adds_without_content else []
         assert added == expected
-        assert model.known_items() == before + expected, "new items go after the catalog, old order kept"
+        assert model.known_items() == before + expected, (
+            "new items go after the catalog, old order kept"
+        )
         assert model.add_items(new) == [], "known items are not added twice"
         ranking = model.recommend(_cold_user(0), 10_000)
         assert sorted(ranking.item_ids) == sorted(self.catalog() | set(expected))

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 
 from coldstart.api.server import serve_in_thread
-from coldstart.core.config import Settings
-from coldstart.demo.world import ASSETS, WorldConfig, build_world, write_world
 from coldstart.content.embeddings import embed_items, item_vectors, load_encoder
 from coldstart.content.index import sync_indexes
-from coldstart.data.ingest import ingest_dataset
-from coldstart.recommend.models import interaction_data
+from coldstart.core.config import Settings
 from coldstart.core.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.demo.world import ASSETS, WorldConfig, build_world, write_world
+from coldstart.recommend.models import interaction_data
 from training.affinity import AffinityConfig, AffinityModel
 from training.taste import TasteConfig
 

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from coldstart.core import tables as t
-from coldstart.content.adapt import adapt_encoder, training_pairs
 from coldstart.cli import app
-from coldstart.core.config import Settings
+from coldstart.content.adapt import adapt_encoder, training_pairs
 from coldstart.content.embeddings import (
     current_adapted,
     embed_items,
@@ -24,6 +22,8 @@ from coldstart.content.embeddings import (
 from coldstart.content.index import index_content, sync_indexes
 from coldstart.content.intent import load_intent, train_intent
 from coldstart.content.search import MODES, SearchService
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert
 
 # Three labelled groups of shows. The labels are opaque on purpose: the product must
@@ -66,9 +66,19 @@ def _rows(labelled: bool = True) -> list[dict]:
     rows = []
     for group, shows in GROUPS.items():
         for i, (title, description) in enumerate(shows):
-            rows.append({"item_id": f"{group}-{i}", "kind": "show", "title": title, "description": description,
-                         "language": "en", "genre": group if labelled else None, "show_id": None,
-                         "author": None, "explicit": False})
+            rows.append(
+                {
+                    "item_id": f"{group}-{i}",
+                    "kind": "show",
+                    "title": title,
+                    "description": description,
+                    "language": "en",
+                    "genre": group if labelled else None,
+                    "show_id": None,
+                    "author": None,
+                    "explicit": False,
+                }
+            )
     return rows
 
 
@@ -150,10 +160,15 @@ def test_intent_classifier_is_trained_with_a_manifest(labelled, base):
     model = load_intent(settings, base.model_id)
     assert model.labels == sorted(GROUPS) and model.manifest["items"] == 24
     assert store.artifact("intent")["manifest"]["data_hash"] == model.manifest["data_hash"]
-    assert load_intent(settings, "another-model@123") is None  # never applied to another model's vectors
+    assert (
+        load_intent(settings, "another-model@123") is None
+    )  # never applied to another model's vectors
     p = model.probabilities(base.encode(["telescopes and the planets", "a recipe for dinner"]))
     assert np.allclose(p.sum(axis=1), 1.0)
-    assert model.labels[int(p[0].argmax())] == "G-stars" and model.labels[int(p[1].argmax())] == "G-kitchen"
+    assert (
+        model.labels[int(p[0].argmax())] == "G-stars"
+        and model.labels[int(p[1].argmax())] == "G-kitchen"
+    )
 
 
 def test_intent_skips_an_unlabelled_catalogue(tmp_path, base):
@@ -165,8 +180,9 @@ def test_intent_skips_an_unlabelled_catalogue(tmp_path, base):
     service = SearchService(store, settings, base)
     assert service.intent is None
     query = "rockets and astronauts"
-    assert [r.item_id for r in service.search(query, k=5, mode="intent")] == \
-        [r.item_id for r in service.search(query, k=5, mode="dense")]
+    assert [r.item_id for r in service.search(query, k=5, mode="intent")] == [
+        r.item_id for r in service.search(query, k=5, mode="dense")
+    ]
 
 
 def test_intent_boost_is_soft(labelled, base):
@@ -197,8 +213,9 @@ def test_default_mode_comes_from_settings(labelled, base):
         other = settings.model_copy(deep=True)
         other.embed.search_mode = mode
         service = SearchService(store, other, base)
-        assert [r.item_id for r in service.search(query, k=6)] == \
-            [r.item_id for r in service.search(query, k=6, mode=mode)]
+        assert [r.item_id for r in service.search(query, k=6)] == [
+            r.item_id for r in service.search(query, k=6, mode=mode)
+        ]
     with pytest.raises(ValueError, match="mode must be one of"):
         SearchService(store, settings, base).search(query, mode="psychic")
 
@@ -220,8 +237,20 @@ def test_cli_index_trains_intent_and_search_takes_every_mode(tmp_path):
     assert report["intent"]["action"] == "trained" and report["intent"]["genres"] == 3
     assert "adapt" not in report  # adaptation is off by default
     for mode in MODES:
-        res = runner.invoke(app, ["--home", str(tmp_path), "search", "rocket launches", "--k", "3",
-                                  "--mode", mode, "--json"])
+        res = runner.invoke(
+            app,
+            [
+                "--home",
+                str(tmp_path),
+                "search",
+                "rocket launches",
+                "--k",
+                "3",
+                "--mode",
+                mode,
+                "--json",
+            ],
+        )
         assert res.exit_code == 0, res.output
         rows = json.loads(res.stdout)
         # BM25 alone returns only shows that share a word with the query
@@ -245,4 +274,7 @@ def test_index_adapts_then_embeds_with_the_adapted_model(tmp_path, base):
     # another seed is another model
     other, other_settings = _store(tmp_path / "seed1", **TINY_ADAPT)
     other_settings.train.seed = 1
-    assert adapt_encoder(other, other_settings, base).model_id not in (report.model_id, base.model_id)
+    assert adapt_encoder(other, other_settings, base).model_id not in (
+        report.model_id,
+        base.model_id,
+    )

@@ -8,17 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from recommender_contract import CLUSTERS, RecommenderContract, cluster_items, cluster_music, toy_world
+from recommender_contract import (
+    CLUSTERS,
+    RecommenderContract,
+    cluster_items,
+    cluster_music,
+    toy_world,
+)
 
 from training.affinity import AffinityConfig, AffinityModel
 from training.data import UserProfile
 from training.taste import TasteConfig
 
-TINY = AffinityConfig(hidden=32, dim=16, batch_size=32, max_epochs=25, patience=8, taste=TasteConfig(dim=16, epochs=5))
+TINY = AffinityConfig(
+    hidden=32, dim=16, batch_size=32, max_epochs=25, patience=8, taste=TasteConfig(dim=16, epochs=5)
+)
 
 
 class TestAffinityContract(RecommenderContract):
     adds_without_content = False  # scores a new item from its content vector only
+
     def make(self, target, seed):
         return AffinityModel(target, seed, TINY)
 
@@ -53,7 +62,9 @@ def _user(c: int) -> UserProfile:
 
 @pytest.fixture(scope="module")
 def content_model() -> AffinityModel:
-    return AffinityModel("podcast", 0, replace(TINY, max_epochs=40, patience=40)).fit(_with_content())
+    return AffinityModel("podcast", 0, replace(TINY, max_epochs=40, patience=40)).fit(
+        _with_content()
+    )
 
 
 def test_new_show_without_listeners_is_scored_by_its_content(content_model):
@@ -70,7 +81,9 @@ def test_new_show_without_listeners_is_scored_by_its_content(content_model):
 
 def test_content_of_wrong_size_is_rejected(content_model):
     with pytest.raises(ValueError, match="dims"):
-        content_model.add_items(pd.DataFrame({"item_id": ["show-bad"]}), {"show-bad": np.ones(3, np.float32)})
+        content_model.add_items(
+            pd.DataFrame({"item_id": ["show-bad"]}), {"show-bad": np.ones(3, np.float32)}
+        )
 
 
 def test_id_only_model_cannot_add_items():
@@ -101,7 +114,11 @@ def test_early_stopping_stops_after_patience():
 
 def test_save_load_round_trip_keeps_scores_and_config(content_model, tmp_path):
     manifest = content_model.save(tmp_path / "aff", {"note": "test"})
-    assert manifest["kind"] == "affinity" and manifest["target"] == "podcast" and manifest["note"] == "test"
+    assert (
+        manifest["kind"] == "affinity"
+        and manifest["target"] == "podcast"
+        and manifest["note"] == "test"
+    )
     ckpt = torch.load(tmp_path / "aff" / "affinity.pt", weights_only=True)
     assert AffinityConfig.from_dict(ckpt["config"]) == content_model.config
     loaded = AffinityModel.load(tmp_path / "aff")
@@ -118,10 +135,14 @@ def test_load_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_demographics_are_optional():
-    data = replace(toy_world(), users=pd.DataFrame(columns=["user_id", "country", "language", "age"]))
+    data = replace(
+        toy_world(), users=pd.DataFrame(columns=["user_id", "country", "language", "age"])
+    )
     model = AffinityModel("podcast", 0, TINY).fit(data)
     assert model.countries == {} and model.languages == {}
-    ranking = model.recommend(UserProfile("x", {"track-1-0": 2.0}, country="ZZ", language="xx", age=33.0), 3)
+    ranking = model.recommend(
+        UserProfile("x", {"track-1-0": 2.0}, country="ZZ", language="xx", age=33.0), 3
+    )
     assert len(ranking.item_ids) == 3 and not ranking.fallback
 
 
@@ -129,7 +150,9 @@ def test_too_few_users_is_a_clear_error():
     data = toy_world()
     podcasts = data.interactions["item_id"].str.contains("-ep")
     with pytest.raises(ValueError, match="users with both music and podcast history"):
-        AffinityModel("podcast", 0, TINY).fit(replace(data, interactions=data.interactions[~podcasts]))
+        AffinityModel("podcast", 0, TINY).fit(
+            replace(data, interactions=data.interactions[~podcasts])
+        )
 
 
 def test_unknown_target_is_rejected():
@@ -141,7 +164,11 @@ def test_public_vectors_reproduce_the_scores(content_model):
     users = [_user(c) for c in range(CLUSTERS)]
     u, known, unknown = content_model.user_vectors(users)
     ids, vectors, bias = content_model.item_vectors()
-    assert u.shape == (CLUSTERS, TINY.dim) and vectors.shape == (len(ids), TINY.dim) and bias.shape == (len(ids),)
+    assert (
+        u.shape == (CLUSTERS, TINY.dim)
+        and vectors.shape == (len(ids), TINY.dim)
+        and bias.shape == (len(ids),)
+    )
     assert known.all() and unknown == [[], [], []]
     scores, _, _ = content_model.score_batch(users)
     np.testing.assert_allclose(u @ vectors.T + bias, scores, rtol=1e-5)
@@ -151,7 +178,9 @@ def test_public_vectors_reproduce_the_scores(content_model):
 def test_early_stopping_uses_the_metric_named_in_config():
     from training.metrics import METRICS, summarise
 
-    model = AffinityModel("podcast", 0, replace(TINY, max_epochs=3, early_stopping="recall")).fit(toy_world())
+    model = AffinityModel("podcast", 0, replace(TINY, max_epochs=3, early_stopping="recall")).fit(
+        toy_world()
+    )
     assert "val_recall@10" in model.metrics and "val_ndcg@10" not in model.metrics
     assert all("val_recall" in row for row in model.metrics["history"])
     with pytest.raises(ValueError, match="per-user metric"):

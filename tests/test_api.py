@@ -6,9 +6,9 @@ import os
 
 import pandas as pd
 import pytest
+import serving_world
 from pydantic import SecretStr
 
-import serving_world
 from coldstart.core.config import ServeSettings, Settings
 from coldstart.core.store import Store
 
@@ -51,7 +51,10 @@ def listener(home, language: str):
 
 def test_onboarding_for_a_demo_listener(api, served_home):
     music, user = listener(served_home, "es")
-    resp = api.post("/v1/onboarding", json={"music": music, "language": "es", "country": user["country"], "age": 30, "k": 5})
+    resp = api.post(
+        "/v1/onboarding",
+        json={"music": music, "language": "es", "country": user["country"], "age": 30, "k": 5},
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["fallback"] is False and body["unknown_items"] == []
@@ -86,7 +89,10 @@ def test_empty_history_falls_back_to_popularity(api):
 def test_unknown_music_items_are_ignored_and_listed(api, served_home):
     music, _ = listener(served_home, "en")
     known = api.post("/v1/onboarding", json={"music": music, "k": 5}).json()
-    mixed = api.post("/v1/onboarding", json={"music": music + [{"item_id": "no-such-artist", "weight": 50}], "k": 5}).json()
+    mixed = api.post(
+        "/v1/onboarding",
+        json={"music": music + [{"item_id": "no-such-artist", "weight": 50}], "k": 5},
+    ).json()
     assert mixed["unknown_items"] == ["no-such-artist"] and mixed["fallback"] is False
     assert [s["item_id"] for s in mixed["shows"]] == [s["item_id"] for s in known["shows"]]
     only = api.post("/v1/onboarding", json={"music": [{"item_id": "ghost", "weight": 1}]}).json()
@@ -113,7 +119,9 @@ def test_invalid_onboarding_bodies_are_422_naming_the_field(api, body, field):
 
 
 def test_malformed_json_is_422(api):
-    resp = api.post("/v1/onboarding", content=b"{not json", headers={"Content-Type": "application/json"})
+    resp = api.post(
+        "/v1/onboarding", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status_code == 422 and "message" in resp.json()
 
 
@@ -135,10 +143,24 @@ def test_paths_outside_the_uploads_directory_are_403(api, served_home, tmp_path)
     link = uploads / "escape.ogg"
     if not link.exists():
         os.symlink(outside, link)
-    for path in ["../coldstart.db", "sub/../../coldstart.db", str(outside), "/etc/passwd", "escape.ogg"]:
-        resp = api.post("/v1/uploads", json={"show_id": "show000", "title": "t", "audio_path": path}, headers=AUTH)
+    for path in [
+        "../coldstart.db",
+        "sub/../../coldstart.db",
+        str(outside),
+        "/etc/passwd",
+        "escape.ogg",
+    ]:
+        resp = api.post(
+            "/v1/uploads",
+            json={"show_id": "show000", "title": "t", "audio_path": path},
+            headers=AUTH,
+        )
         assert resp.status_code == 403, (path, resp.text)
-    missing = api.post("/v1/uploads", json={"show_id": "show000", "title": "t", "audio_path": "nothing.ogg"}, headers=AUTH)
+    missing = api.post(
+        "/v1/uploads",
+        json={"show_id": "show000", "title": "t", "audio_path": "nothing.ogg"},
+        headers=AUTH,
+    )
     assert missing.status_code == 422 and "audio_path" in missing.json()["message"]
 
 
@@ -154,7 +176,9 @@ def test_oversize_upload_is_413_and_stores_nothing(api, served_home):
     files_before = set(received.glob("*")) if received.exists() else set()
     big = b"\0" * (LIMIT + 100_000)
     form = {"show_id": "show000", "title": "too big"}
-    resp = api.post("/v1/uploads", data=form, files={"file": ("big.ogg", big, "audio/ogg")}, headers=AUTH)
+    resp = api.post(
+        "/v1/uploads", data=form, files={"file": ("big.ogg", big, "audio/ogg")}, headers=AUTH
+    )
     assert resp.status_code == 413
 
     # No Content-Length (chunked): refused while streaming, not after.
@@ -162,28 +186,43 @@ def test_oversize_upload_is_413_and_stores_nothing(api, served_home):
         boundary = b"--xyz"
         yield boundary + b'\r\nContent-Disposition: form-data; name="show_id"\r\n\r\nshow000\r\n'
         yield boundary + b'\r\nContent-Disposition: form-data; name="title"\r\n\r\nstreamed\r\n'
-        yield boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.ogg"\r\n\r\n'
+        yield (
+            boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.ogg"\r\n\r\n'
+        )
         for _ in range(40):
             yield b"\1" * 10_000
         yield b"\r\n--xyz--\r\n"
 
     resp = api.post(
-        "/v1/uploads", content=chunks(), headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"}
+        "/v1/uploads",
+        content=chunks(),
+        headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"},
     )
     assert resp.status_code == 413
     # Just over the limit, with the form overhead small: the exact file-size check.
     just = b"\2" * (LIMIT + 1)
-    resp = api.post("/v1/uploads", data=form, files={"file": ("just.ogg", just, "audio/ogg")}, headers=AUTH)
+    resp = api.post(
+        "/v1/uploads", data=form, files={"file": ("just.ogg", just, "audio/ogg")}, headers=AUTH
+    )
     assert resp.status_code == 413
     assert _upload_rows(served_home) == before
     assert (set(received.glob("*")) if received.exists() else set()) == files_before
 
 
 def test_upload_validation_names_the_field(api):
-    resp = api.post("/v1/uploads", data={"show_id": "no-such-show", "title": "x"},
-                    files={"file": ("a.ogg", b"OggS", "audio/ogg")}, headers=AUTH)
+    resp = api.post(
+        "/v1/uploads",
+        data={"show_id": "no-such-show", "title": "x"},
+        files={"file": ("a.ogg", b"OggS", "audio/ogg")},
+        headers=AUTH,
+    )
     assert resp.status_code == 422 and "show_id" in resp.json()["message"]
-    resp = api.post("/v1/uploads", data={"show_id": "show000"}, files={"file": ("a.ogg", b"OggS", "audio/ogg")}, headers=AUTH)
+    resp = api.post(
+        "/v1/uploads",
+        data={"show_id": "show000"},
+        files={"file": ("a.ogg", b"OggS", "audio/ogg")},
+        headers=AUTH,
+    )
     assert resp.status_code == 422 and "title" in resp.json()["message"]
     resp = api.post("/v1/uploads", data={"show_id": "show000", "title": "x"}, headers=AUTH)
     assert resp.status_code == 422 and "file" in resp.json()["message"]
@@ -192,7 +231,9 @@ def test_upload_validation_names_the_field(api):
 
 
 def test_search_and_similar(api):
-    resp = api.get("/v1/search", params={"q": "detective murder investigation", "k": 3, "kind": "episode"})
+    resp = api.get(
+        "/v1/search", params={"q": "detective murder investigation", "k": 3, "kind": "episode"}
+    )
     assert resp.status_code == 200, resp.text
     hits = resp.json()["results"]
     assert 0 < len(hits) <= 3 and all(h["kind"] == "episode" for h in hits)
@@ -200,7 +241,9 @@ def test_search_and_similar(api):
     sim = api.get("/v1/items/show000/similar", params={"k": 4})
     assert sim.status_code == 200
     results = sim.json()["results"]
-    assert len(results) == 4 and all(r["kind"] == "show" and r["item_id"] != "show000" for r in results)
+    assert len(results) == 4 and all(
+        r["kind"] == "show" and r["item_id"] != "show000" for r in results
+    )
     assert api.get("/v1/items/nope/similar").status_code == 404
     assert api.get("/v1/search", params={"q": ""}).status_code == 422
     assert api.get("/v1/search", params={"q": "x", "kind": "album"}).status_code == 422
@@ -213,7 +256,9 @@ def test_health_metrics_and_docs(api):
     api.post("/v1/onboarding", json={"music": []})
     text = api.get("/metrics").text
     assert 'coldstart_requests_total{method="POST",route="/v1/onboarding",status="200"}' in text
-    assert 'coldstart_request_seconds_bucket{le="0.05",method="POST",route="/v1/onboarding"}' in text
+    assert (
+        'coldstart_request_seconds_bucket{le="0.05",method="POST",route="/v1/onboarding"}' in text
+    )
     assert "coldstart_uploads" in text
     docs = api.get("/docs")
     assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pandas as pd
 from recommender_contract import RecommenderContract, cluster_items, toy_world
 
-from training.baselines import MusicKNNRecommender, PopularityRecommender, SegmentPopularityRecommender
+from training.baselines import (
+    MusicKNNRecommender,
+    PopularityRecommender,
+    SegmentPopularityRecommender,
+)
 from training.data import InteractionData, UserProfile
 from training.taste import TasteConfig
 
@@ -32,7 +36,9 @@ class TestSegmentPopularityContract(RecommenderContract):
 
 class TestMusicKNNContract(RecommenderContract):
     def make(self, target, seed):
-        return MusicKNNRecommender(target, seed, neighbours=20, taste=TasteConfig(dim=16, epochs=5, seed=seed))
+        return MusicKNNRecommender(
+            target, seed, neighbours=20, taste=TasteConfig(dim=16, epochs=5, seed=seed)
+        )
 
 
 class TestMusicKNNAudiobookContract(TestMusicKNNContract):
@@ -50,7 +56,11 @@ def test_popularity_counts_listeners_and_episode_plays_count_for_their_show():
 def _segment_world() -> InteractionData:
     """Spanish listeners like show-es, English listeners show-en; show-en is bigger."""
     items = pd.DataFrame(
-        [{"item_id": "t1", "kind": "track"}, {"item_id": "show-en", "kind": "show"}, {"item_id": "show-es", "kind": "show"}]
+        [
+            {"item_id": "t1", "kind": "track"},
+            {"item_id": "show-en", "kind": "show"},
+            {"item_id": "show-es", "kind": "show"},
+        ]
     ).assign(show_id=None)
     rows, users = [], []
     for n in range(30):
@@ -66,9 +76,13 @@ def _segment_world() -> InteractionData:
 
 def test_segment_popularity_uses_country_then_language_then_global():
     model = SegmentPopularityRecommender("podcast", min_users=5).fit(_segment_world())
-    assert model.recommend(UserProfile("a", {}, country="MX", language="es"), 1).item_ids == ["show-es"]
+    assert model.recommend(UserProfile("a", {}, country="MX", language="es"), 1).item_ids == [
+        "show-es"
+    ]
     # Unknown country, known language: the language segment answers.
-    assert model.recommend(UserProfile("b", {}, country="AR", language="es"), 1).item_ids == ["show-es"]
+    assert model.recommend(UserProfile("b", {}, country="AR", language="es"), 1).item_ids == [
+        "show-es"
+    ]
     spanish_only = model.recommend(UserProfile("c", {}, language="es"), 1)
     assert spanish_only.item_ids == ["show-es"] and not spanish_only.fallback
     unknown = model.recommend(UserProfile("d", {}), 2)

@@ -8,7 +8,13 @@ from recommender_contract import RecommenderContract, toy_world
 from scipy import sparse
 
 from training.blend import ScoreBlend, choose_blend, standardise
-from training.cross_domain import CrossDomainRidge, MusicItemKNN, RidgeSolution, choose_ridge, fit_wide
+from training.cross_domain import (
+    CrossDomainRidge,
+    MusicItemKNN,
+    RidgeSolution,
+    choose_ridge,
+    fit_wide,
+)
 from training.data import UserProfile
 from training.history import HistoryEncoder
 
@@ -60,7 +66,9 @@ def test_ridge_state_round_trips_and_new_columns_score_zero():
 def test_lambda_is_chosen_out_of_fold():
     world = toy_world()
     ridge = CrossDomainRidge("podcast", 0).fit(world)
-    assert len(ridge.validation) == 2 and min(ridge.validation) * 25 / 8 == pytest.approx(max(ridge.validation))
+    assert len(ridge.validation) == 2 and min(ridge.validation) * 25 / 8 == pytest.approx(
+        max(ridge.validation)
+    )
     assert ridge.solution.lam == max(ridge.validation, key=lambda lam: (ridge.validation[lam], lam))
 
 
@@ -69,7 +77,9 @@ def test_knn_shrinkage_discounts_a_single_shared_item():
     knn = MusicItemKNN("podcast", 0, neighbours=1, shrinkage=5.0)
     cos_one, shared_one = 1.0, 1
     cos_four, shared_four = 4 / np.sqrt(4 * 5), 4
-    assert cos_one * shared_one / (shared_one + knn.shrinkage) < cos_four * shared_four / (shared_four + knn.shrinkage)
+    assert cos_one * shared_one / (shared_one + knn.shrinkage) < cos_four * shared_four / (
+        shared_four + knn.shrinkage
+    )
 
 
 def test_binary_history_rows_ignore_weights_and_unknown_items():
@@ -105,12 +115,17 @@ def test_blend_keeps_the_fallback_or_the_best_point_never_a_third():
     for r, t in enumerate(truth):
         signal[r, list(t)] = 1.0
     for trial in range(20):
-        sources = {"wide": signal + rng.normal(scale=0.6 + 0.1 * trial, size=signal.shape),
-                   "network": signal + rng.normal(scale=0.7 + 0.1 * trial, size=signal.shape)}
+        sources = {
+            "wide": signal + rng.normal(scale=0.6 + 0.1 * trial, size=signal.shape),
+            "network": signal + rng.normal(scale=0.7 + 0.1 * trial, size=signal.shape),
+        }
         blend = choose_blend(sources, truth)
         alone = blend.weights == {"wide": 1.0, "network": 0.0}
         assert alone or blend.validation["blend"] == pytest.approx(blend.validation["best_on_grid"])
-        assert blend.weights != {"wide": 0.0, "network": 1.0} or blend.validation["network_only"] >= blend.validation["best_on_grid"]
+        assert (
+            blend.weights != {"wide": 0.0, "network": 1.0}
+            or blend.validation["network_only"] >= blend.validation["best_on_grid"]
+        )
 
 
 def test_blend_apply_standardises_each_source_per_user():
@@ -123,7 +138,9 @@ def test_blend_apply_standardises_each_source_per_user():
 def test_wide_part_leans_on_popularity_when_music_says_nothing():
     rng = np.random.default_rng(1)
     n_users, n_music, n_items = 120, 40, 10
-    histories = [{f"m{j}": 1.0 for j in rng.choice(n_music, 5, replace=False)} for _ in range(n_users)]
+    histories = [
+        {f"m{j}": 1.0 for j in rng.choice(n_music, 5, replace=False)} for _ in range(n_users)
+    ]
     # Targets follow popularity only (item 0 most liked), independent of music.
     probs = np.linspace(0.9, 0.05, n_items)
     y = sparse.csr_matrix((rng.random((n_users, n_items)) < probs).astype(float))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldstart.demo.world import WorldConfig, build_world, write_world
-from coldstart.data.ingest import ingest_dataset
 from coldstart.core.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.demo.world import WorldConfig, build_world, write_world
 
 SMALL = WorldConfig(users=200, artists=40, shows=16, episodes_per_show=3, audiobooks=30)
 
@@ -29,7 +29,9 @@ def test_world_is_a_valid_contract_dataset(tmp_path):
     assert set(stats["items"]["by_language"]["show"]) == {"en", "es"}
     audio = world.items[world.items["audio_path"].notna()]
     assert len(audio) >= 2  # real clips to transcribe
-    assert not set(audio["item_id"]) & set(world.transcripts["item_id"])  # those have no provided text
+    assert not set(audio["item_id"]) & set(
+        world.transcripts["item_id"]
+    )  # those have no provided text
 
 
 def test_spoken_listening_follows_music_taste():

@@ -7,8 +7,6 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from coldstart.core import tables as t
-from coldstart.core.config import Settings
 from coldstart.content.embeddings import (
     embed_items,
     item_text,
@@ -20,6 +18,8 @@ from coldstart.content.embeddings import (
     resolve_model_path,
     split_passages,
 )
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert, utcnow
 
 
@@ -37,20 +37,41 @@ def encoder():
 
 
 def test_item_text_by_kind():
-    assert item_text({"kind": "episode", "title": "Pilot", "description": "We  begin.\n"}) == "Pilot. We begin."
-    assert item_text({"kind": "show", "title": "Why?", "description": "Answers."}) == "Why? Answers."
-    book = {"kind": "audiobook", "title": "Dune", "author": "Frank Herbert", "description": "Spice."}
+    assert (
+        item_text({"kind": "episode", "title": "Pilot", "description": "We  begin.\n"})
+        == "Pilot. We begin."
+    )
+    assert (
+        item_text({"kind": "show", "title": "Why?", "description": "Answers."}) == "Why? Answers."
+    )
+    book = {
+        "kind": "audiobook",
+        "title": "Dune",
+        "author": "Frank Herbert",
+        "description": "Spice.",
+    }
     assert item_text(book) == "Dune by Frank Herbert. Spice."
     assert item_text({"kind": "episode", "title": None, "description": float("nan")}) is None
-    assert item_text({"kind": "show", "title": "  ", "description": "Only a description"}) == "Only a description"
+    assert (
+        item_text({"kind": "show", "title": "  ", "description": "Only a description"})
+        == "Only a description"
+    )
 
 
 def test_passages_keep_segment_times_and_budget():
-    segs = pd.DataFrame({
-        "start": [0.0, 4.0, 9.0, 15.0, 21.0],
-        "end": [4.0, 9.0, 15.0, 21.0, 30.0],
-        "text": ["one two three", "four five", "six seven eight nine", "", "ten eleven twelve thirteen fourteen fifteen"],
-    })
+    segs = pd.DataFrame(
+        {
+            "start": [0.0, 4.0, 9.0, 15.0, 21.0],
+            "end": [4.0, 9.0, 15.0, 21.0, 30.0],
+            "text": [
+                "one two three",
+                "four five",
+                "six seven eight nine",
+                "",
+                "ten eleven twelve thirteen fourteen fifteen",
+            ],
+        }
+    )
     passages = split_passages(segs, max_tokens=6, count_tokens=_count)
     assert passages == [
         (0.0, 9.0, "one two three four five"),
@@ -76,7 +97,9 @@ def test_model_path_and_id(tmp_path, encoder):
 
 
 def test_encode_is_normalised_and_semantic(encoder):
-    v = encoder.encode(["a recipe for banana bread", "baking a cake at home", "the stock market fell"])
+    v = encoder.encode(
+        ["a recipe for banana bread", "baking a cake at home", "the stock market fell"]
+    )
     assert v.shape == (3, 384) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2]
@@ -98,22 +121,73 @@ def _store(tmp_path) -> tuple[Store, Settings]:
     store = Store.from_settings(settings)
     base = {"show_id": None, "author": None, "explicit": False, "language": "en", "genre": None}
     items = [
-        {**base, "item_id": "show", "kind": "show", "title": "Garden Hour", "description": "Plants and soil."},
-        {**base, "item_id": "ep1", "kind": "episode", "show_id": "show", "title": "Roses", "description": "Pruning roses."},
-        {**base, "item_id": "ep2", "kind": "episode", "show_id": "show", "title": None, "description": None},
-        {**base, "item_id": "book", "kind": "audiobook", "title": "Moss", "author": "R. Field", "description": "A novel."},
+        {
+            **base,
+            "item_id": "show",
+            "kind": "show",
+            "title": "Garden Hour",
+            "description": "Plants and soil.",
+        },
+        {
+            **base,
+            "item_id": "ep1",
+            "kind": "episode",
+            "show_id": "show",
+            "title": "Roses",
+            "description": "Pruning roses.",
+        },
+        {
+            **base,
+            "item_id": "ep2",
+            "kind": "episode",
+            "show_id": "show",
+            "title": None,
+            "description": None,
+        },
+        {
+            **base,
+            "item_id": "book",
+            "kind": "audiobook",
+            "title": "Moss",
+            "author": "R. Field",
+            "description": "A novel.",
+        },
         {**base, "item_id": "blank", "kind": "audiobook", "title": None, "description": None},
         {**base, "item_id": "artist", "kind": "artist", "title": "Some Band", "description": None},
     ]
     segs = [
-        {"item_id": "ep2", "idx": 0, "start": 0.0, "end": 5.0, "text": "Tomatoes need sun and water every day."},
-        {"item_id": "ep2", "idx": 1, "start": 5.0, "end": 9.5, "text": "Compost feeds the soil for next year."},
+        {
+            "item_id": "ep2",
+            "idx": 0,
+            "start": 0.0,
+            "end": 5.0,
+            "text": "Tomatoes need sun and water every day.",
+        },
+        {
+            "item_id": "ep2",
+            "idx": 1,
+            "start": 5.0,
+            "end": 9.5,
+            "text": "Compost feeds the soil for next year.",
+        },
     ]
     with store.begin() as conn:
         upsert(conn, t.items, items)
-        upsert(conn, t.transcripts, [{"item_id": "ep2", "engine": "provided", "model": "provided",
-                                      "language": "en", "duration": 9.5, "created_at": utcnow(),
-                                      "text": " ".join(s["text"] for s in segs)}])
+        upsert(
+            conn,
+            t.transcripts,
+            [
+                {
+                    "item_id": "ep2",
+                    "engine": "provided",
+                    "model": "provided",
+                    "language": "en",
+                    "duration": 9.5,
+                    "created_at": utcnow(),
+                    "text": " ".join(s["text"] for s in segs),
+                }
+            ],
+        )
         upsert(conn, t.segments, segs)
     return store, settings
 
@@ -127,7 +201,13 @@ def test_embed_items_is_incremental_and_skips_items_without_text(tmp_path, encod
     with store.connect() as conn:
         rows = conn.execute(select(t.content_vectors)).mappings().all()
     assert {r["model_id"] for r in rows} == {encoder.model_id}
-    assert {(r["item_id"], r["passage"]) for r in rows} == {("show", -1), ("ep1", -1), ("book", -1), ("ep2", 0), ("ep2", 1)}
+    assert {(r["item_id"], r["passage"]) for r in rows} == {
+        ("show", -1),
+        ("ep1", -1),
+        ("book", -1),
+        ("ep2", 0),
+        ("ep2", 1),
+    }
     ep2 = sorted((r for r in rows if r["item_id"] == "ep2"), key=lambda r: r["passage"])
     assert [(r["start"], r["end"]) for r in ep2] == [(0.0, 5.0), (5.0, 9.5)]
 
@@ -136,8 +216,16 @@ def test_embed_items_is_incremental_and_skips_items_without_text(tmp_path, encod
 
     # a changed description re-embeds that unit only; a vanished text is removed
     with store.begin() as conn:
-        conn.execute(t.items.update().where(t.items.c.item_id == "ep1").values(description="Pruning roses in March."))
-        conn.execute(t.items.update().where(t.items.c.item_id == "book").values(title=None, author=None, description=None))
+        conn.execute(
+            t.items.update()
+            .where(t.items.c.item_id == "ep1")
+            .values(description="Pruning roses in March.")
+        )
+        conn.execute(
+            t.items.update()
+            .where(t.items.c.item_id == "book")
+            .values(title=None, author=None, description=None)
+        )
     changed = embed_items(store, settings, encoder=encoder, progress=False)
     assert (changed.embedded, changed.unchanged, changed.removed) == (1, 3, 1)
     assert changed.changed_items == ["book", "ep1"]

@@ -17,10 +17,14 @@ from training.metrics import coverage, hit_rate_at_k, mrr_at_k, ndcg_at_k, recal
 from training.splits import cold_user_split
 from training.taste import TasteConfig
 
-TINY = AffinityConfig(hidden=32, dim=16, batch_size=32, max_epochs=25, patience=8, taste=TasteConfig(dim=16, epochs=5))
+TINY = AffinityConfig(
+    hidden=32, dim=16, batch_size=32, max_epochs=25, patience=8, taste=TasteConfig(dim=16, epochs=5)
+)
 TOY_MODELS = {
     "popularity": lambda target, seed: PopularityRecommender(target, seed),
-    "music_knn": lambda target, seed: MusicKNNRecommender(target, seed, 20, TasteConfig(dim=16, epochs=5, seed=seed)),
+    "music_knn": lambda target, seed: MusicKNNRecommender(
+        target, seed, 20, TasteConfig(dim=16, epochs=5, seed=seed)
+    ),
     "affinity_mlp": lambda target, seed: AffinityModel(target, seed, TINY),
 }
 
@@ -37,30 +41,44 @@ def test_metrics_on_a_hand_computed_example():
     assert mrr_at_k(ranked, relevant, 10) == 0.5 and mrr_at_k(ranked, relevant, 1) == 0.0
     assert coverage([["a", "b"], ["b", "c"]], 6, 2) == pytest.approx(0.5)
     out = summarise([["a", "b"], ["c", "d"]], [{"a"}, {"x"}], 2, 4)
-    assert out == {"recall@2": 0.5, "ndcg@2": 0.5, "hit_rate@2": 0.5, "mrr@2": 0.5, "coverage@2": 1.0}
+    assert out == {
+        "recall@2": 0.5,
+        "ndcg@2": 0.5,
+        "hit_rate@2": 0.5,
+        "mrr@2": 0.5,
+        "coverage@2": 1.0,
+    }
 
 
 # --- the split -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target,hidden", [("podcast", ("show", "episode")), ("audiobook", ("audiobook",))])
+@pytest.mark.parametrize(
+    "target,hidden", [("podcast", ("show", "episode")), ("audiobook", ("audiobook",))]
+)
 def test_cold_split_hides_all_target_history_and_keeps_the_rest(target, hidden):
     data = toy_world()
     split = cold_user_split(data, target, 0.2, seed=0)
     cold = {u.user_id for u in split.users}
     assert len(cold) == round(0.2 * split.eligible) == 24
     kinds = split.train.interactions["item_id"].map(data.kind_of())
-    leaked = split.train.interactions[split.train.interactions["user_id"].isin(cold) & kinds.isin(hidden)]
+    leaked = split.train.interactions[
+        split.train.interactions["user_id"].isin(cold) & kinds.isin(hidden)
+    ]
     assert leaked.empty
     # Their music (and the other spoken domain) is still there, for them and in training.
     assert split.train.interactions["user_id"].isin(cold).any()
     for user, truth in zip(split.users, split.truth):
         assert user.music and truth
-        assert not set(user.spoken) & set(data.items.loc[data.items["kind"].isin(hidden), "item_id"])
+        assert not set(user.spoken) & set(
+            data.items.loc[data.items["kind"].isin(hidden), "item_id"]
+        )
         assert truth <= set(data.catalog(target)["item_id"])
     # Exactly the cold users' target plays are gone; everything else is untouched.
     original = data.interactions
-    hidden_rows = original["user_id"].isin(cold) & original["item_id"].map(data.kind_of()).isin(hidden)
+    hidden_rows = original["user_id"].isin(cold) & original["item_id"].map(data.kind_of()).isin(
+        hidden
+    )
     assert len(split.train.interactions) == len(original) - int(hidden_rows.sum())
     assert split.train.interactions.equals(original[~hidden_rows].reset_index(drop=True))
 
@@ -123,7 +141,9 @@ def home(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("evalhome")
     _write_dataset(toy_world(), root / "dataset")
-    result = CliRunner().invoke(app, ["--home", str(root / "home"), "ingest", str(root / "dataset")])
+    result = CliRunner().invoke(
+        app, ["--home", str(root / "home"), "ingest", str(root / "dataset")]
+    )
     assert result.exit_code == 0, result.output
     return root / "home"
 
@@ -133,7 +153,20 @@ def test_cli_evaluate_writes_json_and_png_on_an_id_only_catalog(home):
 
     out = home / "eval" / "podcast.json"
     result = CliRunner().invoke(
-        app, ["--home", str(home), "evaluate", "--target", "podcast", "--seeds", "0", "--k", "5", "--json", str(out)]
+        app,
+        [
+            "--home",
+            str(home),
+            "evaluate",
+            "--target",
+            "podcast",
+            "--seeds",
+            "0",
+            "--k",
+            "5",
+            "--json",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -159,12 +192,15 @@ def test_cli_evaluate_rejects_bad_input(home):
 def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
     from coldstart.cli import app
     from coldstart.core.config import Settings
-    from coldstart.models.artifacts import load_models
     from coldstart.core.store import Store
+    from coldstart.models.artifacts import load_models
     from training.data import UserProfile
 
     monkeypatch.setenv("COLDSTART_TRAIN__EPOCHS", "8")
-    result = CliRunner().invoke(app, ["--home", str(home), "train", "--target", "podcast", "--target", "audiobook", "--json"])
+    result = CliRunner().invoke(
+        app,
+        ["--home", str(home), "train", "--target", "podcast", "--target", "audiobook", "--json"],
+    )
     assert result.exit_code == 0, result.output
     manifests = json.loads(result.output)
     assert manifests["podcast"]["config"]["max_epochs"] == 8
@@ -175,7 +211,9 @@ def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
     assert store.artifact("taste")["manifest"]["dims"] == settings.train.taste_dim
     models = load_models(settings, store)
     assert set(models) == {"podcast", "audiobook"}
-    ranking = models["podcast"].recommend(UserProfile("new", {"track-2-0": 4.0, "track-2-1": 2.0}), 3)
+    ranking = models["podcast"].recommend(
+        UserProfile("new", {"track-2-0": 4.0, "track-2-1": 2.0}), 3
+    )
     assert len(ranking.item_ids) == 3 and not ranking.fallback
 
 
@@ -185,12 +223,14 @@ def test_demo_stage_prints_the_table_and_registers_the_serving_model(home):
     from rich.console import Console
 
     from coldstart.core.config import Settings
-    from coldstart.demo.stages import podcast_stage
     from coldstart.core.store import Store
+    from coldstart.demo.stages import podcast_stage
 
     settings = Settings(home=home)
     console = Console(record=True, width=100)
-    ctx = SimpleNamespace(settings=settings, store=Store.from_settings(settings), console=console, results={})
+    ctx = SimpleNamespace(
+        settings=settings, store=Store.from_settings(settings), console=console, results={}
+    )
     podcast_stage(ctx)
     text = console.export_text()
     assert "affinity_mlp" in text and "serving model" in text
@@ -207,7 +247,12 @@ def demo_data() -> InteractionData:
     from coldstart.demo.world import WorldConfig, build_world
 
     world = build_world(WorldConfig(seed=0))
-    return InteractionData(items=world.items, interactions=world.interactions, users=world.users, playlists=world.playlists)
+    return InteractionData(
+        items=world.items,
+        interactions=world.interactions,
+        users=world.users,
+        playlists=world.playlists,
+    )
 
 
 def test_affinity_mlp_beats_popularity_clearly_on_the_demo_world(demo_data):
@@ -225,7 +270,11 @@ def test_affinity_mlp_beats_popularity_clearly_on_the_demo_world(demo_data):
 def test_affinity_mlp_beats_every_baseline_on_the_demo_world(demo_data):
     result = evaluate(demo_data, "podcast", 0.2, seeds=[0, 1, 2], k=10)
     mlp = result["models"].pop("affinity_mlp")["ndcg@10"]
-    best = max(m["ndcg@10"] for name, m in result["models"].items() if name in ("popularity", "segment_popularity", "music_knn"))
+    best = max(
+        m["ndcg@10"]
+        for name, m in result["models"].items()
+        if name in ("popularity", "segment_popularity", "music_knn")
+    )
     assert mlp > best, (mlp, best)
 
 
@@ -234,7 +283,9 @@ def test_cold_history_music_hides_every_spoken_play_of_cold_users():
     split = cold_user_split(data, "audiobook", 0.2, seed=0, cold_history="music")
     cold = {u.user_id for u in split.users}
     kinds = split.train.interactions["item_id"].map(data.kind_of())
-    spoken = split.train.interactions[split.train.interactions["user_id"].isin(cold) & ~kinds.isin(("artist", "track"))]
+    spoken = split.train.interactions[
+        split.train.interactions["user_id"].isin(cold) & ~kinds.isin(("artist", "track"))
+    ]
     assert spoken.empty
     assert all(u.music and not u.spoken for u in split.users)
     # The default keeps their podcasts: only audiobooks are hidden.
@@ -269,8 +320,24 @@ def test_cli_evaluate_cold_users_file_and_cold_history(home, tmp_path):
     users = tmp_path / "cold.txt"
     users.write_text("# new sign-ups\nu0-000\nu1-005\n\nu2-007\n")
     out = tmp_path / "cold.json"
-    result = CliRunner().invoke(app, ["--home", str(home), "evaluate", "--target", "audiobook", "--seeds", "0",
-                                      "--cold-users", str(users), "--cold-history", "music", "--json", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--home",
+            str(home),
+            "evaluate",
+            "--target",
+            "audiobook",
+            "--seeds",
+            "0",
+            "--cold-users",
+            str(users),
+            "--cold-history",
+            "music",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["cold_history"] == "music" and data["splits"][0]["cold_users"] == 3
@@ -283,7 +350,10 @@ def test_cli_evaluate_cold_users_file_and_cold_history(home, tmp_path):
 def test_the_served_pipeline_is_evaluated_like_any_model():
     from coldstart.recommend.served import ServedPipeline
 
-    models = {"popularity": lambda t, s: PopularityRecommender(t, s), "served_pipeline": lambda t, s: ServedPipeline(t, s)}
+    models = {
+        "popularity": lambda t, s: PopularityRecommender(t, s),
+        "served_pipeline": lambda t, s: ServedPipeline(t, s),
+    }
     result = evaluate(toy_world(), "podcast", seeds=(0,), k=5, models=models)["models"]
     served = result["served_pipeline"]
     assert served["fallback_share"] == 0.0
@@ -309,9 +379,29 @@ def test_real_data_benchmark_runs_on_the_douban_slice(tmp_path, data_dir):
     from pathlib import Path
 
     script = Path(__file__).parent.parent / "benchmarks" / "cold_start_real.py"
-    out = subprocess.run([sys.executable, str(script), str(data_dir / "douban-slice"), "--seeds", "0",
-                          "--targets", "podcast", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(data_dir / "douban-slice"),
+            "--seeds",
+            "0",
+            "--targets",
+            "podcast",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     table = (tmp_path / "cold_start_real-seeds-0-podcast.md").read_text()
-    for model in ("popularity", "cross_domain_ridge", "music_knn", "affinity_mlp", "served_pipeline"):
+    for model in (
+        "popularity",
+        "cross_domain_ridge",
+        "music_knn",
+        "affinity_mlp",
+        "served_pipeline",
+    ):
         assert f"| {model} |" in table

@@ -18,17 +18,17 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import serving_world
+from fault_tools import hammer, kill9, onboarding_bodies, server_process
 from pydantic import SecretStr
 from sqlalchemy import select
 
-import serving_world
+from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
+from coldstart.content.index import load_index
 from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings
-from coldstart.demo.world import ASSETS, AUDIO_CLIPS
-from coldstart.content.index import load_index
 from coldstart.core.store import Store, utcnow
-from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
-from fault_tools import hammer, kill9, onboarding_bodies, server_process
+from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
 TOKEN = "fault-t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,9 +60,13 @@ def test_upload_survives_a_server_kill_and_is_scored_after_restart(home):
     store = Store.from_settings(settings)
     audio = (ASSETS / "history.ogg").read_bytes()
     with server_process(home, TOKEN) as (proc, url):
-        resp = httpx.post(f"{url}/v1/uploads", headers=AUTH, timeout=60,
-                          data={"show_id": _show(store), "title": "Killed right after"},
-                          files={"file": ("history.ogg", audio, "audio/ogg")})
+        resp = httpx.post(
+            f"{url}/v1/uploads",
+            headers=AUTH,
+            timeout=60,
+            data={"show_id": _show(store), "title": "Killed right after"},
+            files={"file": ("history.ogg", audio, "audio/ogg")},
+        )
         assert resp.status_code == 201, resp.text
         kill9(proc)  # no shutdown handler runs
     upload_id = resp.json()["upload_id"]
@@ -83,7 +87,9 @@ def test_upload_survives_a_server_kill_and_is_scored_after_restart(home):
 
 
 def _reload_under_load(home: Path, seconds: float, clients: int = 16) -> tuple[dict, list, int]:
-    settings = Settings(home=home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=0.2))
+    settings = Settings(
+        home=home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=0.2)
+    )
     store = Store.from_settings(settings)
     bodies = onboarding_bodies(store)
     reloads = 0
@@ -100,7 +106,11 @@ def _reload_under_load(home: Path, seconds: float, clients: int = 16) -> tuple[d
                 reloads += 2
                 time.sleep(0.5)
         metrics = api.get("/metrics").text
-    ok = [line for line in metrics.splitlines() if line.startswith('coldstart_model_reloads_total{result="ok"}')]
+    ok = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('coldstart_model_reloads_total{result="ok"}')
+    ]
     assert ok and float(ok[0].split()[-1]) >= reloads // 2  # the reloads really happened
     return counts, failures, reloads
 
@@ -145,8 +155,12 @@ def _register_clips(settings: Settings, store: Store, n: int) -> list[str]:
     for i, clip in enumerate(list(AUDIO_CLIPS)[:n]):
         target = settings.uploads_path / f"kill-{i}-{clip}.ogg"
         shutil.copy2(ASSETS / f"{clip}.ogg", target)
-        up = register_upload(store, show_id=_show(store), title=f"clip {clip}",
-                             audio_path=resolve_upload_path(settings, target.name))
+        up = register_upload(
+            store,
+            show_id=_show(store),
+            title=f"clip {clip}",
+            audio_path=resolve_upload_path(settings, target.name),
+        )
         ids.append(up["upload_id"])
     return ids
 
@@ -157,13 +171,17 @@ def test_score_uploads_killed_mid_batch_then_resumed_does_each_upload_once(home)
     settings = Settings(home=home, lease_seconds=lease)
     store = Store.from_settings(settings)
     ids = _register_clips(settings, store, 4)
-    env = {**os.environ, "COLDSTART_LEASE_SECONDS": str(lease),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "COLDSTART_LEASE_SECONDS": str(lease),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     cmd = [str(Path(sys.executable).with_name("coldstart")), "--home", str(home), "score-uploads"]
     for upload_id in ids:
         cmd += ["--upload", upload_id]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     victim = None
     while victim is None:
@@ -191,9 +209,16 @@ def test_score_uploads_killed_mid_batch_then_resumed_does_each_upload_once(home)
     assert {get_upload(store, u)["status"] for u in ids} == {"scored"}
     items = [get_upload(store, u)["item_id"] for u in ids]
     with store.connect() as conn:
-        jobs = dict(conn.execute(select(t.transcription_jobs.c.item_id, t.transcription_jobs.c.attempts)
-                                 .where(t.transcription_jobs.c.item_id.in_(items))).all())
-        transcripts = conn.execute(select(t.transcripts.c.item_id).where(t.transcripts.c.item_id.in_(items))).all()
+        jobs = dict(
+            conn.execute(
+                select(t.transcription_jobs.c.item_id, t.transcription_jobs.c.attempts).where(
+                    t.transcription_jobs.c.item_id.in_(items)
+                )
+            ).all()
+        )
+        transcripts = conn.execute(
+            select(t.transcripts.c.item_id).where(t.transcripts.c.item_id.in_(items))
+        ).all()
     assert jobs == {item: 1 for item in items} and len(transcripts) == len(items)
     index = load_index(settings, "items")
     assert set(items) <= set(index.keys()) and len(index) == len(index.keys())

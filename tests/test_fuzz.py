@@ -7,11 +7,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import serving_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from pydantic import SecretStr
 
-import serving_world
 from coldstart.core.config import ServeSettings, Settings
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -29,7 +29,9 @@ def served_home(tmp_path_factory):
 def live(served_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("fuzz") / "home"  # a private copy: fuzzed writes stay there
     shutil.copytree(served_home, home, ignore=shutil.ignore_patterns("audiences"))
-    settings = Settings(home=home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=5))
+    settings = Settings(
+        home=home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=5)
+    )
     with serving_world.served(settings) as client:
         yield str(client.base_url)
 
@@ -53,7 +55,9 @@ def check(case, response) -> None:
         if response.status_code == 422:
             message = body["message"]
             # The innermost named part of each error's location (a list index is no name).
-            fields = {[str(p) for p in err["loc"] if not str(p).isdigit()][-1] for err in body["detail"]}
+            fields = {
+                [str(p) for p in err["loc"] if not str(p).isdigit()][-1] for err in body["detail"]
+            }
             assert all(f"{name}" in message for name in fields), where
 
 
@@ -67,8 +71,13 @@ def fuzz(schema, live: str, examples: int) -> dict:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=examples,
-                      derandomize=True, database=None)
+            @settings(
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                max_examples=examples,
+                derandomize=True,
+                database=None,
+            )
             def run(case):
                 response = case.call(base_url=live, headers=headers, timeout=60)
                 seen[response.status_code] = seen.get(response.status_code, 0) + 1
@@ -84,7 +93,9 @@ def fuzz(schema, live: str, examples: int) -> dict:
 def test_fuzz_no_500_and_4xx_name_the_field(api_schema, live):
     seen = fuzz(api_schema, live, EXAMPLES)
     assert sum(seen.values()) > 100
-    assert any(code < 300 for code in seen) and 422 in seen  # both valid and invalid inputs got through
+    assert (
+        any(code < 300 for code in seen) and 422 in seen
+    )  # both valid and invalid inputs got through
 
 
 @pytest.mark.slow

@@ -27,7 +27,10 @@ EVENTS = pd.DataFrame(
 def edges(g, et):
     ei = g.data[et].edge_index
     names_s, names_d = g.item_ids[et[0]], g.item_ids[et[2]]
-    return {(names_s[s], names_d[d]): float(w) for s, d, w in zip(ei[0].tolist(), ei[1].tolist(), g.data[et].edge_weight)}
+    return {
+        (names_s[s], names_d[d]): float(w)
+        for s, d, w in zip(ei[0].tolist(), ei[1].tolist(), g.data[et].edge_weight)
+    }
 
 
 def test_edges_types_and_weights_are_exact():
@@ -36,11 +39,16 @@ def test_edges_types_and_weights_are_exact():
     assert edges(g, ("show", "colisten", "show")) == {("s1", "s2"): 1.0, ("s2", "s1"): 1.0}
     assert edges(g, ("show", "colisten", "audiobook")) == {("s1", "b1"): 2.0, ("s2", "b1"): 1.0}
     assert edges(g, ("audiobook", "colisten", "show")) == {("b1", "s1"): 2.0, ("b1", "s2"): 1.0}
-    assert edges(g, ("audiobook", "colisten", "audiobook")) == {("b1", "b2"): 1.0, ("b2", "b1"): 1.0}
+    assert edges(g, ("audiobook", "colisten", "audiobook")) == {
+        ("b1", "b2"): 1.0,
+        ("b2", "b1"): 1.0,
+    }
     assert g.num_edges == 8
     # b3 was heard by one user only: an isolated node, still present.
     assert g.data["audiobook"].num_nodes == 3
-    assert torch.allclose(g.data["audiobook"].log_degree, torch.log1p(torch.tensor([2.0 + 1 + 1, 1, 0])))
+    assert torch.allclose(
+        g.data["audiobook"].log_degree, torch.log1p(torch.tensor([2.0 + 1 + 1, 1, 0]))
+    )
 
 
 def test_time_window_drops_far_apart_pairs():
@@ -57,7 +65,10 @@ def test_cap_keeps_most_recent_items_per_user():
 
 
 def test_content_features_and_mask():
-    content = {"b2": np.array([0.6, 0.8], dtype=np.float32), "s1": np.array([1.0, 0.0], dtype=np.float32)}
+    content = {
+        "b2": np.array([0.6, 0.8], dtype=np.float32),
+        "s1": np.array([1.0, 0.0], dtype=np.float32),
+    }
     g = build_colisten_graph(ITEMS, EVENTS, content)
     assert g.data["audiobook"].x.shape == (3, 2)
     assert g.data["audiobook"].has_content.tolist() == [False, True, False]
@@ -66,7 +77,12 @@ def test_content_features_and_mask():
 
 
 def test_unknown_item_is_a_clear_error():
-    bad = pd.concat([EVENTS, pd.DataFrame({"user_id": ["u9"], "item_id": ["nope"], "timestamp": [0], "weight": [1]})])
+    bad = pd.concat(
+        [
+            EVENTS,
+            pd.DataFrame({"user_id": ["u9"], "item_id": ["nope"], "timestamp": [0], "weight": [1]}),
+        ]
+    )
     with pytest.raises(ValueError, match="nope"):
         build_colisten_graph(ITEMS, bad)
 

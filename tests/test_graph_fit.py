@@ -22,7 +22,10 @@ def two_communities(seed: int = 0):
     """Listeners of community A play only A items, B only B; A and B mix shows and books."""
     rng = np.random.default_rng(seed)
     items = pd.DataFrame(
-        {"item_id": [f"{c}{i}" for c in "ab" for i in range(12)], "kind": ["show", "audiobook"] * 12}
+        {
+            "item_id": [f"{c}{i}" for c in "ab" for i in range(12)],
+            "kind": ["show", "audiobook"] * 12,
+        }
     )
     rows = []
     for u in range(120):
@@ -54,7 +57,15 @@ def test_split_edges_holds_out_pairs_in_both_directions():
 def test_encoder_learns_the_communities():
     items, events = two_communities()
     g = build_colisten_graph(items, events)
-    cfg = GNNConfig(hidden=16, out_dim=16, batch_size=64, epochs=8, max_steps_per_epoch=10, patience=8, use_ids=True)
+    cfg = GNNConfig(
+        hidden=16,
+        out_dim=16,
+        batch_size=64,
+        epochs=8,
+        max_steps_per_epoch=10,
+        patience=8,
+        use_ids=True,
+    )
     encoder, history = fit_item_encoder(g, cfg)
     assert len(history.train_loss) == len(history.val_loss) >= 1
     assert history.train_loss[-1] < history.train_loss[0]

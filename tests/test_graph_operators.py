@@ -42,7 +42,9 @@ def test_in_batch_softmax_logq_and_duplicate_mask():
     expected = -math.log(math.e / (math.e + 2))
     assert plain.item() == pytest.approx(expected, rel=1e-5)
     # Subtracting log Q of a popular key lowers its logit everywhere: loss changes.
-    corrected = in_batch_softmax(q, k, temperature=1.0, log_q=torch.log(torch.tensor([0.8, 0.1, 0.1])))
+    corrected = in_batch_softmax(
+        q, k, temperature=1.0, log_q=torch.log(torch.tensor([0.8, 0.1, 0.1]))
+    )
     assert corrected.item() != pytest.approx(plain.item())
     # Keys 0 and 1 are the same item: they must not compete with each other.
     masked = in_batch_softmax(q, k, temperature=1.0, key_ids=torch.tensor([7, 7, 9]))
@@ -54,7 +56,9 @@ def test_in_batch_softmax_logq_and_duplicate_mask():
 def test_music_bag_is_the_mean_over_real_items():
     bag = MusicBag(n_items=4, dim=2)
     with torch.no_grad():
-        bag.vectors.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [4.0, 0.0]]))
+        bag.vectors.weight.copy_(
+            torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [4.0, 0.0]])
+        )
     out = bag(torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0], [0, 0, 0, 0]]))
     assert out.shape == (3, 2)
     assert torch.allclose(out, torch.tensor([[0.5, 0.5], [2.0, 2.0], [0.0, 0.0]]))
@@ -73,7 +77,14 @@ def test_sampler_subgraph_relabels_and_excludes_positives():
     csr = {("a", "r", "a"): to_csr(ei, torch.ones(5), 4)}
     assert csr[("a", "r", "a")].colptr.tolist() == [0, 1, 4, 5, 5]
     gen = torch.Generator().manual_seed(0)
-    sub = sample_subgraph(csr, {"a": 4}, {"a": torch.tensor([1])}, [10], gen, exclude={("a", "r", "a"): torch.tensor([[0], [1]])})
+    sub = sample_subgraph(
+        csr,
+        {"a": 4},
+        {"a": torch.tensor([1])},
+        [10],
+        gen,
+        exclude={("a", "r", "a"): torch.tensor([[0], [1]])},
+    )
     # node 1's in-neighbours are 0, 2, 3; the edge 0->1 is excluded but 0 is still sampled.
     assert sub.n_id["a"].tolist() == [0, 1, 2, 3]
     got = {tuple(sub.n_id["a"][e].tolist()) for e in sub.edge_index[("a", "r", "a")].T}
@@ -82,23 +93,41 @@ def test_sampler_subgraph_relabels_and_excludes_positives():
 
 def test_balanced_sampler_draws_every_edge_type_equally():
     g = build_colisten_graph(
-        pd.DataFrame({"item_id": ["s1", "s2", "s3", "b1"], "kind": ["show", "show", "show", "audiobook"]}),
-        pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2", "u2"], "item_id": ["s1", "s2", "s3", "s1", "b1"]}),
+        pd.DataFrame(
+            {"item_id": ["s1", "s2", "s3", "b1"], "kind": ["show", "show", "show", "audiobook"]}
+        ),
+        pd.DataFrame(
+            {"user_id": ["u1", "u1", "u1", "u2", "u2"], "item_id": ["s1", "s2", "s3", "s1", "b1"]}
+        ),
     )
     ei = {et: g.data[et].edge_index for et in g.edge_types}
     ew = {et: g.data[et].edge_weight for et in g.edge_types}
-    sampler = EdgeTypeBalancedSampler(ei, ew, {t: g.data[t].num_nodes for t in g.node_types}, batch_size=30, fanouts=[2, 2])
+    sampler = EdgeTypeBalancedSampler(
+        ei, ew, {t: g.data[t].num_nodes for t in g.node_types}, batch_size=30, fanouts=[2, 2]
+    )
     batch = sampler.batch()
     # show-show has 6 directed edges, show-audiobook 1 each way; audiobook-audiobook none.
-    assert set(batch.positives) == {("show", "colisten", "show"), ("show", "colisten", "audiobook"), ("audiobook", "colisten", "show")}
+    assert set(batch.positives) == {
+        ("show", "colisten", "show"),
+        ("show", "colisten", "audiobook"),
+        ("audiobook", "colisten", "show"),
+    }
     assert all(p.shape == (2, 10) for p in batch.positives.values())
 
 
 def test_item_encoder_shapes_norm_and_isolated_nodes():
     torch.manual_seed(0)
-    ets = [("show", "colisten", "show"), ("show", "colisten", "audiobook"), ("audiobook", "colisten", "show"), ("audiobook", "colisten", "audiobook")]
+    ets = [
+        ("show", "colisten", "show"),
+        ("show", "colisten", "audiobook"),
+        ("audiobook", "colisten", "show"),
+        ("audiobook", "colisten", "audiobook"),
+    ]
     enc = ItemEncoder({"show": 3, "audiobook": 2}, ets, content_dim=5, hidden=8, out_dim=6).eval()
-    n_id = {"show": torch.arange(3), "audiobook": torch.tensor([0, 1, 7])}  # 7: added after training
+    n_id = {
+        "show": torch.arange(3),
+        "audiobook": torch.tensor([0, 1, 7]),
+    }  # 7: added after training
     x = {"show": torch.randn(3, 5), "audiobook": torch.randn(3, 5)}
     has = {"show": torch.tensor([True, False, True]), "audiobook": torch.tensor([True, True, True])}
     deg = {"show": torch.ones(3), "audiobook": torch.zeros(3)}
@@ -120,28 +149,74 @@ def test_item_encoder_shapes_norm_and_isolated_nodes():
 def test_towers_shapes_and_unit_norm():
     torch.manual_seed(0)
     user = UserTower(taste_dim=4, gnn_dim=6, n_countries=3, n_languages=2).eval()
-    u = user(torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0]), torch.tensor([0, 1, 2, 0, 0]), torch.tensor([float("nan"), 30, 40, 50, 60]), torch.randn(5, 6), torch.tensor([True, False, True, False, False]))
+    u = user(
+        torch.randn(5, 4),
+        torch.tensor([0, 1, 2, 3, 0]),
+        torch.tensor([0, 1, 2, 0, 0]),
+        torch.tensor([float("nan"), 30, 40, 50, 60]),
+        torch.randn(5, 6),
+        torch.tensor([True, False, True, False, False]),
+    )
     assert u.shape == (5, 128) and torch.allclose(u.norm(dim=-1), torch.ones(5))
     item = ItemTower(gnn_dim=6, content_dim=3, n_languages=2, n_genres=4).eval()
-    v = item(torch.randn(7, 6), torch.ones(7, dtype=torch.bool), torch.randn(7, 3), torch.zeros(7, dtype=torch.bool), torch.zeros(7, dtype=torch.long), torch.arange(7) % 5)
+    v = item(
+        torch.randn(7, 6),
+        torch.ones(7, dtype=torch.bool),
+        torch.randn(7, 3),
+        torch.zeros(7, dtype=torch.bool),
+        torch.zeros(7, dtype=torch.long),
+        torch.arange(7) % 5,
+    )
     assert v.shape == (7, 128) and torch.allclose(v.norm(dim=-1), torch.ones(7))
     # Without a GNN input, the GNN vector must not matter.
-    a = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    b = item(torch.randn(2, 6), torch.zeros(2, dtype=torch.bool), torch.ones(2, 3), torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    a = item(
+        torch.randn(2, 6),
+        torch.zeros(2, dtype=torch.bool),
+        torch.ones(2, 3),
+        torch.ones(2, dtype=torch.bool),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+    )
+    b = item(
+        torch.randn(2, 6),
+        torch.zeros(2, dtype=torch.bool),
+        torch.ones(2, 3),
+        torch.ones(2, dtype=torch.bool),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+    )
     assert torch.allclose(a, b)
 
 
 def test_towers_with_music_bag_and_item_ids():
     torch.manual_seed(0)
-    user = UserTower(taste_dim=4, gnn_dim=0, n_countries=1, n_languages=1, n_music=10, music_dim=3).eval()
+    user = UserTower(
+        taste_dim=4, gnn_dim=0, n_countries=1, n_languages=1, n_music=10, music_dim=3
+    ).eval()
     music = torch.tensor([[1, 2, 3], [4, 0, 0]])
-    args = (torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), torch.full((2,), float("nan")), torch.zeros(2, 0), torch.zeros(2, dtype=torch.bool))
+    args = (
+        torch.zeros(2, 4),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+        torch.full((2,), float("nan")),
+        torch.zeros(2, 0),
+        torch.zeros(2, dtype=torch.bool),
+    )
     u = user(*args, music)
     assert u.shape == (2, 128) and torch.allclose(u.norm(dim=-1), torch.ones(2))
     # Same taste, different music items: different vectors (the bag is read).
     assert not torch.allclose(u[0], u[1])
-    item = ItemTower(gnn_dim=0, content_dim=0, n_languages=1, n_genres=1, n_ids=5, id_dim=4, id_dropout=1.0)
-    feats = (torch.zeros(3, 0), torch.zeros(3, dtype=torch.bool), torch.zeros(3, 0), torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    item = ItemTower(
+        gnn_dim=0, content_dim=0, n_languages=1, n_genres=1, n_ids=5, id_dim=4, id_dropout=1.0
+    )
+    feats = (
+        torch.zeros(3, 0),
+        torch.zeros(3, dtype=torch.bool),
+        torch.zeros(3, 0),
+        torch.zeros(3, dtype=torch.bool),
+        torch.zeros(3, dtype=torch.long),
+        torch.zeros(3, dtype=torch.long),
+    )
     ids = torch.tensor([1, 2, 0])
     v = item.eval()(*feats, ids)
     assert v.shape == (3, 128) and not torch.allclose(v[0], v[1])
@@ -149,7 +224,9 @@ def test_towers_with_music_bag_and_item_ids():
     item.train()
     item.net.eval()  # the MLP's own dropout off: only the id dropout acts
     dropped = item(*feats, ids)
-    assert torch.allclose(dropped[0], v[2], atol=1e-6) and torch.allclose(dropped[1], v[2], atol=1e-6)
+    assert torch.allclose(dropped[0], v[2], atol=1e-6) and torch.allclose(
+        dropped[1], v[2], atol=1e-6
+    )
 
 
 def test_augment_for_search_inner_product_is_the_logit():

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from coldstart.data.importers import SourceFormatError, apple_podcasts, douban, goodbooks, lastfm_hetrec
-from coldstart.data.ingest import ingest_dataset
 from coldstart.core.store import Store
+from coldstart.data.importers import (
+    SourceFormatError,
+    apple_podcasts,
+    douban,
+    goodbooks,
+    lastfm_hetrec,
+)
+from coldstart.data.ingest import ingest_dataset
 
 
 @pytest.fixture
@@ -71,9 +77,15 @@ def test_douban_music_as_tracks_books_as_the_chosen_kind(data_dir, tmp_path, sto
     counts = douban(src, tmp_path / "db", target=kind)
     music = pd.read_csv(src / "music_ratings.dat", sep="\t", header=None)
     books = pd.read_csv(src / "book_ratings.dat", sep="\t", header=None)
-    assert counts == {"items": music[1].nunique() + books[1].nunique(), "interactions": len(music) + len(books)}
+    assert counts == {
+        "items": music[1].nunique() + books[1].nunique(),
+        "interactions": len(music) + len(books),
+    }
     items = pd.read_csv(tmp_path / "db" / "items.csv")
-    assert items.groupby("kind").size().to_dict() == {"track": music[1].nunique(), kind: books[1].nunique()}
+    assert items.groupby("kind").size().to_dict() == {
+        "track": music[1].nunique(),
+        kind: books[1].nunique(),
+    }
     inter = pd.read_csv(tmp_path / "db" / "interactions.csv")
     assert inter["weight"].between(1, 5).all()
     report = ingest_dataset(store, tmp_path / "db")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from coldstart.core.config import Settings
 from coldstart.content.index import IndexError_, ModelMismatchError, VectorIndex, key_id, load_index
+from coldstart.core.config import Settings
 
 
 def _unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -68,7 +68,9 @@ def test_saved_and_loaded_index_gives_identical_results(tmp_path):
     assert loaded.search(q, 10) == index.search(q, 10)
     on_disk = json.loads((tmp_path / "items" / "manifest.json").read_text())
     assert on_disk == manifest
-    assert on_disk["count"] == 300 and on_disk["dimension"] == 16 and on_disk["model_id"] == "model-a"
+    assert (
+        on_disk["count"] == 300 and on_disk["dimension"] == 16 and on_disk["model_id"] == "model-a"
+    )
     assert on_disk["data_hash"] == loaded.data_hash()
 
 
@@ -104,7 +106,9 @@ def test_incomplete_or_mismatched_index_is_a_clear_error(tmp_path):
     settings = Settings(home=tmp_path)
     with pytest.raises(IndexError_, match="coldstart"):
         load_index(settings, "items")
-    index = VectorIndex.build(_keys(5), _unit_rows(5), model_id="model-a", unit="items", exact_max=10)
+    index = VectorIndex.build(
+        _keys(5), _unit_rows(5), model_id="model-a", unit="items", exact_max=10
+    )
     directory = tmp_path / "indexes" / "items"
     index.save(directory)
     with pytest.raises(ModelMismatchError, match="model-a"):

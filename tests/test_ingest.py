@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coldstart.core import tables as t
 from coldstart.cli import app
+from coldstart.core import tables as t
+from coldstart.core.store import Store
 from coldstart.data.contract import ContractError
 from coldstart.data.ingest import ingest_dataset
-from coldstart.core.store import Store
 
 
 def write(dir: Path, **tables: str) -> Path:
@@ -53,7 +53,12 @@ def snapshot(store: Store) -> str:
 
 
 def test_round_trip(store, tmp_path):
-    ds = write(tmp_path / "ds", items=ITEMS, interactions=INTER, users="user_id,country,language,age\nu1,US,en,33")
+    ds = write(
+        tmp_path / "ds",
+        items=ITEMS,
+        interactions=INTER,
+        users="user_id,country,language,age\nu1,US,en,33",
+    )
     report = ingest_dataset(store, ds)
     assert report.tables["items"]["inserted"] == 4
     items = store.items().set_index("item_id")
@@ -70,15 +75,23 @@ def test_round_trip(store, tmp_path):
 def test_parquet_dataset(store, tmp_path):
     ds = tmp_path / "pq"
     ds.mkdir()
-    pd.DataFrame({"item_id": ["x", "y"], "kind": ["show", "audiobook"], "title": ["X", None]}).to_parquet(ds / "items.parquet")
-    pd.DataFrame({"user_id": ["u"], "item_id": ["x"], "weight": [2.5]}).to_parquet(ds / "interactions.parquet")
+    pd.DataFrame(
+        {"item_id": ["x", "y"], "kind": ["show", "audiobook"], "title": ["X", None]}
+    ).to_parquet(ds / "items.parquet")
+    pd.DataFrame({"user_id": ["u"], "item_id": ["x"], "weight": [2.5]}).to_parquet(
+        ds / "interactions.parquet"
+    )
     ingest_dataset(store, ds)
     assert set(store.items()["item_id"]) == {"x", "y"}
     assert store.interactions()["weight"].tolist() == [2.5]
 
 
 def test_id_only_catalog_is_valid(store, tmp_path):
-    ds = write(tmp_path / "ids", items="item_id,kind\nx,show\ny,track", interactions="user_id,item_id\nu,x\nu,y")
+    ds = write(
+        tmp_path / "ids",
+        items="item_id,kind\nx,show\ny,track",
+        interactions="user_id,item_id\nu,x\nu,y",
+    )
     ingest_dataset(store, ds)
     assert store.count(t.items) == 2
 
@@ -104,14 +117,51 @@ def test_reingest_is_idempotent_and_updates(store, tmp_path):
         ("item_id,kind\nx,show\nx,show", None, "items.csv", 2, "item_id", "duplicate item_id 'x'"),
         ("item_id,kind,language\nx,show,english", None, "items.csv", 1, "language", "ISO 639-1"),
         ("item_id,kind,explicit\nx,show,maybe", None, "items.csv", 1, "explicit", "true/false"),
-        ("item_id,kind,show_id\ne,episode,nope", None, "items.csv", 1, "show_id", "unknown show 'nope'"),
-        ("item_id,kind\nx,show", "user_id,item_id,weight\nu,x,1\nu,x,lots", "interactions.csv", 2, "weight", "expected a number"),
-        ("item_id,kind\nx,show", "user_id,item_id\nu,x\nu,ghost", "interactions.csv", 2, "item_id", "unknown item 'ghost'"),
-        ("item_id,kind\nx,show", "user_id,item_id,timestamp\nu,x,yesterday-ish", "interactions.csv", 1, "timestamp", "date/time"),
-        ("item_id,kind\nx,show", "user_id,item_id\n,x", "interactions.csv", 1, "user_id", "required value is missing"),
+        (
+            "item_id,kind,show_id\ne,episode,nope",
+            None,
+            "items.csv",
+            1,
+            "show_id",
+            "unknown show 'nope'",
+        ),
+        (
+            "item_id,kind\nx,show",
+            "user_id,item_id,weight\nu,x,1\nu,x,lots",
+            "interactions.csv",
+            2,
+            "weight",
+            "expected a number",
+        ),
+        (
+            "item_id,kind\nx,show",
+            "user_id,item_id\nu,x\nu,ghost",
+            "interactions.csv",
+            2,
+            "item_id",
+            "unknown item 'ghost'",
+        ),
+        (
+            "item_id,kind\nx,show",
+            "user_id,item_id,timestamp\nu,x,yesterday-ish",
+            "interactions.csv",
+            1,
+            "timestamp",
+            "date/time",
+        ),
+        (
+            "item_id,kind\nx,show",
+            "user_id,item_id\n,x",
+            "interactions.csv",
+            1,
+            "user_id",
+            "required value is missing",
+        ),
     ],
 )
-def test_bad_input_names_file_row_column_and_changes_nothing(store, tmp_path, items, inter, file, row, column, reason):
+def test_bad_input_names_file_row_column_and_changes_nothing(
+    store, tmp_path, items, inter, file, row, column, reason
+):
     ingest_dataset(store, write(tmp_path / "good", items=ITEMS, interactions=INTER))
     before = snapshot(store)
     tables = {"items": items} if inter is None else {"items": items, "interactions": inter}
@@ -138,14 +188,21 @@ def test_unreadable_and_missing_files(store, tmp_path):
 
 
 def test_skip_bad_rows_loads_good_rows_and_writes_rejects(store, tmp_path):
-    ds = write(tmp_path / "ds", items="item_id,kind\nx,show\ny,film\nz,audiobook", interactions="user_id,item_id\nu,x\nu,y")
+    ds = write(
+        tmp_path / "ds",
+        items="item_id,kind\nx,show\ny,film\nz,audiobook",
+        interactions="user_id,item_id\nu,x\nu,y",
+    )
     rejects = tmp_path / "rejects.csv"
     report = ingest_dataset(store, ds, skip_bad_rows=True, rejects_path=rejects)
     assert set(store.items()["item_id"]) == {"x", "z"}
     assert store.interactions()["item_id"].tolist() == ["x"]
     assert report.rejected == 2
     frame = pd.read_csv(rejects)
-    assert set(zip(frame["file"].map(lambda f: Path(f).name), frame["row"])) == {("items.csv", 2), ("interactions.csv", 2)}
+    assert set(zip(frame["file"].map(lambda f: Path(f).name), frame["row"])) == {
+        ("items.csv", 2),
+        ("interactions.csv", 2),
+    }
     assert frame["reason"].str.contains("unknown kind").any()
 
 

@@ -13,9 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_contracts_hold(monkeypatch, capsys):
-    importlinter_cli = pytest.importorskip("importlinter.cli", reason="import-linter is in the dev extra")
+    importlinter_cli = pytest.importorskip(
+        "importlinter.cli", reason="import-linter is in the dev extra"
+    )
     monkeypatch.chdir(ROOT)
-    code = importlinter_cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
+    code = importlinter_cli.lint_imports(
+        config_filename=str(ROOT / "pyproject.toml"), no_cache=True
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "0 broken" in out and "5 kept" in out, out
@@ -26,13 +30,17 @@ def test_readme_layout_table_names_every_room():
     rooms = sorted(p.name for p in (ROOT / "coldstart").iterdir() if (p / "__init__.py").exists())
     assert rooms, "coldstart has sub-packages"
     for room in rooms:
-        assert re.search(rf"\| `coldstart/{room}/` \|", readme), f"README layout table lacks coldstart/{room}/"
+        assert re.search(rf"\| `coldstart/{room}/` \|", readme), (
+            f"README layout table lacks coldstart/{room}/"
+        )
 
 
 def test_transcripts_does_not_read_the_application_environment():
     for path in (ROOT / "transcripts").rglob("*.py"):
         text = path.read_text()
-        assert "COLDSTART_" not in text, f"{path.relative_to(ROOT)} reads the application's environment"
+        assert "COLDSTART_" not in text, (
+            f"{path.relative_to(ROOT)} reads the application's environment"
+        )
         assert "os.environ" not in text or path.name == "__init__.py", path
 
 

@@ -8,13 +8,13 @@ import threading
 import time
 from pathlib import Path
 
+from speech import JFK
 from sqlalchemy import func, select
 
-from coldstart.core import tables as t
 from coldstart.content import speech as tr
+from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert, utcnow, worker_id
-from speech import JFK
 
 
 def test_claim_renew_release_and_expiry(db_url):
@@ -70,12 +70,22 @@ def _episodes(store: Store, tmp_path: Path, names: list[str]) -> None:
     for name in names:
         path = tmp_path / f"{name}.flac"
         path.write_bytes(JFK.read_bytes())
-        rows.append({"item_id": name, "kind": "episode", "title": name, "audio_path": str(path), "explicit": False})
+        rows.append(
+            {
+                "item_id": name,
+                "kind": "episode",
+                "title": name,
+                "audio_path": str(path),
+                "explicit": False,
+            }
+        )
     with store.begin() as conn:
         upsert(conn, t.items, rows)
 
 
-def test_transcribe_pending_skips_leased_items_and_takes_over_expired_ones(db_url, tmp_path_factory, tmp_path):
+def test_transcribe_pending_skips_leased_items_and_takes_over_expired_ones(
+    db_url, tmp_path_factory, tmp_path
+):
     home = tmp_path_factory.getbasetemp() / "coldstart-home"  # shared model cache
     settings = Settings(home=home, database_url=db_url, lease_seconds=30)
     store = Store(settings.db_url)
@@ -91,7 +101,11 @@ def test_transcribe_pending_skips_leased_items_and_takes_over_expired_ones(db_ur
     assert second.done == ["ep1"] and second.busy == []
     with store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.transcripts)).scalar_one() == 2
-        attempts = dict(conn.execute(select(t.transcription_jobs.c.item_id, t.transcription_jobs.c.attempts)).all())
+        attempts = dict(
+            conn.execute(
+                select(t.transcription_jobs.c.item_id, t.transcription_jobs.c.attempts)
+            ).all()
+        )
     assert attempts == {"ep1": 1, "ep2": 1}  # each transcribed exactly once
     assert store.leases().empty  # every lease released
 

@@ -9,15 +9,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import serving_world
 from sqlalchemy import delete, select
 
-import serving_world
+from coldstart.batch.uploads import get_upload, register_upload, score_uploads
+from coldstart.content.embeddings import model_id_for
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
-from coldstart.demo.world import ASSETS
-from coldstart.content.embeddings import model_id_for
 from coldstart.core.store import Store
-from coldstart.batch.uploads import get_upload, register_upload, score_uploads
+from coldstart.demo.world import ASSETS
 from transcripts.wer import word_error_rate
 
 ray = pytest.importorskip("ray")
@@ -46,10 +46,17 @@ def _home(source, target) -> tuple[Settings, Store]:
     uploads = settings.uploads_path
     for upload_id, clip in CLIPS.items():
         shutil.copy2(ASSETS / clip, uploads / clip)
-        register_upload(store, show_id=show, title=f"Episode {upload_id}", audio_path=uploads / clip,
-                        upload_id=upload_id)
+        register_upload(
+            store,
+            show_id=show,
+            title=f"Episode {upload_id}",
+            audio_path=uploads / clip,
+            upload_id=upload_id,
+        )
     (uploads / "broken.ogg").write_bytes(b"this is not audio")
-    register_upload(store, show_id=show, title="Broken", audio_path=uploads / "broken.ogg", upload_id="u-broken")
+    register_upload(
+        store, show_id=show, title="Broken", audio_path=uploads / "broken.ogg", upload_id="u-broken"
+    )
     return settings, store
 
 
@@ -62,8 +69,11 @@ def homes(tmp_path_factory):
 
 def _texts(store, item_ids):
     with store.connect() as conn:
-        rows = conn.execute(select(t.transcripts.c.item_id, t.transcripts.c.text)
-                            .where(t.transcripts.c.item_id.in_(item_ids))).all()
+        rows = conn.execute(
+            select(t.transcripts.c.item_id, t.transcripts.c.text).where(
+                t.transcripts.c.item_id.in_(item_ids)
+            )
+        ).all()
     return dict(rows)
 
 
@@ -78,9 +88,15 @@ def test_ray_score_uploads_matches_local(homes, local_ray):
     (ls, lstore), (rs, rstore) = homes
     local = score_uploads(lstore, ls, progress=False)
     remote = score_uploads_ray(rstore, rs, workers=2)
-    assert sorted(remote.scored) == sorted(local.scored) == sorted(CLIPS), (remote.to_dict(), local.to_dict())
+    assert sorted(remote.scored) == sorted(local.scored) == sorted(CLIPS), (
+        remote.to_dict(),
+        local.to_dict(),
+    )
     assert set(remote.failed) == set(local.failed) == {"u-broken"}
-    assert remote.failed["u-broken"].startswith("transcribe:") and get_upload(rstore, "u-broken")["error"]
+    assert (
+        remote.failed["u-broken"].startswith("transcribe:")
+        and get_upload(rstore, "u-broken")["error"]
+    )
 
     items = [f"upload-{u}" for u in CLIPS]
     lt, rt = _texts(lstore, items), _texts(rstore, items)
@@ -95,7 +111,10 @@ def test_ray_score_uploads_matches_local(homes, local_ray):
         assert float(lv[key] @ rv[key]) >= 0.999, key
 
     for upload_id in CLIPS:
-        la, ra = get_upload(lstore, upload_id)["audience"], get_upload(rstore, upload_id)["audience"]
+        la, ra = (
+            get_upload(lstore, upload_id)["audience"],
+            get_upload(rstore, upload_id)["audience"],
+        )
         assert [u["user_id"] for u in ra["top_users"]] == [u["user_id"] for u in la["top_users"]]
         assert ra["expected_listeners"] == pytest.approx(la["expected_listeners"], rel=1e-3)
         lf, rf = pd.read_parquet(la["parquet"]), pd.read_parquet(ra["parquet"])
@@ -105,7 +124,9 @@ def test_ray_score_uploads_matches_local(homes, local_ray):
     # Resumable: a second run skips what is finished and leaves the failure recorded.
     again = score_uploads_ray(rstore, rs, workers=2)
     # (uploads the served world had already scored were skipped by the first run too)
-    assert not again.scored and set(again.skipped) == set(remote.skipped) | set(CLIPS) | {"u-broken"}
+    assert not again.scored and set(again.skipped) == set(remote.skipped) | set(CLIPS) | {
+        "u-broken"
+    }
     assert get_upload(rstore, "u-broken")["status"] == "failed"
 
 
@@ -118,7 +139,11 @@ def test_ray_reembeds_the_catalogue_like_local(homes, local_ray):
     unchanged = embed_catalogue_ray(rstore, rs, workers=1)
     # Everything was embedded already except the failed upload's own title (its
     # transcription failed, so score-uploads never reached the embed step).
-    assert unchanged.embedded == 1 and unchanged.removed == 0 and unchanged.unchanged == unchanged.units - 1 > 100
+    assert (
+        unchanged.embedded == 1
+        and unchanged.removed == 0
+        and unchanged.unchanged == unchanged.units - 1 > 100
+    )
     assert ("upload-u-broken", -1) in _vectors(rstore, model_id, ["upload-u-broken"])
     cv = t.content_vectors
     with rstore.begin() as conn:

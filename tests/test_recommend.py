@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import serving_world
+
 from coldstart.core.config import RulesSettings, Settings
+from coldstart.core.store import Store
 from coldstart.recommend.candidates import AffinitySource
 from coldstart.recommend.models import load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
-from coldstart.core.store import Store
 from training.data import UserProfile
 
 
@@ -47,12 +47,16 @@ def test_faiss_affinity_candidates_equal_the_models_own_ranking(models, served_h
     scores, _, _ = model.score_batch([user])
     want = np.argsort(-scores[0], kind="stable")[:10]
     assert [c.item_id for c in got.candidates] == [model.item_ids[i] for i in want]
-    np.testing.assert_allclose([c.score for c in got.candidates], scores[0][want], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        [c.score for c in got.candidates], scores[0][want], rtol=1e-4, atol=1e-4
+    )
     assert source.generate(UserProfile("nobody", {"ghost": 1.0}), 10).fallback
 
 
 def test_pins_come_first_even_for_a_cold_listener(models, served_home):
-    settings = Settings(home=served_home, rules=RulesSettings(pins=["show015", "book0003"], match_language=False))
+    settings = Settings(
+        home=served_home, rules=RulesSettings(pins=["show015", "book0003"], match_language=False)
+    )
     pipeline = OnboardingPipeline(models, settings)
     for user in (profile(served_home), UserProfile("cold", {})):
         result = pipeline.recommend(user, 5)
@@ -64,7 +68,9 @@ def test_pins_come_first_even_for_a_cold_listener(models, served_home):
 def test_minors_never_get_explicit_items(models, served_home):
     explicit = {i for i, m in models.catalog.metadata.items() if m["explicit"]}
     assert explicit, "the demo world has explicit comedy shows"
-    settings = Settings(home=served_home, rules=RulesSettings(match_language=False, max_per_genre=10))
+    settings = Settings(
+        home=served_home, rules=RulesSettings(match_language=False, max_per_genre=10)
+    )
     pipeline = OnboardingPipeline(models, settings)
     adult = pipeline.recommend(UserProfile("cold", {}, age=30), 16)
     minor = pipeline.recommend(UserProfile("cold", {}, age=15), 16)
@@ -73,8 +79,15 @@ def test_minors_never_get_explicit_items(models, served_home):
     # Anonymous onboarding (no age) is treated as possibly a minor by default.
     unknown = pipeline.recommend(UserProfile("cold", {}), 16)
     assert not explicit & {i.item_id for i in unknown.shows + unknown.episodes + unknown.audiobooks}
-    opted_in = OnboardingPipeline(models, Settings(home=served_home, rules=RulesSettings(
-        match_language=False, max_per_genre=10, explicit_when_age_unknown=True)))
+    opted_in = OnboardingPipeline(
+        models,
+        Settings(
+            home=served_home,
+            rules=RulesSettings(
+                match_language=False, max_per_genre=10, explicit_when_age_unknown=True
+            ),
+        ),
+    )
     assert explicit & {i.item_id for i in opted_in.recommend(UserProfile("cold", {}), 16).shows}
 
 
@@ -85,7 +98,10 @@ def test_episodes_are_the_newest_of_recommended_shows(models, served_home):
     assert [e.show_id for e in result.episodes] == shows
     for episode in result.episodes:
         assert episode.item_id == models.catalog.episodes[episode.show_id][0]
-        assert "rule:latest_episode" in episode.reasons and f"show:{episode.show_id}" in episode.reasons
+        assert (
+            "rule:latest_episode" in episode.reasons
+            and f"show:{episode.show_id}" in episode.reasons
+        )
 
 
 def test_store_version_changes_with_a_new_artifact(served_home):

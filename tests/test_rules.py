@@ -40,7 +40,10 @@ def test_language_match_drops_other_languages_and_keeps_unknown():
 
 def test_language_match_is_off_without_a_user_language_or_when_disabled():
     items = [item("a", language="en"), item("b", language="es")]
-    assert ids(language_match(list(items), RulesSettings(), RuleContext(language=None))) == ["a", "b"]
+    assert ids(language_match(list(items), RulesSettings(), RuleContext(language=None))) == [
+        "a",
+        "b",
+    ]
     off = RulesSettings(match_language=False)
     assert ids(language_match(list(items), off, RuleContext(language="en"))) == ["a", "b"]
 
@@ -82,7 +85,9 @@ def test_one_per_show_keeps_the_best_episode_of_each_show():
 
 
 def test_genre_diversity_moves_overflow_down_in_order():
-    items = [item(f"c{i}", 1 - i / 10, genre="comedy") for i in range(4)] + [item("h", 0.1, genre="history")]
+    items = [item(f"c{i}", 1 - i / 10, genre="comedy") for i in range(4)] + [
+        item("h", 0.1, genre="history")
+    ]
     out = genre_diversity(items, RulesSettings(max_per_genre=2), RuleContext())
     assert ids(out) == ["c0", "c1", "h", "c2", "c3"]
     assert "rule:genre_diversity" in out[3].reasons and "rule:genre_diversity" not in out[2].reasons
@@ -95,7 +100,10 @@ def test_freshness_boost_only_inside_the_window():
     rules = RulesSettings(freshness_days=14, freshness_boost=0.1)
     out = freshness_boost([new, old, undated], rules, RuleContext(now=NOW))
     assert [round(i.score, 3) for i in out] == [0.6, 0.55, 0.52]
-    assert out[0].reasons[-1] == "rule:freshness_boost" and "rule:freshness_boost" not in out[1].reasons
+    assert (
+        out[0].reasons[-1] == "rule:freshness_boost"
+        and "rule:freshness_boost" not in out[1].reasons
+    )
 
 
 def test_editorial_boost_by_item_and_genre():
@@ -122,7 +130,9 @@ def test_apply_rules_end_to_end_order_and_reasons():
         item("sci", 0.5, language="en", genre="science", published_at=NOW - dt.timedelta(days=1)),
         item("hist", 0.2, language="en", genre="history"),
     ]
-    rules = RulesSettings(allow_explicit=False, max_per_genre=1, freshness_boost=0.45, pins=["hist"])
+    rules = RulesSettings(
+        allow_explicit=False, max_per_genre=1, freshness_boost=0.45, pins=["hist"]
+    )
     out = apply_rules(items, rules, RuleContext(language="en", age=30, now=NOW), k=3)
     # es-show (language) and rude (explicit) are gone; sci is boosted past c1;
     # hist is pinned; c2 is the second comedy, so it would move below the cut.

@@ -8,12 +8,12 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-
 import serving_world
-from coldstart.core.config import Settings
-from coldstart.content.embeddings import item_vectors, model_id_for
-from coldstart.core.store import Store
+
 from coldstart.batch.uploads import _affinity_model, _listener_profiles, predict_audience
+from coldstart.content.embeddings import item_vectors, model_id_for
+from coldstart.core.config import Settings
+from coldstart.core.store import Store
 
 
 def dense_reference(model, profiles, item_id, show_id, vector):
@@ -34,7 +34,9 @@ def dense_reference(model, profiles, item_id, show_id, vector):
     shift = np.maximum(others.max(axis=1), mine)
     own = np.exp(mine - shift)
     probability = own / (own + np.exp(others - shift[:, None]).sum(axis=1))
-    frame = pd.DataFrame({"user_id": [p.user_id for p in profiles], "rank": better + 1, "probability": probability})
+    frame = pd.DataFrame(
+        {"user_id": [p.user_id for p in profiles], "rank": better + 1, "probability": probability}
+    )
     frame = frame[known].reset_index(drop=True)
     top = frame.sort_values(["probability", "user_id"], ascending=[False, True]).head(20)
     return frame, top["user_id"].tolist()
@@ -56,15 +58,27 @@ def test_batched_audience_matches_the_dense_matrix(world, batch_users):
     for row in episodes.head(3).itertuples():
         vector = vectors[row.item_id]
         new_id = f"new-{row.item_id}-{batch_users}"
-        ref_frame, ref_top = dense_reference(copy.deepcopy(model), profiles, new_id, row.show_id, vector)
+        ref_frame, ref_top = dense_reference(
+            copy.deepcopy(model), profiles, new_id, row.show_id, vector
+        )
         summary, frame = predict_audience(
-            copy.deepcopy(model), profiles, new_id, row.show_id, vector, 10, 20, 1.0, batch_users=batch_users
+            copy.deepcopy(model),
+            profiles,
+            new_id,
+            row.show_id,
+            vector,
+            10,
+            20,
+            1.0,
+            batch_users=batch_users,
         )
         assert summary["method"] == "content (calibrated to its show)"
         assert frame["user_id"].tolist() == ref_frame["user_id"].tolist()
         assert len(frame) > 200
         # float32 matrix-vector and matrix-matrix products may differ in the last bit
-        np.testing.assert_allclose(frame["probability"], ref_frame["probability"], rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(
+            frame["probability"], ref_frame["probability"], rtol=1e-4, atol=1e-9
+        )
         assert (frame["rank"].to_numpy() != ref_frame["rank"].to_numpy()).sum() <= 1
         assert [u["user_id"] for u in summary["top_users"]] == ref_top
 
@@ -91,6 +105,8 @@ def test_listener_vectors_are_reused_across_uploads_with_the_same_answers(world)
     for row in rows:
         vector, new_id = vectors[row.item_id], f"again-{row.item_id}"
         reused, _ = predict_audience(shared, profiles, new_id, row.show_id, vector, 10, 20)
-        fresh, _ = predict_audience(copy.deepcopy(model), profiles, new_id, row.show_id, vector, 10, 20)
+        fresh, _ = predict_audience(
+            copy.deepcopy(model), profiles, new_id, row.show_id, vector, 10, 20
+        )
         assert reused == fresh
     assert shared._audience_users[0] == (id(profiles), len(profiles))

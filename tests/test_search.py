@@ -7,9 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from coldstart.core import tables as t
 from coldstart.cli import app
-from coldstart.core.config import Settings
 from coldstart.content.embeddings import embed_items, load_encoder
 from coldstart.content.index import ModelMismatchError, index_content, load_index, sync_indexes
 from coldstart.content.search import (
@@ -19,6 +17,8 @@ from coldstart.content.search import (
     UnknownItemError,
     reciprocal_rank_fusion,
 )
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert, utcnow
 
 # An episode whose transcript changes topic: baking first, then a volcano from 300 s on.
@@ -38,32 +38,81 @@ VOLCANO = [
 def _segments(item_id: str) -> list[dict]:
     rows, clock = [], 0.0
     for i, text in enumerate(BAKING):
-        rows.append({"item_id": item_id, "idx": i, "start": clock, "end": clock + 20.0, "text": text})
+        rows.append(
+            {"item_id": item_id, "idx": i, "start": clock, "end": clock + 20.0, "text": text}
+        )
         clock += 20.0
     clock = 300.0
     for j, text in enumerate(VOLCANO, start=len(BAKING)):
-        rows.append({"item_id": item_id, "idx": j, "start": clock, "end": clock + 15.0, "text": text})
+        rows.append(
+            {"item_id": item_id, "idx": j, "start": clock, "end": clock + 15.0, "text": text}
+        )
         clock += 15.0
     return rows
 
 
 ITEMS = [
-    {"item_id": "s-food", "kind": "show", "title": "Weekend Kitchen", "language": "en", "genre": "Leisure",
-     "description": "A cooking show about home baking and simple recipes."},
-    {"item_id": "s-food-e1", "kind": "episode", "show_id": "s-food", "title": "Sourdough and a volcano",
-     "language": "en", "genre": "Leisure", "description": "Bread baking, then a detour to Iceland."},
-    {"item_id": "s-sport", "kind": "show", "title": "Ninety Minutes", "language": "en", "genre": "Sports",
-     "description": "Football tactics, transfers and match analysis from the Premier League."},
-    {"item_id": "s-sport-e1", "kind": "episode", "show_id": "s-sport", "title": "Derby day preview",
-     "language": "en", "genre": "Sports", "description": "Who wins the north London derby? Team news and tactics."},
-    {"item_id": "s-sport-e2", "kind": "episode", "show_id": "s-sport", "title": None, "language": "en",
-     "genre": "Sports", "description": None},  # no text at all
-    {"item_id": "b-mars", "kind": "audiobook", "title": "The Martian Garden", "author": "Ada Green",
-     "language": "en", "genre": "Science",
-     "description": "An astronaut grows potatoes and vegetables on Mars to survive."},
-    {"item_id": "b-crime", "kind": "audiobook", "title": "El caso del faro", "author": "Lucia Ramos",
-     "language": "es", "genre": "True Crime",
-     "description": "Una detective investiga un asesinato en un pueblo de pescadores."},
+    {
+        "item_id": "s-food",
+        "kind": "show",
+        "title": "Weekend Kitchen",
+        "language": "en",
+        "genre": "Leisure",
+        "description": "A cooking show about home baking and simple recipes.",
+    },
+    {
+        "item_id": "s-food-e1",
+        "kind": "episode",
+        "show_id": "s-food",
+        "title": "Sourdough and a volcano",
+        "language": "en",
+        "genre": "Leisure",
+        "description": "Bread baking, then a detour to Iceland.",
+    },
+    {
+        "item_id": "s-sport",
+        "kind": "show",
+        "title": "Ninety Minutes",
+        "language": "en",
+        "genre": "Sports",
+        "description": "Football tactics, transfers and match analysis from the Premier League.",
+    },
+    {
+        "item_id": "s-sport-e1",
+        "kind": "episode",
+        "show_id": "s-sport",
+        "title": "Derby day preview",
+        "language": "en",
+        "genre": "Sports",
+        "description": "Who wins the north London derby? Team news and tactics.",
+    },
+    {
+        "item_id": "s-sport-e2",
+        "kind": "episode",
+        "show_id": "s-sport",
+        "title": None,
+        "language": "en",
+        "genre": "Sports",
+        "description": None,
+    },  # no text at all
+    {
+        "item_id": "b-mars",
+        "kind": "audiobook",
+        "title": "The Martian Garden",
+        "author": "Ada Green",
+        "language": "en",
+        "genre": "Science",
+        "description": "An astronaut grows potatoes and vegetables on Mars to survive.",
+    },
+    {
+        "item_id": "b-crime",
+        "kind": "audiobook",
+        "title": "El caso del faro",
+        "author": "Lucia Ramos",
+        "language": "es",
+        "genre": "True Crime",
+        "description": "Una detective investiga un asesinato en un pueblo de pescadores.",
+    },
 ]
 
 
@@ -75,10 +124,21 @@ def _catalog(home) -> tuple[Store, Settings]:
     with store.begin() as conn:
         upsert(conn, t.items, rows)
         segs = _segments("s-food-e1")
-        upsert(conn, t.transcripts, [{
-            "item_id": "s-food-e1", "engine": "provided", "model": "provided", "language": "en",
-            "duration": 345.0, "text": " ".join(s["text"] for s in segs), "created_at": utcnow(),
-        }])
+        upsert(
+            conn,
+            t.transcripts,
+            [
+                {
+                    "item_id": "s-food-e1",
+                    "engine": "provided",
+                    "model": "provided",
+                    "language": "en",
+                    "duration": 345.0,
+                    "text": " ".join(s["text"] for s in segs),
+                    "created_at": utcnow(),
+                }
+            ],
+        )
         upsert(conn, t.segments, segs)
     return store, settings
 
@@ -167,16 +227,28 @@ def test_incremental_add_then_search_finds_the_new_item(tmp_path, encoder):
     embed_items(store, settings, encoder=encoder, progress=False)
     sync_indexes(store, settings, encoder.model_id, dim=encoder.dim)
     before = load_index(settings, "items").manifest["built_at"]
-    new = {"item_id": "s-sport-e3", "kind": "episode", "show_id": "s-sport", "language": "en", "genre": "Sports",
-           "title": "Chess grandmasters", "author": None, "explicit": False,
-           "description": "An interview with a chess grandmaster about openings and endgames."}
+    new = {
+        "item_id": "s-sport-e3",
+        "kind": "episode",
+        "show_id": "s-sport",
+        "language": "en",
+        "genre": "Sports",
+        "title": "Chess grandmasters",
+        "author": None,
+        "explicit": False,
+        "description": "An interview with a chess grandmaster about openings and endgames.",
+    }
     with store.begin() as conn:
         upsert(conn, t.items, [new])
     report, syncs = index_content(store, settings, ["s-sport-e3"], encoder=encoder, progress=False)
     assert report.embedded == 1
     syncs = {s.unit: s for s in syncs}
     # the episode is added and its show's aggregate vector replaced; nothing rebuilt
-    assert (syncs["items"].action, syncs["items"].added, syncs["items"].replaced) == ("updated", 1, 1)
+    assert (syncs["items"].action, syncs["items"].added, syncs["items"].replaced) == (
+        "updated",
+        1,
+        1,
+    )
     assert load_index(settings, "items").manifest["built_at"] == before
     top = SearchService(store, settings, encoder).search("chess openings and endgames", k=1)
     assert top[0].item_id == "s-sport-e3"
@@ -194,13 +266,27 @@ def test_model_mismatch_is_a_clear_error(catalog):
 def test_cli_search_and_similar(catalog):
     store, settings = catalog
     runner = CliRunner()
-    out = runner.invoke(app, ["--home", str(settings.home), "search", "volcano eruption", "--k", "2",
-                              "--kind", "episode", "--json"])
+    out = runner.invoke(
+        app,
+        [
+            "--home",
+            str(settings.home),
+            "search",
+            "volcano eruption",
+            "--k",
+            "2",
+            "--kind",
+            "episode",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
     assert set(rows[0]) == {"item_id", "kind", "title", "score", "snippet", "start"}
     assert rows[0]["item_id"] == "s-food-e1"
-    missing = runner.invoke(app, ["--home", str(settings.home), "similar", "no-such-item", "--json"])
+    missing = runner.invoke(
+        app, ["--home", str(settings.home), "similar", "no-such-item", "--json"]
+    )
     assert missing.exit_code != 0
     assert "no-such-item" in missing.output
     empty = runner.invoke(app, ["--home", str(settings.home), "search", "  "])

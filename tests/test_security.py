@@ -9,18 +9,18 @@ import threading
 import time
 
 import pytest
+import serving_world
 import torch
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 
-import serving_world
-from coldstart.core import tables as t
 from coldstart.api.auth import InsecureBind, check_bind, is_loopback
+from coldstart.batch.uploads import register_upload, resolve_upload_path
 from coldstart.cli import app
+from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings
 from coldstart.core.store import Store
-from coldstart.batch.uploads import register_upload, resolve_upload_path
 from training.threads import pin_process_threads, torch_threads, unpin_process_threads
 
 TOKEN = "another-s3cret"
@@ -35,7 +35,9 @@ def served_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(served_home):
-    return Settings(home=served_home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=0.1))
+    return Settings(
+        home=served_home, api_token=SecretStr(TOKEN), serve=ServeSettings(reload_check_seconds=0.1)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,11 @@ def test_an_empty_token_is_refused(value, monkeypatch, tmp_path):
     with pytest.raises(ValidationError, match="empty"):
         Settings()
     result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--port", "70000"])
-    assert result.exit_code != 0 and "COLDSTART_API_TOKEN" in result.output and "empty" in result.output
+    assert (
+        result.exit_code != 0
+        and "COLDSTART_API_TOKEN" in result.output
+        and "empty" in result.output
+    )
 
 
 def test_an_empty_token_never_authorises(served_home):
@@ -63,7 +69,9 @@ def test_an_empty_token_never_authorises(served_home):
     whose empty secret would match `Authorization: Bearer `."""
     from coldstart.api.app import create_app
 
-    broken = Settings.model_construct(**{**Settings(home=served_home).__dict__, "api_token": SecretStr("")})
+    broken = Settings.model_construct(
+        **{**Settings(home=served_home).__dict__, "api_token": SecretStr("")}
+    )
     with pytest.raises(ValueError, match="empty"):
         create_app(broken)
 
@@ -82,7 +90,9 @@ def test_non_loopback_bind_without_a_token_is_refused(tmp_path, monkeypatch):
     for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
         assert is_loopback(host)
         check_bind(host, open_settings)
-    result = CliRunner().invoke(app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "70000"])
+    result = CliRunner().invoke(
+        app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "70000"]
+    )
     assert result.exit_code == 1 and "refusing to bind 0.0.0.0" in result.output
 
 
@@ -102,9 +112,13 @@ def test_oversize_json_is_413_before_parsing(api):
             yield b'{"item_id": "' + b"b" * 4000 + b'", "weight": 1},'
         yield b'{"item_id": "c"}]}'
 
-    resp = api.post("/v1/onboarding", content=chunks(), headers={"Content-Type": "application/json"})
+    resp = api.post(
+        "/v1/onboarding", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert resp.status_code == 413
-    resp = api.post("/v1/uploads", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    resp = api.post(
+        "/v1/uploads", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert resp.status_code == 413
     # Under the cap nothing changes.
     assert api.post("/v1/onboarding", json={"music": [], "k": 2}).status_code == 200
@@ -141,8 +155,12 @@ def assert_no_paths(data, home):
 def test_upload_status_needs_the_token_and_shows_no_path(api, settings):
     store = Store.from_settings(settings)
     shows = store.items(["show"])
-    upload = register_upload(store, show_id=shows["item_id"].iloc[0], title="private",
-                             audio_path=resolve_upload_path(settings, "science.ogg"))
+    upload = register_upload(
+        store,
+        show_id=shows["item_id"].iloc[0],
+        title="private",
+        audio_path=resolve_upload_path(settings, "science.ogg"),
+    )
     url = f"/v1/uploads/{upload['upload_id']}"
     try:
         assert api.get(url).status_code == 401
@@ -168,7 +186,11 @@ def test_health_and_reload_show_no_paths(api, settings):
 def test_error_messages_lose_their_paths():
     from coldstart.api.routes import public
 
-    data = {"error": "FileNotFoundError: '/srv/data/models/two_tower.pt' missing", "path": "/srv/x", "n": 3}
+    data = {
+        "error": "FileNotFoundError: '/srv/data/models/two_tower.pt' missing",
+        "path": "/srv/x",
+        "n": 3,
+    }
     assert public(data) == {"error": "FileNotFoundError: '<path>' missing", "n": 3}
 
 

@@ -3,20 +3,36 @@ uploads and the serving fingerprint, beyond what the ingest tests cover."""
 
 from __future__ import annotations
 
-from coldstart.core import tables as t
-from coldstart.recommend.models import store_version
-from coldstart.core.store import Store, upsert
 from coldstart.batch.uploads import _set_status, get_upload, list_uploads, register_upload
+from coldstart.core import tables as t
+from coldstart.core.store import Store, upsert
+from coldstart.recommend.models import store_version
 
 
 def test_artifacts_uploads_and_version(db_url, tmp_path):
     store = Store(db_url)
     Store(db_url)  # creating the schema twice is harmless
     with store.begin() as conn:
-        upsert(conn, t.items, [{"item_id": "show1", "kind": "show", "language": "en", "genre": "history",
-                                "explicit": True}])
+        upsert(
+            conn,
+            t.items,
+            [
+                {
+                    "item_id": "show1",
+                    "kind": "show",
+                    "language": "en",
+                    "genre": "history",
+                    "explicit": True,
+                }
+            ],
+        )
     before = store_version(store)
-    manifest = {"kind": "affinity", "target": "podcast", "metrics": {"ndcg": 0.61}, "nested": [1, {"a": None}]}
+    manifest = {
+        "kind": "affinity",
+        "target": "podcast",
+        "metrics": {"ndcg": 0.61},
+        "nested": [1, {"a": None}],
+    }
     store.register_artifact("affinity:podcast", tmp_path / "m", manifest)
     assert store.artifact("affinity:podcast")["manifest"] == manifest
     assert store_version(store) != before

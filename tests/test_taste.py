@@ -20,7 +20,11 @@ def test_items_of_one_taste_cluster_are_closer_than_across_clusters(taste):
     within, across = [], []
     for c in range(3):
         for other in range(3):
-            sims = [taste.vectors.similarity(a, b) for a in cluster_music(c)[:4] for b in cluster_music(other)[4:]]
+            sims = [
+                taste.vectors.similarity(a, b)
+                for a in cluster_music(c)[:4]
+                for b in cluster_music(other)[4:]
+            ]
             (within if c == other else across).extend(sims)
     assert np.mean(within) > np.mean(across) + 0.2
 

@@ -7,16 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from speech import JFK, JFK_TEXT, sounds_like_jfk
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from coldstart.core import tables as t
 from coldstart.cli import app
+from coldstart.core import tables as t
 from coldstart.core.config import TranscribeSettings
 from coldstart.core.store import Store, upsert
-from speech import JFK, JFK_TEXT, sounds_like_jfk
 from transcripts.wer import word_error_rate
-
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +56,9 @@ def test_all_good_files_exit_zero_with_human_output(home, db_url):
     result = run("--home", str(home), "transcribe", str(JFK))
     assert result.exit_code == 0
     assert f"faster-whisper/{TranscribeSettings().model}" in result.stdout
-    assert word_error_rate(JFK_TEXT, result.stdout) <= 0.35, result.stdout  # the text, plus a header line
+    assert word_error_rate(JFK_TEXT, result.stdout) <= 0.35, (
+        result.stdout
+    )  # the text, plus a header line
 
 
 def test_pending_batch_into_the_store(home, db_url, tmp_path):
@@ -65,10 +66,24 @@ def test_pending_batch_into_the_store(home, db_url, tmp_path):
     shutil.copy(JFK, tmp_path / "ep.flac")
     (tmp_path / "bad.ogg").write_bytes(b"")
     with store.begin() as conn:
-        upsert(conn, t.items, [
-            {"item_id": "ep", "kind": "episode", "audio_path": str(tmp_path / "ep.flac"), "explicit": False},
-            {"item_id": "bad", "kind": "episode", "audio_path": str(tmp_path / "bad.ogg"), "explicit": False},
-        ])
+        upsert(
+            conn,
+            t.items,
+            [
+                {
+                    "item_id": "ep",
+                    "kind": "episode",
+                    "audio_path": str(tmp_path / "ep.flac"),
+                    "explicit": False,
+                },
+                {
+                    "item_id": "bad",
+                    "kind": "episode",
+                    "audio_path": str(tmp_path / "bad.ogg"),
+                    "explicit": False,
+                },
+            ],
+        )
     result = run("--home", str(home), "transcribe", "--pending", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -90,7 +105,9 @@ def test_needs_exactly_one_source(home, db_url):
 
 
 def test_unknown_model_is_a_clear_error(home, db_url):
-    result = CliRunner().invoke(app, ["--home", str(home), "transcribe", str(JFK), "--model", "huge"])
+    result = CliRunner().invoke(
+        app, ["--home", str(home), "transcribe", str(JFK), "--model", "huge"]
+    )
     assert result.exit_code == 1
     assert "unknown model 'huge'" in result.stderr
 
@@ -98,11 +115,15 @@ def test_unknown_model_is_a_clear_error(home, db_url):
 def test_decode_options_from_the_command_line(home, db_url):
     # tiny.en with the batched pipeline (VAD implied), then VAD alone: same words on the reference clip.
     for flags in (["--batch-size", "4"], ["--vad", "--batch-size", "0"]):
-        result = run("--home", str(home), "transcribe", str(JFK), "--json", "--model", "tiny.en", *flags)
+        result = run(
+            "--home", str(home), "transcribe", str(JFK), "--json", "--model", "tiny.en", *flags
+        )
         assert result.exit_code == 0, result.stdout
         assert sounds_like_jfk(json.loads(result.stdout)["text"]), (flags, result.stdout)
 
 
 def test_a_negative_batch_size_is_refused(home, db_url):
-    result = CliRunner().invoke(app, ["--home", str(home), "transcribe", str(JFK), "--batch-size", "-1"])
+    result = CliRunner().invoke(
+        app, ["--home", str(home), "transcribe", str(JFK), "--batch-size", "-1"]
+    )
     assert result.exit_code != 0

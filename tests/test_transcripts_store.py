@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from speech import JFK, sounds_like_jfk
 from sqlalchemy import select
 
-from coldstart.core import tables as t
 from coldstart.content import speech as tr
-from coldstart.demo.stages import transcribe_stage
+from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, upsert, utcnow
-from speech import JFK, sounds_like_jfk
-
+from coldstart.demo.stages import transcribe_stage
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +48,32 @@ class CountingEngine:
         return self.engine.transcribe(audio, language)
 
 
-def add_episodes(store: Store, tmp_path: Path, names: list[str], audio: dict[str, str | None] | None = None) -> None:
+def add_episodes(
+    store: Store, tmp_path: Path, names: list[str], audio: dict[str, str | None] | None = None
+) -> None:
     rows = []
     for name in names:
         path = tmp_path / f"{name}.flac"
         shutil.copy(JFK, path)
-        rows.append({"item_id": name, "kind": "episode", "title": name, "audio_path": str(path), "explicit": False})
+        rows.append(
+            {
+                "item_id": name,
+                "kind": "episode",
+                "title": name,
+                "audio_path": str(path),
+                "explicit": False,
+            }
+        )
     for name, path in (audio or {}).items():
-        rows.append({"item_id": name, "kind": "episode", "title": name, "audio_path": path, "explicit": False})
+        rows.append(
+            {
+                "item_id": name,
+                "kind": "episode",
+                "title": name,
+                "audio_path": path,
+                "explicit": False,
+            }
+        )
     with store.begin() as conn:
         upsert(conn, t.items, rows)
 
@@ -69,9 +86,24 @@ def rows(store: Store, table) -> dict:
 def test_pending_is_episodes_with_audio_and_no_transcript(store, tmp_path):
     add_episodes(store, tmp_path, ["ep1", "ep2"], {"ep-no-audio": None})
     with store.begin() as conn:
-        upsert(conn, t.items, [{"item_id": "show1", "kind": "show", "audio_path": str(JFK), "explicit": False}])
-        upsert(conn, t.transcripts, [{"item_id": "ep2", "engine": "provided", "model": "provided",
-                                      "text": "ingested words", "created_at": utcnow()}])
+        upsert(
+            conn,
+            t.items,
+            [{"item_id": "show1", "kind": "show", "audio_path": str(JFK), "explicit": False}],
+        )
+        upsert(
+            conn,
+            t.transcripts,
+            [
+                {
+                    "item_id": "ep2",
+                    "engine": "provided",
+                    "model": "provided",
+                    "text": "ingested words",
+                    "created_at": utcnow(),
+                }
+            ],
+        )
     assert tr.pending_items(store) == ["ep1"]
     assert tr.pending_items(store, force=True) == ["ep1"]  # provided transcripts are never redone
 
@@ -94,17 +126,26 @@ def test_batch_stores_transcripts_and_records_failures_without_stopping(store, s
     assert "ask not what your country can do for you" in transcripts["a"]["text"]
     assert transcripts["a"]["duration"] == pytest.approx(11.0)
     with store.connect() as conn:
-        segs = conn.execute(select(t.segments).where(t.segments.c.item_id == "a").order_by(t.segments.c.idx)).all()
+        segs = conn.execute(
+            select(t.segments).where(t.segments.c.item_id == "a").order_by(t.segments.c.idx)
+        ).all()
     # The default decodes batched, text only: one segment per speech chunk (one here).
     assert len(segs) >= 1 and 0.0 <= segs[0].start <= segs[-1].end <= 11.0
     assert " ".join(s.text for s in segs) == transcripts["a"]["text"]
     jobs = rows(store, t.transcription_jobs)
-    assert {k: j["status"] for k, j in jobs.items()} == {"a": "done", "z": "done", "m-empty": "failed", "m-corrupt": "failed"}
+    assert {k: j["status"] for k, j in jobs.items()} == {
+        "a": "done",
+        "z": "done",
+        "m-empty": "failed",
+        "m-corrupt": "failed",
+    }
     assert jobs["m-empty"]["attempts"] == 1 and "empty" in jobs["m-empty"]["error"]
     assert report.audio_seconds == pytest.approx(22.0)
 
 
-def test_interrupted_batch_resumes_without_redoing_finished_items(store, settings, tmp_path, monkeypatch):
+def test_interrupted_batch_resumes_without_redoing_finished_items(
+    store, settings, tmp_path, monkeypatch
+):
     add_episodes(store, tmp_path, ["e1", "e2", "e3"])
     real = tr.engine_for(settings)
     interrupted = CountingEngine(real, interrupt_at=2)
@@ -162,17 +203,38 @@ def test_relative_audio_paths_resolve_against_home(store, settings):
     audio_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(JFK, audio_dir / "rel.flac")
     with store.begin() as conn:
-        upsert(conn, t.items, [{"item_id": "rel", "kind": "episode", "audio_path": "audio/rel.flac", "explicit": False}])
-    assert tr.resolve_audio_path("audio/rel.flac", settings.home) == (settings.home / "audio" / "rel.flac").resolve()
+        upsert(
+            conn,
+            t.items,
+            [
+                {
+                    "item_id": "rel",
+                    "kind": "episode",
+                    "audio_path": "audio/rel.flac",
+                    "explicit": False,
+                }
+            ],
+        )
+    assert (
+        tr.resolve_audio_path("audio/rel.flac", settings.home)
+        == (settings.home / "audio" / "rel.flac").resolve()
+    )
     assert tr.resolve_audio_path("/abs/x.mp3", settings.home) == Path("/abs/x.mp3")
     assert tr.transcribe_pending(store, settings, progress=False).done == ["rel"]
 
 
 def test_explicit_items_without_audio_fail_clearly(store, settings):
     with store.begin() as conn:
-        upsert(conn, t.items, [{"item_id": "silent", "kind": "episode", "audio_path": None, "explicit": False}])
+        upsert(
+            conn,
+            t.items,
+            [{"item_id": "silent", "kind": "episode", "audio_path": None, "explicit": False}],
+        )
     report = tr.transcribe_items(store, settings, ["silent", "nope"], progress=False)
-    assert report.failed == {"silent": "no audio_path for this item", "nope": "unknown item (not in items or uploads)"}
+    assert report.failed == {
+        "silent": "no audio_path for this item",
+        "nope": "unknown item (not in items or uploads)",
+    }
     assert rows(store, t.transcription_jobs)["silent"]["status"] == "failed"
     assert "nope" not in rows(store, t.transcription_jobs)
 
@@ -199,8 +261,20 @@ def test_uploads_are_transcribed_by_item_id(store, settings, tmp_path):
     shutil.copy(JFK, tmp_path / "upload.flac")
     now = utcnow()
     with store.begin() as conn:
-        upsert(conn, t.uploads, [{"upload_id": "u1", "item_id": "up-ep", "audio_path": str(tmp_path / "upload.flac"),
-                                  "status": "received", "created_at": now, "updated_at": now}])
+        upsert(
+            conn,
+            t.uploads,
+            [
+                {
+                    "upload_id": "u1",
+                    "item_id": "up-ep",
+                    "audio_path": str(tmp_path / "upload.flac"),
+                    "status": "received",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
     report = tr.transcribe_items(store, settings, ["up-ep"], progress=False)
     assert report.done == ["up-ep"]
     assert sounds_like_jfk(rows(store, t.transcripts)["up-ep"]["text"])

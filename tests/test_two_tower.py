@@ -9,15 +9,15 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from recommender_contract import RecommenderContract
 
 from coldstart.demo.world import WorldConfig, build_world
-from recommender_contract import RecommenderContract
 from graph import colisten_pairs
 from training.baselines import PopularityRecommender
 from training.data import InteractionData, UserProfile
 from training.evaluate import evaluate
-from training.splits import cold_user_split
 from training.item_graph import spoken_events, training_graph
+from training.splits import cold_user_split
 from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
 
 DIM = 64
@@ -40,8 +40,16 @@ def world_data(users: int = 600, text: bool = True, seed: int = 0) -> Interactio
     content = {}
     if text:
         spoken = world.items[world.items["kind"].isin(["show", "audiobook"])]
-        content = {r.item_id: bag_of_words(f"{r.title} {r.description}") for r in spoken.itertuples()}
-    return InteractionData(items=world.items, interactions=inter, users=world.users, playlists=world.playlists, content=content)
+        content = {
+            r.item_id: bag_of_words(f"{r.title} {r.description}") for r in spoken.itertuples()
+        }
+    return InteractionData(
+        items=world.items,
+        interactions=inter,
+        users=world.users,
+        playlists=world.playlists,
+        content=content,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,9 @@ def split(data):
 
 @pytest.fixture(scope="module")
 def fitted(split) -> TwoTowerRecommender:
-    return TwoTowerRecommender("audiobook", seed=0, config=TwoTowerConfig(use_gnn=True)).fit(split.train)
+    return TwoTowerRecommender("audiobook", seed=0, config=TwoTowerConfig(use_gnn=True)).fit(
+        split.train
+    )
 
 
 def test_beats_popularity_on_the_demo_world(data):
@@ -98,7 +108,9 @@ def test_recommend_contract_basics(fitted, split):
     nobody = fitted.recommend(UserProfile("ghost", {"no-such-artist": 3.0}), k=5)
     assert nobody.fallback and nobody.unknown_items == ["no-such-artist"]
     batch = fitted.recommend_batch(split.users[:3], k=5)
-    assert [r.item_ids for r in batch] == [fitted.recommend(u, k=5).item_ids for u in split.users[:3]]
+    assert [r.item_ids for r in batch] == [
+        fitted.recommend(u, k=5).item_ids for u in split.users[:3]
+    ]
 
 
 def test_user_vector_uses_spoken_history(fitted, split):
@@ -114,7 +126,10 @@ def test_user_vector_uses_spoken_history(fitted, split):
 def test_saved_model_reloads_to_identical_scores(fitted, split, tmp_path):
     manifest = fitted.save(tmp_path / "tt")
     loaded = TwoTowerRecommender.load(tmp_path / "tt")
-    a, b = fitted.recommend_batch(split.users[:10], k=10), loaded.recommend_batch(split.users[:10], k=10)
+    a, b = (
+        fitted.recommend_batch(split.users[:10], k=10),
+        loaded.recommend_batch(split.users[:10], k=10),
+    )
     assert [r.item_ids for r in a] == [r.item_ids for r in b]
     assert all(np.array_equal(x.scores, y.scores) for x, y in zip(a, b))
     on_disk = json.loads((tmp_path / "tt" / "manifest.json").read_text())
@@ -129,7 +144,16 @@ def test_new_audiobook_with_text_only_lands_near_its_genre(data, tmp_path):
     for genre, group in books.groupby("genre"):
         source = group.iloc[0]
         new_id = f"new-{source['item_id']}"
-        frame = pd.DataFrame([{"item_id": new_id, "kind": "audiobook", "language": source["language"], "genre": genre}])
+        frame = pd.DataFrame(
+            [
+                {
+                    "item_id": new_id,
+                    "kind": "audiobook",
+                    "language": source["language"],
+                    "genre": genre,
+                }
+            ]
+        )
         vec = bag_of_words(f"{source['title']} {source['description']}")
         assert model.add_items(frame, {new_id: vec}) == [new_id]
         genre_of = books.set_index("item_id")["genre"]
@@ -163,15 +187,23 @@ def test_music_bag_and_item_id_ablation_round_trips(tmp_path):
     split = cold_user_split(data, "audiobook", 0.2, seed=1, cold_history="music")
     cfg = TwoTowerConfig(music_dim=8, id_dim=8, max_epochs=3)
     model = TwoTowerRecommender("audiobook", 1, cfg).fit(split.train)
-    assert model.music_vocab and set(model.id_index) == {i for _, i in model._label_pairs} & set(model.item_ids)
+    assert model.music_vocab and set(model.id_index) == {i for _, i in model._label_pairs} & set(
+        model.item_ids
+    )
     assert model.user_tower.music is not None and model.item_tower.item_id is not None
-    model.add_items(pd.DataFrame({"item_id": ["brand-new"], "language": ["en"], "genre": ["history"]}))
+    model.add_items(
+        pd.DataFrame({"item_id": ["brand-new"], "language": ["en"], "genre": ["history"]})
+    )
     assert int(model._items_in["item_index"][-1]) == 0
     model.save(tmp_path / "m")
     again = TwoTowerRecommender.load(tmp_path / "m")
     users = split.users[:20]
-    np.testing.assert_allclose(again._tower_scores(users), model._tower_scores(users), rtol=1e-5, atol=1e-5)
-    assert [r.item_ids for r in again.recommend_batch(users, 10)] == [r.item_ids for r in model.recommend_batch(users, 10)]
+    np.testing.assert_allclose(
+        again._tower_scores(users), model._tower_scores(users), rtol=1e-5, atol=1e-5
+    )
+    assert [r.item_ids for r in again.recommend_batch(users, 10)] == [
+        r.item_ids for r in model.recommend_batch(users, 10)
+    ]
 
 
 class TestTwoTowerContract(RecommenderContract):
@@ -205,7 +237,9 @@ def test_a_validation_pair_never_reaches_a_feature(split):
     cfg = TwoTowerConfig(max_epochs=1, blend=False, use_gnn=True)
     first = TwoTowerRecommender("audiobook", 0, cfg).fit(split.train)
     user = first.val_users[0]
-    played = set(split.train.interactions.loc[split.train.interactions["user_id"] == user, "item_id"])
+    played = set(
+        split.train.interactions.loc[split.train.interactions["user_id"] == user, "item_id"]
+    )
     book = next(i for i in split.train.catalog("audiobook")["item_id"] if i not in played)
     extra = pd.DataFrame([{"user_id": user, "item_id": book, "weight": 5.0, "timestamp": 0}])
     inter = pd.concat([split.train.interactions, extra], ignore_index=True)
@@ -213,21 +247,32 @@ def test_a_validation_pair_never_reaches_a_feature(split):
     assert second.val_users == first.val_users
     assert _features(first) == _features(second)
     # The same play by a training user does change them: the test can fail.
-    trainer = next(u for u in sorted(set(split.train.interactions["user_id"])) if u not in first.val_users)
+    trainer = next(
+        u for u in sorted(set(split.train.interactions["user_id"])) if u not in first.val_users
+    )
     extra["user_id"] = trainer
-    third = TwoTowerRecommender("audiobook", 0, cfg).fit(replace(split.train, interactions=pd.concat(
-        [split.train.interactions, extra], ignore_index=True)))
+    third = TwoTowerRecommender("audiobook", 0, cfg).fit(
+        replace(
+            split.train,
+            interactions=pd.concat([split.train.interactions, extra], ignore_index=True),
+        )
+    )
     assert _features(first) != _features(third)
 
 
 def _features(model: TwoTowerRecommender) -> dict[str, tuple[float, float]]:
     """Per item: (log-popularity feature, co-listening degree)."""
     pop = model._items_in["popularity"].tolist()
-    return {i: (pop[r], float(model.graph.degree[model.graph.position[i]])) for r, i in enumerate(model.item_ids)}
+    return {
+        i: (pop[r], float(model.graph.degree[model.graph.position[i]]))
+        for r, i in enumerate(model.item_ids)
+    }
 
 
 def test_no_training_label_is_an_edge_of_the_graph(split):
-    model = TwoTowerRecommender("audiobook", 0, TwoTowerConfig(max_epochs=1, blend=False, use_gnn=True)).fit(split.train)
+    model = TwoTowerRecommender(
+        "audiobook", 0, TwoTowerConfig(max_epochs=1, blend=False, use_gnn=True)
+    ).fit(split.train)
     assert model._label_pairs and model._graph_pairs
     assert not model._label_pairs & model._graph_pairs
     # Validation users' target plays are in neither.

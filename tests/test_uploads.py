@@ -7,13 +7,9 @@ import time
 
 import pandas as pd
 import pytest
+import serving_world
 from sqlalchemy import select
 
-import serving_world
-from coldstart.core import tables as t
-from coldstart.core.config import ServeSettings, Settings
-from coldstart.demo.world import ASSETS
-from coldstart.core.store import Store
 from coldstart.batch.uploads import (
     UploadError,
     UploadRefused,
@@ -22,6 +18,10 @@ from coldstart.batch.uploads import (
     resolve_upload_path,
     score_uploads,
 )
+from coldstart.core import tables as t
+from coldstart.core.config import ServeSettings, Settings
+from coldstart.core.store import Store
+from coldstart.demo.world import ASSETS
 
 
 @pytest.fixture(scope="session")
@@ -72,11 +72,17 @@ def test_upload_then_score_then_status_shows_the_audience(api, settings, store):
     )
     assert resp.status_code == 201, resp.text
     upload = resp.json()
-    assert upload["status"] == "pending" and upload["audience"] is None and upload["language"] == "en"
+    assert (
+        upload["status"] == "pending" and upload["audience"] is None and upload["language"] == "en"
+    )
 
     # Stored before the 201: the uploads row and the episode, with its audio inside the uploads dir.
     with store.connect() as conn:
-        item = conn.execute(select(t.items).where(t.items.c.item_id == upload["item_id"])).mappings().one()
+        item = (
+            conn.execute(select(t.items).where(t.items.c.item_id == upload["item_id"]))
+            .mappings()
+            .one()
+        )
     assert item["kind"] == "episode" and item["show_id"] == show
     assert settings.uploads_path in __import__("pathlib").Path(item["audio_path"]).parents
     assert __import__("pathlib").Path(item["audio_path"]).read_bytes() == audio
@@ -89,17 +95,39 @@ def test_upload_then_score_then_status_shows_the_audience(api, settings, store):
     status = api.get(f"/v1/uploads/{upload['upload_id']}").json()
     assert status["status"] == "scored" and status["error"] is None
     audience = status["audience"]
-    assert audience["method"].startswith("content") and audience["listeners_scored"] == serving_world.CONFIG.users
+    assert (
+        audience["method"].startswith("content")
+        and audience["listeners_scored"] == serving_world.CONFIG.users
+    )
     segments = audience["segments"]
     assert sum(s["listeners_scored"] for s in segments) == audience["listeners_scored"]
-    assert abs(sum(s["expected_listeners"] for s in segments) - audience["expected_listeners"]) < 0.2 * len(segments)
-    assert 0 < audience["expected_listeners"] < audience["listeners_scored"] and audience["picks_per_listener"] >= 1
+    assert abs(
+        sum(s["expected_listeners"] for s in segments) - audience["expected_listeners"]
+    ) < 0.2 * len(segments)
+    assert (
+        0 < audience["expected_listeners"] < audience["listeners_scored"]
+        and audience["picks_per_listener"] >= 1
+    )
     probabilities = [u["probability"] for u in audience["top_users"]]
-    assert len(probabilities) == settings.serve.audience_top_users and probabilities == sorted(probabilities, reverse=True)
+    assert len(probabilities) == settings.serve.audience_top_users and probabilities == sorted(
+        probabilities, reverse=True
+    )
     assert "parquet" not in audience  # no server path in a response; the store keeps it
     frame = pd.read_parquet(get_upload(store, upload["upload_id"])["audience"]["parquet"])
-    assert len(frame) == audience["listeners_scored"] and int(frame["in_top_k"].sum()) == audience["in_top_k"]
-    assert set(frame.columns) >= {"user_id", "country", "language", "score", "rank", "probability", "listens", "in_top_k"}
+    assert (
+        len(frame) == audience["listeners_scored"]
+        and int(frame["in_top_k"].sum()) == audience["in_top_k"]
+    )
+    assert set(frame.columns) >= {
+        "user_id",
+        "country",
+        "language",
+        "score",
+        "rank",
+        "probability",
+        "listens",
+        "in_top_k",
+    }
     assert frame["probability"].between(0, 1).all()
     assert abs(frame["listens"].sum() - audience["expected_listeners"]) < 0.1
     # An English history episode: English speakers are its expected audience.
@@ -108,7 +136,9 @@ def test_upload_then_score_then_status_shows_the_audience(api, settings, store):
 
     # Transcribed from the audio, embedded and in the index.
     with store.connect() as conn:
-        text = conn.execute(select(t.transcripts.c.text).where(t.transcripts.c.item_id == upload["item_id"])).scalar_one()
+        text = conn.execute(
+            select(t.transcripts.c.text).where(t.transcripts.c.item_id == upload["item_id"])
+        ).scalar_one()
     assert "rome" in text.lower()
     # The running server picks the scored upload up by itself (no restart, no reload call).
     wait_for(lambda: api.get("/healthz").json()["catalog"]["episode"] == episodes_before + 1)
@@ -122,8 +152,12 @@ def test_a_failed_upload_is_recorded_and_the_batch_goes_on(settings, store):
     broken.write_bytes(b"this is not audio at all" * 100)
     good = settings.uploads_path / "good.ogg"
     shutil.copy2(ASSETS / "science.ogg", good)
-    bad = register_upload(store, show_id=show, title="Broken", audio_path=resolve_upload_path(settings, "broken.ogg"))
-    ok = register_upload(store, show_id=show, title="Fine", audio_path=resolve_upload_path(settings, "good.ogg"))
+    bad = register_upload(
+        store, show_id=show, title="Broken", audio_path=resolve_upload_path(settings, "broken.ogg")
+    )
+    ok = register_upload(
+        store, show_id=show, title="Fine", audio_path=resolve_upload_path(settings, "good.ogg")
+    )
 
     report = score_uploads(store, settings, progress=False)
     assert ok["upload_id"] in report.scored
@@ -136,25 +170,34 @@ def test_a_failed_upload_is_recorded_and_the_batch_goes_on(settings, store):
     again = score_uploads(store, settings, progress=False)
     assert again.scored == [] and again.failed == {} and ok["upload_id"] in again.skipped
     retry = score_uploads(store, settings, [bad["upload_id"]], retry_failed=True, progress=False)
-    assert bad["upload_id"] in retry.failed and get_upload(store, bad["upload_id"])["status"] == "failed"
+    assert (
+        bad["upload_id"] in retry.failed
+        and get_upload(store, bad["upload_id"])["status"] == "failed"
+    )
 
 
 def test_scoring_resumes_from_the_last_finished_step(settings, store):
-    from coldstart.content.speech import transcribe_items
     from coldstart.batch.uploads import _set_status
+    from coldstart.content.speech import transcribe_items
 
     show = history_show(store)
     path = settings.uploads_path / "resume.ogg"
     shutil.copy2(ASSETS / "science.ogg", path)
-    up = register_upload(store, show_id=show, title="Resumed", audio_path=resolve_upload_path(settings, "resume.ogg"))
+    up = register_upload(
+        store, show_id=show, title="Resumed", audio_path=resolve_upload_path(settings, "resume.ogg")
+    )
     transcribe_items(store, settings, [up["item_id"]], progress=False)
     _set_status(store, up["upload_id"], "transcribed")  # as if the last run stopped here
     with store.connect() as conn:
-        first = conn.execute(select(t.transcripts.c.created_at).where(t.transcripts.c.item_id == up["item_id"])).scalar_one()
+        first = conn.execute(
+            select(t.transcripts.c.created_at).where(t.transcripts.c.item_id == up["item_id"])
+        ).scalar_one()
     report = score_uploads(store, settings, [up["upload_id"]], progress=False)
     assert report.scored == [up["upload_id"]]
     with store.connect() as conn:
-        after = conn.execute(select(t.transcripts.c.created_at).where(t.transcripts.c.item_id == up["item_id"])).scalar_one()
+        after = conn.execute(
+            select(t.transcripts.c.created_at).where(t.transcripts.c.item_id == up["item_id"])
+        ).scalar_one()
     assert after == first  # not transcribed again
 
 
@@ -166,17 +209,25 @@ def test_a_dead_workers_upload_waits_for_its_lease_then_is_taken_over(settings, 
     show = history_show(store)
     path = settings.uploads_path / "leased.ogg"
     shutil.copy2(ASSETS / "science.ogg", path)
-    up = register_upload(store, show_id=show, title="Leased", audio_path=resolve_upload_path(settings, "leased.ogg"))
+    up = register_upload(
+        store, show_id=show, title="Leased", audio_path=resolve_upload_path(settings, "leased.ogg")
+    )
     resource = f"upload:{up['upload_id']}"
     assert store.claim(resource, "killed-worker", 600)  # its worker died holding it
     report = score_uploads(store, settings, [up["upload_id"]], progress=False)
     assert report.busy == [up["upload_id"]] and report.scored == []
     assert get_upload(store, up["upload_id"])["status"] == "pending"
     with store.begin() as conn:  # the lease runs out
-        conn.execute(t.leases.update().where(t.leases.c.resource == resource)
-                     .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+        conn.execute(
+            t.leases.update()
+            .where(t.leases.c.resource == resource)
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
     report = score_uploads(store, settings, [up["upload_id"]], progress=False)
-    assert report.scored == [up["upload_id"]] and get_upload(store, up["upload_id"])["status"] == "scored"
+    assert (
+        report.scored == [up["upload_id"]]
+        and get_upload(store, up["upload_id"])["status"] == "scored"
+    )
     assert store.leases().empty
 
 

@@ -122,21 +122,27 @@ class AffinityNet(nn.Module):
             layers += [nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
             width = cfg.hidden
         self.user = nn.Sequential(*layers, nn.Linear(width, cfg.dim))
-        self.skip = nn.Linear(taste_dim + extra, cfg.dim, bias=False) if cfg.skip and cfg.layers else None
+        self.skip = (
+            nn.Linear(taste_dim + extra, cfg.dim, bias=False) if cfg.skip and cfg.layers else None
+        )
         self.item_id = nn.Embedding(max(n_ids, 1), cfg.dim)
         nn.init.normal_(self.item_id.weight, std=0.01)
         self.item_bias = nn.Embedding(max(n_ids, 1), 1)
         nn.init.zeros_(self.item_bias.weight)
         self.content = nn.Linear(content_dim, cfg.dim, bias=False) if content_dim else None
 
-    def user_vectors(self, taste: torch.Tensor, demo: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    def user_vectors(
+        self, taste: torch.Tensor, demo: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
         parts = [taste]
         if self.cfg.demographics:
             parts += [self.country(demo["country"]), self.language(demo["language"]), demo["age"]]
         x = torch.cat(parts, dim=-1)
         return self.user(x) if self.skip is None else self.user(x) + self.skip(x)
 
-    def item_vectors(self, content: torch.Tensor | None, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def item_vectors(
+        self, content: torch.Tensor | None, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(vectors, biases) for items; `ids` is -1 for items without history."""
         has_id = (ids >= 0).float()
         if self.training and self.content is not None and self.cfg.id_dropout > 0:
@@ -147,10 +153,10 @@ class AffinityNet(nn.Module):
             vectors = vectors + self.content(content)
         return vectors, self.item_bias(safe).squeeze(-1) * has_id
 
-    def forward(self, users: torch.Tensor, vectors: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, users: torch.Tensor, vectors: torch.Tensor, biases: torch.Tensor
+    ) -> torch.Tensor:
         return users @ vectors.T + biases
-
-
 
 
 @dataclass
@@ -163,7 +169,11 @@ class _Features:
     age: torch.Tensor
 
     def rows(self, idx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.taste[idx], {"country": self.country[idx], "language": self.language[idx], "age": self.age[idx]}
+        return self.taste[idx], {
+            "country": self.country[idx],
+            "language": self.language[idx],
+            "age": self.age[idx],
+        }
 
 
 def _content_matrix(data: InteractionData, item_ids: list[str]) -> np.ndarray | None:
@@ -204,7 +214,9 @@ class AffinityModel(Recommender):
 
     name = "affinity_mlp"
 
-    def __init__(self, target: str = "podcast", seed: int = 0, config: AffinityConfig | None = None) -> None:
+    def __init__(
+        self, target: str = "podcast", seed: int = 0, config: AffinityConfig | None = None
+    ) -> None:
         super().__init__(target, seed)
         if target not in TARGET_KINDS:
             raise ValueError(f"unknown target {target!r}; expected one of {sorted(TARGET_KINDS)}")
@@ -214,16 +226,24 @@ class AffinityModel(Recommender):
 
     # --- features ----------------------------------------------------------------
 
-    def _demographics(self, users: Sequence[UserProfile]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        country = torch.tensor([self.countries.get(str(u.country), 0) for u in users], dtype=torch.long)
-        language = torch.tensor([self.languages.get(str(u.language), 0) for u in users], dtype=torch.long)
+    def _demographics(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        country = torch.tensor(
+            [self.countries.get(str(u.country), 0) for u in users], dtype=torch.long
+        )
+        language = torch.tensor(
+            [self.languages.get(str(u.language), 0) for u in users], dtype=torch.long
+        )
         age = np.zeros((len(users), 2), np.float32)
         for r, u in enumerate(users):
             if u.age is not None and not (isinstance(u.age, float) and math.isnan(u.age)):
                 age[r] = ((float(u.age) - self.age_stats[0]) / self.age_stats[1], 1.0)
         return country, language, torch.from_numpy(age)
 
-    def _features(self, users: Sequence[UserProfile]) -> tuple[_Features, np.ndarray, list[list[str]]]:
+    def _features(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[_Features, np.ndarray, list[list[str]]]:
         taste = np.zeros((len(users), self.taste.dim), np.float32)
         known = np.zeros(len(users), bool)
         unknown: list[list[str]] = []
@@ -256,8 +276,13 @@ class AffinityModel(Recommender):
         sets the vocabularies and standardisation the features use."""
         music_users = set(data.music_interactions()["user_id"])
         profiles = profiles_for(data, sorted(set(inter["user_id"]) & music_users))
-        self.countries = {c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))}
-        self.languages = {c: i + 1 for i, c in enumerate(sorted({str(p.language) for p in profiles if p.language}))}
+        self.countries = {
+            c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))
+        }
+        self.languages = {
+            c: i + 1
+            for i, c in enumerate(sorted({str(p.language) for p in profiles if p.language}))
+        }
         ages = np.array([float(p.age) for p in profiles if p.age is not None], np.float64)
         self.age_stats = (float(ages.mean()), float(ages.std() or 1.0)) if len(ages) else (0.0, 1.0)
         raw, known = self.taste.user_matrix([p.music for p in profiles])
@@ -287,7 +312,12 @@ class AffinityModel(Recommender):
         profiles, feats = self._training_users(data, inter, n_warm=len(warm))
         run = self._training_run(profiles, feats, inter, position, content, len(warm), rng)
         self.net = AffinityNet(
-            self.taste.dim, run.n_ids, 0 if content is None else content.shape[1], len(self.countries), len(self.languages), cfg
+            self.taste.dim,
+            run.n_ids,
+            0 if content is None else content.shape[1],
+            len(self.countries),
+            len(self.languages),
+            cfg,
         )
         history, best = self._train(run, rng)
 
@@ -346,13 +376,21 @@ class AffinityModel(Recommender):
     def _train(self, run: "_Run", rng: np.random.Generator):
         """Epochs of sampled softmax, early-stopped on the validation metric: (history, best)."""
         cfg = self.config
-        optimiser = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimiser = torch.optim.AdamW(
+            self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         best = (-1.0, 0, copy.deepcopy(self.net.state_dict()))
         history = []
         for epoch in tqdm(range(cfg.max_epochs), desc="affinity", disable=not cfg.progress):
             losses = self._train_epoch(run, optimiser, rng)
             score = self._estimate_metric(run)
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, f"val_{cfg.early_stopping}": score})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": float(np.mean(losses)) if losses else 0.0,
+                    f"val_{cfg.early_stopping}": score,
+                }
+            )
             if score > best[0]:
                 best = (score, epoch, copy.deepcopy(self.net.state_dict()))
             elif epoch - best[1] >= cfg.patience:
@@ -375,7 +413,9 @@ class AffinityModel(Recommender):
             losses.append(loss.item())
         return losses
 
-    def _batch_loss(self, run: "_Run", users: torch.Tensor, pos: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _batch_loss(
+        self, run: "_Run", users: torch.Tensor, pos: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor:
         """Softmax loss of a batch: over every warm item when the catalog is small,
         else over the positive and `negatives` shared uniform negatives."""
         cfg = self.config
@@ -388,7 +428,9 @@ class AffinityModel(Recommender):
             # own positive is masked out (accidental hit).
             neg = torch.from_numpy(rng.choice(run.n_ids, size=cfg.negatives, replace=False))
             cand = torch.cat([pos, neg])
-            vecs, bias = self.net.item_vectors(None if run.content is None else run.content[cand], cand)
+            vecs, bias = self.net.item_vectors(
+                None if run.content is None else run.content[cand], cand
+            )
             pos_logit = (users * vecs[: len(pos)]).sum(-1) + bias[: len(pos)]
             neg_logit = users @ vecs[len(pos) :].T + bias[len(pos) :]
             neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
@@ -410,7 +452,11 @@ class AffinityModel(Recommender):
             taste, demo = run.feats.rows(torch.from_numpy(run.val_rows))
             scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
         top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.val_k]
-        return float(np.mean([metric(list(t), run.val_truth[u], cfg.val_k) for t, u in zip(top, run.val_rows)]))
+        return float(
+            np.mean(
+                [metric(list(t), run.val_truth[u], cfg.val_k) for t, u in zip(top, run.val_rows)]
+            )
+        )
 
     def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the
@@ -420,23 +466,46 @@ class AffinityModel(Recommender):
         rows = pd.Series(np.arange(len(profiles)), index=[p.user_id for p in profiles])
         pairs = inter[inter["user_id"].isin(rows.index)]
         y = sparse.csr_matrix(
-            (np.ones(len(pairs)), (rows.reindex(pairs["user_id"]).to_numpy(), pairs["item_id"].astype(str).map(position).to_numpy())),
+            (
+                np.ones(len(pairs)),
+                (
+                    rows.reindex(pairs["user_id"]).to_numpy(),
+                    pairs["item_id"].astype(str).map(position).to_numpy(),
+                ),
+            ),
             shape=(len(profiles), len(self.item_ids)),
         )
         y.data[:] = 1.0
-        listeners = inter.groupby("item_id")["user_id"].nunique().reindex(self.item_ids, fill_value=0).to_numpy(float)
+        listeners = (
+            inter.groupby("item_id")["user_id"]
+            .nunique()
+            .reindex(self.item_ids, fill_value=0)
+            .to_numpy(float)
+        )
         music_items = data.music_interactions()["item_id"].astype(str)
-        self.wide = fit_wide([p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k)
+        self.wide = fit_wide(
+            [p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k
+        )
         with torch.no_grad():
             taste, demo = feats.rows(torch.from_numpy(val_rows))
-            network = self.net.user_vectors(taste, demo).numpy() @ self._item_vecs.T + self._item_bias
+            network = (
+                self.net.user_vectors(taste, demo).numpy() @ self._item_vecs.T + self._item_bias
+            )
         truth = [val_items[r] for r in val_rows]
-        self.blend = choose_blend({"wide": self.wide.oof_scores[val_rows], "network": network}, truth, cfg.val_k)
-        self.metrics["blend"] = {"weights": self.blend.weights, "wide_weights": self.wide.blend.weights,
-                                 "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
+        self.blend = choose_blend(
+            {"wide": self.wide.oof_scores[val_rows], "network": network}, truth, cfg.val_k
+        )
+        self.metrics["blend"] = {
+            "weights": self.blend.weights,
+            "wide_weights": self.wide.blend.weights,
+            "wide_validation": self.wide.blend.validation,
+            "validation": self.blend.validation,
+        }
         # The manifest's headline validation figures: the served blend against popularity (out of fold).
         self.metrics[f"val_ndcg@{cfg.val_k}_served"] = self.blend.validation["blend"]
-        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(val_rows, truth, cfg.val_k, listeners, y)
+        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(
+            val_rows, truth, cfg.val_k, listeners, y
+        )
 
     # --- scoring -----------------------------------------------------------------
 
@@ -448,7 +517,9 @@ class AffinityModel(Recommender):
         self._item_vecs, self._item_bias = vecs.numpy(), bias.numpy()
         self._ids = np.asarray(self.item_ids, dtype=object)
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         """Make new items (e.g. a show just uploaded, with no listeners) scorable from
         their content vectors. Returns the ids added: those of `items` with a vector in
         `content` (an item with neither listeners nor text has nothing to score it by).
@@ -458,10 +529,14 @@ class AffinityModel(Recommender):
         if not new:
             return []
         if self.content_matrix is None:
-            raise ValueError("this affinity model was trained without content vectors; new items cannot be scored")
+            raise ValueError(
+                "this affinity model was trained without content vectors; new items cannot be scored"
+            )
         rows = np.stack([np.asarray(content[i], np.float32) for i in new])
         if rows.shape[1] != self.content_matrix.shape[1]:
-            raise ValueError(f"content vectors have {rows.shape[1]} dims; the model expects {self.content_matrix.shape[1]}")
+            raise ValueError(
+                f"content vectors have {rows.shape[1]} dims; the model expects {self.content_matrix.shape[1]}"
+            )
         self.item_ids += new
         self.pop_scores = np.concatenate([self.pop_scores, np.zeros(len(new))])
         self.id_index = np.concatenate([self.id_index, np.full(len(new), -1, np.int64)])
@@ -475,13 +550,17 @@ class AffinityModel(Recommender):
         """Nearest catalog items to `item_id` by cosine of the network's item vectors
         (itself left out)."""
         self._check_known(item_id)
-        vecs = self._item_vecs / np.maximum(np.linalg.norm(self._item_vecs, axis=1, keepdims=True), 1e-12)
+        vecs = self._item_vecs / np.maximum(
+            np.linalg.norm(self._item_vecs, axis=1, keepdims=True), 1e-12
+        )
         row = self.item_ids.index(item_id)
         sims = vecs @ vecs[row]
         sims[row] = -np.inf
         return [self.item_ids[r] for r in np.argsort(-sims, kind="stable")[:k]]
 
-    def user_vectors(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    def user_vectors(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(user-tower outputs [users x dim], known-taste mask, unknown items per user).
         Rows of users with no known music are meaningless: check the mask."""
         feats, known, unknown = self._features(users)
@@ -494,12 +573,16 @@ class AffinityModel(Recommender):
         e.g. for an inner-product index over `[v, b]` queried with `[u, 1]`."""
         return list(self.item_ids), self._item_vecs, self._item_bias
 
-    def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    def score_batch(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(scores [users x catalog], known-taste mask, unknown items per user)."""
         u, known, unknown = self.user_vectors(users)
         return u @ self._item_vecs.T + self._item_bias, known, unknown
 
-    def served_scores(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    def served_scores(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """What the model ranks by: the validation-chosen blend of network, wide ridge
         and popularity (the network alone when trained with `blend=False`)."""
         network, known, unknown = self.score_batch(users)
@@ -513,11 +596,16 @@ class AffinityModel(Recommender):
 
     def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
         scores, known, unknown = self.served_scores(users)
-        return [self._rank(u, s, ok, miss, k, ()) for u, s, ok, miss in zip(users, scores, known, unknown)]
+        return [
+            self._rank(u, s, ok, miss, k, ())
+            for u, s, ok, miss in zip(users, scores, known, unknown)
+        ]
 
     def _rank(self, user, scores, known, unknown, k, exclude) -> Ranking:
         if not known:  # no usable music: answer with popularity, and say so
-            return top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown)
+            return top_k(
+                self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
+            )
         return top_k(self._ids, scores, k, exclude, unknown_items=unknown)
 
     # --- persistence (nanoGPT style: the config travels inside the checkpoint) -----
@@ -539,13 +627,17 @@ class AffinityModel(Recommender):
             "item_ids": list(self.item_ids),
             "pop_scores": torch.tensor(self.pop_scores),
             "id_index": torch.tensor(self.id_index),
-            "content_matrix": None if self.content_matrix is None else torch.tensor(self.content_matrix),
+            "content_matrix": None
+            if self.content_matrix is None
+            else torch.tensor(self.content_matrix),
             "countries": self.countries,
             "languages": self.languages,
             "age_stats": list(self.age_stats),
             "taste_mean": torch.tensor(self.taste_mean),
             "taste_std": torch.tensor(self.taste_std),
-            "blend": None if getattr(self, "blend", None) is None else {
+            "blend": None
+            if getattr(self, "blend", None) is None
+            else {
                 "weights": self.blend.weights,
                 "validation": self.blend.validation,
                 "wide": self.wide.state(),
@@ -583,7 +675,9 @@ class AffinityModel(Recommender):
         model.item_ids = list(ckpt["item_ids"])
         model.pop_scores = ckpt["pop_scores"].numpy()
         model.id_index = ckpt["id_index"].numpy()
-        model.content_matrix = None if ckpt["content_matrix"] is None else ckpt["content_matrix"].numpy()
+        model.content_matrix = (
+            None if ckpt["content_matrix"] is None else ckpt["content_matrix"].numpy()
+        )
         model.countries, model.languages = dict(ckpt["countries"]), dict(ckpt["languages"])
         model.age_stats = tuple(ckpt["age_stats"])
         model.taste_mean, model.taste_std = ckpt["taste_mean"].numpy(), ckpt["taste_std"].numpy()
@@ -593,7 +687,11 @@ class AffinityModel(Recommender):
             model.blend = ScoreBlend(dict(part["weights"]), dict(part["validation"]))
             model.wide = WidePart.from_state(part["wide"])
         manifest_path = directory / MANIFEST_FILE
-        model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
+        model.metrics = (
+            json.loads(manifest_path.read_text()).get("metrics", {})
+            if manifest_path.exists()
+            else {}
+        )
         model._refresh_items()
         return model
 
@@ -601,5 +699,7 @@ class AffinityModel(Recommender):
 def _popularity_ndcg(val_rows, truth, k: int, listeners: np.ndarray, y) -> float:
     """Validation NDCG of popularity alone, with the validation users' own plays removed."""
     own = np.asarray(y[val_rows].sum(axis=0)).ravel()
-    scores = np.broadcast_to(np.log1p(np.maximum(listeners - own, 0.0)), (len(val_rows), len(listeners)))
+    scores = np.broadcast_to(
+        np.log1p(np.maximum(listeners - own, 0.0)), (len(val_rows), len(listeners))
+    )
     return mean_ndcg(scores, truth, k)

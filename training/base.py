@@ -74,7 +74,9 @@ class Recommender(ABC):
         self._check_known(item_id)
         return self.recommend(UserProfile("similar-items", {}), k, exclude=[item_id]).item_ids
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         """Make catalog items (rows of `items`: item_id, optionally language, genre)
         that arrived after `fit` rankable; `content` maps item_id -> content vector.
         Returns the ids added (items already known are skipped)."""
@@ -109,7 +111,9 @@ def new_item_ids(items: pd.DataFrame, known: Sequence[str]) -> list[str]:
     return out
 
 
-def write_state(directory: Path | str, manifest: dict, arrays: dict[str, np.ndarray], values: dict) -> dict:
+def write_state(
+    directory: Path | str, manifest: dict, arrays: dict[str, np.ndarray], values: dict
+) -> dict:
     """A model as plain files: numeric/str arrays (`state.npz`, no pickles), JSON
     values and the manifest. Returns the manifest."""
     directory = Path(directory)

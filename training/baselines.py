@@ -36,7 +36,9 @@ class PopularityRecommender(Recommender):
         unknown = [i for i in user.music if i not in self._music]
         return top_k(self._ids, self._scores, k, exclude, unknown_items=unknown)
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         new = new_item_ids(items, self._ids)
         self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
         self._scores = np.concatenate([self._scores, np.zeros(len(new))])
@@ -112,21 +114,32 @@ class SegmentPopularityRecommender(Recommender):
             return top_k(self._ids, self._global, k, exclude, fallback=True, unknown_items=unknown)
         return top_k(self._ids, seg + self._tiebreak, k, exclude, unknown_items=unknown)
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         new = new_item_ids(items, self._ids)
         zeros = np.zeros(len(new))
         self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
         self._global = np.concatenate([self._global, zeros])
         self._tiebreak = np.concatenate([self._tiebreak, zeros])
-        self._tables = {key: np.concatenate([scores, zeros]) for key, scores in self._tables.items()}
+        self._tables = {
+            key: np.concatenate([scores, zeros]) for key, scores in self._tables.items()
+        }
         return new
 
     def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
         manifest = _manifest(self, {"min_users": self.min_users}, extra_manifest)
         keys = list(self._tables)
-        arrays = {"ids": self._ids.astype(str), "global": self._global, "tiebreak": self._tiebreak,
-                  **{f"table{n}": self._tables[key] for n, key in enumerate(keys)}}
-        values = {"music": sorted(self._music), "tables": [[list(cols), list(key)] for cols, key in keys]}
+        arrays = {
+            "ids": self._ids.astype(str),
+            "global": self._global,
+            "tiebreak": self._tiebreak,
+            **{f"table{n}": self._tables[key] for n, key in enumerate(keys)},
+        }
+        values = {
+            "music": sorted(self._music),
+            "tables": [[list(cols), list(key)] for cols, key in keys],
+        }
         return write_state(directory, manifest, arrays, values)
 
     @classmethod
@@ -136,7 +149,10 @@ class SegmentPopularityRecommender(Recommender):
         model._ids = arrays["ids"].astype(object)
         model._global, model._tiebreak = arrays["global"], arrays["tiebreak"]
         model._music = set(values["music"])
-        model._tables = {(tuple(cols), tuple(key)): arrays[f"table{n}"] for n, (cols, key) in enumerate(values["tables"])}
+        model._tables = {
+            (tuple(cols), tuple(key)): arrays[f"table{n}"]
+            for n, (cols, key) in enumerate(values["tables"])
+        }
         return model
 
 
@@ -178,9 +194,18 @@ class MusicKNNRecommender(Recommender):
         # Each neighbour's vote is spread over what they listen to (log plays), so a
         # heavy listener of many shows does not outvote everyone else.
         votes = np.log1p(inter["weight"].clip(lower=0).to_numpy()) + 1e-3
-        votes = votes / pd.Series(votes).groupby(inter["user_id"].to_numpy()).transform("sum").to_numpy()
+        votes = (
+            votes
+            / pd.Series(votes).groupby(inter["user_id"].to_numpy()).transform("sum").to_numpy()
+        )
         self._matrix = sparse.csr_matrix(
-            (votes, (row.reindex(inter["user_id"]).to_numpy(), position.reindex(inter["item_id"]).to_numpy())),
+            (
+                votes,
+                (
+                    row.reindex(inter["user_id"]).to_numpy(),
+                    position.reindex(inter["item_id"]).to_numpy(),
+                ),
+            ),
             shape=(len(users), len(self._ids)),
         )
         return self
@@ -196,13 +221,17 @@ class MusicKNNRecommender(Recommender):
         scores = np.asarray(self._matrix[nearest].T @ weights).ravel() + self._tiebreak
         return top_k(self._ids, scores, k, exclude, unknown_items=unknown)
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         new = new_item_ids(items, self._ids)
         zeros = np.zeros(len(new))
         self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
         self._pop = np.concatenate([self._pop, zeros])
         self._tiebreak = np.concatenate([self._tiebreak, zeros])
-        self._matrix = sparse.hstack([self._matrix, sparse.csr_matrix((self._matrix.shape[0], len(new)))]).tocsr()
+        self._matrix = sparse.hstack(
+            [self._matrix, sparse.csr_matrix((self._matrix.shape[0], len(new)))]
+        ).tocsr()
         return new
 
     def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
@@ -210,22 +239,48 @@ class MusicKNNRecommender(Recommender):
         self.taste.save(directory / "taste")
         settings = {"neighbours": self.neighbours, "taste": asdict(self.taste_config)}
         m = self._matrix
-        arrays = {"ids": self._ids.astype(str), "pop": self._pop, "tiebreak": self._tiebreak,
-                  "user_vectors": self._user_vectors, "data": m.data, "indices": m.indices, "indptr": m.indptr}
-        return write_state(directory, _manifest(self, settings, extra_manifest), arrays, {"shape": list(m.shape)})
+        arrays = {
+            "ids": self._ids.astype(str),
+            "pop": self._pop,
+            "tiebreak": self._tiebreak,
+            "user_vectors": self._user_vectors,
+            "data": m.data,
+            "indices": m.indices,
+            "indptr": m.indptr,
+        }
+        return write_state(
+            directory, _manifest(self, settings, extra_manifest), arrays, {"shape": list(m.shape)}
+        )
 
     @classmethod
     def load(cls, directory: Path | str) -> "MusicKNNRecommender":
         manifest, arrays, values = read_state(directory, cls.name)
         settings = manifest["settings"]
-        model = cls(manifest["target"], manifest["seed"], settings["neighbours"], TasteConfig(**settings["taste"]))
+        model = cls(
+            manifest["target"],
+            manifest["seed"],
+            settings["neighbours"],
+            TasteConfig(**settings["taste"]),
+        )
         model.taste = TasteModel.load(Path(directory) / "taste")
         model._ids = arrays["ids"].astype(object)
-        model._pop, model._tiebreak, model._user_vectors = arrays["pop"], arrays["tiebreak"], arrays["user_vectors"]
-        model._matrix = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(values["shape"]))
+        model._pop, model._tiebreak, model._user_vectors = (
+            arrays["pop"],
+            arrays["tiebreak"],
+            arrays["user_vectors"],
+        )
+        model._matrix = sparse.csr_matrix(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(values["shape"])
+        )
         return model
 
 
 def _manifest(model: Recommender, settings: dict, extra: dict | None) -> dict:
-    return {"kind": model.name, "name": model.name, "target": model.target, "seed": model.seed,
-            "settings": settings, **(extra or {})}
+    return {
+        "kind": model.name,
+        "name": model.name,
+        "target": model.target,
+        "seed": model.seed,
+        "settings": settings,
+        **(extra or {}),
+    }

@@ -42,7 +42,9 @@ class ScoreBlend:
     """score = Σ weight[source] · standardise(source scores)."""
 
     weights: dict[str, float]
-    validation: dict[str, float] = field(default_factory=dict)  # val NDCG of the blend and of each source alone
+    validation: dict[str, float] = field(
+        default_factory=dict
+    )  # val NDCG of the blend and of each source alone
 
     def apply(self, sources: Mapping[str, np.ndarray]) -> np.ndarray:
         total = None

@@ -32,7 +32,17 @@ from training.history import HistoryEncoder, target_matrix
 from training.metrics import mean_ndcg
 from training.ranking import popularity, top_k
 
-__all__ = ["WidePart", "fit_wide", "CrossDomainRidge", "RidgeSolution", "MusicItemKNN", "training_pairs", "choose_ridge", "out_of_fold_ridge", "ridge_lambdas"]
+__all__ = [
+    "WidePart",
+    "fit_wide",
+    "CrossDomainRidge",
+    "RidgeSolution",
+    "MusicItemKNN",
+    "training_pairs",
+    "choose_ridge",
+    "out_of_fold_ridge",
+    "ridge_lambdas",
+]
 
 # λ in units of the mean row mass (items per training user, binary rows). Chosen on the
 # Douban dev users, seeds 100-102: out-of-fold choice among (8, 25) x mean items gave
@@ -41,17 +51,24 @@ __all__ = ["WidePart", "fit_wide", "CrossDomainRidge", "RidgeSolution", "MusicIt
 RIDGE_SCALES = (8.0, 25.0)
 
 
-def ridge_lambdas(x: sparse.csr_matrix, scales: Sequence[float] = RIDGE_SCALES) -> tuple[float, ...]:
+def ridge_lambdas(
+    x: sparse.csr_matrix, scales: Sequence[float] = RIDGE_SCALES
+) -> tuple[float, ...]:
     """The λ grid for training rows `x`: each scale times the mean number of items per row."""
     mass = float(x.getnnz(axis=1).mean()) if x.shape[0] else 1.0
     return tuple(round(scale * max(mass, 1.0), 3) for scale in scales)
 
 
-def training_pairs(data: InteractionData, target: str) -> tuple[list[str], list[dict[str, float]], pd.DataFrame]:
+def training_pairs(
+    data: InteractionData, target: str
+) -> tuple[list[str], list[dict[str, float]], pd.DataFrame]:
     """Users with both music and target history: (ids, music histories, target pairs)."""
     inter = data.target_interactions(target)
     music = data.music_interactions()
-    histories = {u: dict(zip(g["item_id"].astype(str), g["weight"].astype(float))) for u, g in music.groupby("user_id")}
+    histories = {
+        u: dict(zip(g["item_id"].astype(str), g["weight"].astype(float)))
+        for u, g in music.groupby("user_id")
+    }
     users = sorted(set(inter["user_id"]) & set(histories))
     return users, [histories[u] for u in users], inter[inter["user_id"].isin(set(users))]
 
@@ -109,9 +126,16 @@ class RidgeSolution:
     @classmethod
     def from_state(cls, state: dict) -> "RidgeSolution":
         x = sparse.csr_matrix(
-            (state["x_data"].numpy(), state["x_indices"].numpy(), state["x_indptr"].numpy()), shape=tuple(state["x_shape"])
+            (state["x_data"].numpy(), state["x_indices"].numpy(), state["x_indptr"].numpy()),
+            shape=tuple(state["x_shape"]),
         )
-        return cls(x, state["x_mean"].numpy(), state["y_mean"].numpy(), state["alpha"].numpy(), float(state["lam"]))
+        return cls(
+            x,
+            state["x_mean"].numpy(),
+            state["y_mean"].numpy(),
+            state["alpha"].numpy(),
+            float(state["lam"]),
+        )
 
 
 def _folds(n: int, seed: int, n_folds: int) -> list[np.ndarray]:
@@ -119,7 +143,9 @@ def _folds(n: int, seed: int, n_folds: int) -> list[np.ndarray]:
     return [np.sort(order[f::n_folds]) for f in range(n_folds)]
 
 
-def out_of_fold_ridge(x: sparse.csr_matrix, y: sparse.csr_matrix, lam: float, folds: list[np.ndarray]) -> np.ndarray:
+def out_of_fold_ridge(
+    x: sparse.csr_matrix, y: sparse.csr_matrix, lam: float, folds: list[np.ndarray]
+) -> np.ndarray:
     """Ridge scores of every row from a fit that did not see that row's fold."""
     scores = np.zeros(y.shape, np.float64)
     every = np.arange(x.shape[0])
@@ -129,8 +155,14 @@ def out_of_fold_ridge(x: sparse.csr_matrix, y: sparse.csr_matrix, lam: float, fo
     return scores
 
 
-def choose_ridge(x: sparse.csr_matrix, y: sparse.csr_matrix, seed: int, n_folds: int = 5,
-                 lambdas: Sequence[float] | None = None, k: int = 10) -> tuple[float, dict[float, float]]:
+def choose_ridge(
+    x: sparse.csr_matrix,
+    y: sparse.csr_matrix,
+    seed: int,
+    n_folds: int = 5,
+    lambdas: Sequence[float] | None = None,
+    k: int = 10,
+) -> tuple[float, dict[float, float]]:
     """λ with the best out-of-fold NDCG@k over all training rows (k-fold: every user
     validates once, which is far less noisy than one small validation share)."""
     folds = _folds(x.shape[0], seed, n_folds)
@@ -149,11 +181,15 @@ class WidePart:
     ridge: RidgeSolution
     blend: "ScoreBlend"
     log_listeners: np.ndarray  # popularity source, per target column
-    oof_scores: np.ndarray | None = None  # out-of-fold blended scores of the training rows (not saved)
+    oof_scores: np.ndarray | None = (
+        None  # out-of-fold blended scores of the training rows (not saved)
+    )
 
     def scores(self, histories: Sequence[dict[str, float]]) -> np.ndarray:
         ridge = self.ridge.scores(self.encoder.transform(histories))
-        return self.blend.apply({"ridge": ridge, "popularity": np.broadcast_to(self.log_listeners, ridge.shape)})
+        return self.blend.apply(
+            {"ridge": ridge, "popularity": np.broadcast_to(self.log_listeners, ridge.shape)}
+        )
 
     def add_columns(self, n: int) -> None:
         self.ridge.add_columns(n)
@@ -162,20 +198,37 @@ class WidePart:
     def state(self) -> dict:
         import torch
 
-        return {"items": self.encoder.state(), "ridge": self.ridge.state(), "weights": self.blend.weights,
-                "validation": self.blend.validation, "log_listeners": torch.from_numpy(self.log_listeners)}
+        return {
+            "items": self.encoder.state(),
+            "ridge": self.ridge.state(),
+            "weights": self.blend.weights,
+            "validation": self.blend.validation,
+            "log_listeners": torch.from_numpy(self.log_listeners),
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> "WidePart":
         from training.blend import ScoreBlend
 
-        return cls(HistoryEncoder.from_state(list(state["items"]), binary=True), RidgeSolution.from_state(state["ridge"]),
-                   ScoreBlend(dict(state["weights"]), dict(state["validation"])), state["log_listeners"].numpy())
+        return cls(
+            HistoryEncoder.from_state(list(state["items"]), binary=True),
+            RidgeSolution.from_state(state["ridge"]),
+            ScoreBlend(dict(state["weights"]), dict(state["validation"])),
+            state["log_listeners"].numpy(),
+        )
 
 
-def fit_wide(histories: Sequence[dict[str, float]], y: sparse.csr_matrix, listeners: np.ndarray, music_items,
-             seed: int, n_folds: int = 5, k: int = 10, lambdas: Sequence[float] | None = None,
-             one_se: bool = False) -> WidePart:
+def fit_wide(
+    histories: Sequence[dict[str, float]],
+    y: sparse.csr_matrix,
+    listeners: np.ndarray,
+    music_items,
+    seed: int,
+    n_folds: int = 5,
+    k: int = 10,
+    lambdas: Sequence[float] | None = None,
+    one_se: bool = False,
+) -> WidePart:
     """λ and the ridge/popularity weights by k-fold over the training rows.
 
     The weights are the best point of the grid: judged out of fold on every training
@@ -204,7 +257,9 @@ def fit_wide(histories: Sequence[dict[str, float]], y: sparse.csr_matrix, listen
             best = (lam, blend, sources)
     lam, blend, sources = best
     blend.validation["ridge_lambda"] = lam
-    return WidePart(encoder, RidgeSolution.fit(x, y, lam), blend, np.log1p(listeners), blend.apply(sources))
+    return WidePart(
+        encoder, RidgeSolution.fit(x, y, lam), blend, np.log1p(listeners), blend.apply(sources)
+    )
 
 
 class CrossDomainRidge(Recommender):
@@ -221,7 +276,9 @@ class CrossDomainRidge(Recommender):
         self._ids = pop.index.to_numpy(dtype=object)
         self._pop = pop.to_numpy(dtype=np.float64)
         users, histories, pairs = training_pairs(data, self.target)
-        self.encoder = HistoryEncoder.fit(data.music_interactions()["item_id"].astype(str), binary=True)
+        self.encoder = HistoryEncoder.fit(
+            data.music_interactions()["item_id"].astype(str), binary=True
+        )
         x = self.encoder.transform(histories)
         y = target_matrix(pairs, users, [str(i) for i in self._ids])
         self.validation: dict[float, float] = {}
@@ -234,17 +291,30 @@ class CrossDomainRidge(Recommender):
     def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray]:
         """(scores [users x catalog], usable mask: some music item is known)."""
         histories = [u.music for u in users]
-        return self.solution.scores(self.encoder.transform(histories)), self.encoder.known_counts(histories) > 0
+        return self.solution.scores(self.encoder.transform(histories)), self.encoder.known_counts(
+            histories
+        ) > 0
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
         return self.recommend_batch([user], k, exclude)[0]
 
-    def recommend_batch(self, users: Sequence[UserProfile], k: int = 10, exclude: Sequence[str] = ()) -> list[Ranking]:
+    def recommend_batch(
+        self, users: Sequence[UserProfile], k: int = 10, exclude: Sequence[str] = ()
+    ) -> list[Ranking]:
         scores, usable = self.score_batch(users)
         out = []
         for u, s, ok in zip(users, scores, usable):
             unknown = [i for i in u.music if i not in self.encoder.vocabulary]
-            out.append(top_k(self._ids, s if ok else self._pop, k, exclude, fallback=not ok, unknown_items=unknown))
+            out.append(
+                top_k(
+                    self._ids,
+                    s if ok else self._pop,
+                    k,
+                    exclude,
+                    fallback=not ok,
+                    unknown_items=unknown,
+                )
+            )
         return out
 
 
@@ -253,7 +323,9 @@ class MusicItemKNN(Recommender):
 
     name = "music_knn"
 
-    def __init__(self, target: str = "podcast", seed: int = 0, neighbours: int = 50, shrinkage: float = 5.0) -> None:
+    def __init__(
+        self, target: str = "podcast", seed: int = 0, neighbours: int = 50, shrinkage: float = 5.0
+    ) -> None:
         super().__init__(target, seed)
         self.neighbours = neighbours
         self.shrinkage = shrinkage

@@ -35,8 +35,12 @@ class InteractionData:
 
     items: pd.DataFrame
     interactions: pd.DataFrame
-    users: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["user_id", "country", "language", "age"]))
-    playlists: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["playlist_id", "item_id", "position"]))
+    users: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["user_id", "country", "language", "age"])
+    )
+    playlists: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["playlist_id", "item_id", "position"])
+    )
     # item_id -> normalised content vector, for items that have text (may be empty).
     content: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -108,8 +112,12 @@ def _known(users: pd.DataFrame | None, user_id: str, column: str):
     return None if pd.isna(value) else value
 
 
-def user_profile(user_id: str, music: dict[str, float], spoken: dict[str, float] | None = None,
-                 users: pd.DataFrame | None = None) -> UserProfile:
+def user_profile(
+    user_id: str,
+    music: dict[str, float],
+    spoken: dict[str, float] | None = None,
+    users: pd.DataFrame | None = None,
+) -> UserProfile:
     """A listener's profile: music and spoken-word history, and the demographics
     `users` (the users frame indexed by user_id, one row per user) knows."""
     return UserProfile(

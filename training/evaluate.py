@@ -55,12 +55,16 @@ def default_models(target: str, seed: int) -> dict[str, Callable[[], Recommender
         from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
 
         models["two_tower"] = lambda: TwoTowerRecommender(target, seed)
-        models["two_tower_gnn"] = lambda: TwoTowerRecommender(target, seed, TwoTowerConfig(use_gnn=True))
+        models["two_tower_gnn"] = lambda: TwoTowerRecommender(
+            target, seed, TwoTowerConfig(use_gnn=True)
+        )
         models["gnn_only"] = lambda: GNNOnlyRecommender(target, seed)
     return models
 
 
-def _factories(models: Mapping[str, ModelFactory] | None, target: str, seed: int) -> dict[str, Callable[[], Recommender]]:
+def _factories(
+    models: Mapping[str, ModelFactory] | None, target: str, seed: int
+) -> dict[str, Callable[[], Recommender]]:
     if models is None:
         return default_models(target, seed)
     return {name: (lambda f=f: f(target, seed)) for name, f in models.items()}
@@ -108,8 +112,14 @@ def evaluate(
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         split = cold_user_split(data, target, cold_fraction, seed, cold_history, cold_users)
         cohorts = [cohort_of(len(u.music)) for u in split.users]
-        split_sizes.append({"seed": int(seed), "cold_users": len(split.users), "eligible_users": split.eligible,
-                            "cohorts": {c: cohorts.count(c) for c in COHORTS}})
+        split_sizes.append(
+            {
+                "seed": int(seed),
+                "cold_users": len(split.users),
+                "eligible_users": split.eligible,
+                "cohorts": {c: cohorts.count(c) for c in COHORTS},
+            }
+        )
         for name, factory in _factories(models, target, seed).items():
             started = time.perf_counter()
             model = factory().fit(split.train)
@@ -117,7 +127,9 @@ def evaluate(
             rankings = model.recommend_batch(split.users, k)
             scores = summarise([r.item_ids for r in rankings], split.truth, k, catalog_size)
             scores.update(_cohort_ndcg([r.item_ids for r in rankings], split.truth, split.users, k))
-            scores["fallback_share"] = float(np.mean([r.fallback for r in rankings])) if rankings else 0.0
+            scores["fallback_share"] = (
+                float(np.mean([r.fallback for r in rankings])) if rankings else 0.0
+            )
             scores["fit_seconds"] = fitted - started
             scores["recommend_seconds"] = time.perf_counter() - fitted
             per_seed.setdefault(name, []).append({"seed": int(seed), **scores})
@@ -126,14 +138,17 @@ def evaluate(
     for name, runs in per_seed.items():
         keys = [key for key in dict.fromkeys(key for r in runs for key in r) if key != "seed"]
         results[name] = {key: float(np.mean([r[key] for r in runs if key in r])) for key in keys}
-        results[name]["std"] = {key: float(np.std([r[key] for r in runs if key in r])) for key in keys}
+        results[name]["std"] = {
+            key: float(np.std([r[key] for r in runs if key in r])) for key in keys
+        }
         results[name]["per_seed"] = runs
     if "popularity" in results:
         base = results["popularity"]
         for model in results.values():
             model["ratio_to_popularity"] = {
                 key: (model[key] / base[key] if base.get(key) else None)
-                for key in model if key.startswith(f"ndcg@{k}")
+                for key in model
+                if key.startswith(f"ndcg@{k}")
             }
     return {
         "target": target,

@@ -49,7 +49,9 @@ class HistoryEncoder:
                     rows.append(r)
                     cols.append(c)
                     vals.append(1.0 if self.binary else np.log1p(max(float(weight), 0.0)) + 1e-3)
-        matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.size), dtype=np.float64)
+        matrix = sparse.csr_matrix(
+            (vals, (rows, cols)), shape=(len(histories), self.size), dtype=np.float64
+        )
         if self.binary:
             matrix.data[:] = 1.0  # an item listed twice still counts once
             return matrix
@@ -58,7 +60,9 @@ class HistoryEncoder:
 
     def known_counts(self, histories: Sequence[Mapping[str, float]]) -> np.ndarray:
         """How many items of each history the vocabulary knows."""
-        return np.array([sum(str(i) in self.vocabulary for i in h) for h in histories], dtype=np.int64)
+        return np.array(
+            [sum(str(i) in self.vocabulary for i in h) for h in histories], dtype=np.int64
+        )
 
     def state(self) -> list[str]:
         return sorted(self.vocabulary, key=self.vocabulary.__getitem__)
@@ -68,11 +72,15 @@ class HistoryEncoder:
         return cls({item: i for i, item in enumerate(items)}, binary)
 
 
-def target_matrix(pairs: pd.DataFrame, users: Sequence[str], items: Sequence[str]) -> sparse.csr_matrix:
+def target_matrix(
+    pairs: pd.DataFrame, users: Sequence[str], items: Sequence[str]
+) -> sparse.csr_matrix:
     """Binary users x items matrix of (user_id, item_id) pairs (others ignored)."""
     user_row = pd.Series(np.arange(len(users)), index=pd.Index(users))
     item_col = pd.Series(np.arange(len(items)), index=pd.Index(items))
-    pairs = pairs[pairs["user_id"].isin(user_row.index) & pairs["item_id"].astype(str).isin(item_col.index)]
+    pairs = pairs[
+        pairs["user_id"].isin(user_row.index) & pairs["item_id"].astype(str).isin(item_col.index)
+    ]
     r = user_row.reindex(pairs["user_id"]).to_numpy()
     c = item_col.reindex(pairs["item_id"].astype(str)).to_numpy()
     matrix = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(users), len(items)))

@@ -27,18 +27,30 @@ __all__ = ["ItemGraph", "spoken_events", "training_graph"]
 
 def spoken_events(data: InteractionData) -> pd.DataFrame:
     """Plays of shows and audiobooks (episode plays count for their show)."""
-    inter = episodes_to_shows(data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id"))
+    inter = episodes_to_shows(
+        data.interactions.merge(data.items[["item_id", "kind", "show_id"]], on="item_id")
+    )
     inter = inter[inter["kind"].isin(NODE_TYPES) & inter["item_id"].notna()]
-    cols = ["user_id", "item_id", "kind", "weight"] + (["timestamp"] if "timestamp" in inter else [])
+    cols = ["user_id", "item_id", "kind", "weight"] + (
+        ["timestamp"] if "timestamp" in inter else []
+    )
     return inter[cols].reset_index(drop=True)
 
 
-def training_graph(data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig") -> ColistenGraph:
+def training_graph(
+    data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig"
+) -> ColistenGraph:
     """The co-listening graph of `events` (from `spoken_events` of the training split)
     over every show and audiobook of `data`, with `data.content` as node features."""
     items = data.items[data.items["kind"].isin(NODE_TYPES)]
     window = None if cfg.window_days is None else cfg.window_days * 86400.0
-    return build_colisten_graph(items, events, data.content, max_items_per_user=cfg.max_items_per_user, window_seconds=window)
+    return build_colisten_graph(
+        items,
+        events,
+        data.content,
+        max_items_per_user=cfg.max_items_per_user,
+        window_seconds=window,
+    )
 
 
 class ItemGraph:
@@ -48,7 +60,14 @@ class ItemGraph:
     `embed_new(...)` to place an item that has no edges from its features alone.
     """
 
-    def __init__(self, encoder: ItemEncoder, node_ids: list[str], emb: np.ndarray, degree: np.ndarray, episode_show: dict[str, str]) -> None:
+    def __init__(
+        self,
+        encoder: ItemEncoder,
+        node_ids: list[str],
+        emb: np.ndarray,
+        degree: np.ndarray,
+        episode_show: dict[str, str],
+    ) -> None:
         self.encoder = encoder
         self.node_ids = node_ids
         self.emb = emb
@@ -57,15 +76,23 @@ class ItemGraph:
         self.position = {i: p for p, i in enumerate(node_ids)}
 
     @classmethod
-    def fit(cls, data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig") -> tuple["ItemGraph", dict]:
+    def fit(
+        cls, data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig"
+    ) -> tuple["ItemGraph", dict]:
         graph = training_graph(data, events, cfg)
-        encoder, history = fit_item_encoder(graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress)
+        encoder, history = fit_item_encoder(
+            graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress
+        )
         emb = embed_nodes(encoder, graph)
         node_ids = [i for t in graph.node_types for i in graph.item_ids[t]]
         matrix = torch.cat([emb[t] for t in graph.node_types]).numpy()
         degree = torch.cat([graph.data[t].log_degree for t in graph.node_types]).numpy()
         ep_show = episode_shows(data.items)
-        stats = {"graph_edges": graph.num_edges, "graph_nodes": len(node_ids), "gnn": history.as_dict()}
+        stats = {
+            "graph_edges": graph.num_edges,
+            "graph_nodes": len(node_ids),
+            "gnn": history.as_dict(),
+        }
         return cls(encoder, node_ids, matrix, degree, ep_show), stats
 
     @property
@@ -86,10 +113,23 @@ class ItemGraph:
         has = torch.from_numpy(np.abs(content).sum(1) > 0)
         n = len(item_ids)
         big = self.encoder.inputs[kind].num_ids  # past the id table: content path only
-        n_id = {t: torch.full((n if t == kind else 0,), big, dtype=torch.long) for t in self.encoder.node_types}
-        dim = self.encoder.inputs[kind].content.in_features if self.encoder.inputs[kind].content is not None else 0
-        x = {t: (torch.from_numpy(content[:, :dim]).float() if t == kind else torch.zeros(0, dim)) for t in self.encoder.node_types}
-        hc = {t: (has if t == kind else torch.zeros(0, dtype=torch.bool)) for t in self.encoder.node_types}
+        n_id = {
+            t: torch.full((n if t == kind else 0,), big, dtype=torch.long)
+            for t in self.encoder.node_types
+        }
+        dim = (
+            self.encoder.inputs[kind].content.in_features
+            if self.encoder.inputs[kind].content is not None
+            else 0
+        )
+        x = {
+            t: (torch.from_numpy(content[:, :dim]).float() if t == kind else torch.zeros(0, dim))
+            for t in self.encoder.node_types
+        }
+        hc = {
+            t: (has if t == kind else torch.zeros(0, dtype=torch.bool))
+            for t in self.encoder.node_types
+        }
         deg = {t: torch.zeros(n if t == kind else 0) for t in self.encoder.node_types}
         ei = {et: torch.empty(2, 0, dtype=torch.long) for et in self.encoder.edge_types}
         ew = {et: torch.empty(0) for et in self.encoder.edge_types}
@@ -106,7 +146,9 @@ class ItemGraph:
             "encoder_args": {
                 "num_nodes": {t: m.num_ids for t, m in self.encoder.inputs.items()},
                 "edge_types": [list(et) for et in self.encoder.edge_types],
-                "content_dim": 0 if self.encoder.inputs[self.encoder.node_types[0]].content is None else self.encoder.inputs[self.encoder.node_types[0]].content.in_features,
+                "content_dim": 0
+                if self.encoder.inputs[self.encoder.node_types[0]].content is None
+                else self.encoder.inputs[self.encoder.node_types[0]].content.in_features,
                 "hidden": self.encoder.skip[self.encoder.node_types[0]].in_features,
                 "out_dim": self.encoder.skip[self.encoder.node_types[0]].out_features,
                 "use_ids": self.encoder.inputs[self.encoder.node_types[0]].ids is not None,
@@ -125,6 +167,10 @@ class ItemGraph:
         args["edge_types"] = [tuple(et) for et in args["edge_types"]]
         encoder = ItemEncoder(**args)
         encoder.load_state_dict(state["encoder"])
-        return cls(encoder.eval(), list(state["node_ids"]), state["emb"].numpy(), state["degree"].numpy(), dict(state["episode_show"]))
-
-
+        return cls(
+            encoder.eval(),
+            list(state["node_ids"]),
+            state["emb"].numpy(),
+            state["degree"].numpy(),
+            dict(state["episode_show"]),
+        )

@@ -78,10 +78,16 @@ class Metric:
     def key(self, k: int) -> str:
         return f"{self.name}@{k}"
 
-    def value(self, rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int) -> float:
+    def value(
+        self, rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int
+    ) -> float:
         if self.per_user is None:
             return self.over_lists(rankings, catalog_size, k)
-        return float(np.mean([self.per_user(r, t, k) for r, t in zip(rankings, truths)])) if len(rankings) else 0.0
+        return (
+            float(np.mean([self.per_user(r, t, k) for r, t in zip(rankings, truths)]))
+            if len(rankings)
+            else 0.0
+        )
 
 
 # In report order: the table's columns and the plot's groups follow it.
@@ -106,15 +112,19 @@ def per_user_metric(name: str) -> Callable[[Sequence, Collection, int], float]:
     return metric.per_user
 
 
-def summarise(rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int) -> dict[str, float]:
+def summarise(
+    rankings: Sequence[Sequence], truths: Sequence[Collection], k: int, catalog_size: int
+) -> dict[str, float]:
     """Every metric of `METRICS`, keyed like "ndcg@10" (coverage over all lists)."""
     return {m.key(k): m.value(rankings, truths, k, catalog_size) for m in METRICS.values()}
 
 
 def per_user_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> np.ndarray:
     """NDCG@k of each score row [users x items] against that row's relevant column indices."""
-    return np.array([ndcg_at_k(_top_k(row, k), rel, k) for row, rel in zip(-np.asarray(scores), truth)],
-                    dtype=np.float64)
+    return np.array(
+        [ndcg_at_k(_top_k(row, k), rel, k) for row, rel in zip(-np.asarray(scores), truth)],
+        dtype=np.float64,
+    )
 
 
 def _top_k(neg: np.ndarray, k: int) -> list[int]:

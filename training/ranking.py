@@ -24,10 +24,14 @@ def popularity(data: InteractionData, target: str) -> pd.Series:
     plays = inter.groupby("item_id")["weight"].sum()
     top_plays = max(float(plays.max()), 1.0) if len(plays) else 1.0
     # plays / (top_plays + 1) < 1, so it only orders items with equal listener counts.
-    score = listeners.reindex(catalog, fill_value=0).astype(float) + plays.reindex(catalog, fill_value=0.0) / (top_plays + 1)
+    score = listeners.reindex(catalog, fill_value=0).astype(float) + plays.reindex(
+        catalog, fill_value=0.0
+    ) / (top_plays + 1)
     frame = pd.DataFrame({"item_id": catalog.to_numpy(), "score": score.to_numpy()})
     frame = frame.sort_values(["score", "item_id"], ascending=[False, True])
-    return pd.Series(frame["score"].to_numpy(), index=frame["item_id"].to_numpy(), name="popularity")
+    return pd.Series(
+        frame["score"].to_numpy(), index=frame["item_id"].to_numpy(), name="popularity"
+    )
 
 
 def top_k(

@@ -10,7 +10,14 @@ import pandas as pd
 
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData, UserProfile, user_profile
 
-__all__ = ["ColdSplit", "cold_user_split", "profiles_for", "hidden_kinds", "COLD_HISTORIES", "SPOKEN_KINDS"]
+__all__ = [
+    "ColdSplit",
+    "cold_user_split",
+    "profiles_for",
+    "hidden_kinds",
+    "COLD_HISTORIES",
+    "SPOKEN_KINDS",
+]
 
 # What a cold user keeps: "non-target" hides only the target kind's plays (a podcast
 # listener new to audiobooks); "music" hides every spoken-word play (a listener with
@@ -31,12 +38,18 @@ class ColdSplit:
     eligible: int  # users with both music and target history
 
 
-def profiles_for(data: InteractionData, user_ids: list[str], drop_kinds: tuple[str, ...] = ()) -> list[UserProfile]:
+def profiles_for(
+    data: InteractionData, user_ids: list[str], drop_kinds: tuple[str, ...] = ()
+) -> list[UserProfile]:
     """UserProfiles built from `data`, leaving out plays of `drop_kinds`."""
     kinds = data.kind_of()
     inter = data.interactions[data.interactions["user_id"].isin(set(user_ids))]
     inter = inter.assign(kind=inter["item_id"].map(kinds))
-    inter = inter[~inter["kind"].isin(drop_kinds)].groupby(["user_id", "item_id", "kind"], as_index=False)["weight"].sum()
+    inter = (
+        inter[~inter["kind"].isin(drop_kinds)]
+        .groupby(["user_id", "item_id", "kind"], as_index=False)["weight"]
+        .sum()
+    )
     by_user = {u: g for u, g in inter.groupby("user_id")}
     users = data.users.drop_duplicates("user_id").set_index("user_id")
     out = []
@@ -44,23 +57,31 @@ def profiles_for(data: InteractionData, user_ids: list[str], drop_kinds: tuple[s
         g = by_user.get(u, pd.DataFrame(columns=["item_id", "kind", "weight"]))
         music = g[g["kind"].isin(MUSIC_KINDS)]
         spoken = g[~g["kind"].isin(MUSIC_KINDS)]
-        out.append(user_profile(
-            u,
-            dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
-            dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
-            users,
-        ))
+        out.append(
+            user_profile(
+                u,
+                dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
+                dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
+                users,
+            )
+        )
     return out
 
 
-def _chosen_cold_users(eligible: list[str], cold_users, cold_fraction: float, seed: int, target: str) -> list[str]:
+def _chosen_cold_users(
+    eligible: list[str], cold_users, cold_fraction: float, seed: int, target: str
+) -> list[str]:
     if cold_users is not None:
         wanted = sorted({str(u) for u in cold_users})
         usable = [u for u in wanted if u in set(eligible)]
         if not usable:
-            raise ValueError(f"none of the {len(wanted)} listed cold users has both music and {target} history")
+            raise ValueError(
+                f"none of the {len(wanted)} listed cold users has both music and {target} history"
+            )
         if len(usable) >= len(eligible):
-            raise ValueError(f"the cold users are all {len(eligible)} users with both music and {target} history: none left to train on")
+            raise ValueError(
+                f"the cold users are all {len(eligible)} users with both music and {target} history: none left to train on"
+            )
         return usable
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold fraction must be between 0 and 1, got {cold_fraction}")
@@ -86,7 +107,9 @@ def cold_user_split(
 
     `cold_history` says what the cold users keep besides music (`COLD_HISTORIES`)."""
     if cold_history not in COLD_HISTORIES:
-        raise ValueError(f"unknown cold history {cold_history!r}; expected one of {', '.join(COLD_HISTORIES)}")
+        raise ValueError(
+            f"unknown cold history {cold_history!r}; expected one of {', '.join(COLD_HISTORIES)}"
+        )
     target_inter = data.target_interactions(target)
     music_users = set(data.music_interactions()["user_id"])
     eligible = sorted(set(target_inter["user_id"]) & music_users)
@@ -101,4 +124,6 @@ def cold_user_split(
     truth_frame = target_inter[target_inter["user_id"].isin(set(cold))]
     truth_by_user = {u: set(g["item_id"].astype(str)) for u, g in truth_frame.groupby("user_id")}
     users = profiles_for(data, cold, drop_kinds=dropped)
-    return ColdSplit(train=train, users=users, truth=[truth_by_user[u] for u in cold], eligible=len(eligible))
+    return ColdSplit(
+        train=train, users=users, truth=[truth_by_user[u] for u in cold], eligible=len(eligible)
+    )

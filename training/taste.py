@@ -64,7 +64,9 @@ def music_fingerprint(data: InteractionData) -> str:
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(music, index=False).values.tobytes())
     if len(data.playlists):
-        pl = data.playlists[["playlist_id", "position", "item_id"]].sort_values(["playlist_id", "position"])
+        pl = data.playlists[["playlist_id", "position", "item_id"]].sort_values(
+            ["playlist_id", "position"]
+        )
         h.update(pd.util.hash_pandas_object(pl, index=False).values.tobytes())
     return h.hexdigest()[:16]
 
@@ -75,12 +77,16 @@ def _sentences(data: InteractionData, cfg: TasteConfig) -> list[list[str]]:
     music_ids = set(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"])
     if len(data.playlists):
         pl = data.playlists[data.playlists["item_id"].isin(music_ids)]
-        for _, group in pl.sort_values(["playlist_id", "position"]).groupby("playlist_id", sort=True):
+        for _, group in pl.sort_values(["playlist_id", "position"]).groupby(
+            "playlist_id", sort=True
+        ):
             if len(group) > 1:
                 sentences.append(group["item_id"].astype(str).tolist())
     music = data.music_interactions().sort_values(["user_id", "item_id"])
     for _, group in music.groupby("user_id", sort=True):
-        repeats = np.minimum(cfg.max_repeats, 1 + np.floor(np.log2(1 + group["weight"].clip(lower=0).to_numpy())))
+        repeats = np.minimum(
+            cfg.max_repeats, 1 + np.floor(np.log2(1 + group["weight"].clip(lower=0).to_numpy()))
+        )
         words = np.repeat(group["item_id"].astype(str).to_numpy(), repeats.astype(int))
         rng.shuffle(words)
         for start in range(0, len(words), cfg.max_sentence):
@@ -93,13 +99,17 @@ def _sentences(data: InteractionData, cfg: TasteConfig) -> list[list[str]]:
 class TasteModel:
     """Item vectors plus the rule that turns a listening history into one taste vector."""
 
-    def __init__(self, vectors: KeyedVectors, config: TasteConfig, manifest: dict | None = None) -> None:
+    def __init__(
+        self, vectors: KeyedVectors, config: TasteConfig, manifest: dict | None = None
+    ) -> None:
         self.vectors = vectors
         self.config = config
         self.manifest = manifest or {}
         self._index = {key: i for i, key in enumerate(vectors.index_to_key)}
         # Unit-length item vectors: the mean then measures shared direction, not popularity.
-        self._unit = vectors.get_normed_vectors() if len(vectors) else np.zeros((0, config.dim), np.float32)
+        self._unit = (
+            vectors.get_normed_vectors() if len(vectors) else np.zeros((0, config.dim), np.float32)
+        )
 
     @property
     def dim(self) -> int:
@@ -112,7 +122,12 @@ class TasteModel:
         if not sentences:
             raise ValueError("no music listening or playlists to learn taste vectors from")
         words = sum(len(s) for s in sentences)
-        epochs = int(min(max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))), max(cfg.max_epochs, cfg.epochs)))
+        epochs = int(
+            min(
+                max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))),
+                max(cfg.max_epochs, cfg.epochs),
+            )
+        )
         w2v = Word2Vec(
             sentences=sentences,
             vector_size=cfg.dim,

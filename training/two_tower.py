@@ -47,14 +47,14 @@ from graph.fit import GNNConfig
 from training.base import Recommender
 from training.blend import ScoreBlend, choose_blend
 from training.cross_domain import WidePart, fit_wide
-from training.history import target_matrix
-from training.splits import hidden_kinds
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
+from training.history import target_matrix
 from training.item_graph import ItemGraph, spoken_events
-from training.threads import torch_threads
 from training.metrics import mean_ndcg, per_user_metric
 from training.ranking import popularity, top_k
+from training.splits import hidden_kinds
 from training.taste import TasteConfig, TasteModel, fit_taste
+from training.threads import torch_threads
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender", "GNNOnlyRecommender"]
 
@@ -132,12 +132,17 @@ class TwoTowerConfig:
         gnn["fanouts"] = tuple(gnn.get("fanouts", GNNConfig.fanouts))
         taste = TasteConfig(**data.pop("taste", {}))
         known = {f.name for f in fields(cls)}
-        return cls(gnn=GNNConfig(**gnn), taste=taste, **{k: v for k, v in data.items() if k in known})
+        return cls(
+            gnn=GNNConfig(**gnn), taste=taste, **{k: v for k, v in data.items() if k in known}
+        )
 
 
 def _vocab(values) -> dict[str, int]:
     """Category -> index; 0 is reserved for unknown."""
-    return {v: i + 1 for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))}
+    return {
+        v: i + 1
+        for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))
+    }
 
 
 @dataclass
@@ -169,7 +174,9 @@ class _Pairs:
 class TwoTowerRecommender(Recommender):
     name = "two_tower"
 
-    def __init__(self, target: str = "audiobook", seed: int = 0, config: TwoTowerConfig | None = None) -> None:
+    def __init__(
+        self, target: str = "audiobook", seed: int = 0, config: TwoTowerConfig | None = None
+    ) -> None:
         super().__init__(target, seed)
         self.config = replace(config or TwoTowerConfig(), seed=seed)
         if self.config.use_gnn:
@@ -179,7 +186,9 @@ class TwoTowerRecommender(Recommender):
 
     # --- features ------------------------------------------------------------------
 
-    def _user_inputs(self, users: Sequence[UserProfile]) -> tuple[dict[str, torch.Tensor], np.ndarray, list[list[str]]]:
+    def _user_inputs(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[list[str]]]:
         """Tower inputs for request-time profiles: (inputs, usable mask, unknown items)."""
         taste = np.zeros((len(users), self.taste.dim), np.float32)
         gnn = np.zeros((len(users), self.gnn_dim), np.float32)
@@ -197,9 +206,15 @@ class TwoTowerRecommender(Recommender):
                     gnn[r], has_hist[r], usable[r] = mean, True, True
         inputs = {
             "taste": torch.from_numpy(taste),
-            "country": torch.tensor([self.countries.get(str(u.country), 0) for u in users], dtype=torch.long),
-            "language": torch.tensor([self.languages.get(str(u.language), 0) for u in users], dtype=torch.long),
-            "age": torch.tensor([np.nan if u.age is None else float(u.age) for u in users], dtype=torch.float32),
+            "country": torch.tensor(
+                [self.countries.get(str(u.country), 0) for u in users], dtype=torch.long
+            ),
+            "language": torch.tensor(
+                [self.languages.get(str(u.language), 0) for u in users], dtype=torch.long
+            ),
+            "age": torch.tensor(
+                [np.nan if u.age is None else float(u.age) for u in users], dtype=torch.float32
+            ),
             "gnn_mean": torch.from_numpy(gnn),
             "has_history": torch.from_numpy(has_hist),
             "music": self._music_bags(users),
@@ -219,7 +234,9 @@ class TwoTowerRecommender(Recommender):
             out[r, : len(b)] = b
         return torch.from_numpy(out)
 
-    def _item_inputs(self, frame: pd.DataFrame, content: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _item_inputs(
+        self, frame: pd.DataFrame, content: dict[str, np.ndarray]
+    ) -> dict[str, torch.Tensor]:
         ids = frame["item_id"].astype(str).tolist()
         cmat = np.zeros((len(ids), self.content_dim), np.float32)
         has_c = np.zeros(len(ids), bool)
@@ -232,7 +249,11 @@ class TwoTowerRecommender(Recommender):
             rows = [r for r, i in enumerate(ids) if i not in self.graph.position]
             missing = [ids[r] for r in rows]
             if missing:
-                self.graph.embed_new(missing, self.kind, cmat[rows] if self.content_dim else np.zeros((len(rows), 0), np.float32))
+                self.graph.embed_new(
+                    missing,
+                    self.kind,
+                    cmat[rows] if self.content_dim else np.zeros((len(rows), 0), np.float32),
+                )
             pos = [self.graph.position[i] for i in ids]
             gnn = self.graph.emb[pos].astype(np.float32)
             # Only a node with co-listening edges has a graph position worth trusting;
@@ -245,11 +266,15 @@ class TwoTowerRecommender(Recommender):
             "has_gnn": torch.from_numpy(np.asarray(has_g, bool)),
             "content": torch.from_numpy(cmat),
             "has_content": torch.from_numpy(has_c),
-            "language": torch.tensor([self.item_languages.get(str(v), 0) for v in lang], dtype=torch.long),
+            "language": torch.tensor(
+                [self.item_languages.get(str(v), 0) for v in lang], dtype=torch.long
+            ),
             "genre": torch.tensor([self.genres.get(str(v), 0) for v in genre], dtype=torch.long),
             "item_index": torch.tensor([self.id_index.get(i, 0) for i in ids], dtype=torch.long),
             # Items added after training have no listeners yet: 0.
-            "popularity": torch.tensor([np.log1p(self.listeners.get(i, 0.0)) for i in ids], dtype=torch.float32),
+            "popularity": torch.tensor(
+                [np.log1p(self.listeners.get(i, 0.0)) for i in ids], dtype=torch.float32
+            ),
         }
 
     # --- training ------------------------------------------------------------------
@@ -294,7 +319,13 @@ class TwoTowerRecommender(Recommender):
         if cfg.blend:
             profiles, truth = blend_val
             blend_music_only = [replace(p, spoken={}) for p in profiles]
-            self._fit_blend(split.listeners, split.histories, split.target_ev, profiles + blend_music_only, truth + truth)
+            self._fit_blend(
+                split.listeners,
+                split.histories,
+                split.target_ev,
+                profiles + blend_music_only,
+                truth + truth,
+            )
         return self
 
     # --- fit, step by step -------------------------------------------------------
@@ -304,10 +335,14 @@ class TwoTowerRecommender(Recommender):
         events = spoken_events(data)
         target_ev = events[events["kind"] == self.kind]
         music = data.music_interactions()
-        histories = {u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")}
+        histories = {
+            u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")
+        }
         listeners = sorted(set(target_ev["user_id"]) & set(histories))
         if len(listeners) < 4:
-            raise ValueError(f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})")
+            raise ValueError(
+                f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})"
+            )
         n_val = max(1, int(round(self.config.val_fraction * len(listeners))))
         val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
         self.val_users = sorted(val_users)
@@ -323,9 +358,17 @@ class TwoTowerRecommender(Recommender):
         counted = popularity(_without_target_plays(data, val_users, self.target), self.target)
         self.listeners = {str(i): float(np.floor(v)) for i, v in counted.items()}
         self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
-        return data.catalog(self.target).drop_duplicates("item_id").set_index("item_id").loc[self.item_ids].reset_index()
+        return (
+            data.catalog(self.target)
+            .drop_duplicates("item_id")
+            .set_index("item_id")
+            .loc[self.item_ids]
+            .reset_index()
+        )
 
-    def _fit_graph(self, data: InteractionData, split: "_Listeners", rng: np.random.Generator) -> dict:
+    def _fit_graph(
+        self, data: InteractionData, split: "_Listeners", rng: np.random.Generator
+    ) -> dict:
         """Label pairs, and the co-listening graph + item encoder (when `use_gnn`).
 
         Each training listener's target plays are split: `label_share` of them become
@@ -334,17 +377,28 @@ class TwoTowerRecommender(Recommender):
         target plays (the answers early stopping is judged on)."""
         events = split.events
         label_pairs = _label_pairs(split.target_ev, split.val_users, self.config.label_share, rng)
-        is_label = pd.MultiIndex.from_frame(events[["user_id", "item_id"]].astype(str)).isin(label_pairs)
-        graph_events = events[~(events["user_id"].isin(split.val_users) & (events["kind"] == self.kind)) & ~is_label]
+        is_label = pd.MultiIndex.from_frame(events[["user_id", "item_id"]].astype(str)).isin(
+            label_pairs
+        )
+        graph_events = events[
+            ~(events["user_id"].isin(split.val_users) & (events["kind"] == self.kind)) & ~is_label
+        ]
         self._label_pairs = label_pairs  # for the leak tests; not saved
-        self._graph_pairs = set(zip(graph_events["user_id"].astype(str), graph_events["item_id"].astype(str)))
+        self._graph_pairs = set(
+            zip(graph_events["user_id"].astype(str), graph_events["item_id"].astype(str))
+        )
         self.graph, graph_stats = (None, {})
         if self.config.use_gnn:
             self.graph, graph_stats = ItemGraph.fit(data, graph_events, self.config)
         self.gnn_dim = self.graph.dim if self.graph is not None else 0
         return graph_stats
 
-    def _build_towers(self, users_frame: pd.DataFrame, catalog: pd.DataFrame, histories: dict[str, dict[str, float]]) -> None:
+    def _build_towers(
+        self,
+        users_frame: pd.DataFrame,
+        catalog: pd.DataFrame,
+        histories: dict[str, dict[str, float]],
+    ) -> None:
         """Vocabularies (demographics, music items for the bag, labelled item ids) and
         the two towers."""
         cfg = self.config
@@ -354,7 +408,10 @@ class TwoTowerRecommender(Recommender):
         self.genres = _vocab(catalog["genre"]) if "genre" in catalog else {}
 
         players = pd.Series([i for h in histories.values() for i in h], dtype=object).value_counts()
-        self.music_vocab = {str(i): c + 1 for c, i in enumerate(sorted(players.index[players >= cfg.music_min_users].astype(str)))}
+        self.music_vocab = {
+            str(i): c + 1
+            for c, i in enumerate(sorted(players.index[players >= cfg.music_min_users].astype(str)))
+        }
         # Ids only for items with training labels: an untrained id would be noise.
         order = {i: p for p, i in enumerate(self.item_ids)}
         labelled = sorted({i for _, i in self._label_pairs} & set(order), key=order.get)
@@ -391,12 +448,16 @@ class TwoTowerRecommender(Recommender):
         # logQ: in-batch sampling follows pair frequency, so Q(item) = its share of pairs.
         counts = np.bincount(pair_item, minlength=len(self.item_ids)).astype(np.float64)
         log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
-        return _Pairs(train_users, pair_user, pair_item, base, other_sum, other_cnt, tgt_sum, tgt_cnt, log_q)
+        return _Pairs(
+            train_users, pair_user, pair_item, base, other_sum, other_cnt, tgt_sum, tgt_cnt, log_q
+        )
 
     def _validation_halves(self, data, split: "_Listeners", users_frame, rng: np.random.Generator):
         """Validation users split in two: ((profiles, truth) judging early stopping,
         (profiles, truth) judging the blend weights)."""
-        all_profiles, all_truth = self._validation_profiles(data, sorted(split.val_users), split.events, split.histories, users_frame)
+        all_profiles, all_truth = self._validation_profiles(
+            data, sorted(split.val_users), split.events, split.histories, users_frame
+        )
         halves = rng.permutation(len(all_profiles)) % 2 == 0
         val_profiles = [p for p, h in zip(all_profiles, halves) if h]
         val_truth = [t for t, h in zip(all_truth, halves) if h]
@@ -404,23 +465,41 @@ class TwoTowerRecommender(Recommender):
         blend_truth = [t for t, h in zip(all_truth, halves) if not h]
         return (val_profiles, val_truth), (blend_profiles, blend_truth)
 
-    def _train(self, pairs: "_Pairs", items_in: dict[str, torch.Tensor], val, rng: np.random.Generator):
+    def _train(
+        self, pairs: "_Pairs", items_in: dict[str, torch.Tensor], val, rng: np.random.Generator
+    ):
         """Epochs of in-batch softmax, early-stopped on validation NDCG: (history, best)."""
         cfg = self.config
-        optimiser = torch.optim.AdamW([*self.user_tower.parameters(), *self.item_tower.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimiser = torch.optim.AdamW(
+            [*self.user_tower.parameters(), *self.item_tower.parameters()],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+        )
         best = (-1.0, -1, None)
         history = []
         for epoch in tqdm(range(cfg.max_epochs), desc="two-tower", disable=not cfg.progress):
             losses = self._train_epoch(pairs, items_in, optimiser, rng)
             score = self._estimate_metric(items_in, *val)
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else 0.0, f"val_{cfg.early_stopping}": score})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": float(np.mean(losses)) if losses else 0.0,
+                    f"val_{cfg.early_stopping}": score,
+                }
+            )
             if score > best[0]:
-                best = (score, epoch, copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())))
+                best = (
+                    score,
+                    epoch,
+                    copy.deepcopy((self.user_tower.state_dict(), self.item_tower.state_dict())),
+                )
             elif epoch - best[1] >= cfg.patience:
                 break
         return history, best
 
-    def _train_epoch(self, pairs: "_Pairs", items_in, optimiser, rng: np.random.Generator) -> list[float]:
+    def _train_epoch(
+        self, pairs: "_Pairs", items_in, optimiser, rng: np.random.Generator
+    ) -> list[float]:
         cfg = self.config
         self.user_tower.train()
         self.item_tower.train()
@@ -433,14 +512,22 @@ class TwoTowerRecommender(Recommender):
             users, it = self._get_batch(pairs, b, rng)
             items = self.item_tower(*(items_in[k][it] for k in ITEM_KEYS))
             queries, keys = self._score_vectors(users, items, items_in["popularity"][it])
-            loss = in_batch_softmax(queries, keys, temperature=1.0, log_q=pairs.log_q[it] if cfg.logq else None, key_ids=it)
+            loss = in_batch_softmax(
+                queries,
+                keys,
+                temperature=1.0,
+                log_q=pairs.log_q[it] if cfg.logq else None,
+                key_ids=it,
+            )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
         return losses
 
-    def _get_batch(self, pairs: "_Pairs", b: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _get_batch(
+        self, pairs: "_Pairs", b: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """User-tower outputs and item rows of the pairs `b`."""
         cfg = self.config
         u, i = pairs.user[b], pairs.item[b]
@@ -452,14 +539,25 @@ class TwoTowerRecommender(Recommender):
         # (the label item is never part of the history: it is not a graph-side play)
         hist_sum = keep_any[:, None] * pairs.other_sum[u] + keep_tgt[:, None] * pairs.tgt_sum[u]
         hist_cnt = keep_any * pairs.other_cnt[u] + keep_tgt * pairs.tgt_cnt[u]
-        gnn_mean = torch.from_numpy((hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32))
+        gnn_mean = torch.from_numpy(
+            (hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32)
+        )
         ut = torch.from_numpy(u)
         base = pairs.base
-        users = self.user_tower(base["taste"][ut], base["country"][ut], base["language"][ut], base["age"][ut], gnn_mean,
-                                torch.from_numpy(hist_cnt > 0), base["music"][ut])
+        users = self.user_tower(
+            base["taste"][ut],
+            base["country"][ut],
+            base["language"][ut],
+            base["age"][ut],
+            gnn_mean,
+            torch.from_numpy(hist_cnt > 0),
+            base["music"][ut],
+        )
         return users, torch.from_numpy(i)
 
-    def _estimate_metric(self, items_in, profiles: list[UserProfile], truth: list[set[str]]) -> float:
+    def _estimate_metric(
+        self, items_in, profiles: list[UserProfile], truth: list[set[str]]
+    ) -> float:
         """Early stopping on the test-time task: validation users ranked from music
         and non-target history, all target items scored. Judged on both cold cases:
         music + other spoken kinds, and music only."""
@@ -472,10 +570,28 @@ class TwoTowerRecommender(Recommender):
 
     def _towers(self) -> tuple[UserTower, ItemTower]:
         cfg = self.config
-        user = UserTower(self.taste.dim, self.gnn_dim, len(self.countries), len(self.languages), cfg.out_dim, cfg.hidden,
-                         n_music=len(self.music_vocab), music_dim=cfg.music_dim)
-        item = ItemTower(self.gnn_dim, self.content_dim, len(self.item_languages), len(self.genres), cfg.out_dim, cfg.hidden,
-                         gnn_dropout=cfg.gnn_dropout, n_ids=len(self.id_index), id_dim=cfg.id_dim, id_dropout=cfg.id_dropout)
+        user = UserTower(
+            self.taste.dim,
+            self.gnn_dim,
+            len(self.countries),
+            len(self.languages),
+            cfg.out_dim,
+            cfg.hidden,
+            n_music=len(self.music_vocab),
+            music_dim=cfg.music_dim,
+        )
+        item = ItemTower(
+            self.gnn_dim,
+            self.content_dim,
+            len(self.item_languages),
+            len(self.genres),
+            cfg.out_dim,
+            cfg.hidden,
+            gnn_dropout=cfg.gnn_dropout,
+            n_ids=len(self.id_index),
+            id_dim=cfg.id_dim,
+            id_dropout=cfg.id_dropout,
+        )
         return user, item
 
     def _fit_wide(self, listeners, histories, target_ev) -> WidePart:
@@ -483,7 +599,14 @@ class TwoTowerRecommender(Recommender):
         y = target_matrix(target_ev[["user_id", "item_id"]], listeners, self.item_ids)
         counts = np.floor(self.pop_scores)  # all training listeners: each fold's own plays come out
         music_items = sorted({i for h in histories.values() for i in h})
-        return fit_wide([histories[u] for u in listeners], y, counts, music_items, self.config.seed, k=self.config.val_k)
+        return fit_wide(
+            [histories[u] for u in listeners],
+            y,
+            counts,
+            music_items,
+            self.config.seed,
+            k=self.config.val_k,
+        )
 
     def _fit_blend(self, listeners, histories, target_ev, val_profiles, val_truth) -> None:
         """The towers' weight next to the wide part on the blend-validation users (both
@@ -498,18 +621,32 @@ class TwoTowerRecommender(Recommender):
         wide = self.wide.oof_scores[[row[p.user_id] for p in val_profiles]]
         sources = {"wide": wide, "towers": self._tower_scores(val_profiles)}
         self.blend = choose_blend(sources, truth, self.config.val_k)
-        self.metrics["blend"] = {"weights": self.blend.weights, "wide_weights": self.wide.blend.weights,
-                                 "wide_validation": self.wide.blend.validation, "validation": self.blend.validation}
+        self.metrics["blend"] = {
+            "weights": self.blend.weights,
+            "wide_weights": self.wide.blend.weights,
+            "wide_validation": self.wide.blend.validation,
+            "validation": self.blend.validation,
+        }
         self.metrics[f"val_ndcg@{self.config.val_k}_served"] = self.blend.validation["blend"]
-        own = np.asarray(y[[row[p.user_id] for p in val_profiles]].sum(axis=0)).ravel() / 2  # two copies per user
-        pop_scores = np.broadcast_to(np.log1p(np.maximum(counts - own, 0)), (len(truth), len(counts)))
-        self.metrics[f"val_ndcg@{self.config.val_k}_popularity"] = mean_ndcg(pop_scores, truth, self.config.val_k)
+        own = (
+            np.asarray(y[[row[p.user_id] for p in val_profiles]].sum(axis=0)).ravel() / 2
+        )  # two copies per user
+        pop_scores = np.broadcast_to(
+            np.log1p(np.maximum(counts - own, 0)), (len(truth), len(counts))
+        )
+        self.metrics[f"val_ndcg@{self.config.val_k}_popularity"] = mean_ndcg(
+            pop_scores, truth, self.config.val_k
+        )
 
     @torch.no_grad()
     def _tower_scores(self, users: Sequence[UserProfile]) -> np.ndarray:
         """The towers' logit for every catalog item ([users x catalog])."""
         vecs, _, _ = self.user_vectors(users)
-        queries, keys = self._score_vectors(torch.from_numpy(vecs), torch.from_numpy(self.item_vectors), self._items_in["popularity"])
+        queries, keys = self._score_vectors(
+            torch.from_numpy(vecs),
+            torch.from_numpy(self.item_vectors),
+            self._items_in["popularity"],
+        )
         return queries.numpy() @ keys.numpy().T
 
     def _validation_profiles(self, data, val_users, events, histories, users_frame):
@@ -523,11 +660,15 @@ class TwoTowerRecommender(Recommender):
 
     # --- serving ---------------------------------------------------------------------
 
-    def _score_vectors(self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score_vectors(
+        self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(queries, keys) whose inner product is the logit: u.v / T (+ w * popularity)."""
         if not self.config.item_popularity:
             return users / self.config.temperature, items
-        return augment_for_search(users, items, popularity, self.user_tower.popularity_weight, self.config.temperature)
+        return augment_for_search(
+            users, items, popularity, self.user_tower.popularity_weight, self.config.temperature
+        )
 
     @torch.no_grad()
     def _index_items(self, items_in: dict[str, torch.Tensor]) -> None:
@@ -546,7 +687,9 @@ class TwoTowerRecommender(Recommender):
         self._ids = np.asarray(self.item_ids, dtype=object)
 
     @torch.no_grad()
-    def user_vectors(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    def user_vectors(
+        self, users: Sequence[UserProfile]
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """(128-d user vectors, usable mask, unknown music items), computed now."""
         self.user_tower.eval()
         x, usable, unknown = self._user_inputs(users)
@@ -559,7 +702,9 @@ class TwoTowerRecommender(Recommender):
     def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
         return self._search(users, k, ())
 
-    def _search(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str], blend: bool = True) -> list[Ranking]:
+    def _search(
+        self, users: Sequence[UserProfile], k: int, exclude: Sequence[str], blend: bool = True
+    ) -> list[Ranking]:
         if not users:
             return []
         if blend and getattr(self, "blend", None) is not None:
@@ -567,7 +712,9 @@ class TwoTowerRecommender(Recommender):
         with torch_threads(self.config.torch_threads):
             vecs, usable, unknown = self.user_vectors(users)
             with torch.no_grad():
-                queries, _ = self._score_vectors(torch.from_numpy(vecs), torch.from_numpy(self.item_vectors[:1]), torch.zeros(1))
+                queries, _ = self._score_vectors(
+                    torch.from_numpy(vecs), torch.from_numpy(self.item_vectors[:1]), torch.zeros(1)
+                )
             queries = np.ascontiguousarray(queries.numpy().astype(np.float32))
             # Items with identical inputs tie exactly; searching past the cut-off and
             # breaking ties by catalog position keeps rankings independent of `k`.
@@ -576,7 +723,16 @@ class TwoTowerRecommender(Recommender):
         out = []
         for r in range(len(users)):
             if not usable[r]:  # nothing known about this listener: popularity, flagged
-                out.append(top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown[r]))
+                out.append(
+                    top_k(
+                        self._ids,
+                        self.pop_scores,
+                        k,
+                        exclude,
+                        fallback=True,
+                        unknown_items=unknown[r],
+                    )
+                )
                 continue
             hit = rows[r] >= 0
             order = np.argsort(rows[r][hit], kind="stable")
@@ -584,19 +740,32 @@ class TwoTowerRecommender(Recommender):
             out.append(top_k(self._ids[found], found_scores, k, exclude, unknown_items=unknown[r]))
         return out
 
-    def _blended(self, users: Sequence[UserProfile], k: int, exclude: Sequence[str]) -> list[Ranking]:
+    def _blended(
+        self, users: Sequence[UserProfile], k: int, exclude: Sequence[str]
+    ) -> list[Ranking]:
         """Rank the whole catalog by the validation-chosen blend (served path)."""
         with torch_threads(self.config.torch_threads):
             _, usable, unknown = self.user_vectors(users)
             towers = self._tower_scores(users)
         wide = self.wide.scores([u.music for u in users])
-        wide = np.hstack([wide, np.zeros((len(users), towers.shape[1] - wide.shape[1]))])  # items added since
+        wide = np.hstack(
+            [wide, np.zeros((len(users), towers.shape[1] - wide.shape[1]))]
+        )  # items added since
         scores = self.blend.apply({"wide": wide, "towers": towers})
         known_music = self.wide.encoder.known_counts([u.music for u in users]) > 0
         out = []
         for r in range(len(users)):
             if not (usable[r] or known_music[r]):
-                out.append(top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown[r]))
+                out.append(
+                    top_k(
+                        self._ids,
+                        self.pop_scores,
+                        k,
+                        exclude,
+                        fallback=True,
+                        unknown_items=unknown[r],
+                    )
+                )
             else:
                 out.append(top_k(self._ids, scores[r], k, exclude, unknown_items=unknown[r]))
         return out
@@ -611,7 +780,9 @@ class TwoTowerRecommender(Recommender):
         order = np.argsort(-sims, kind="stable")[:k]
         return [self.item_ids[r] for r in order]
 
-    def add_items(self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None) -> list[str]:
+    def add_items(
+        self, items: pd.DataFrame, content: Mapping[str, np.ndarray] | None = None
+    ) -> list[str]:
         """Make new target items (no listeners yet) retrievable from text and metadata.
 
         `items` has item_id (and optionally language, genre); `content` maps item_id ->
@@ -619,12 +790,16 @@ class TwoTowerRecommender(Recommender):
         edges, and the item tower places them. Returns the ids added.
         """
         content = content or {}
-        new = items[~items["item_id"].astype(str).isin(set(self.item_ids))].drop_duplicates("item_id")
+        new = items[~items["item_id"].astype(str).isin(set(self.item_ids))].drop_duplicates(
+            "item_id"
+        )
         if new.empty:
             return []
         for i, vec in content.items():
             if self.content_dim and len(vec) != self.content_dim:
-                raise ValueError(f"content vector of {i!r} has {len(vec)} dims; the model expects {self.content_dim}")
+                raise ValueError(
+                    f"content vector of {i!r} has {len(vec)} dims; the model expects {self.content_dim}"
+                )
         added = self._item_inputs(new, content)
         items_in = {k: torch.cat([self._items_in[k], added[k]]) for k in self._items_in}
         self.item_ids += new["item_id"].astype(str).tolist()
@@ -667,9 +842,15 @@ class TwoTowerRecommender(Recommender):
         }
         if getattr(self, "blend", None) is not None:
             # The wide part is tensors and plain values: weights_only-safe.
-            tensors["blend"] = {"weights": self.blend.weights, "validation": self.blend.validation, "wide": self.wide.state()}
+            tensors["blend"] = {
+                "weights": self.blend.weights,
+                "validation": self.blend.validation,
+                "wide": self.wide.state(),
+            }
         if graph is not None:
-            tensors.update(graph_encoder=graph["encoder"], graph_emb=graph["emb"], graph_degree=graph["degree"])
+            tensors.update(
+                graph_encoder=graph["encoder"], graph_emb=graph["emb"], graph_degree=graph["degree"]
+            )
             meta["graph"] = {k: graph[k] for k in ("encoder_args", "node_ids", "episode_show")}
         torch.save(tensors, directory / CHECKPOINT_FILE)
         (directory / CHECKPOINT_META_FILE).write_text(json.dumps(meta, default=_json_value) + "\n")
@@ -702,7 +883,9 @@ class TwoTowerRecommender(Recommender):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         meta_path = directory / CHECKPOINT_META_FILE
         if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path}: no two-tower metadata (a checkpoint from an older version: retrain)")
+            raise FileNotFoundError(
+                f"{meta_path}: no two-tower metadata (a checkpoint from an older version: retrain)"
+            )
         meta = json.loads(meta_path.read_text())
         cfg = TwoTowerConfig.from_dict(meta["config"])
         model = cls(meta["target"], cfg.seed, cfg)
@@ -712,8 +895,17 @@ class TwoTowerRecommender(Recommender):
         model.countries, model.languages = args["countries"], args["languages"]
         model.item_languages, model.genres = args["item_languages"], args["genres"]
         graph = meta["graph"]
-        model.graph = None if graph is None else ItemGraph.from_state(
-            {**graph, "encoder": ckpt["graph_encoder"], "emb": ckpt["graph_emb"], "degree": ckpt["graph_degree"]}
+        model.graph = (
+            None
+            if graph is None
+            else ItemGraph.from_state(
+                {
+                    **graph,
+                    "encoder": ckpt["graph_encoder"],
+                    "emb": ckpt["graph_emb"],
+                    "degree": ckpt["graph_degree"],
+                }
+            )
         )
         model.music_vocab = {i: c + 1 for c, i in enumerate(args.get("music_vocab", []))}
         model.id_index = {i: c + 1 for c, i in enumerate(args.get("id_items", []))}
@@ -724,22 +916,32 @@ class TwoTowerRecommender(Recommender):
         model.item_ids = list(meta["item_ids"])
         model.pop_scores = ckpt["pop_scores"].numpy()
         manifest_path = directory / MANIFEST_FILE
-        model.metrics = json.loads(manifest_path.read_text()).get("metrics", {}) if manifest_path.exists() else {}
+        model.metrics = (
+            json.loads(manifest_path.read_text()).get("metrics", {})
+            if manifest_path.exists()
+            else {}
+        )
         items_in = dict(ckpt["items_in"])
         items_in.setdefault("item_index", torch.zeros(len(model.item_ids), dtype=torch.long))
         model._index_items(items_in)
         model.blend = None
         if ckpt.get("blend") is not None:
-            model.blend = ScoreBlend(dict(ckpt["blend"]["weights"]), dict(ckpt["blend"]["validation"]))
+            model.blend = ScoreBlend(
+                dict(ckpt["blend"]["weights"]), dict(ckpt["blend"]["validation"])
+            )
             model.wide = WidePart.from_state(ckpt["blend"]["wide"])
         return model
 
 
-def _label_pairs(target_ev: pd.DataFrame, val_users: set[str], share: float, rng: np.random.Generator) -> set[tuple[str, str]]:
+def _label_pairs(
+    target_ev: pd.DataFrame, val_users: set[str], share: float, rng: np.random.Generator
+) -> set[tuple[str, str]]:
     """(user, item) target pairs of training listeners held out of the graph as labels:
     `share` of each listener's distinct target items, at least one."""
     labels: set[tuple[str, str]] = set()
-    for user, group in target_ev[~target_ev["user_id"].isin(val_users)].groupby("user_id", sort=True):
+    for user, group in target_ev[~target_ev["user_id"].isin(val_users)].groupby(
+        "user_id", sort=True
+    ):
         items = sorted(set(group["item_id"].astype(str)))
         n = max(1, int(round(share * len(items))))
         labels.update((str(user), i) for i in rng.choice(items, size=n, replace=False).tolist())
@@ -767,7 +969,11 @@ def _data_hash(data: InteractionData) -> str:
     h = hashlib.sha256()
     inter = data.interactions[["user_id", "item_id", "weight"]].sort_values(["user_id", "item_id"])
     h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
-    h.update(pd.util.hash_pandas_object(data.items[["item_id", "kind"]].sort_values("item_id"), index=False).values.tobytes())
+    h.update(
+        pd.util.hash_pandas_object(
+            data.items[["item_id", "kind"]].sort_values("item_id"), index=False
+        ).values.tobytes()
+    )
     return h.hexdigest()[:16]
 
 
@@ -778,7 +984,13 @@ class GNNOnlyRecommender(Recommender):
 
     name = "gnn_only"
 
-    def __init__(self, target: str = "audiobook", seed: int = 0, config: TwoTowerConfig | None = None, neighbours: int = 20) -> None:
+    def __init__(
+        self,
+        target: str = "audiobook",
+        seed: int = 0,
+        config: TwoTowerConfig | None = None,
+        neighbours: int = 20,
+    ) -> None:
         super().__init__(target, seed)
         self.config = replace(config or TwoTowerConfig(), seed=seed)
         self.neighbours = neighbours
@@ -801,7 +1013,11 @@ class GNNOnlyRecommender(Recommender):
         spoken_of = {u: g for u, g in events.groupby("user_id")}
         for u, g in music.groupby("user_id"):
             vec, _ = self.taste.user_vector(dict(zip(g["item_id"].astype(str), g["weight"])))
-            mean = self.graph.history_mean({i: 1.0 for i in spoken_of[u]["item_id"]}) if u in spoken_of else None
+            mean = (
+                self.graph.history_mean({i: 1.0 for i in spoken_of[u]["item_id"]})
+                if u in spoken_of
+                else None
+            )
             if vec is not None and mean is not None:
                 users.append(u)
                 taste.append(vec)
@@ -821,5 +1037,7 @@ class GNNOnlyRecommender(Recommender):
             top = np.argsort(-sims, kind="stable")[: self.neighbours]
             query += np.average(self._hist[top], axis=0, weights=np.maximum(sims[top], 1e-6))
         if not query.any():
-            return top_k(self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown)
+            return top_k(
+                self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
+            )
         return top_k(self._ids, self._item_emb @ query, k, exclude, unknown_items=unknown)

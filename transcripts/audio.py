@@ -126,7 +126,9 @@ ENCODERS = {
 }
 
 
-def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE, bit_rate: int | None = None) -> Path:
+def write_audio(
+    path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE, bit_rate: int | None = None
+) -> Path:
     """Encode a mono float32 signal to `path`; the codec follows the suffix (see ENCODERS).
 
     `bit_rate` (bits per second) applies to the lossy codecs; None keeps the codec's default."""
@@ -145,7 +147,9 @@ def write_audio(path: Path | str, samples: np.ndarray, rate: int = SAMPLE_RATE, 
         resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         block = 1 << 16
         for start in range(0, signal.size, block):
-            frame = av.AudioFrame.from_ndarray(signal[None, start : start + block], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                signal[None, start : start + block], format="flt", layout="mono"
+            )
             frame.sample_rate = rate
             for out in resampler.resample(frame):
                 container.mux(stream.encode(out))

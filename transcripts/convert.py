@@ -86,7 +86,9 @@ def _float(variables: dict[str, np.ndarray], name: str) -> torch.Tensor:
         scale = variables.get(name.removesuffix("weight") + "weight_scale")
         if scale is None:
             raise ModelError(f"int8 variable {name} has no weight_scale")
-        value = value.astype(np.float32) / scale.astype(np.float32).reshape(-1, *([1] * (value.ndim - 1)))
+        value = value.astype(np.float32) / scale.astype(np.float32).reshape(
+            -1, *([1] * (value.ndim - 1))
+        )
     return torch.from_numpy(np.array(value, dtype=np.float32))
 
 
@@ -108,11 +110,15 @@ def _self_attention(v, src: str, dst: str, out: dict) -> None:
     b = _float(v, f"{src}/linear_0/bias")
     q_w, k_w, v_w = w.chunk(3, dim=0)
     q_b, _, v_b = b.chunk(3, dim=0)
-    out.update({
-        f"{dst}.query.weight": q_w.clone(), f"{dst}.query.bias": q_b.clone(),
-        f"{dst}.key.weight": k_w.clone(),
-        f"{dst}.value.weight": v_w.clone(), f"{dst}.value.bias": v_b.clone(),
-    })
+    out.update(
+        {
+            f"{dst}.query.weight": q_w.clone(),
+            f"{dst}.query.bias": q_b.clone(),
+            f"{dst}.key.weight": k_w.clone(),
+            f"{dst}.value.weight": v_w.clone(),
+            f"{dst}.value.bias": v_b.clone(),
+        }
+    )
     _linear(v, f"{src}/linear_1", f"{dst}.out", out)
     _norm(v, f"{src}/layer_norm", f"{dst}_ln", out)
 
@@ -124,10 +130,13 @@ def _cross_attention(v, src: str, dst: str, out: dict) -> None:
     b = _float(v, f"{src}/linear_1/bias")
     k_w, v_w = w.chunk(2, dim=0)
     _, v_b = b.chunk(2, dim=0)
-    out.update({
-        f"{dst}.key.weight": k_w.clone(),
-        f"{dst}.value.weight": v_w.clone(), f"{dst}.value.bias": v_b.clone(),
-    })
+    out.update(
+        {
+            f"{dst}.key.weight": k_w.clone(),
+            f"{dst}.value.weight": v_w.clone(),
+            f"{dst}.value.bias": v_b.clone(),
+        }
+    )
     _linear(v, f"{src}/linear_2", f"{dst}.out", out)
     _norm(v, f"{src}/layer_norm", f"{dst}_ln", out)
 
@@ -187,7 +196,11 @@ def ct2_to_openai_checkpoint(model_dir: Path | str) -> dict:
     state = {name: tensor.to(torch.float16).contiguous() for name, tensor in sd.items()}
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    return {"dims": dims, "model_state_dict": state, "alignment_heads": config.get("alignment_heads")}
+    return {
+        "dims": dims,
+        "model_state_dict": state,
+        "alignment_heads": config.get("alignment_heads"),
+    }
 
 
 def _file_digest(path: Path) -> str:
@@ -212,7 +225,10 @@ def ensure_openai_checkpoint(model_dir: Path | str, target: Path | str) -> Path:
     source_sha = _file_digest(source)
     if target.exists() and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("source_sha256") == source_sha and manifest.get("converter_version") == _CONVERTER_VERSION:
+        if (
+            manifest.get("source_sha256") == source_sha
+            and manifest.get("converter_version") == _CONVERTER_VERSION
+        ):
             return target
     checkpoint = ct2_to_openai_checkpoint(model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)

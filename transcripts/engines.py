@@ -76,7 +76,9 @@ class Engine(ABC):
         return language or self.options.language
 
     @abstractmethod
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> tuple[str | None, list[Segment]]:
+    def transcribe(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> tuple[str | None, list[Segment]]:
         """(language, segments with times relative to `audio`)."""
 
 
@@ -114,7 +116,9 @@ class FasterWhisperEngine(Engine):
                 audio, vad_filter=True, batch_size=self.options.batch_size, **common
             )
         else:
-            segments, info = self._model.transcribe(audio, vad_filter=self.options.vad_filter, **common)
+            segments, info = self._model.transcribe(
+                audio, vad_filter=self.options.vad_filter, **common
+            )
         out = [
             Segment(float(s.start), float(s.end), s.text.strip(), float(s.avg_logprob))
             for s in segments
@@ -126,7 +130,9 @@ class FasterWhisperEngine(Engine):
 class OpenAIWhisperEngine(Engine):
     name = "openai-whisper"
 
-    def __init__(self, model: ModelRef, options: DecodeOptions, cache_dir: Path, cpu_threads: int = 0) -> None:
+    def __init__(
+        self, model: ModelRef, options: DecodeOptions, cache_dir: Path, cpu_threads: int = 0
+    ) -> None:
         super().__init__(model, options)
         import torch
         import whisper
@@ -210,8 +216,11 @@ def load_engine(
     if batch_size < 0:
         raise ValueError(f"batch_size must be 0 (sequential) or more, not {batch_size}")
     options = DecodeOptions(
-        beam_size=beam_size, language=language, vad_filter=vad_filter,
-        batch_size=batch_size, without_timestamps=without_timestamps,
+        beam_size=beam_size,
+        language=language,
+        vad_filter=vad_filter,
+        batch_size=batch_size,
+        without_timestamps=without_timestamps,
     )
     if engine == OpenAIWhisperEngine.name:
         return OpenAIWhisperEngine(ref, options, cache, cpu_threads=threads)

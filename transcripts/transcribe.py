@@ -26,7 +26,9 @@ TAIL_SECONDS = 5.0
 MIN_CHUNK_SECONDS = 30.0
 
 
-def _final_segments(segments: list[Segment], buffer_seconds: float, last: bool) -> tuple[list[Segment], float]:
+def _final_segments(
+    segments: list[Segment], buffer_seconds: float, last: bool
+) -> tuple[list[Segment], float]:
     """(segments to keep, seconds of the buffer they consume)."""
     if last:
         return segments, buffer_seconds

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
 from coldstart.api.routes import router
+from coldstart.batch.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.batch.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
 
 __all__ = ["create_app", "app_from_env"]
 
@@ -35,12 +35,16 @@ def _message(errors) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        errors = [{k: v for k, v in dict(e).items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        errors = [
+            {k: v for k, v in dict(e).items() if k in ("loc", "msg", "type")} for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors, "message": _message(errors)}, status_code=422)
 
     @app.exception_handler(UploadError)
     async def bad_upload(request: Request, exc: UploadError):
-        errors = [{"loc": ["body", exc.field], "msg": str(exc).split(": ", 1)[-1], "type": "value_error"}]
+        errors = [
+            {"loc": ["body", exc.field], "msg": str(exc).split(": ", 1)[-1], "type": "value_error"}
+        ]
         return JSONResponse({"detail": errors, "message": str(exc)}, status_code=422)
 
     @app.exception_handler(UploadRefused)
@@ -79,7 +83,9 @@ def _install_offline_docs(app: FastAPI) -> None:
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     """The API for `settings.home`. Loading happens when the server starts (lifespan)."""
     if settings.api_token is not None and not settings.api_token.get_secret_value().strip():
-        raise ValueError("COLDSTART_API_TOKEN is set but empty: refusing to start (it would match an empty header)")
+        raise ValueError(
+            "COLDSTART_API_TOKEN is set but empty: refusing to start (it would match an empty header)"
+        )
     store = store or Store.from_settings(settings)
     metrics = Metrics(store)
 
@@ -93,7 +99,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         # model code's per-call thread settings are no-ops from here on.
         pin_process_threads(1)
         settings.uploads_path.mkdir(parents=True, exist_ok=True)
-        app.state.serving = ServingState(settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc())
+        app.state.serving = ServingState(
+            settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc()
+        )
         watcher = asyncio.create_task(app.state.serving.watch(), name="coldstart-version-check")
         try:
             yield

@@ -44,7 +44,11 @@ def require_token(request: Request) -> None:
     supplied_bytes = supplied.strip().encode()
     # compare_digest takes the same time wherever the strings differ. An empty secret
     # never authorises anything (Settings refuses one; this guards constructed settings).
-    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(supplied_bytes, expected):
+    if (
+        not expected
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(supplied_bytes, expected)
+    ):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or wrong bearer token (Authorization: Bearer <COLDSTART_API_TOKEN>)",

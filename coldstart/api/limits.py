@@ -58,17 +58,21 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
-        payload = json.dumps({
-            "detail": f"request body exceeds the limit of {self.limit} bytes (serve.max_json_bytes)",
-            "message": f"body: larger than {self.limit} bytes (serve.max_json_bytes)",
-        }).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),
-            ],
-        })
+        payload = json.dumps(
+            {
+                "detail": f"request body exceeds the limit of {self.limit} bytes (serve.max_json_bytes)",
+                "message": f"body: larger than {self.limit} bytes (serve.max_json_bytes)",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})

@@ -30,7 +30,9 @@ class _UploadsCollector:
     def collect(self):
         gauge = GaugeMetricFamily("coldstart_uploads", "Uploads by status", labels=["status"])
         with self.store.connect() as conn:
-            rows = conn.execute(select(t.uploads.c.status, func.count()).group_by(t.uploads.c.status)).all()
+            rows = conn.execute(
+                select(t.uploads.c.status, func.count()).group_by(t.uploads.c.status)
+            ).all()
         for status, n in rows:
             gauge.add_metric([status], n)
         yield gauge
@@ -40,13 +42,21 @@ class Metrics:
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "coldstart_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+            "coldstart_requests",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "coldstart_request_seconds", "HTTP request latency", ["route", "method"],
-            buckets=BUCKETS, registry=self.registry,
+            "coldstart_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
-        self.reloads = Counter("coldstart_model_reloads", "Model/index reloads", ["result"], registry=self.registry)
+        self.reloads = Counter(
+            "coldstart_model_reloads", "Model/index reloads", ["result"], registry=self.registry
+        )
         self.registry.register(_UploadsCollector(store))
 
     def render(self) -> bytes:

@@ -7,9 +7,9 @@ import shutil
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -23,7 +23,6 @@ from coldstart.api.schemas import (
     UploadByPath,
     UploadStatus,
 )
-from coldstart.recommend.merge import ScoredItem
 from coldstart.batch.uploads import (
     UploadError,
     UploadTooLarge,
@@ -33,6 +32,7 @@ from coldstart.batch.uploads import (
     resolve_upload_path,
     upload_file_path,
 )
+from coldstart.recommend.merge import ScoredItem
 from training.data import UserProfile
 
 __all__ = ["router"]
@@ -59,8 +59,14 @@ def public(data):
 def _item(item: ScoredItem) -> dict:
     """One recommended item as `RecommendedItem` data."""
     return {
-        "item_id": item.item_id, "kind": item.kind, "title": item.title, "score": round(float(item.score), 6),
-        "reasons": item.reasons, "language": item.language, "genre": item.genre, "show_id": item.show_id,
+        "item_id": item.item_id,
+        "kind": item.kind,
+        "title": item.title,
+        "score": round(float(item.score), 6),
+        "reasons": item.reasons,
+        "language": item.language,
+        "genre": item.genre,
+        "show_id": item.show_id,
     }
 
 
@@ -77,7 +83,9 @@ async def onboarding(body: OnboardingRequest, request: Request) -> JSONResponse:
     music: dict[str, float] = {}
     for entry in body.music:
         music[entry.item_id] = music.get(entry.item_id, 0.0) + entry.weight
-    user = UserProfile("anonymous", music, country=body.country, language=body.language, age=body.age)
+    user = UserProfile(
+        "anonymous", music, country=body.country, language=body.language, age=body.age
+    )
     result = snapshot.pipeline.recommend(user, body.k)
     return JSONResponse(
         {
@@ -117,17 +125,28 @@ def _validation_error(exc: ValidationError, prefix: str = "body") -> RequestVali
 async def _multipart(request: Request, settings, upload_id: str):
     limit = settings.serve.max_upload_bytes
     parser = MultiPartParser(
-        request.headers, _capped(request.stream(), limit + FORM_OVERHEAD), max_files=1, max_fields=10
+        request.headers,
+        _capped(request.stream(), limit + FORM_OVERHEAD),
+        max_files=1,
+        max_fields=10,
     )
     try:
         form = await parser.parse()
     except MultiPartException as exc:  # malformed or abusive form: the client's fault
         raise RequestValidationError(
-            [{"loc": ("body",), "msg": f"malformed multipart/form-data: {exc.message}", "type": "value_error"}]
+            [
+                {
+                    "loc": ("body",),
+                    "msg": f"malformed multipart/form-data: {exc.message}",
+                    "type": "value_error",
+                }
+            ]
         ) from None
     audio = form.get("file")
     if not isinstance(audio, UploadFile):
-        raise UploadError("file", "a multipart file field named 'file' is required (or send JSON with audio_path)")
+        raise UploadError(
+            "file", "a multipart file field named 'file' is required (or send JSON with audio_path)"
+        )
     try:
         if audio.size is not None and audio.size > limit:
             raise UploadTooLarge(limit)
@@ -147,14 +166,27 @@ def _copy(audio: UploadFile, dest) -> None:
 
 
 @router.post(
-    "/v1/uploads", status_code=201, response_model=UploadStatus, tags=["uploads"],
+    "/v1/uploads",
+    status_code=201,
+    response_model=UploadStatus,
+    tags=["uploads"],
     dependencies=[Depends(require_token)],
     openapi_extra={
         "requestBody": {
             "content": {
-                "multipart/form-data": {"schema": {"type": "object", "required": ["show_id", "title", "file"], "properties": {
-                    "show_id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
-                    "language": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["show_id", "title", "file"],
+                        "properties": {
+                            "show_id": {"type": "string"},
+                            "title": {"type": "string"},
+                            "description": {"type": "string"},
+                            "language": {"type": "string"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
                 "application/json": {"schema": UploadByPath.model_json_schema()},
             },
             "required": True,
@@ -179,7 +211,9 @@ async def create_upload(request: Request) -> UploadStatus:
             dest.unlink(missing_ok=True)
             raise _validation_error(exc) from None
     elif ctype.startswith("application/json"):
-        raw = b"".join([chunk async for chunk in _capped(request.stream(), settings.serve.max_json_bytes)])
+        raw = b"".join(
+            [chunk async for chunk in _capped(request.stream(), settings.serve.max_json_bytes)]
+        )
         try:
             body = UploadByPath.model_validate_json(raw)
         except ValidationError as exc:
@@ -188,12 +222,20 @@ async def create_upload(request: Request) -> UploadStatus:
     elif ctype.startswith("application/x-www-form-urlencoded"):
         raise UploadError("file", "a form upload needs multipart/form-data with a 'file' field")
     else:
-        raise HTTPException(415, "send multipart/form-data (with a 'file') or application/json (with 'audio_path')")
+        raise HTTPException(
+            415, "send multipart/form-data (with a 'file') or application/json (with 'audio_path')"
+        )
     try:
         audio = dest or await run_in_threadpool(resolve_upload_path, settings, body.audio_path)
         record = await run_in_threadpool(
-            register_upload, store, show_id=body.show_id, title=body.title, description=body.description,
-            language=body.language, audio_path=audio, upload_id=upload_id,
+            register_upload,
+            store,
+            show_id=body.show_id,
+            title=body.title,
+            description=body.description,
+            language=body.language,
+            audio_path=audio,
+            upload_id=upload_id,
         )
     except BaseException:
         if dest is not None:
@@ -203,7 +245,10 @@ async def create_upload(request: Request) -> UploadStatus:
 
 
 @router.get(
-    "/v1/uploads/{upload_id}", response_model=UploadStatus, tags=["uploads"], dependencies=[Depends(require_token)]
+    "/v1/uploads/{upload_id}",
+    response_model=UploadStatus,
+    tags=["uploads"],
+    dependencies=[Depends(require_token)],
 )
 def upload_status(upload_id: str, request: Request) -> UploadStatus:
     """An upload's status; its predicted audience (listener ids with probabilities)
@@ -238,7 +283,9 @@ def search(
     try:
         hits = service.search(q, k=k, kind=kind, language=language, genre=genre, mode=mode)
     except EmptyQueryError as exc:
-        raise RequestValidationError([{"loc": ("query", "q"), "msg": str(exc), "type": "value_error"}]) from None
+        raise RequestValidationError(
+            [{"loc": ("query", "q"), "msg": str(exc), "type": "value_error"}]
+        ) from None
     return SearchResponse(query=q, results=[SearchHit(**h.to_dict()) for h in hits])
 
 
@@ -280,4 +327,6 @@ def reload(request: Request) -> dict:
     """Load models, indexes and the catalog again now (the server also does this by
     itself within `serve.reload_check_seconds` of a change)."""
     snapshot = request.app.state.serving.reload()
-    return public({"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()})
+    return public(
+        {"status": "reloaded", "loaded_at": snapshot.loaded_at, **snapshot.models.describe()}
+    )

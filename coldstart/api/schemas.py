@@ -23,7 +23,9 @@ class _Strict(BaseModel):
 
 
 class MusicItem(_Strict):
-    item_id: str = Field(min_length=1, max_length=200, description="An artist or track id of the catalog.")
+    item_id: str = Field(
+        min_length=1, max_length=200, description="An artist or track id of the catalog."
+    )
     weight: float = Field(1.0, ge=0, le=1e9, description="Plays (or any non-negative strength).")
 
 
@@ -50,9 +52,13 @@ class OnboardingResponse(BaseModel):
     shows: list[RecommendedItem]
     episodes: list[RecommendedItem]
     audiobooks: list[RecommendedItem]
-    fallback: bool = Field(description="True when a list fell back to popularity (no usable music history).")
+    fallback: bool = Field(
+        description="True when a list fell back to popularity (no usable music history)."
+    )
     fallback_lists: list[str] = Field(default_factory=list)
-    unknown_items: list[str] = Field(default_factory=list, description="Music item ids that were ignored.")
+    unknown_items: list[str] = Field(
+        default_factory=list, description="Music item ids that were ignored."
+    )
 
 
 class UploadByPath(_Strict):
@@ -60,7 +66,9 @@ class UploadByPath(_Strict):
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(None, max_length=20_000)
     language: str | None = Field(None, pattern=LANGUAGE)
-    audio_path: str = Field(min_length=1, max_length=4096, description="Relative to (or inside) the uploads directory.")
+    audio_path: str = Field(
+        min_length=1, max_length=4096, description="Relative to (or inside) the uploads directory."
+    )
 
 
 class UploadStatus(BaseModel):

@@ -22,12 +22,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_in_thread(settings: Settings, host: str = "127.0.0.1", timeout: float = 120.0) -> Iterator[str]:
+def serve_in_thread(
+    settings: Settings, host: str = "127.0.0.1", timeout: float = 120.0
+) -> Iterator[str]:
     """Start the app, yield its base URL once it accepts requests, stop it on exit."""
     from coldstart.api.app import create_app
 
     port = free_port(host)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="coldstart-api", daemon=True)
     thread.start()

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 
 from coldstart.core.config import Settings
+from coldstart.core.store import Store
 from coldstart.recommend.models import ServingModels, load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
-from coldstart.core.store import Store
 
 __all__ = ["ServingState", "Snapshot"]
 

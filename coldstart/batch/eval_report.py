@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 
-
 def run_evaluation(
     store: Store,
     target: str = "podcast",
@@ -47,10 +46,22 @@ def run_evaluation(
         from coldstart.recommend.served import ServedPipeline
         from training.evaluate import default_models
 
-        models = {name: (lambda t, s, name=name: default_models(t, s)[name]()) for name in default_models(target, 0)}
+        models = {
+            name: (lambda t, s, name=name: default_models(t, s)[name]())
+            for name in default_models(target, 0)
+        }
         models["served_pipeline"] = lambda t, s: ServedPipeline(t, s)
-    result = evaluate(data, target, cold_fraction, seeds, k, models=models, progress=progress,
-                      cold_history=cold_history, cold_users=cold_users)
+    result = evaluate(
+        data,
+        target,
+        cold_fraction,
+        seeds,
+        k,
+        models=models,
+        progress=progress,
+        cold_history=cold_history,
+        cold_users=cold_users,
+    )
     result["content_items"] = len(data.content)
     if json_path is not None:
         import json
@@ -111,15 +122,21 @@ def results_markdown(results: dict) -> str:
             f"{result['splits'][0]['cold_users']} cold users of {result['splits'][0]['eligible_users']}; "
             f"cohort sizes, seed {result['seeds'][0]}: {sizes})",
             "",
-            f"| model | NDCG@{k} | ± std | ×popularity | " + " | ".join(f"×pop, {c} music items" for c in cohorts) + f" | coverage@{k} |",
+            f"| model | NDCG@{k} | ± std | ×popularity | "
+            + " | ".join(f"×pop, {c} music items" for c in cohorts)
+            + f" | coverage@{k} |",
             "|---|---|---|---|" + "---|" * len(cohorts) + "---|",
         ]
         for name, m in result["models"].items():
             ratio = m.get("ratio_to_popularity", {})
-            cells = [f"{ratio.get(f'ndcg@{k}[{c}]'):.2f}" if ratio.get(f"ndcg@{k}[{c}]") else "-" for c in cohorts]
+            cells = [
+                f"{ratio.get(f'ndcg@{k}[{c}]'):.2f}" if ratio.get(f"ndcg@{k}[{c}]") else "-"
+                for c in cohorts
+            ]
             lines.append(
                 f"| {name} | {m[f'ndcg@{k}']:.4f} | {m['std'][f'ndcg@{k}']:.4f} | {ratio.get(f'ndcg@{k}', 0):.3f} | "
-                + " | ".join(cells) + f" | {m[f'coverage@{k}']:.3f} |"
+                + " | ".join(cells)
+                + f" | {m[f'coverage@{k}']:.3f} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -154,9 +171,18 @@ def results_table(result: dict):
     best = max(result["models"].values(), key=lambda m: m[f"ndcg@{k}"])
     for name, m in result["models"].items():
         # std without its leading zero keeps the table inside an 80-column terminal
-        cells = [f"{m[f'{x}@{k}']:.3f}\n[dim]±{m['std'][f'{x}@{k}']:.3f}[/]".replace("±0.", "±.") for x in METRICS]
+        cells = [
+            f"{m[f'{x}@{k}']:.3f}\n[dim]±{m['std'][f'{x}@{k}']:.3f}[/]".replace("±0.", "±.")
+            for x in METRICS
+        ]
         style = "bold green" if m is best else None
         ratio = (m.get("ratio_to_popularity") or {}).get(f"ndcg@{k}")
-        table.add_row(name, *cells, f"{m['fallback_share']:.0%}", f"{m['fit_seconds']:.1f}",
-                      "-" if ratio is None else f"{ratio:.2f}", style=style)
+        table.add_row(
+            name,
+            *cells,
+            f"{m['fallback_share']:.0%}",
+            f"{m['fit_seconds']:.1f}",
+            "-" if ratio is None else f"{ratio:.2f}",
+            style=style,
+        )
     return table

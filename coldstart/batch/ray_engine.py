@@ -71,8 +71,16 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
 
 
-def _run_stage(rows: pd.DataFrame, stage, settings: Settings, out_dir: Path, workers: int,
-               cpus_per_worker: float, gpus_per_worker: float, batch_size: int) -> pd.DataFrame:
+def _run_stage(
+    rows: pd.DataFrame,
+    stage,
+    settings: Settings,
+    out_dir: Path,
+    workers: int,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    batch_size: int,
+) -> pd.DataFrame:
     """rows -> actor pool of `stage` -> one Parquet file per output batch in `out_dir`
     -> back as one frame. The driver pulls the batches (`iter_batches`), so no task
     besides the actors needs a CPU slot: a pool that takes every CPU cannot deadlock."""
@@ -90,7 +98,9 @@ def _run_stage(rows: pd.DataFrame, stage, settings: Settings, out_dir: Path, wor
     ds = ds.map_batches(
         stage,
         fn_constructor_args=(settings.model_dump_json(), max(1, int(cpus_per_worker))),
-        compute=ray.data.ActorPoolStrategy(size=workers),  # `workers` actors, each loads its model once
+        compute=ray.data.ActorPoolStrategy(
+            size=workers
+        ),  # `workers` actors, each loads its model once
         batch_size=batch_size,
         batch_format="pandas",
         num_cpus=cpus_per_worker,
@@ -98,7 +108,9 @@ def _run_stage(rows: pd.DataFrame, stage, settings: Settings, out_dir: Path, wor
     )
     frames = []
     for i, batch in enumerate(ds.iter_batches(batch_format="pandas", batch_size=None)):
-        pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), out_dir / f"part-{i:05d}.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(batch, preserve_index=False), out_dir / f"part-{i:05d}.parquet"
+        )
         frames.append(batch)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -120,7 +132,9 @@ class _Renewer:
     def _run(self) -> None:
         while not self._stop.wait(self.seconds / 3):
             for resource in list(self.resources):
-                if resource not in self.lost and not self.store.renew(resource, self.owner, self.seconds):
+                if resource not in self.lost and not self.store.renew(
+                    resource, self.owner, self.seconds
+                ):
                     self.lost.add(resource)
 
     def __enter__(self) -> "_Renewer":
@@ -141,17 +155,18 @@ def _status_rows(conn, upload_ids: Iterable[str], status: str, error: str | None
     ids = list(upload_ids)
     if ids:
         conn.execute(
-            update(t.uploads).where(t.uploads.c.upload_id.in_(ids))
+            update(t.uploads)
+            .where(t.uploads.c.upload_id.in_(ids))
             .values(status=status, error=error, updated_at=utcnow())
         )
 
 
-def _write_transcripts(store: Store, results: pd.DataFrame, upload_of: dict[str, str], commit_batch: int,
-                       report) -> None:
+def _write_transcripts(
+    store: Store, results: pd.DataFrame, upload_of: dict[str, str], commit_batch: int, report
+) -> None:
     """Transcripts + segments + job rows + upload status, one transaction per batch."""
-    from coldstart.content.speech import _attempts
-
     from coldstart.batch.ray_stages import transcript_from_json
+    from coldstart.content.speech import _attempts
 
     for chunk in _chunks(results.to_dict("records"), commit_batch):
         now = utcnow()
@@ -160,21 +175,67 @@ def _write_transcripts(store: Store, results: pd.DataFrame, upload_of: dict[str,
                 item_id, upload_id = row["item_id"], upload_of[row["item_id"]]
                 attempts = _attempts(conn, item_id) + 1
                 if not row["transcript"]:
-                    upsert(conn, t.transcription_jobs, [{"item_id": item_id, "status": "failed", "error": row["error"],
-                                                         "attempts": attempts, "updated_at": now}])
+                    upsert(
+                        conn,
+                        t.transcription_jobs,
+                        [
+                            {
+                                "item_id": item_id,
+                                "status": "failed",
+                                "error": row["error"],
+                                "attempts": attempts,
+                                "updated_at": now,
+                            }
+                        ],
+                    )
                     _status_rows(conn, [upload_id], "failed", f"transcribe: {row['error']}")
                     report.failed[upload_id] = f"transcribe: {row['error']}"
                     continue
                 tr = transcript_from_json(row["transcript"])
                 conn.execute(delete(t.segments).where(t.segments.c.item_id == item_id))
-                upsert(conn, t.transcripts, [{"item_id": item_id, "engine": tr.engine, "model": tr.model,
-                                              "language": tr.language, "duration": tr.duration, "text": tr.text,
-                                              "created_at": now}])
-                upsert(conn, t.segments, [{"item_id": item_id, "idx": i, "start": s.start, "end": s.end,
-                                           "text": s.text, "avg_logprob": s.avg_logprob}
-                                          for i, s in enumerate(tr.segments)])
-                upsert(conn, t.transcription_jobs, [{"item_id": item_id, "status": "done", "error": None,
-                                                     "attempts": attempts, "updated_at": now}])
+                upsert(
+                    conn,
+                    t.transcripts,
+                    [
+                        {
+                            "item_id": item_id,
+                            "engine": tr.engine,
+                            "model": tr.model,
+                            "language": tr.language,
+                            "duration": tr.duration,
+                            "text": tr.text,
+                            "created_at": now,
+                        }
+                    ],
+                )
+                upsert(
+                    conn,
+                    t.segments,
+                    [
+                        {
+                            "item_id": item_id,
+                            "idx": i,
+                            "start": s.start,
+                            "end": s.end,
+                            "text": s.text,
+                            "avg_logprob": s.avg_logprob,
+                        }
+                        for i, s in enumerate(tr.segments)
+                    ],
+                )
+                upsert(
+                    conn,
+                    t.transcription_jobs,
+                    [
+                        {
+                            "item_id": item_id,
+                            "status": "done",
+                            "error": None,
+                            "attempts": attempts,
+                            "updated_at": now,
+                        }
+                    ],
+                )
                 _status_rows(conn, [upload_id], "transcribed")
 
 
@@ -198,7 +259,8 @@ def _embed_rows(store: Store, model_id: str, item_ids: list[str] | None) -> pd.D
             "item": [json.dumps({k: _plain(v) for k, v in r.items()}) for r in records],
             "segments": [
                 json.dumps(segments[r["item_id"]][["start", "end", "text"]].values.tolist())
-                if r["item_id"] in segments else "[]"
+                if r["item_id"] in segments
+                else "[]"
                 for r in records
             ],
             "known": [json.dumps(known.get(r["item_id"], {})) for r in records],
@@ -215,30 +277,54 @@ def _plain(value):
     return value if isinstance(value, (str, int, float, bool)) else str(value)
 
 
-def _write_vectors(store: Store, units: pd.DataFrame, item_ids: list[str], model_id: str, commit_batch: int,
-                   on_commit=None) -> tuple[int, int]:
+def _write_vectors(
+    store: Store,
+    units: pd.DataFrame,
+    item_ids: list[str],
+    model_id: str,
+    commit_batch: int,
+    on_commit=None,
+) -> tuple[int, int]:
     """Changed vectors upserted and vanished units deleted, per batch of items in one
     transaction (with `on_commit(conn, item_ids)` in it). (embedded, removed)."""
     cv = t.content_vectors
     stored = store.frame(cv, cv.c.model_id == model_id, ["item_id", "passage"])
-    stored_by_item = stored.groupby("item_id")["passage"].apply(set).to_dict() if len(stored) else {}
+    stored_by_item = (
+        stored.groupby("item_id")["passage"].apply(set).to_dict() if len(stored) else {}
+    )
     by_item = {k: g for k, g in units.groupby("item_id")} if len(units) else {}
     embedded = removed = 0
-    stmt = delete(cv).where(and_(cv.c.model_id == model_id, cv.c.item_id == bindparam("k_item"),
-                                 cv.c.passage == bindparam("k_passage")))
+    stmt = delete(cv).where(
+        and_(
+            cv.c.model_id == model_id,
+            cv.c.item_id == bindparam("k_item"),
+            cv.c.passage == bindparam("k_passage"),
+        )
+    )
     for chunk in _chunks(item_ids, commit_batch):
         rows, stale = [], []
         for item_id in chunk:
             frame = by_item.get(item_id)
             wanted = set() if frame is None else set(frame["passage"].astype(int))
-            stale += [{"k_item": item_id, "k_passage": p} for p in stored_by_item.get(item_id, set()) - wanted]
+            stale += [
+                {"k_item": item_id, "k_passage": p}
+                for p in stored_by_item.get(item_id, set()) - wanted
+            ]
             if frame is None:
                 continue
             for r in frame[frame["vector"].map(len) > 0].itertuples():
-                rows.append({"item_id": item_id, "model_id": model_id, "passage": int(r.passage),
-                             "start": None if pd.isna(r.start) else float(r.start),
-                             "end": None if pd.isna(r.end) else float(r.end),
-                             "text": r.text, "text_hash": r.text_hash, "vector": bytes(r.vector)})
+                rows.append(
+                    {
+                        "item_id": item_id,
+                        "model_id": model_id,
+                        "passage": int(r.passage),
+                        "start": None if pd.isna(r.start) else float(r.start),
+                        "end": None if pd.isna(r.end) else float(r.end),
+                        "text": r.text,
+                        "text_hash": r.text_hash,
+                        "vector": bytes(r.vector),
+                    }
+                )
         with store.begin() as conn:
             upsert(conn, cv, rows)
             if stale:
@@ -260,9 +346,17 @@ def _run_dir(settings: Settings) -> Path:
     return path
 
 
-def embed_catalogue_ray(store: Store, settings: Settings, item_ids: list[str] | None = None, *,
-                        address: str | None = None, workers: int = 1, cpus_per_worker: float = 1,
-                        gpus_per_worker: float = 0, commit_batch: int = 500):
+def embed_catalogue_ray(
+    store: Store,
+    settings: Settings,
+    item_ids: list[str] | None = None,
+    *,
+    address: str | None = None,
+    workers: int = 1,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    commit_batch: int = 500,
+):
     """Embed every spoken-word item whose text is new or changed (as `embed_items`),
     on Ray. Returns an `EmbedReport`; `coldstart index --engine ray` then syncs the
     indexes and retrains the intent classifier as the local path does."""
@@ -276,29 +370,59 @@ def embed_catalogue_ray(store: Store, settings: Settings, item_ids: list[str] | 
     if rows.empty:
         return report
     with ray_session(address, None if address else max(1, int(workers * cpus_per_worker))):
-        units = _run_stage(rows, Embed, settings, _run_dir(settings) / "embed", workers, cpus_per_worker,
-                           gpus_per_worker, batch_size=64)
+        units = _run_stage(
+            rows,
+            Embed,
+            settings,
+            _run_dir(settings) / "embed",
+            workers,
+            cpus_per_worker,
+            gpus_per_worker,
+            batch_size=64,
+        )
     report.units = len(units)
-    report.no_text = sorted(set(rows["item_id"]) - set(units["item_id"])) if len(units) else rows["item_id"].tolist()
-    report.embedded, report.removed = _write_vectors(store, units, rows["item_id"].tolist(), model_id, commit_batch)
+    report.no_text = (
+        sorted(set(rows["item_id"]) - set(units["item_id"]))
+        if len(units)
+        else rows["item_id"].tolist()
+    )
+    report.embedded, report.removed = _write_vectors(
+        store, units, rows["item_id"].tolist(), model_id, commit_batch
+    )
     report.unchanged = report.units - report.embedded
     report.seconds = time.perf_counter() - started
     return report
 
 
-def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str] | None = None,
-                      retry_failed: bool = False, *, address: str | None = None, workers: int = 1,
-                      cpus_per_worker: float = 1, gpus_per_worker: float = 0, commit_batch: int = 50):
+def score_uploads_ray(
+    store: Store,
+    settings: Settings,
+    upload_ids: Iterable[str] | None = None,
+    retry_failed: bool = False,
+    *,
+    address: str | None = None,
+    workers: int = 1,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    commit_batch: int = 50,
+):
     """`score_uploads` with transcription and embedding on Ray Data; same `ScoreReport`."""
     from coldstart.batch.ray_stages import Transcribe
+    from coldstart.batch.uploads import (
+        UNFINISHED,
+        ScoreReport,
+        UploadNotFound,
+        _affinity_model,
+        _listener_profiles,
+        _set_status,
+        list_uploads,
+        picks_per_listener,
+        predict_audience,
+    )
     from coldstart.content.embeddings import item_vectors, model_id_for
     from coldstart.content.index import sync_indexes
     from coldstart.content.speech import _transcribed, model_cache_dir, resolve_audio_path
     from transcripts import prepare_model
-    from coldstart.batch.uploads import (
-        UNFINISHED, ScoreReport, UploadNotFound, _affinity_model, _listener_profiles, _set_status, list_uploads,
-        picks_per_listener, predict_audience,
-    )
 
     report = ScoreReport()
     wanted = UNFINISHED + (("failed",) if retry_failed else ())
@@ -324,20 +448,29 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
     run_dir = _run_dir(settings)
     model_id = model_id_for(settings)
     with _Renewer(store, [f"upload:{u['upload_id']}" for u in mine], owner, lease) as renewer:
-        current = {u["upload_id"]: u for u in list_uploads(store) if u["upload_id"] in {m["upload_id"] for m in mine}}
+        current = {
+            u["upload_id"]: u
+            for u in list_uploads(store)
+            if u["upload_id"] in {m["upload_id"] for m in mine}
+        }
         live = {k: u for k, u in current.items() if u["status"] in wanted}
         report.skipped += [k for k in current if k not in live]
 
         def at(*statuses: str) -> dict[str, dict]:
-            return {k: u for k, u in live.items() if u["status"] in statuses and k not in report.failed}
+            return {
+                k: u for k, u in live.items() if u["status"] in statuses and k not in report.failed
+            }
 
         def moved(ids: Iterable[str], status: str) -> None:
             for k in ids:
                 live[k]["status"] = status
 
         needs_cluster = bool(at("pending", "failed", "transcribed"))
-        with ray_session(address, None if address else max(1, int(workers * cpus_per_worker))) if needs_cluster \
-                else contextlib.nullcontext():
+        with (
+            ray_session(address, None if address else max(1, int(workers * cpus_per_worker)))
+            if needs_cluster
+            else contextlib.nullcontext()
+        ):
             # 1. transcribe (an existing transcript is kept, as transcribe_items does)
             step = at("pending", "failed")
             done = _transcribed(store)
@@ -347,27 +480,60 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
             moved(kept, "transcribed")
             step = {k: u for k, u in step.items() if k not in kept}
             # The episode's transcription lease too, as `transcribe --pending` takes it.
-            held = [k for k, u in step.items() if store.claim(f"transcribe:{u['item_id']}", owner, lease)]
+            held = [
+                k
+                for k, u in step.items()
+                if store.claim(f"transcribe:{u['item_id']}", owner, lease)
+            ]
             report.busy += [k for k in step if k not in held]
             step = {k: step[k] for k in held}
             if step:
                 upload_of = {u["item_id"]: k for k, u in step.items()}
-                rows = pd.DataFrame({"item_id": list(upload_of),
-                                     "path": [str(resolve_audio_path(u["audio_path"], settings.home))
-                                              for u in step.values()]})
+                rows = pd.DataFrame(
+                    {
+                        "item_id": list(upload_of),
+                        "path": [
+                            str(resolve_audio_path(u["audio_path"], settings.home))
+                            for u in step.values()
+                        ],
+                    }
+                )
                 try:
                     # Resolve and convert the model once here: actors never race to write the cache.
-                    prepare_model(settings.transcribe.engine, settings.transcribe.model, model_cache_dir(settings))
-                    results = _run_stage(rows, Transcribe, settings, run_dir / "transcribe", workers,
-                                         cpus_per_worker, gpus_per_worker, batch_size=1)
-                except Exception as exc:  # e.g. the model cannot be loaded: every upload of the step fails
-                    results = rows.assign(transcript="", error=f"{type(exc).__name__}: {exc}", seconds=0.0)
+                    prepare_model(
+                        settings.transcribe.engine,
+                        settings.transcribe.model,
+                        model_cache_dir(settings),
+                    )
+                    results = _run_stage(
+                        rows,
+                        Transcribe,
+                        settings,
+                        run_dir / "transcribe",
+                        workers,
+                        cpus_per_worker,
+                        gpus_per_worker,
+                        batch_size=1,
+                    )
+                except (
+                    Exception
+                ) as exc:  # e.g. the model cannot be loaded: every upload of the step fails
+                    results = rows.assign(
+                        transcript="", error=f"{type(exc).__name__}: {exc}", seconds=0.0
+                    )
                 try:
                     _write_transcripts(store, results, upload_of, commit_batch, report)
                 finally:
                     for u in step.values():
                         store.release(f"transcribe:{u['item_id']}", owner)
-                moved([upload_of[i] for i, tr in zip(results["item_id"], results["transcript"]) if tr], "transcribed")
+                moved(
+                    [
+                        upload_of[i]
+                        for i, tr in zip(results["item_id"], results["transcript"])
+                        if tr
+                    ],
+                    "transcribed",
+                )
             for k in report.busy:  # another worker is transcribing it: leave it to that worker
                 live.pop(k, None)
             # 2. embed
@@ -375,8 +541,16 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
             if step:
                 upload_of = {u["item_id"]: k for k, u in step.items()}
                 try:
-                    units = _run_stage(_embed_rows(store, model_id, list(upload_of)), _embed_stage(),
-                                       settings, run_dir / "embed", workers, cpus_per_worker, gpus_per_worker, 64)
+                    units = _run_stage(
+                        _embed_rows(store, model_id, list(upload_of)),
+                        _embed_stage(),
+                        settings,
+                        run_dir / "embed",
+                        workers,
+                        cpus_per_worker,
+                        gpus_per_worker,
+                        64,
+                    )
 
                     def advance(conn, item_ids):
                         _status_rows(conn, [upload_of[i] for i in item_ids], "embedded")
@@ -402,7 +576,11 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
             out_dir = settings.home / "audiences"
             out_dir.mkdir(parents=True, exist_ok=True)
             try:
-                model, profiles, picks = _affinity_model(store), _listener_profiles(store), picks_per_listener(store)
+                model, profiles, picks = (
+                    _affinity_model(store),
+                    _listener_profiles(store),
+                    picks_per_listener(store),
+                )
                 vectors = item_vectors(store, model_id, ["episode"])
             except Exception as exc:
                 _fail(store, report, step, "audience", exc)
@@ -413,8 +591,14 @@ def score_uploads_ray(store: Store, settings: Settings, upload_ids: Iterable[str
                     continue
                 try:
                     summary, frame = predict_audience(
-                        model, profiles, u["item_id"], u["show_id"], vectors.get(u["item_id"]),
-                        settings.serve.audience_top_k, settings.serve.audience_top_users, picks,
+                        model,
+                        profiles,
+                        u["item_id"],
+                        u["show_id"],
+                        vectors.get(u["item_id"]),
+                        settings.serve.audience_top_k,
+                        settings.serve.audience_top_users,
+                        picks,
                     )
                     path = out_dir / f"{upload_id}.parquet"
                     frame.to_parquet(path, index=False)

@@ -21,7 +21,9 @@ __all__ = ["Transcribe", "Embed", "transcript_to_json", "transcript_from_json"]
 def transcript_to_json(transcript) -> str:
     return json.dumps(
         {
-            "language": transcript.language, "duration": transcript.duration, "model": transcript.model,
+            "language": transcript.language,
+            "duration": transcript.duration,
+            "model": transcript.model,
             "engine": transcript.engine,
             "segments": [[s.start, s.end, s.text, s.avg_logprob] for s in transcript.segments],
         }
@@ -32,7 +34,10 @@ def transcript_from_json(text: str):
     from transcripts import Segment, Transcript
 
     data = json.loads(text)
-    segments = [Segment(float(a), float(b), str(c), None if d is None else float(d)) for a, b, c, d in data.pop("segments")]
+    segments = [
+        Segment(float(a), float(b), str(c), None if d is None else float(d))
+        for a, b, c, d in data.pop("segments")
+    ]
     return Transcript(segments=segments, **data)
 
 
@@ -57,7 +62,9 @@ class Transcribe:
         cfg = self.settings.transcribe
         out = {"item_id": [], "transcript": [], "error": [], "seconds": []}
         for item_id, path in zip(batch["item_id"], batch["path"]):
-            transcript, error = _transcribe_one(self.engine, Path(path), cfg.chunk_seconds, cfg.language)
+            transcript, error = _transcribe_one(
+                self.engine, Path(path), cfg.chunk_seconds, cfg.language
+            )
             out["item_id"].append(str(item_id))
             out["transcript"].append("" if transcript is None else transcript_to_json(transcript))
             out["error"].append(error or ("" if transcript is not None else "unknown error"))
@@ -97,7 +104,9 @@ class Embed:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         units, todo = [], []
-        for item_json, seg_json, known_json in zip(batch["item"], batch["segments"], batch["known"]):
+        for item_json, seg_json, known_json in zip(
+            batch["item"], batch["segments"], batch["known"]
+        ):
             known = json.loads(known_json)
             for unit in self.units(json.loads(item_json), json.loads(seg_json)):
                 units.append(unit)
@@ -111,7 +120,9 @@ class Embed:
             {
                 "item_id": [u.item_id for u in units],
                 "passage": np.array([u.passage for u in units], np.int64),
-                "start": np.array([np.nan if u.start is None else u.start for u in units], np.float64),
+                "start": np.array(
+                    [np.nan if u.start is None else u.start for u in units], np.float64
+                ),
                 "end": np.array([np.nan if u.end is None else u.end for u in units], np.float64),
                 "text": [u.text for u in units],
                 "text_hash": [u.text_hash for u in units],

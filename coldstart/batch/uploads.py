@@ -139,9 +139,13 @@ def register_upload(
     if not title or not title.strip():
         raise UploadError("title", "must not be empty")
     with store.connect() as conn:
-        show = conn.execute(
-            select(t.items).where(t.items.c.item_id == show_id, t.items.c.kind == "show")
-        ).mappings().first()
+        show = (
+            conn.execute(
+                select(t.items).where(t.items.c.item_id == show_id, t.items.c.kind == "show")
+            )
+            .mappings()
+            .first()
+        )
     if show is None:
         raise UploadError("show_id", f"unknown show {show_id!r}")
     upload_id = upload_id or new_upload_id()
@@ -182,7 +186,11 @@ def register_upload(
 
 def get_upload(store: Store, upload_id: str) -> dict:
     with store.connect() as conn:
-        row = conn.execute(select(t.uploads).where(t.uploads.c.upload_id == upload_id)).mappings().first()
+        row = (
+            conn.execute(select(t.uploads).where(t.uploads.c.upload_id == upload_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise UploadNotFound(f"no upload {upload_id!r}")
     return _record(row)
@@ -196,7 +204,9 @@ def list_uploads(store: Store, statuses: Iterable[str] | None = None) -> list[di
         return [_record(r) for r in conn.execute(stmt).mappings().all()]
 
 
-def _set_status(store: Store, upload_id: str, status: str, error: str | None = None, audience: Any = None) -> None:
+def _set_status(
+    store: Store, upload_id: str, status: str, error: str | None = None, audience: Any = None
+) -> None:
     values: dict[str, Any] = {"status": status, "error": error, "updated_at": utcnow()}
     if audience is not None:
         values["audience"] = audience
@@ -216,7 +226,12 @@ def _listener_profiles(store: Store):
     inter = inter[inter["item_id"].isin(set(music_ids))]
     users = store.users().drop_duplicates("user_id").set_index("user_id")
     return [
-        user_profile(user_id, dict(zip(group["item_id"].astype(str), group["weight"].astype(float))), {}, users)
+        user_profile(
+            user_id,
+            dict(zip(group["item_id"].astype(str), group["weight"].astype(float))),
+            {},
+            users,
+        )
         for user_id, group in inter.groupby("user_id", sort=True)
     ]
 
@@ -225,7 +240,9 @@ def picks_per_listener(store: Store) -> float:
     """Mean number of distinct shows a podcast listener plays (episode plays count for
     their show): how many draws from the model's distribution one listener makes."""
     inter = store.interactions()
-    items = store.frame(t.items, t.items.c.kind.in_(["show", "episode"]), ["item_id", "kind", "show_id"])
+    items = store.frame(
+        t.items, t.items.c.kind.in_(["show", "episode"]), ["item_id", "kind", "show_id"]
+    )
     inter = inter.merge(items, on="item_id")
     if inter.empty:
         return 1.0
@@ -236,8 +253,15 @@ def picks_per_listener(store: Store) -> float:
 
 
 def predict_audience(
-    model, profiles, item_id: str, show_id: str, vector: np.ndarray | None,
-    top_k: int, top_users: int, picks: float = 1.0, batch_users: int = 4096,
+    model,
+    profiles,
+    item_id: str,
+    show_id: str,
+    vector: np.ndarray | None,
+    top_k: int,
+    top_users: int,
+    picks: float = 1.0,
+    batch_users: int = 4096,
 ):
     """(audience summary dict, per-listener frame) for one new episode.
 
@@ -254,16 +278,27 @@ def predict_audience(
     existing = len(model.item_ids)
     if item_id in model.item_ids:
         column, method = model.item_ids.index(item_id), "content"
-    elif vector is not None and model.content_matrix is not None and len(vector) == model.content_matrix.shape[1]:
+    elif (
+        vector is not None
+        and model.content_matrix is not None
+        and len(vector) == model.content_matrix.shape[1]
+    ):
         model.add_items(pd.DataFrame({"item_id": [item_id]}), {item_id: vector})
         column, method = model.item_ids.index(item_id), "content"
     elif show_id in model.item_ids:
         column, method = model.item_ids.index(show_id), "show"
     else:
-        raise ValueError(f"cannot score {item_id}: no usable content vector and show {show_id!r} is unknown to the model")
+        raise ValueError(
+            f"cannot score {item_id}: no usable content vector and show {show_id!r} is unknown to the model"
+        )
     mine, known, better, probability = _audience_scores(
-        model, profiles, column, model.item_ids.index(show_id) if show_id in model.item_ids else None,
-        method == "content", int(model.metrics.get("catalog", existing)), batch_users,
+        model,
+        profiles,
+        column,
+        model.item_ids.index(show_id) if show_id in model.item_ids else None,
+        method == "content",
+        int(model.metrics.get("catalog", existing)),
+        batch_users,
     )
     if method == "content" and show_id in model.item_ids:
         method = "content (calibrated to its show)"
@@ -284,7 +319,9 @@ def predict_audience(
     segments = (
         frame.fillna({"country": "unknown", "language": "unknown"})
         .groupby(["country", "language"])
-        .agg(expected=("listens", "sum"), in_top_k=("in_top_k", "sum"), listeners=("user_id", "size"))
+        .agg(
+            expected=("listens", "sum"), in_top_k=("in_top_k", "sum"), listeners=("user_id", "size")
+        )
         .sort_values("expected", ascending=False)
     )
     expected = float(frame["listens"].sum())
@@ -298,19 +335,36 @@ def predict_audience(
         "top_k": top_k,
         "in_top_k": int(frame["in_top_k"].sum()),
         "top_users": [
-            {"user_id": r.user_id, "probability": round(float(r.probability), 5), "score": round(float(r.score), 4)}
+            {
+                "user_id": r.user_id,
+                "probability": round(float(r.probability), 5),
+                "score": round(float(r.score), 4),
+            }
             for r in top.itertuples()
         ],
         "segments": [
-            {"country": c, "language": lang, "expected_listeners": round(float(row.expected), 1),
-             "in_top_k": int(row.in_top_k), "listeners_scored": int(row.listeners)}
+            {
+                "country": c,
+                "language": lang,
+                "expected_listeners": round(float(row.expected), 1),
+                "in_top_k": int(row.in_top_k),
+                "listeners_scored": int(row.listeners),
+            }
             for (c, lang), row in segments.iterrows()
         ],
     }
     return summary, frame
 
 
-def _audience_scores(model, profiles, column: int, show_column: int | None, calibrate: bool, catalog_size: int, batch: int):
+def _audience_scores(
+    model,
+    profiles,
+    column: int,
+    show_column: int | None,
+    calibrate: bool,
+    catalog_size: int,
+    batch: int,
+):
     """(score of the new item per listener, known-taste mask, number of catalog items
     scored above it, softmax probability of it), computed `batch` listeners at a time.
 
@@ -359,9 +413,18 @@ def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
         u, ok, _ = model.user_vectors(profiles[lo : lo + batch])
         users.append(u)
         masks.append(ok)
-    u = np.concatenate(users) if users else np.zeros((0, model.item_vectors()[1].shape[1]), np.float32)
+    u = (
+        np.concatenate(users)
+        if users
+        else np.zeros((0, model.item_vectors()[1].shape[1]), np.float32)
+    )
     known = np.concatenate(masks) if masks else np.zeros(0, bool)
-    model._audience_users = (key, u, known, profiles)  # keeps `profiles` alive, so its id stays unique
+    model._audience_users = (
+        key,
+        u,
+        known,
+        profiles,
+    )  # keeps `profiles` alive, so its id stays unique
     return u, known
 
 
@@ -388,14 +451,21 @@ class ScoreReport:
     busy: list[str] = field(default_factory=list)  # leased by another live worker: left to it
 
     def to_dict(self) -> dict:
-        return {"scored": self.scored, "failed": self.failed, "skipped": self.skipped, "busy": self.busy}
+        return {
+            "scored": self.scored,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "busy": self.busy,
+        }
 
 
 def affinity_artifact(store: Store) -> dict | None:
     """The newest registered affinity model for podcasts (artifact row), if any."""
     rows = [
-        row for row in store.frame(t.artifacts).to_dict("records")
-        if (row["manifest"] or {}).get("kind") == "affinity" and (row["manifest"] or {}).get("target") == "podcast"
+        row
+        for row in store.frame(t.artifacts).to_dict("records")
+        if (row["manifest"] or {}).get("kind") == "affinity"
+        and (row["manifest"] or {}).get("target") == "podcast"
     ]
     return max(rows, key=lambda row: row["created_at"]) if rows else None
 
@@ -405,7 +475,9 @@ def _affinity_model(store: Store):
 
     row = affinity_artifact(store)
     if row is None:
-        raise RuntimeError("no trained affinity model for podcasts in the store; run `coldstart train` first")
+        raise RuntimeError(
+            "no trained affinity model for podcasts in the store; run `coldstart train` first"
+        )
     return AffinityModel.load(row["path"])
 
 
@@ -452,14 +524,21 @@ def score_uploads(
     model = profiles = None
     out_dir = settings.home / "audiences"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for upload in tqdm(todo, desc="scoring uploads", unit="upload", disable=None if progress is None else not progress):
+    for upload in tqdm(
+        todo,
+        desc="scoring uploads",
+        unit="upload",
+        disable=None if progress is None else not progress,
+    ):
         upload_id, item_id = upload["upload_id"], upload["item_id"]
         resource = f"upload:{upload_id}"
         if not store.claim(resource, owner, lease):
             report.busy.append(upload_id)
             continue
         try:
-            status = get_upload(store, upload_id)["status"]  # it may have moved on since the listing
+            status = get_upload(store, upload_id)[
+                "status"
+            ]  # it may have moved on since the listing
             if status not in wanted:
                 report.skipped.append(upload_id)
                 continue
@@ -496,8 +575,14 @@ def score_uploads(
                     picks = picks_per_listener(store)
                 vector = item_vectors(store, encoder.model_id, ["episode"]).get(item_id)
                 summary, frame = predict_audience(
-                    model, profiles, item_id, upload["show_id"], vector,
-                    settings.serve.audience_top_k, settings.serve.audience_top_users, picks,
+                    model,
+                    profiles,
+                    item_id,
+                    upload["show_id"],
+                    vector,
+                    settings.serve.audience_top_k,
+                    settings.serve.audience_top_users,
+                    picks,
                 )
                 path = out_dir / f"{upload_id}.parquet"
                 frame.to_parquet(path, index=False)

@@ -9,12 +9,16 @@ from rich.table import Table
 
 from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
 
-import_app = typer.Typer(help="Convert public datasets into contract datasets.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Convert public datasets into contract datasets.", no_args_is_help=True
+)
 app.add_typer(import_app, name="import")
 
 
 @app.command()
-def config(ctx: typer.Context, json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def config(
+    ctx: typer.Context, json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Print the effective settings (environment COLDSTART_*, then --home)."""
     data = settings_of(ctx).public_dict()
     if json:
@@ -35,7 +39,9 @@ def _flatten(data: dict, prefix: str = ""):
 
 
 @app.command()
-def stats(ctx: typer.Context, json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def stats(
+    ctx: typer.Context, json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Catalog counts by kind and language, and interaction counts."""
     data = store_of(ctx).stats()
     if json:
@@ -63,8 +69,12 @@ def stats(ctx: typer.Context, json: bool = typer.Option(False, "--json", help="P
 def ingest(
     ctx: typer.Context,
     dataset_dir: Path = typer.Argument(..., help="Directory of contract files (items.csv, ...)."),
-    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Load good rows; write rejects to a file."),
-    rejects: Path = typer.Option(None, "--rejects", help="Where --skip-bad-rows writes rejected rows."),
+    skip_bad_rows: bool = typer.Option(
+        False, "--skip-bad-rows", help="Load good rows; write rejects to a file."
+    ),
+    rejects: Path = typer.Option(
+        None, "--rejects", help="Where --skip-bad-rows writes rejected rows."
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Validate a contract dataset and load it into the store (all or nothing)."""
@@ -72,7 +82,9 @@ def ingest(
     from coldstart.data.ingest import ingest_dataset
 
     try:
-        report = ingest_dataset(store_of(ctx), dataset_dir, skip_bad_rows=skip_bad_rows, rejects_path=rejects)
+        report = ingest_dataset(
+            store_of(ctx), dataset_dir, skip_bad_rows=skip_bad_rows, rejects_path=rejects
+        )
     except ContractError as exc:
         if json:
             emit_json({"error": "contract", "problems": [str(e) for e in exc.errors]})
@@ -86,7 +98,9 @@ def ingest(
         table.add_row(name, *(str(counts.get(k, "")) for k in ("inserted", "updated", "unchanged")))
     console.print(table)
     if report.rejected:
-        console.print(f"[yellow]{report.rejected} rejected row(s) written to {report.rejects_path}[/]")
+        console.print(
+            f"[yellow]{report.rejected} rejected row(s) written to {report.rejects_path}[/]"
+        )
 
 
 def _import_report(out: Path, run, src: Path, json: bool) -> None:
@@ -143,7 +157,9 @@ def import_goodbooks(
 def import_douban(
     src: Path = typer.Argument(..., help="Directory with music_ratings.dat and book_ratings.dat."),
     out: Path = typer.Argument(..., help="Output dataset directory."),
-    target: str = typer.Option("audiobook", "--target", help="What books stand in for: show | audiobook."),
+    target: str = typer.Option(
+        "audiobook", "--target", help="What books stand in for: show | audiobook."
+    ),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Douban cross-domain ratings: music as tracks, books as shows or audiobooks (ID-only)."""

@@ -22,7 +22,11 @@ def demo(
     from coldstart.demo.world import WorldConfig
 
     config = WorldConfig(
-        users=users, shows=shows, episodes_per_show=episodes_per_show,
-        audiobooks=audiobooks, artists=artists, seed=seed,
+        users=users,
+        shows=shows,
+        episodes_per_show=episodes_per_show,
+        audiobooks=audiobooks,
+        artists=artists,
+        seed=seed,
     )
     run_demo(settings_of(ctx), config)

@@ -37,19 +37,28 @@ def _read_user_ids(path: Path) -> list[str]:
 def evaluate(
     ctx: typer.Context,
     target: str = typer.Option("podcast", "--target", help="podcast | audiobook"),
-    cold_fraction: float = typer.Option(0.2, "--cold-fraction", help="Share of eligible users held out per seed."),
+    cold_fraction: float = typer.Option(
+        0.2, "--cold-fraction", help="Share of eligible users held out per seed."
+    ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated split seeds."),
     k: int = typer.Option(10, "--k", help="Cut-off for the ranking metrics."),
-    json_path: Path = typer.Option(None, "--json", help="Write the results here (a PNG chart goes beside it)."),
+    json_path: Path = typer.Option(
+        None, "--json", help="Write the results here (a PNG chart goes beside it)."
+    ),
     cold_history: str = typer.Option(
-        "non-target", "--cold-history",
+        "non-target",
+        "--cold-history",
         help="What cold users keep besides music: non-target (other spoken kinds) | music (no spoken-word history at all).",
     ),
     cold_users: Path = typer.Option(
-        None, "--cold-users", help="File of user ids (one per line) to hold out instead of a random share."
+        None,
+        "--cold-users",
+        help="File of user ids (one per line) to hold out instead of a random share.",
     ),
     served: bool = typer.Option(
-        False, "--served", help="Also evaluate the whole onboarding pipeline (models, source weights, rules) as served."
+        False,
+        "--served",
+        help="Also evaluate the whole onboarding pipeline (models, source weights, rules) as served.",
     ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
@@ -58,8 +67,18 @@ def evaluate(
     store = store_of(ctx)
     listed = _read_user_ids(cold_users) if cold_users is not None else None
     try:
-        result = run_evaluation(store, target, cold_fraction, _seeds(seeds), k, json_path, progress=True,
-                                cold_history=cold_history, cold_users=listed, served=served)
+        result = run_evaluation(
+            store,
+            target,
+            cold_fraction,
+            _seeds(seeds),
+            k,
+            json_path,
+            progress=True,
+            cold_history=cold_history,
+            cold_users=listed,
+            served=served,
+        )
     except ValueError as exc:
         fail(str(exc))
     table = results_table(result)
@@ -71,7 +90,9 @@ def evaluate(
 @app.command()
 def train(
     ctx: typer.Context,
-    target: list[str] = typer.Option(["podcast"], "--target", help="podcast and/or audiobook (repeatable)."),
+    target: list[str] = typer.Option(
+        ["podcast"], "--target", help="podcast and/or audiobook (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
@@ -88,12 +109,26 @@ def train(
     if as_json:
         emit_json(manifests)
         return
-    table = Table("target", "users", "items", "content", "val ndcg@10", "best/epochs", "seconds", title="trained")
+    table = Table(
+        "target",
+        "users",
+        "items",
+        "content",
+        "val ndcg@10",
+        "best/epochs",
+        "seconds",
+        title="trained",
+    )
     for name, m in manifests.items():
         met = m["metrics"]
         table.add_row(
-            name, str(met["train_users"] + met["val_users"]), str(met["catalog"]), str(met["content_items"]),
-            f"{met['val_ndcg@10']:.3f}", f"{met['best_epoch'] + 1}/{met['epochs']}", str(m["trained_seconds"]),
+            name,
+            str(met["train_users"] + met["val_users"]),
+            str(met["catalog"]),
+            str(met["content_items"]),
+            f"{met['val_ndcg@10']:.3f}",
+            f"{met['best_epoch'] + 1}/{met['epochs']}",
+            str(m["trained_seconds"]),
         )
     console.print(table)
     for name, m in manifests.items():

@@ -11,13 +11,21 @@ from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_
 @app.command()
 def index(
     ctx: typer.Context,
-    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the faiss indexes from scratch."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Rebuild the faiss indexes from scratch."
+    ),
     adapt: bool = typer.Option(
-        False, "--adapt", help="Retrain the adapted encoder on the current catalogue (needs embed.adapt on)."
+        False,
+        "--adapt",
+        help="Retrain the adapted encoder on the current catalogue (needs embed.adapt on).",
     ),
     json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
-    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."),
-    address: str = typer.Option(None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: embedding actors."),
 ) -> None:
     """Embed every show, episode and audiobook not yet embedded; build or update the indexes.
@@ -40,12 +48,16 @@ def index(
         from coldstart.batch.ray_engine import RayUnavailable, embed_catalogue_ray
 
         if settings.embed.adapt and (adapt or current_adapted(settings) is None):
-            fail("--engine ray embeds with the current encoder: run `coldstart index --adapt` locally first")
+            fail(
+                "--engine ray embeds with the current encoder: run `coldstart index --adapt` locally first"
+            )
         try:
             embed_catalogue_ray(store, settings, address=address, workers=workers)
         except RayUnavailable as exc:
             fail(str(exc))
-    report, syncs = index_content(store, settings, rebuild=rebuild, adapt=adapt, progress=None if not json else False)
+    report, syncs = index_content(
+        store, settings, rebuild=rebuild, adapt=adapt, progress=None if not json else False
+    )
     if json:
         emit_json({"embed": report.to_dict(), "indexes": [s.to_dict() for s in syncs]})
         return
@@ -59,12 +71,28 @@ def index(
         if data.get(step):
             details = ", ".join(f"{k} {v}" for k, v in data[step].items())
             console.print(f"{step}: {details}")
-    table = Table("index", "action", "type", "vectors", "added", "replaced", "removed", "recall@10", title="indexes")
+    table = Table(
+        "index",
+        "action",
+        "type",
+        "vectors",
+        "added",
+        "replaced",
+        "removed",
+        "recall@10",
+        title="indexes",
+    )
     for s in syncs:
         d = s.to_dict()
         table.add_row(
-            d["unit"], d["action"], d.get("index_type", ""), str(d.get("count", "")), str(d["added"]),
-            str(d["replaced"]), str(d["removed"]), str(d.get("recall_at_10", "exact")),
+            d["unit"],
+            d["action"],
+            d.get("index_type", ""),
+            str(d.get("count", "")),
+            str(d["added"]),
+            str(d["replaced"]),
+            str(d["removed"]),
+            str(d.get("recall_at_10", "exact")),
         )
     console.print(table)
 
@@ -95,8 +123,14 @@ def _print(results, title: str) -> None:
 
 def _json_rows(results) -> list[dict]:
     return [
-        {"item_id": r.item_id, "kind": r.kind, "title": r.title, "score": r.score,
-         "snippet": r.snippet, "start": r.start}
+        {
+            "item_id": r.item_id,
+            "kind": r.kind,
+            "title": r.title,
+            "score": r.score,
+            "snippet": r.snippet,
+            "start": r.start,
+        }
         for r in results
     ]
 
@@ -109,7 +143,11 @@ def search(
     kind: str = typer.Option(None, "--kind", help="show | episode | audiobook"),
     language: str = typer.Option(None, "--language", help="ISO 639-1 code, e.g. en"),
     genre: str = typer.Option(None, "--genre", help="Genre (case-insensitive)."),
-    mode: str = typer.Option(None, "--mode", help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)"),
+    mode: str = typer.Option(
+        None,
+        "--mode",
+        help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Search shows, episodes and audiobooks by content; episodes come with a timed snippet."""
@@ -132,7 +170,11 @@ def similar(
     ctx: typer.Context,
     item_id: str = typer.Argument(..., help="A show, episode or audiobook id."),
     k: int = typer.Option(10, "--k", min=1, help="Number of results."),
-    kind: str = typer.Option(None, "--kind", help="Kind of results: show | episode | audiobook | any (default: same kind)."),
+    kind: str = typer.Option(
+        None,
+        "--kind",
+        help="Kind of results: show | episode | audiobook | any (default: same kind).",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Items whose content is most like ITEM_ID's."""

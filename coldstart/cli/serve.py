@@ -16,10 +16,14 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option(None, "--host", help="Bind address (default: serve.host, 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port (default: serve.port, 8000)."),
-    workers: int = typer.Option(None, "--workers", help="Worker processes (default: serve.workers, 1)."),
+    workers: int = typer.Option(
+        None, "--workers", help="Worker processes (default: serve.workers, 1)."
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
     insecure: bool = typer.Option(
-        False, "--insecure", help="Allow a non-loopback --host without COLDSTART_API_TOKEN (auth off)."
+        False,
+        "--insecure",
+        help="Allow a non-loopback --host without COLDSTART_API_TOKEN (auth off).",
     ),
 ) -> None:
     """Run the HTTP API (OpenAPI page at /docs). Models load once at start-up."""
@@ -39,8 +43,12 @@ def serve(
     except InsecureBind as exc:
         fail(str(exc))
     if insecure and settings.api_token is None:
-        console.print("[bold yellow]warning:[/] --insecure: no API token, uploads and admin reload are open")
-    console.print(f"serving {settings.home} on http://{host}:{port} with {workers} worker(s) (docs at /docs)")
+        console.print(
+            "[bold yellow]warning:[/] --insecure: no API token, uploads and admin reload are open"
+        )
+    console.print(
+        f"serving {settings.home} on http://{host}:{port} with {workers} worker(s) (docs at /docs)"
+    )
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(settings, store_of(ctx)), **options)
@@ -54,10 +62,16 @@ def serve(
 def score_uploads_command(
     ctx: typer.Context,
     upload: list[str] = typer.Option(None, "--upload", help="Only these upload ids (repeatable)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry uploads that failed before."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also retry uploads that failed before."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."),
-    address: str = typer.Option(None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (Ray Data, docs/scale.md)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="--engine ray: a Ray cluster (auto, ray://head:10001)."
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: actors per stage."),
 ) -> None:
     """Transcribe, embed, index and predict the audience of every pending upload."""
@@ -69,12 +83,20 @@ def score_uploads_command(
             from coldstart.batch.ray_engine import RayUnavailable, score_uploads_ray
 
             try:
-                report = score_uploads_ray(store, settings_of(ctx), upload or None, retry_failed=retry_failed,
-                                           address=address, workers=workers)
+                report = score_uploads_ray(
+                    store,
+                    settings_of(ctx),
+                    upload or None,
+                    retry_failed=retry_failed,
+                    address=address,
+                    workers=workers,
+                )
             except RayUnavailable as exc:
                 fail(str(exc))
         elif engine == "local":
-            report = score_uploads(store, settings_of(ctx), upload or None, retry_failed=retry_failed)
+            report = score_uploads(
+                store, settings_of(ctx), upload or None, retry_failed=retry_failed
+            )
         else:
             fail(f"unknown engine {engine!r}: choose local or ray")
     except UploadNotFound as exc:
@@ -82,10 +104,15 @@ def score_uploads_command(
     if as_json:
         emit_json(report.to_dict())
         return
-    table = Table("upload", "status", "expected listeners", "top segments / error", title="score-uploads")
+    table = Table(
+        "upload", "status", "expected listeners", "top segments / error", title="score-uploads"
+    )
     for upload_id in report.scored:
         aud = get_upload(store, upload_id)["audience"]
-        segs = ", ".join(f"{s['country']}/{s['language']}: {s['expected_listeners']:.0f}" for s in aud["segments"][:3])
+        segs = ", ".join(
+            f"{s['country']}/{s['language']}: {s['expected_listeners']:.0f}"
+            for s in aud["segments"][:3]
+        )
         table.add_row(upload_id, "scored", f"{aud['expected_listeners']:.0f}", segs)
     for upload_id, error in report.failed.items():
         table.add_row(upload_id, "[red]failed[/]", "", error)
@@ -101,12 +128,16 @@ def score_uploads_command(
 @app.command()
 def recommend(
     ctx: typer.Context,
-    music: Path = typer.Argument(..., help="JSON file: a list of {item_id, weight}, or an onboarding request body."),
+    music: Path = typer.Argument(
+        ..., help="JSON file: a list of {item_id, weight}, or an onboarding request body."
+    ),
     k: int = typer.Option(10, "--k"),
     language: str = typer.Option(None, "--language"),
     country: str = typer.Option(None, "--country"),
     age: float = typer.Option(None, "--age"),
-    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (same shape as the API)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer as JSON (same shape as the API)."
+    ),
 ) -> None:
     """Onboarding recommendations for one listener, from the command line."""
     from pydantic import ValidationError
@@ -133,7 +164,9 @@ def recommend(
     weights: dict[str, float] = {}
     for entry in request.music:
         weights[entry.item_id] = weights.get(entry.item_id, 0.0) + entry.weight
-    user = UserProfile("cli", weights, country=request.country, language=request.language, age=request.age)
+    user = UserProfile(
+        "cli", weights, country=request.country, language=request.language, age=request.age
+    )
     result = pipeline.recommend(user, request.k)
     payload = result_dict(result)
     if as_json:
@@ -144,7 +177,12 @@ def recommend(
 
 def result_dict(result) -> dict:
     def row(item):
-        return {"item_id": item.item_id, "title": item.title, "score": round(float(item.score), 4), "reasons": item.reasons}
+        return {
+            "item_id": item.item_id,
+            "title": item.title,
+            "score": round(float(item.score), 4),
+            "reasons": item.reasons,
+        }
 
     return {
         "shows": [row(i) for i in result.shows],
@@ -160,7 +198,13 @@ def print_result(payload: dict, out=None) -> None:
     for name in ("shows", "episodes", "audiobooks"):
         table = Table("#", "item", "title", "score", "reasons", title=name)
         for n, item in enumerate(payload[name], start=1):
-            table.add_row(str(n), item["item_id"], item["title"] or "", f"{item['score']:.3f}", ", ".join(item["reasons"]))
+            table.add_row(
+                str(n),
+                item["item_id"],
+                item["title"] or "",
+                f"{item['score']:.3f}",
+                ", ".join(item["reasons"]),
+            )
         out.print(table)
     note = "fell back to popularity" if payload["fallback"] else "personalised"
     out.print(f"{note}; unknown music items ignored: {payload['unknown_items'] or 'none'}")

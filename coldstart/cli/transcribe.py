@@ -19,7 +19,10 @@ def _file_result(path: Path, transcript) -> dict:
         "text": transcript.text,
         "language": transcript.language,
         "duration": round(transcript.duration, 3),
-        "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in transcript.segments],
+        "segments": [
+            {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+            for s in transcript.segments
+        ],
     }
 
 
@@ -35,15 +38,18 @@ def _progress_bar(path: Path):
         total = None
     of = "/{total:.1f}" if total else ""
     return tqdm(
-        total=round(total / 60, 2) if total else None, unit="min", desc=path.name, leave=False, disable=None,
+        total=round(total / 60, 2) if total else None,
+        unit="min",
+        desc=path.name,
+        leave=False,
+        disable=None,
         bar_format="{l_bar}{bar}| {n:.1f}" + of + " audio min [{elapsed}<{remaining}]",
     )
 
 
 def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
-    from transcripts import AudioError, transcribe_file
-
     from coldstart.content.speech import engine_for
+    from transcripts import AudioError, transcribe_file
 
     engine = engine_for(settings)
     failures = 0
@@ -51,8 +57,13 @@ def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
         bar = _progress_bar(path) if path.is_file() else None
         try:
             transcript = transcribe_file(
-                path, engine, chunk_seconds=settings.transcribe.chunk_seconds, language=settings.transcribe.language,
-                on_progress=(lambda seconds: bar.update(round(seconds / 60, 2) - bar.n)) if bar is not None else None,
+                path,
+                engine,
+                chunk_seconds=settings.transcribe.chunk_seconds,
+                language=settings.transcribe.language,
+                on_progress=(lambda seconds: bar.update(round(seconds / 60, 2) - bar.n))
+                if bar is not None
+                else None,
             )
         except AudioError as exc:
             failures += 1
@@ -78,34 +89,69 @@ def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
                 highlight=False,
             )
             for s in transcript.segments:
-                console.print(f"  [cyan][{s.start:7.2f} → {s.end:7.2f}][/] {s.text}", highlight=False)
+                console.print(
+                    f"  [cyan][{s.start:7.2f} → {s.end:7.2f}][/] {s.text}", highlight=False
+                )
     return failures
 
 
 @app.command()
 def transcribe(
     ctx: typer.Context,
-    files: list[Path] = typer.Argument(None, help="Audio files to transcribe (printed, not stored)."),
-    pending: bool = typer.Option(False, "--pending", help="Transcribe episodes in the store that have audio and no transcript."),
-    items: list[str] = typer.Option(None, "--item", help="Transcribe these item ids into the store (repeatable)."),
-    force: bool = typer.Option(False, "--force", help="Redo items that already have a machine transcript."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Include items whose last attempt failed."),
-    workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (default: settings.transcribe.workers)."),
-    engine: str = typer.Option(None, "--engine", help="faster-whisper or openai-whisper (default from settings)."),
-    model: str = typer.Option(None, "--model", help="tiny.en, base, or a local CTranslate2 model directory."),
-    beam_size: int = typer.Option(None, "--beam-size", min=1, help="Beam size for both engines."),
-    vad: bool = typer.Option(None, "--vad/--no-vad", help="faster-whisper: drop silence with Silero VAD first."),
-    batch_size: int = typer.Option(
-        None, "--batch-size", min=0, help="faster-whisper: decode VAD chunks N at a time (0: sequential)."
+    files: list[Path] = typer.Argument(
+        None, help="Audio files to transcribe (printed, not stored)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Machine output: JSON lines for files, a JSON report for the store."),
+    pending: bool = typer.Option(
+        False,
+        "--pending",
+        help="Transcribe episodes in the store that have audio and no transcript.",
+    ),
+    items: list[str] = typer.Option(
+        None, "--item", help="Transcribe these item ids into the store (repeatable)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Redo items that already have a machine transcript."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Include items whose last attempt failed."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Worker processes (default: settings.transcribe.workers)."
+    ),
+    engine: str = typer.Option(
+        None, "--engine", help="faster-whisper or openai-whisper (default from settings)."
+    ),
+    model: str = typer.Option(
+        None, "--model", help="tiny.en, base, or a local CTranslate2 model directory."
+    ),
+    beam_size: int = typer.Option(None, "--beam-size", min=1, help="Beam size for both engines."),
+    vad: bool = typer.Option(
+        None, "--vad/--no-vad", help="faster-whisper: drop silence with Silero VAD first."
+    ),
+    batch_size: int = typer.Option(
+        None,
+        "--batch-size",
+        min=0,
+        help="faster-whisper: decode VAD chunks N at a time (0: sequential).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Machine output: JSON lines for files, a JSON report for the store."
+    ),
 ) -> None:
     """Transcribe audio with Whisper, offline."""
     settings = settings_of(ctx)
-    chosen = {"engine": engine, "model": model, "beam_size": beam_size, "vad_filter": vad, "batch_size": batch_size}
+    chosen = {
+        "engine": engine,
+        "model": model,
+        "beam_size": beam_size,
+        "vad_filter": vad,
+        "batch_size": batch_size,
+    }
     overrides = {k: v for k, v in chosen.items() if v is not None}
     if overrides:
-        settings = settings.model_copy(update={"transcribe": settings.transcribe.model_copy(update=overrides)})
+        settings = settings.model_copy(
+            update={"transcribe": settings.transcribe.model_copy(update=overrides)}
+        )
     if engine is not None and engine not in ("faster-whisper", "openai-whisper"):
         fail(f"unknown engine {engine!r}: choose faster-whisper or openai-whisper")
     if bool(files) + pending + bool(items) != 1:
@@ -123,8 +169,13 @@ def transcribe(
 
         store = store_of(ctx)
         report = transcribe_items(
-            store, settings, list(items) if items else None, force=force, retry_failed=retry_failed,
-            workers=workers, progress=False if as_json else None,
+            store,
+            settings,
+            list(items) if items else None,
+            force=force,
+            retry_failed=retry_failed,
+            workers=workers,
+            progress=False if as_json else None,
         )
     except ModelError as exc:
         fail(str(exc))

@@ -15,7 +15,11 @@ def train_two_tower_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Fit the co-listening GNN + two-tower audiobook model on the whole store; save and register it."""
-    from coldstart.models.artifacts import TWO_TOWER_ARTIFACT, load_interaction_data, train_two_tower
+    from coldstart.models.artifacts import (
+        TWO_TOWER_ARTIFACT,
+        load_interaction_data,
+        train_two_tower,
+    )
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)

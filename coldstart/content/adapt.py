@@ -32,8 +32,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coldstart.content.embeddings import (
+    SPOKEN_KINDS,
+    Encoder,
+    _clean,
+    adapted_dir,
+    current_adapted,
+    item_text,
+    model_id_of,
+)
 from coldstart.core.config import Settings
-from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, _clean, adapted_dir, current_adapted, item_text, model_id_of
 from coldstart.core.store import Store
 
 __all__ = ["AdaptReport", "adapted_dir", "current_adapted", "training_pairs", "adapt_encoder"]
@@ -55,7 +63,9 @@ class AdaptReport:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def training_pairs(store: Store, genre_pairs: bool, seed: int) -> tuple[list[tuple[str, str]], list[str | None]]:
+def training_pairs(
+    store: Store, genre_pairs: bool, seed: int
+) -> tuple[list[tuple[str, str]], list[str | None]]:
     """(anchor, positive) text pairs and each pair's genre (None when it has none), in a fixed order."""
     items = store.items(SPOKEN_KINDS).sort_values("item_id")
     own = {}
@@ -64,7 +74,11 @@ def training_pairs(store: Store, genre_pairs: bool, seed: int) -> tuple[list[tup
     genres: list[str | None] = []
     for r in items.to_dict("records"):
         text = item_text(r)
-        g = " ".join(str(r["genre"]).split()) if isinstance(r.get("genre"), str) and r["genre"].strip() else None
+        g = (
+            " ".join(str(r["genre"]).split())
+            if isinstance(r.get("genre"), str) and r["genre"].strip()
+            else None
+        )
         genre_of[r["item_id"]] = g
         if text:
             own[r["item_id"]] = text
@@ -108,7 +122,9 @@ def _mean_pool(model, features: dict):
     return out["sentence_embedding"]
 
 
-def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: bool = False) -> AdaptReport:
+def adapt_encoder(
+    store: Store, settings: Settings, base: Encoder, progress: bool = False
+) -> AdaptReport:
     """Fine-tune a copy of `base` on the catalogue's pairs; save it and make it CURRENT.
 
     Skipped (and nothing changes) when the catalogue yields fewer than
@@ -124,8 +140,12 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
     seed = settings.train.seed
     pairs, genres = training_pairs(store, cfg.adapt_genre_pairs, seed)
     if len(pairs) < cfg.adapt_min_pairs:
-        return AdaptReport("skipped", f"{len(pairs)} training pairs, fewer than embed.adapt_min_pairs "
-                                      f"({cfg.adapt_min_pairs}): the base encoder is kept", pairs=len(pairs))
+        return AdaptReport(
+            "skipped",
+            f"{len(pairs)} training pairs, fewer than embed.adapt_min_pairs "
+            f"({cfg.adapt_min_pairs}): the base encoder is kept",
+            pairs=len(pairs),
+        )
     started = time.perf_counter()
     data_hash = _data_hash(pairs)
     random.seed(seed)
@@ -137,7 +157,7 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
     layers = transformer.encoder.layer
     for p in transformer.parameters():
         p.requires_grad = False
-    for layer in layers[len(layers) - cfg.adapt_layers:]:
+    for layer in layers[len(layers) - cfg.adapt_layers :]:
         for p in layer.parameters():
             p.requires_grad = True
     params = [p for p in model.parameters() if p.requires_grad]
@@ -162,8 +182,12 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
             logits = 20.0 * a @ b.T
             if cfg.adapt_genre_pairs:
                 g = [genres[i] for i in idx]
-                same = torch.tensor([[gi is not None and gi == gj and i != j for j, gj in enumerate(g)]
-                                     for i, gi in enumerate(g)])
+                same = torch.tensor(
+                    [
+                        [gi is not None and gi == gj and i != j for j, gj in enumerate(g)]
+                        for i, gi in enumerate(g)
+                    ]
+                )
                 logits = logits.masked_fill(same, float("-inf"))
             target = torch.arange(len(idx))
             loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -172,11 +196,25 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
             optimizer.step()
             losses.append(float(loss.detach()))
             if progress and (step + 1) % 10 == 0:
-                print(f"adapt step {step + 1}/{cfg.adapt_steps} loss {np.mean(losses[-10:]):.4f}", flush=True)
+                print(
+                    f"adapt step {step + 1}/{cfg.adapt_steps} loss {np.mean(losses[-10:]):.4f}",
+                    flush=True,
+                )
     model.eval()
     model.max_seq_length = base.max_tokens
-    version = hashlib.sha256(json.dumps([data_hash, cfg.adapt_steps, batch, cfg.adapt_lr, cfg.adapt_max_tokens,
-                                         cfg.adapt_layers, cfg.adapt_genre_pairs]).encode()).hexdigest()[:10]
+    version = hashlib.sha256(
+        json.dumps(
+            [
+                data_hash,
+                cfg.adapt_steps,
+                batch,
+                cfg.adapt_lr,
+                cfg.adapt_max_tokens,
+                cfg.adapt_layers,
+                cfg.adapt_genre_pairs,
+            ]
+        ).encode()
+    ).hexdigest()[:10]
     name = f"{base.model_id.split('@')[0]}-adapted-{version}-s{seed}"
     root = adapted_dir(settings)
     target_dir = root / name
@@ -190,8 +228,13 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
         "pairs": len(pairs),
         "loss": "MultipleNegativesRankingLoss (symmetric, scale 20)",
         "settings": {
-            "steps": cfg.adapt_steps, "batch": batch, "lr": cfg.adapt_lr, "max_tokens": cfg.adapt_max_tokens,
-            "layers": cfg.adapt_layers, "genre_pairs": cfg.adapt_genre_pairs, "seed": seed,
+            "steps": cfg.adapt_steps,
+            "batch": batch,
+            "lr": cfg.adapt_lr,
+            "max_tokens": cfg.adapt_max_tokens,
+            "layers": cfg.adapt_layers,
+            "genre_pairs": cfg.adapt_genre_pairs,
+            "seed": seed,
         },
         "loss_first10": round(float(np.mean(losses[:10])), 4),
         "loss_last10": round(float(np.mean(losses[-10:])), 4),
@@ -205,7 +248,12 @@ def adapt_encoder(store: Store, settings: Settings, base: Encoder, progress: boo
     model_id = model_id_of(target_dir, cfg.precision)
     store.register_artifact("encoder:adapted", target_dir, {**manifest, "model_id": model_id})
     return AdaptReport(
-        "trained", model_id=model_id, path=str(target_dir), pairs=len(pairs), steps=cfg.adapt_steps,
+        "trained",
+        model_id=model_id,
+        path=str(target_dir),
+        pairs=len(pairs),
+        steps=cfg.adapt_steps,
         seconds=round(time.perf_counter() - started, 2),
-        loss_first=manifest["loss_first10"], loss_last=manifest["loss_last10"],
+        loss_first=manifest["loss_first10"],
+        loss_last=manifest["loss_last10"],
     )

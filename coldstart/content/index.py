@@ -29,7 +29,6 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from coldstart.core.config import Settings
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     EmbedReport,
@@ -42,6 +41,7 @@ from coldstart.content.embeddings import (
     passage_rows,
     resolve_model_path,
 )
+from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 
 __all__ = [
@@ -79,7 +79,9 @@ def passage_key(item_id: str, passage: int) -> str:
 
 
 def _entry_hash(key: str, vector: np.ndarray) -> str:
-    return hashlib.blake2b(key.encode() + np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=8).hexdigest()
+    return hashlib.blake2b(
+        key.encode() + np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=8
+    ).hexdigest()
 
 
 def _as_matrix(vectors) -> np.ndarray:
@@ -95,7 +97,9 @@ class VectorIndex:
         self.manifest = manifest
         # id table: id (int64) -> key, entry hash (key + vector) for change detection
         self._key = dict(zip(table["id"].astype("int64"), table["key"]))
-        self._id = {key: int(i) for i, key in self._key.items()}  # key -> int64 id, no re-hashing per query
+        self._id = {
+            key: int(i) for i, key in self._key.items()
+        }  # key -> int64 id, no re-hashing per query
         self._hash = dict(zip(table["key"], table["hash"]))
 
     # --- construction ----------------------------------------------------------
@@ -146,7 +150,9 @@ class VectorIndex:
         built = cls(index, pd.DataFrame({"id": [], "key": [], "hash": []}), manifest)
         built.add(keys, x)
         if manifest["index_type"] == "IVFFlat":
-            manifest["nprobe"], manifest["recall_at_10"] = _tune_nprobe(index, keys, x, target_recall)
+            manifest["nprobe"], manifest["recall_at_10"] = _tune_nprobe(
+                index, keys, x, target_recall
+            )
             manifest["target_recall"] = target_recall
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         manifest["built_at"] = utcnow().isoformat()
@@ -263,7 +269,9 @@ class VectorIndex:
             }
         )
         table["hash"] = [self._hash[k] for k in table["key"]]
-        self.manifest.update(count=len(self), data_hash=self.data_hash(), saved_at=utcnow().isoformat())
+        self.manifest.update(
+            count=len(self), data_hash=self.data_hash(), saved_at=utcnow().isoformat()
+        )
         for name, write in (
             ("index.faiss", lambda p: faiss.write_index(self.index, str(p))),
             ("ids.parquet", lambda p: table.to_parquet(p, index=False)),
@@ -280,12 +288,16 @@ class VectorIndex:
         paths = {n: directory / n for n in ("index.faiss", "ids.parquet", "manifest.json")}
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            raise IndexError_(f"index at {directory} is incomplete: missing {', '.join(missing)}; run `coldstart index`")
+            raise IndexError_(
+                f"index at {directory} is incomplete: missing {', '.join(missing)}; run `coldstart index`"
+            )
         manifest = json.loads(paths["manifest.json"].read_text())
         index = faiss.read_index(str(paths["index.faiss"]))
         table = pd.read_parquet(paths["ids.parquet"])
         if index.ntotal != len(table):
-            raise IndexError_(f"{directory}: index holds {index.ntotal} vectors but the id table {len(table)}")
+            raise IndexError_(
+                f"{directory}: index holds {index.ntotal} vectors but the id table {len(table)}"
+            )
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = int(manifest.get("nprobe", index.nprobe))
         return cls(index, table, manifest)
@@ -326,7 +338,9 @@ def load_index(settings: Settings, unit: str, model_id: str | None = None) -> Ve
     """Load `unit`; with `model_id`, refuse an index built by another encoder."""
     directory = index_dir(settings, unit)
     if not directory.exists():
-        raise IndexError_(f"no {unit} index at {directory}; run `coldstart --home {settings.home} index` first")
+        raise IndexError_(
+            f"no {unit} index at {directory}; run `coldstart --home {settings.home} index` first"
+        )
     index = VectorIndex.load(directory)
     if model_id is not None and index.model_id != model_id:
         raise ModelMismatchError(
@@ -346,8 +360,17 @@ class SyncReport:
     manifest: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        keep = ("index_type", "count", "dimension", "model_id", "recall_at_10", "target_recall", "nlist",
-                "nprobe", "data_hash")
+        keep = (
+            "index_type",
+            "count",
+            "dimension",
+            "model_id",
+            "recall_at_10",
+            "target_recall",
+            "nlist",
+            "nprobe",
+            "data_hash",
+        )
         return {
             "unit": self.unit,
             "action": self.action,
@@ -358,7 +381,9 @@ class SyncReport:
         }
 
 
-def _current(store: Store, model_id: str, unit: str, item_ids: set[str] | None) -> dict[str, np.ndarray]:
+def _current(
+    store: Store, model_id: str, unit: str, item_ids: set[str] | None
+) -> dict[str, np.ndarray]:
     """The vectors the index should hold now (for `item_ids` only, when given)."""
     if unit == "items":
         vectors = item_vectors(store, model_id, SPOKEN_KINDS)
@@ -411,8 +436,12 @@ def sync_indexes(
             gone = [k for k in held if k not in current]
             fresh = [k for k in current if index.entry_hash(k) != _entry_hash(k, current[k])]
             replaced = sum(1 for k in fresh if k in index)
-            report = SyncReport(unit, "updated" if gone or fresh else "unchanged",
-                                added=len(fresh) - replaced, replaced=replaced)
+            report = SyncReport(
+                unit,
+                "updated" if gone or fresh else "unchanged",
+                added=len(fresh) - replaced,
+                replaced=replaced,
+            )
             report.removed = index.remove(gone)
             if fresh:
                 index.add(fresh, np.stack([current[k] for k in fresh]))
@@ -422,11 +451,18 @@ def sync_indexes(
             if scope is not None and not rebuild:
                 current = _current(store, model_id, unit, None)
             keys = sorted(current)
-            vectors = np.stack([current[k] for k in keys]) if keys else np.zeros((0, dim), np.float32)
+            vectors = (
+                np.stack([current[k] for k in keys]) if keys else np.zeros((0, dim), np.float32)
+            )
             index = VectorIndex.build(
-                keys, vectors, model_id=model_id, unit=unit,
-                exact_max=settings.embed.exact_index_max, nprobe=settings.embed.nprobe,
-                target_recall=settings.embed.target_recall, dim=dim,
+                keys,
+                vectors,
+                model_id=model_id,
+                unit=unit,
+                exact_max=settings.embed.exact_index_max,
+                nprobe=settings.embed.nprobe,
+                target_recall=settings.embed.target_recall,
+                dim=dim,
             )
             report = SyncReport(unit, "built", added=len(keys))
         report.manifest = index.save(directory)
@@ -467,7 +503,9 @@ def index_content(
         encoder = None  # the adapted model, when trained, is the encoder from now on
     encoder = encoder or load_encoder(settings)
     report = embed_items(store, settings, item_ids=item_ids, encoder=encoder, progress=progress)
-    syncs = sync_indexes(store, settings, encoder.model_id, item_ids=item_ids, rebuild=rebuild, dim=encoder.dim)
+    syncs = sync_indexes(
+        store, settings, encoder.model_id, item_ids=item_ids, rebuild=rebuild, dim=encoder.dim
+    )
     if adapted is not None:
         report.adapt = adapted.to_dict()
     if item_ids is None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from coldstart.core.config import Settings
 from coldstart.content.embeddings import SPOKEN_KINDS, item_vectors
+from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 
 __all__ = ["IntentModel", "IntentReport", "intent_dir", "train_intent", "load_intent"]
@@ -42,14 +42,18 @@ class IntentReport:
         if self.reason:
             out["reason"] = self.reason
         if self.manifest:
-            out.update({k: self.manifest[k] for k in ("model_id", "genres", "items", "heldout_accuracy")})
+            out.update(
+                {k: self.manifest[k] for k in ("model_id", "genres", "items", "heldout_accuracy")}
+            )
         return out
 
 
 class IntentModel:
     """p(genre | vector) = softmax(W v + b); the labels are the catalogue's own genres."""
 
-    def __init__(self, labels: list[str], coef: np.ndarray, intercept: np.ndarray, manifest: dict) -> None:
+    def __init__(
+        self, labels: list[str], coef: np.ndarray, intercept: np.ndarray, manifest: dict
+    ) -> None:
         self.labels = list(labels)
         self.coef = np.asarray(coef, dtype=np.float32)
         self.intercept = np.asarray(intercept, dtype=np.float32)
@@ -70,7 +74,12 @@ class IntentModel:
     def save(self, directory: Path) -> dict:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / ".weights.npz.tmp.npz"
-        np.savez(tmp, coef=self.coef, intercept=self.intercept, labels=np.array(self.labels, dtype=object))
+        np.savez(
+            tmp,
+            coef=self.coef,
+            intercept=self.intercept,
+            labels=np.array(self.labels, dtype=object),
+        )
         os.replace(tmp, directory / "weights.npz")
         tmp = directory / ".manifest.json.tmp"
         tmp.write_text(json.dumps(self.manifest, indent=2) + "\n")
@@ -88,7 +97,9 @@ def intent_dir(settings: Settings) -> Path:
     return (settings.home / "models" / "intent").resolve()
 
 
-def _labelled(store: Store, model_id: str, min_per_genre: int) -> tuple[list[str], np.ndarray, list[str]]:
+def _labelled(
+    store: Store, model_id: str, min_per_genre: int
+) -> tuple[list[str], np.ndarray, list[str]]:
     """(item ids, vectors, genres) of items with a vector and a genre shared by >= min_per_genre items."""
     items = store.items(SPOKEN_KINDS)
     genre = {
@@ -118,8 +129,11 @@ def train_intent(store: Store, settings: Settings, model_id: str) -> IntentRepor
     ids, x, y = _labelled(store, model_id, cfg.intent_min_per_genre)
     genres = sorted(set(y))
     if len(genres) < 2:
-        return IntentReport("skipped", f"needs items of at least 2 genres with >= {cfg.intent_min_per_genre} "
-                                       f"vectors each; found {len(genres)}")
+        return IntentReport(
+            "skipped",
+            f"needs items of at least 2 genres with >= {cfg.intent_min_per_genre} "
+            f"vectors each; found {len(genres)}",
+        )
     labels = np.array(y)
     rng = np.random.default_rng(settings.train.seed)
     test = rng.random(len(ids)) < 0.2
@@ -142,7 +156,11 @@ def train_intent(store: Store, settings: Settings, model_id: str) -> IntentRepor
         "items": len(ids),
         "data_hash": digest.hexdigest()[:16],
         "heldout_accuracy": accuracy,
-        "settings": {"C": cfg.intent_c, "min_per_genre": cfg.intent_min_per_genre, "seed": settings.train.seed},
+        "settings": {
+            "C": cfg.intent_c,
+            "min_per_genre": cfg.intent_min_per_genre,
+            "seed": settings.train.seed,
+        },
         "built_at": utcnow().isoformat(),
     }
     model = IntentModel([str(c) for c in clf.classes_], clf.coef_, clf.intercept_, manifest)

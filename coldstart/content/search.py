@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from coldstart.core import tables as t
-from coldstart.core.config import Settings
 from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.content.index import load_index, passage_key
 from coldstart.content.intent import load_intent
+from coldstart.core import tables as t
+from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from training.threads import torch_threads
 
@@ -66,7 +66,9 @@ class SearchResult:
         return asdict(self)
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], k: int = 60
+) -> list[tuple[str, float]]:
     """Cormack et al. (2009): score(d) = sum over rankings of 1 / (k + rank(d)), rank from 1."""
     fused: dict[str, float] = {}
     for ranking in rankings:
@@ -103,20 +105,28 @@ class _Lexical:
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
         return self._bm25s.tokenize(
-            texts, stopwords=self._stopwords, stemmer=self._stem, return_ids=False, show_progress=False
+            texts,
+            stopwords=self._stopwords,
+            stemmer=self._stem,
+            return_ids=False,
+            show_progress=False,
         )
 
     def mask(self, allowed: set[str]) -> np.ndarray:
         return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
 
-    def rank(self, query: str, depth: int, allowed: "set[str] | np.ndarray | None") -> list[tuple[str, float]]:
+    def rank(
+        self, query: str, depth: int, allowed: "set[str] | np.ndarray | None"
+    ) -> list[tuple[str, float]]:
         """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
         tokens = self._tokens([query])[0]
         if not self.ids or not tokens:
             return []
         scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float64)
         if allowed is not None:
-            scores = np.where(allowed if isinstance(allowed, np.ndarray) else self.mask(allowed), scores, 0.0)
+            scores = np.where(
+                allowed if isinstance(allowed, np.ndarray) else self.mask(allowed), scores, 0.0
+            )
         top = np.argsort(-scores, kind="stable")[:depth]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
@@ -139,11 +149,15 @@ class SearchService:
         self.items = store.items(SPOKEN_KINDS).set_index("item_id")
         cv = t.content_vectors
         passages = store.frame(
-            cv, (cv.c.model_id == self.encoder.model_id) & (cv.c.passage >= 0),
+            cv,
+            (cv.c.model_id == self.encoder.model_id) & (cv.c.passage >= 0),
             ["item_id", "passage", "start", "text"],
         )
         self._passages = {
-            passage_key(r.item_id, r.passage): (float(r.start) if r.start is not None else None, r.text)
+            passage_key(r.item_id, r.passage): (
+                float(r.start) if r.start is not None else None,
+                r.text,
+            )
             for r in passages.itertuples()
         }
         self._passages_of: dict[str, list[str]] = {}
@@ -152,7 +166,11 @@ class SearchService:
         transcript = passages.sort_values("passage").groupby("item_id")["text"].agg(" ".join)
         ids, docs = [], []
         for item_id, row in self.items.iterrows():
-            doc = " ".join(x for x in (item_text({**row, "item_id": item_id}) or "", transcript.get(item_id, "")) if x)
+            doc = " ".join(
+                x
+                for x in (item_text({**row, "item_id": item_id}) or "", transcript.get(item_id, ""))
+                if x
+            )
             if doc:
                 ids.append(item_id)
                 docs.append(doc)
@@ -193,7 +211,9 @@ class SearchService:
         with torch_threads(1):
             return self._search(query, k, filt, depth, mode)
 
-    def _search(self, query: str, k: int, filt: "_Filter", depth: int, mode: str) -> list[SearchResult]:
+    def _search(
+        self, query: str, k: int, filt: "_Filter", depth: int, mode: str
+    ) -> list[SearchResult]:
         qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
             ranked = self._dense(qvec, depth, filt)
@@ -204,8 +224,13 @@ class SearchService:
             lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
         else:
-            ranked = self._boosted(query, qvec, max(depth, self.settings.embed.intent_depth), filt,
-                                   lexical=mode == "fused")
+            ranked = self._boosted(
+                query,
+                qvec,
+                max(depth, self.settings.embed.intent_depth),
+                filt,
+                lexical=mode == "fused",
+            )
         ranked = ranked[:k]
         if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
             qvec = self.encoder.encode_query(query)  # lexical mode: only to pick episode snippets
@@ -214,7 +239,9 @@ class SearchService:
     def similar(self, item_id: str, k: int = 10, kind: str | None = None) -> list[SearchResult]:
         """Items whose content is closest to `item_id`'s; same kind unless `kind` ("any" = all)."""
         if item_id not in self.items.index:
-            raise UnknownItemError(f"unknown item id {item_id!r}: not a show, episode or audiobook in the catalog")
+            raise UnknownItemError(
+                f"unknown item id {item_id!r}: not a show, episode or audiobook in the catalog"
+            )
         if item_id not in self.items_index:
             raise NoContentVectorError(f"item {item_id!r} has no text, so it has no content vector")
         wanted = self.items.loc[item_id, "kind"] if kind is None else kind
@@ -262,7 +289,9 @@ class SearchService:
                     scores[key] += cfg.intent_weight * float(p[col])
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
-    def _allowed(self, kind: str | None, language: str | None, genre: str | None) -> set[str] | None:
+    def _allowed(
+        self, kind: str | None, language: str | None, genre: str | None
+    ) -> set[str] | None:
         if kind is None and language is None and genre is None:
             return None
         if kind is not None and kind not in SPOKEN_KINDS:
@@ -286,8 +315,9 @@ class SearchService:
             else:
                 ids = self.items_index.ids_of(allowed)
                 # a filter that keeps the whole index (kind=show on a shows-only catalogue) is no filter
-                self._filters[key] = _Filter(None if len(ids) == len(self.items_index) else ids,
-                                             self.lexical.mask(allowed))
+                self._filters[key] = _Filter(
+                    None if len(ids) == len(self.items_index) else ids, self.lexical.mask(allowed)
+                )
         return self._filters[key]
 
     def _dense(self, qvec: np.ndarray, depth: int, filt: "_Filter") -> list[tuple[str, float]]:

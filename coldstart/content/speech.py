@@ -118,8 +118,10 @@ def _audio_paths(store: Store, item_ids: list[str] | None) -> dict[str, str | No
     """item_id -> audio_path for episodes (or the given items), uploads filling gaps."""
     with store.connect() as conn:
         stmt = select(t.items.c.item_id, t.items.c.audio_path)
-        stmt = stmt.where(t.items.c.item_id.in_(item_ids)) if item_ids is not None else stmt.where(
-            t.items.c.kind == "episode"
+        stmt = (
+            stmt.where(t.items.c.item_id.in_(item_ids))
+            if item_ids is not None
+            else stmt.where(t.items.c.kind == "episode")
         )
         paths = dict(conn.execute(stmt).all())
         uploads = select(t.uploads.c.item_id, t.uploads.c.audio_path)
@@ -130,7 +132,10 @@ def _audio_paths(store: Store, item_ids: list[str] | None) -> dict[str, str | No
                 paths[item_id] = path
     if item_ids is not None:
         # Unknown ids map to "" (no row at all), known ones without audio to None.
-        return {item_id: paths.get(item_id, "" if item_id not in paths else None) for item_id in item_ids}
+        return {
+            item_id: paths.get(item_id, "" if item_id not in paths else None)
+            for item_id in item_ids
+        }
     return paths
 
 
@@ -178,32 +183,66 @@ def _record_done(store: Store, item_id: str, transcript: Transcript) -> None:
     now = utcnow()
     with store.begin() as conn:  # transcript, segments and job row commit together
         conn.execute(delete(t.segments).where(t.segments.c.item_id == item_id))
-        upsert(conn, t.transcripts, [{
-            "item_id": item_id,
-            "engine": transcript.engine,
-            "model": transcript.model,
-            "language": transcript.language,
-            "duration": transcript.duration,
-            "text": transcript.text,
-            "created_at": now,
-        }])
-        upsert(conn, t.segments, [
-            {"item_id": item_id, "idx": i, "start": s.start, "end": s.end, "text": s.text,
-             "avg_logprob": s.avg_logprob}
-            for i, s in enumerate(transcript.segments)
-        ])
-        upsert(conn, t.transcription_jobs, [{
-            "item_id": item_id, "status": "done", "error": None,
-            "attempts": _attempts(conn, item_id) + 1, "updated_at": now,
-        }])
+        upsert(
+            conn,
+            t.transcripts,
+            [
+                {
+                    "item_id": item_id,
+                    "engine": transcript.engine,
+                    "model": transcript.model,
+                    "language": transcript.language,
+                    "duration": transcript.duration,
+                    "text": transcript.text,
+                    "created_at": now,
+                }
+            ],
+        )
+        upsert(
+            conn,
+            t.segments,
+            [
+                {
+                    "item_id": item_id,
+                    "idx": i,
+                    "start": s.start,
+                    "end": s.end,
+                    "text": s.text,
+                    "avg_logprob": s.avg_logprob,
+                }
+                for i, s in enumerate(transcript.segments)
+            ],
+        )
+        upsert(
+            conn,
+            t.transcription_jobs,
+            [
+                {
+                    "item_id": item_id,
+                    "status": "done",
+                    "error": None,
+                    "attempts": _attempts(conn, item_id) + 1,
+                    "updated_at": now,
+                }
+            ],
+        )
 
 
 def _record_failed(store: Store, item_id: str, error: str) -> None:
     with store.begin() as conn:
-        upsert(conn, t.transcription_jobs, [{
-            "item_id": item_id, "status": "failed", "error": error,
-            "attempts": _attempts(conn, item_id) + 1, "updated_at": utcnow(),
-        }])
+        upsert(
+            conn,
+            t.transcription_jobs,
+            [
+                {
+                    "item_id": item_id,
+                    "status": "failed",
+                    "error": error,
+                    "attempts": _attempts(conn, item_id) + 1,
+                    "updated_at": utcnow(),
+                }
+            ],
+        )
 
 
 # --- running -----------------------------------------------------------------
@@ -213,7 +252,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
 
 
-def _transcribe_one(engine, path: Path, chunk_seconds: float, language: str | None, on_progress=None):
+def _transcribe_one(
+    engine, path: Path, chunk_seconds: float, language: str | None, on_progress=None
+):
     """(transcript or None, error or None); model errors propagate: they fail every item."""
     if not path.exists():
         return None, str(AudioError(path, "file not found"))
@@ -281,7 +322,9 @@ def transcribe_items(
                 todo.append(item_id)
     for item_id in [i for i in todo if not paths.get(i)]:
         known = paths.get(item_id) is None
-        report.failed[item_id] = "no audio_path for this item" if known else "unknown item (not in items or uploads)"
+        report.failed[item_id] = (
+            "no audio_path for this item" if known else "unknown item (not in items or uploads)"
+        )
         if known:
             _record_failed(store, item_id, report.failed[item_id])
     todo = [i for i in todo if paths.get(i)]
@@ -293,10 +336,17 @@ def transcribe_items(
     cfg = settings.transcribe
     workers = max(1, min(workers or cfg.workers, len(todo)))
     total_hours = sum(_duration_or_zero(p) for p in resolved.values()) / 3600
-    bar = tqdm(
-        total=round(total_hours, 4), unit="h", desc="transcribing", disable=False if progress else None,
-        bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} audio h [{elapsed}<{remaining}{postfix}]",
-    ) if progress is not False else None
+    bar = (
+        tqdm(
+            total=round(total_hours, 4),
+            unit="h",
+            desc="transcribing",
+            disable=False if progress else None,
+            bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} audio h [{elapsed}<{remaining}{postfix}]",
+        )
+        if progress is not False
+        else None
+    )
 
     clock = {"start": time.perf_counter()}  # reset once the models are loaded
     owner, lease = worker_id(), settings.lease_seconds
@@ -351,7 +401,11 @@ def transcribe_items(
                     continue
                 try:
                     transcript, error = _transcribe_one(
-                        engine, resolved[item_id], cfg.chunk_seconds, cfg.language, on_progress=within
+                        engine,
+                        resolved[item_id],
+                        cfg.chunk_seconds,
+                        cfg.language,
+                        on_progress=within,
                     )
                 except BaseException:
                     store.release(f"transcribe:{item_id}", owner)
@@ -367,7 +421,13 @@ def transcribe_items(
 
 
 def _run_pool(
-    settings: Settings, todo: list[str], resolved: dict[str, Path], workers: int, finish, claim, renew
+    settings: Settings,
+    todo: list[str],
+    resolved: dict[str, Path],
+    workers: int,
+    finish,
+    claim,
+    renew,
 ) -> None:
     cfg = settings.transcribe
     # Resolve, join and convert here, once: a bad model fails clearly in the parent,
@@ -384,14 +444,24 @@ def _run_pool(
         queue = list(todo)
         running = {}
         while queue or running:
-            while queue and len(running) < workers * 2:  # keep workers fed, not the whole batch queued
+            while (
+                queue and len(running) < workers * 2
+            ):  # keep workers fed, not the whole batch queued
                 item_id = queue.pop(0)
                 if claim(item_id):  # the parent holds every lease
-                    future = pool.submit(_worker_run, item_id, str(resolved[item_id]), cfg.chunk_seconds, cfg.language)
+                    future = pool.submit(
+                        _worker_run,
+                        item_id,
+                        str(resolved[item_id]),
+                        cfg.chunk_seconds,
+                        cfg.language,
+                    )
                     running[future] = item_id
             if not running:
                 continue
-            finished, _ = wait(running, timeout=settings.lease_seconds / 3, return_when=FIRST_COMPLETED)
+            finished, _ = wait(
+                running, timeout=settings.lease_seconds / 3, return_when=FIRST_COMPLETED
+            )
             renew([running[f] for f in running if f not in finished])
             for future in finished:
                 running.pop(future)
@@ -399,9 +469,20 @@ def _run_pool(
 
 
 def transcribe_pending(
-    store: Store, settings: Settings, force: bool = False, retry_failed: bool = False,
-    workers: int | None = None, progress: bool | None = None,
+    store: Store,
+    settings: Settings,
+    force: bool = False,
+    retry_failed: bool = False,
+    workers: int | None = None,
+    progress: bool | None = None,
 ) -> TranscriptionReport:
     """Every pending episode (see `pending_items`)."""
-    return transcribe_items(store, settings, None, force=force, retry_failed=retry_failed,
-                            workers=workers, progress=progress)
+    return transcribe_items(
+        store,
+        settings,
+        None,
+        force=force,
+        retry_failed=retry_failed,
+        workers=workers,
+        progress=progress,
+    )

@@ -123,7 +123,12 @@ class ServeSettings(BaseModel):
     max_json_bytes: int = Field(1024 * 1024, gt=0)
     # How much each candidate source's (normalised) score counts in the final ranking.
     source_weights: dict[str, float] = Field(
-        default_factory=lambda: {"affinity": 1.0, "two_tower": 1.0, "content": 0.4, "popularity": 0.3}
+        default_factory=lambda: {
+            "affinity": 1.0,
+            "two_tower": 1.0,
+            "content": 0.4,
+            "popularity": 0.3,
+        }
     )
     candidates_per_source: int = 30
     # uvicorn worker processes for `coldstart serve` (each loads the models once).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -127,15 +128,25 @@ class Store:
                 )
             ).all()
             inter_rows = conn.execute(
-                select(t.items.c.kind, func.count(), func.count(func.distinct(t.interactions.c.user_id)))
-                .select_from(t.interactions.join(t.items, t.items.c.item_id == t.interactions.c.item_id))
+                select(
+                    t.items.c.kind,
+                    func.count(),
+                    func.count(func.distinct(t.interactions.c.user_id)),
+                )
+                .select_from(
+                    t.interactions.join(t.items, t.items.c.item_id == t.interactions.c.item_id)
+                )
                 .group_by(t.items.c.kind)
             ).all()
         by_language: dict[str, dict[str, int]] = {}
         for kind, lang, n in by_lang_rows:
             by_language.setdefault(kind, {})[lang or "unknown"] = n
         return {
-            "items": {"total": sum(by_kind.values()), "by_kind": by_kind, "by_language": by_language},
+            "items": {
+                "total": sum(by_kind.values()),
+                "by_kind": by_kind,
+                "by_language": by_language,
+            },
             "interactions": {
                 "total": self.count(t.interactions),
                 "by_kind": {kind: n for kind, n, _ in inter_rows},
@@ -159,7 +170,11 @@ class Store:
 
     def artifact(self, name: str) -> dict | None:
         with self.connect() as conn:
-            row = conn.execute(select(t.artifacts).where(t.artifacts.c.name == name)).mappings().first()
+            row = (
+                conn.execute(select(t.artifacts).where(t.artifacts.c.name == name))
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     # --- leases ----------------------------------------------------------------
@@ -171,21 +186,30 @@ class Store:
         Two workers claiming at once can never both get it (SQLite serialises the
         writes; PostgreSQL locks the conflicting row for ON CONFLICT DO UPDATE)."""
         now = utcnow()
-        row = {"resource": resource, "owner": owner, "acquired_at": now,
-               "expires_at": now + dt.timedelta(seconds=seconds)}
+        row = {
+            "resource": resource,
+            "owner": owner,
+            "acquired_at": now,
+            "expires_at": now + dt.timedelta(seconds=seconds),
+        }
         table = t.leases
         dialect = self.engine.dialect.name
         insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         stmt = insert(table).values(**row)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.resource],
-            set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at,
-                  "acquired_at": stmt.excluded.acquired_at},
+            set_={
+                "owner": stmt.excluded.owner,
+                "expires_at": stmt.excluded.expires_at,
+                "acquired_at": stmt.excluded.acquired_at,
+            },
             where=(table.c.expires_at < now) | (table.c.owner == owner),
         )
         with self.begin() as conn:
             conn.execute(stmt)
-            holder = conn.execute(select(table.c.owner).where(table.c.resource == resource)).scalar_one()
+            holder = conn.execute(
+                select(table.c.owner).where(table.c.resource == resource)
+            ).scalar_one()
         return holder == owner
 
     def renew(self, resource: str, owner: str, seconds: float) -> bool:
@@ -200,16 +224,22 @@ class Store:
 
     def release(self, resource: str, owner: str) -> None:
         with self.begin() as conn:
-            conn.execute(delete(t.leases).where(t.leases.c.resource == resource, t.leases.c.owner == owner))
+            conn.execute(
+                delete(t.leases).where(t.leases.c.resource == resource, t.leases.c.owner == owner)
+            )
 
     @contextmanager
-    def hold(self, resource: str, owner: str, seconds: float, wait: float = 600.0, poll: float = 0.2):
+    def hold(
+        self, resource: str, owner: str, seconds: float, wait: float = 600.0, poll: float = 0.2
+    ):
         """A lease as a lock: wait (up to `wait` seconds) until `owner` holds `resource`,
         run the block, release. For shared files several workers update (the indexes)."""
         deadline = time.monotonic() + wait
         while not self.claim(resource, owner, seconds):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"lease {resource!r} still held by another worker after {wait:.0f} s")
+                raise TimeoutError(
+                    f"lease {resource!r} still held by another worker after {wait:.0f} s"
+                )
             time.sleep(poll)
         try:
             yield

@@ -83,7 +83,12 @@ playlists = Table(
     Column("item_id", String, nullable=False, index=True),
 )
 
-CONTRACT_TABLES = {"items": items, "interactions": interactions, "users": users, "playlists": playlists}
+CONTRACT_TABLES = {
+    "items": items,
+    "interactions": interactions,
+    "users": users,
+    "playlists": playlists,
+}
 
 # --- transcripts -------------------------------------------------------------
 

@@ -125,13 +125,24 @@ def find_dataset_files(dataset_dir: Path) -> dict[str, Path]:
         present = [p for p in candidates if p.exists()]
         if len(present) > 1:
             raise ContractError(
-                [RowError(str(dataset_dir), None, None, f"several files for table '{name}': {present}")]
+                [
+                    RowError(
+                        str(dataset_dir), None, None, f"several files for table '{name}': {present}"
+                    )
+                ]
             )
         if present:
             found[name] = present[0]
     if "items" not in found:
         raise ContractError(
-            [RowError(str(dataset_dir), None, None, "no items file (items.csv, items.csv.gz or items.parquet)")]
+            [
+                RowError(
+                    str(dataset_dir),
+                    None,
+                    None,
+                    "no items file (items.csv, items.csv.gz or items.parquet)",
+                )
+            ]
         )
     return found
 
@@ -175,7 +186,11 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, str]
     if col.type == "bool":
         lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
         bad = ~missing & ~lowered.isin(_TRUE | _FALSE | {"true", "false"})
-        return lowered.map(lambda v: v in _TRUE if isinstance(v, str) else None), bad, "expected true/false"
+        return (
+            lowered.map(lambda v: v in _TRUE if isinstance(v, str) else None),
+            bad,
+            "expected true/false",
+        )
     if col.type == "datetime":
         values = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         bad = ~missing & values.isna()
@@ -242,24 +257,62 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: dict[str, str], 
     if name == "items":
         dup = out["item_id"].notna() & out.duplicated("item_id", keep="first")
         first_row = out.reset_index().groupby("item_id")["index"].min() + 1
-        flag(dup, "item_id", lambda i: f"duplicate item_id {out['item_id'].iloc[i]!r} (first at row {first_row[out['item_id'].iloc[i]]})")
+        flag(
+            dup,
+            "item_id",
+            lambda i: (
+                f"duplicate item_id {out['item_id'].iloc[i]!r} (first at row {first_row[out['item_id'].iloc[i]]})"
+            ),
+        )
         shows_here = set(out.loc[out["kind"] == "show", "item_id"])
         shows = shows_here | {i for i, k in known.items() if k == "show"}
         needs_show = (out["kind"] == "episode") & out["show_id"].notna()
-        flag(needs_show & ~out["show_id"].isin(shows), "show_id", lambda i: f"unknown show {out['show_id'].iloc[i]!r}")
+        flag(
+            needs_show & ~out["show_id"].isin(shows),
+            "show_id",
+            lambda i: f"unknown show {out['show_id'].iloc[i]!r}",
+        )
     elif name == "interactions":
-        flag(out["item_id"].notna() & ~out["item_id"].isin(known), "item_id", lambda i: f"interaction with unknown item {out['item_id'].iloc[i]!r}")
+        flag(
+            out["item_id"].notna() & ~out["item_id"].isin(known),
+            "item_id",
+            lambda i: f"interaction with unknown item {out['item_id'].iloc[i]!r}",
+        )
         flag(out["weight"].notna() & (out["weight"] < 0), "weight", "weight must be >= 0")
     elif name == "users":
-        flag(out["user_id"].notna() & out.duplicated("user_id", keep="first"), "user_id", lambda i: f"duplicate user_id {out['user_id'].iloc[i]!r}")
-        flag(out["age"].notna() & ((out["age"] < 0) | (out["age"] > 130)), "age", "age must be between 0 and 130")
+        flag(
+            out["user_id"].notna() & out.duplicated("user_id", keep="first"),
+            "user_id",
+            lambda i: f"duplicate user_id {out['user_id'].iloc[i]!r}",
+        )
+        flag(
+            out["age"].notna() & ((out["age"] < 0) | (out["age"] > 130)),
+            "age",
+            "age must be between 0 and 130",
+        )
     elif name == "playlists":
-        flag(out["item_id"].notna() & ~out["item_id"].isin(known), "item_id", lambda i: f"playlist entry with unknown item {out['item_id'].iloc[i]!r}")
-        flag(out.duplicated(["playlist_id", "position"], keep="first"), "position", "duplicate (playlist_id, position)")
+        flag(
+            out["item_id"].notna() & ~out["item_id"].isin(known),
+            "item_id",
+            lambda i: f"playlist entry with unknown item {out['item_id'].iloc[i]!r}",
+        )
+        flag(
+            out.duplicated(["playlist_id", "position"], keep="first"),
+            "position",
+            "duplicate (playlist_id, position)",
+        )
     elif name == "transcripts":
         kinds = out["item_id"].map(known)
-        flag(out["item_id"].notna() & (kinds != "episode"), "item_id", lambda i: f"transcript for unknown episode {out['item_id'].iloc[i]!r}")
-        flag(out["start"].notna() & out["end"].notna() & (out["end"] < out["start"]), "end", "segment ends before it starts")
+        flag(
+            out["item_id"].notna() & (kinds != "episode"),
+            "item_id",
+            lambda i: f"transcript for unknown episode {out['item_id'].iloc[i]!r}",
+        )
+        flag(
+            out["start"].notna() & out["end"].notna() & (out["end"] < out["start"]),
+            "end",
+            "segment ends before it starts",
+        )
 
 
 def table_names(found: Iterable[str]) -> list[str]:

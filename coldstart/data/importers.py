@@ -13,18 +13,50 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SourceFormatError", "lastfm_hetrec", "apple_podcasts", "goodbooks", "douban", "DOUBAN_TARGETS"]
+__all__ = [
+    "SourceFormatError",
+    "lastfm_hetrec",
+    "apple_podcasts",
+    "goodbooks",
+    "douban",
+    "DOUBAN_TARGETS",
+]
 
 # What Douban's books stand in for: shows (the podcast target) or audiobooks.
 DOUBAN_TARGETS = ("show", "audiobook")
 
 # ISO 639-2 (as goodbooks writes them) -> ISO 639-1.
 _ISO3_TO_ISO1 = {
-    "eng": "en", "en": "en", "spa": "es", "fre": "fr", "fra": "fr", "ger": "de", "deu": "de",
-    "ita": "it", "por": "pt", "jpn": "ja", "ara": "ar", "nld": "nl", "dut": "nl", "swe": "sv",
-    "rus": "ru", "pol": "pl", "tur": "tr", "ind": "id", "per": "fa", "fil": "tl", "nor": "no",
-    "dan": "da", "vie": "vi", "msa": "ms", "rum": "ro", "gre": "el", "heb": "he", "kor": "ko",
-    "zho": "zh", "chi": "zh",
+    "eng": "en",
+    "en": "en",
+    "spa": "es",
+    "fre": "fr",
+    "fra": "fr",
+    "ger": "de",
+    "deu": "de",
+    "ita": "it",
+    "por": "pt",
+    "jpn": "ja",
+    "ara": "ar",
+    "nld": "nl",
+    "dut": "nl",
+    "swe": "sv",
+    "rus": "ru",
+    "pol": "pl",
+    "tur": "tr",
+    "ind": "id",
+    "per": "fa",
+    "fil": "tl",
+    "nor": "no",
+    "dan": "da",
+    "vie": "vi",
+    "msa": "ms",
+    "rum": "ro",
+    "gre": "el",
+    "heb": "he",
+    "kor": "ko",
+    "zho": "zh",
+    "chi": "zh",
 }
 
 
@@ -50,7 +82,9 @@ def _read(path: Path, **kwargs) -> pd.DataFrame:
 def _need_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SourceFormatError(f"{path}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}")
+        raise SourceFormatError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}"
+        )
 
 
 def _write(out: Path, **frames: pd.DataFrame) -> dict[str, int]:
@@ -76,7 +110,9 @@ def lastfm_hetrec(src: Path, out: Path) -> dict[str, int]:
         tagged = _read(tagged_path, sep="\t")
         _need_columns(tagged, tagged_path, ["artistID", "tagID"])
         counts = tagged.groupby(["artistID", "tagID"]).size().rename("n").reset_index()
-        top = counts.sort_values(["artistID", "n", "tagID"], ascending=[True, False, True]).drop_duplicates("artistID")
+        top = counts.sort_values(
+            ["artistID", "n", "tagID"], ascending=[True, False, True]
+        ).drop_duplicates("artistID")
         genre = top.set_index("artistID")["tagID"].map(tags.set_index("tagID")["tagValue"])
 
     items = pd.DataFrame(
@@ -158,8 +194,12 @@ def goodbooks(src: Path, out: Path) -> dict[str, int]:
             "kind": "audiobook",
             "title": books["title"],
             "author": books["authors"],
-            "language": language.map(lambda c: _ISO3_TO_ISO1.get(str(c).split("-")[0].lower()) if pd.notna(c) else None),
-            "published_at": year.map(lambda y: f"{int(y):04d}-01-01" if pd.notna(y) and 1 <= y <= 2100 else None),
+            "language": language.map(
+                lambda c: _ISO3_TO_ISO1.get(str(c).split("-")[0].lower()) if pd.notna(c) else None
+            ),
+            "published_at": year.map(
+                lambda y: f"{int(y):04d}-01-01" if pd.notna(y) and 1 <= y <= 2100 else None
+            ),
         }
     )
     ratings = ratings[ratings["book_id"].isin(set(books["id"]))]
@@ -178,18 +218,24 @@ def _douban_ratings(path: Path) -> pd.DataFrame:
     A bad row is named by its 1-based line number."""
     frame = _read(path, sep="\t", header=None, dtype=str, keep_default_na=False)
     if frame.shape[1] != 3:
-        raise SourceFormatError(f"{path}: expected 3 tab-separated columns (user_id, item_id, rating), found {frame.shape[1]}")
+        raise SourceFormatError(
+            f"{path}: expected 3 tab-separated columns (user_id, item_id, rating), found {frame.shape[1]}"
+        )
     frame.columns = ["user_id", "item_id", "rating"]
     for column in frame.columns:
         bad = ~frame[column].str.fullmatch(r"\s*\d+\s*")
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise SourceFormatError(f"{path}: line {row + 1}, column {column}: expected an integer, got {frame[column].iat[row]!r}")
+            raise SourceFormatError(
+                f"{path}: line {row + 1}, column {column}: expected an integer, got {frame[column].iat[row]!r}"
+            )
     frame = frame.apply(lambda c: c.str.strip().astype(int))
     out_of_range = ~frame["rating"].between(1, 5)
     if out_of_range.any():
         row = int(out_of_range.to_numpy().argmax())
-        raise SourceFormatError(f"{path}: line {row + 1}, column rating: expected 1-5, got {frame['rating'].iat[row]}")
+        raise SourceFormatError(
+            f"{path}: line {row + 1}, column rating: expected 1-5, got {frame['rating'].iat[row]}"
+        )
     return frame
 
 
@@ -199,24 +245,43 @@ def douban(src: Path, out: Path, target: str = "audiobook") -> dict[str, int]:
     (`show` or `audiobook`); the rating (1-5) is the interaction weight. ID-only: the
     data has no titles, text, demographics or timestamps."""
     if target not in DOUBAN_TARGETS:
-        raise SourceFormatError(f"unknown target kind {target!r}; expected one of {', '.join(DOUBAN_TARGETS)}")
+        raise SourceFormatError(
+            f"unknown target kind {target!r}; expected one of {', '.join(DOUBAN_TARGETS)}"
+        )
     src, out = Path(src), Path(out)
     music = _douban_ratings(src / "music_ratings.dat")
     books = _douban_ratings(src / "book_ratings.dat")
     frames = []
-    for ratings, kind, prefix in ((music, "track", "douban:music:"), (books, target, "douban:book:")):
+    for ratings, kind, prefix in (
+        (music, "track", "douban:music:"),
+        (books, target, "douban:book:"),
+    ):
         # A user who rated an item twice keeps the last rating.
         ratings = ratings.drop_duplicates(["user_id", "item_id"], keep="last")
         frames.append((ratings, kind, prefix))
     items = pd.concat(
-        [pd.DataFrame({"item_id": prefix + pd.Series(sorted(r["item_id"].unique())).astype(str), "kind": kind})
-         for r, kind, prefix in frames],
+        [
+            pd.DataFrame(
+                {
+                    "item_id": prefix + pd.Series(sorted(r["item_id"].unique())).astype(str),
+                    "kind": kind,
+                }
+            )
+            for r, kind, prefix in frames
+        ],
         ignore_index=True,
     )
     interactions = pd.concat(
-        [pd.DataFrame({"user_id": "douban:user:" + r["user_id"].astype(str), "item_id": prefix + r["item_id"].astype(str),
-                       "weight": r["rating"].astype(float)})
-         for r, _, prefix in frames],
+        [
+            pd.DataFrame(
+                {
+                    "user_id": "douban:user:" + r["user_id"].astype(str),
+                    "item_id": prefix + r["item_id"].astype(str),
+                    "weight": r["rating"].astype(float),
+                }
+            )
+            for r, _, prefix in frames
+        ],
         ignore_index=True,
     )
     return _write(out, items=items, interactions=interactions)

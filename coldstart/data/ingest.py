@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import delete, select
 
 from coldstart.core import tables as t
+from coldstart.core.store import Store, upsert, utcnow
 from coldstart.data.contract import (
     ContractError,
     RowError,
@@ -25,7 +26,6 @@ from coldstart.data.contract import (
     table_names,
     validate_table,
 )
-from coldstart.core.store import Store, upsert, utcnow
 
 __all__ = ["IngestReport", "ingest_dataset"]
 
@@ -33,7 +33,9 @@ __all__ = ["IngestReport", "ingest_dataset"]
 @dataclass
 class IngestReport:
     dataset: str
-    tables: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> inserted/updated/unchanged
+    tables: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # table -> inserted/updated/unchanged
     rejected: int = 0
     rejects_path: str | None = None
     errors: list[RowError] = field(default_factory=list)
@@ -93,10 +95,16 @@ def _diff_counts(store: Store, table, frame: pd.DataFrame) -> dict[str, int]:
         a, b = merged[col], merged[f"{col}__old"]
         same = (a == b) | (a.isna() & b.isna())
         if pd.api.types.is_float_dtype(a) or pd.api.types.is_float_dtype(b):
-            same |= (pd.to_numeric(a, errors="coerce") - pd.to_numeric(b, errors="coerce")).abs() < 1e-9
+            same |= (
+                pd.to_numeric(a, errors="coerce") - pd.to_numeric(b, errors="coerce")
+            ).abs() < 1e-9
         changed |= ~same
     changed &= ~new
-    return {"inserted": int(new.sum()), "updated": int(changed.sum()), "unchanged": int((~new & ~changed).sum())}
+    return {
+        "inserted": int(new.sum()),
+        "updated": int(changed.sum()),
+        "unchanged": int((~new & ~changed).sum()),
+    }
 
 
 def _write_rejects(errors: list[RowError], raw: dict[str, pd.DataFrame], path: Path) -> None:
@@ -108,7 +116,9 @@ def _write_rejects(errors: list[RowError], raw: dict[str, pd.DataFrame], path: P
             row["values"] = raw[table].iloc[err.row - 1].to_json()
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["file", "row", "column", "reason", "values"]).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=["file", "row", "column", "reason", "values"]).to_csv(
+        path, index=False
+    )
 
 
 def ingest_dataset(
@@ -122,7 +132,9 @@ def ingest_dataset(
     files = find_dataset_files(dataset_dir)
     report = IngestReport(dataset=str(dataset_dir))
 
-    known = dict(store.frame(t.items, columns=["item_id", "kind"]).itertuples(index=False, name=None))
+    known = dict(
+        store.frame(t.items, columns=["item_id", "kind"]).itertuples(index=False, name=None)
+    )
     raw: dict[str, pd.DataFrame] = {}
     clean: dict[str, pd.DataFrame] = {}
     for name in table_names(files):
@@ -161,7 +173,11 @@ def _load_transcripts(conn, frame: pd.DataFrame) -> dict[str, int]:
     now = utcnow()
     counts = {"inserted": 0, "updated": 0, "unchanged": 0}
     stored = dict(
-        conn.execute(select(t.transcripts.c.item_id, t.transcripts.c.text).where(t.transcripts.c.engine == "provided")).all()
+        conn.execute(
+            select(t.transcripts.c.item_id, t.transcripts.c.text).where(
+                t.transcripts.c.engine == "provided"
+            )
+        ).all()
     )
     for item_id, segs in frame.sort_values(["item_id", "start"]).groupby("item_id", sort=False):
         if stored.get(item_id) == " ".join(segs["text"]):
@@ -188,7 +204,14 @@ def _load_transcripts(conn, frame: pd.DataFrame) -> dict[str, int]:
             conn,
             t.segments,
             [
-                {"item_id": item_id, "idx": i, "start": float(s), "end": float(e), "text": txt, "avg_logprob": None}
+                {
+                    "item_id": item_id,
+                    "idx": i,
+                    "start": float(s),
+                    "end": float(e),
+                    "text": txt,
+                    "avg_logprob": None,
+                }
                 for i, (s, e, txt) in enumerate(zip(segs["start"], segs["end"], segs["text"]))
             ],
         )

@@ -24,14 +24,28 @@ def stage_audiobooks(ctx) -> None:
     encoder = getattr(ctx.results.get("search"), "encoder", None)
     data = load_interaction_data(ctx.store)
 
-    models = {"popularity": PopularityRecommender, "music_knn": MusicItemKNN, "two_tower": TwoTowerRecommender}
+    models = {
+        "popularity": PopularityRecommender,
+        "music_knn": MusicItemKNN,
+        "two_tower": TwoTowerRecommender,
+    }
     result = evaluate(data, "audiobook", seeds=(0,), models=models)
-    table = Table("model", "ndcg@10", "recall@10", "fit s", title=f"cold listeners, audiobooks ({len(data.content)} items with text)")
+    table = Table(
+        "model",
+        "ndcg@10",
+        "recall@10",
+        "fit s",
+        title=f"cold listeners, audiobooks ({len(data.content)} items with text)",
+    )
     for name, r in result["models"].items():
-        table.add_row(name, f"{r['ndcg@10']:.3f}", f"{r['recall@10']:.3f}", f"{r['fit_seconds']:.1f}")
+        table.add_row(
+            name, f"{r['ndcg@10']:.3f}", f"{r['recall@10']:.3f}", f"{r['fit_seconds']:.1f}"
+        )
     ctx.console.print(table)
 
-    model = train_two_tower(ctx.store, data, ctx.settings.artifacts_path / "two_tower-audiobook", seed=ctx.config.seed)
+    model = train_two_tower(
+        ctx.store, data, ctx.settings.artifacts_path / "two_tower-audiobook", seed=ctx.config.seed
+    )
     m = model.metrics
     ctx.console.print(
         f"two-tower trained: graph {m.get('graph_nodes', 0)} nodes / {m.get('graph_edges', 0)} edges, "
@@ -43,14 +57,26 @@ def stage_audiobooks(ctx) -> None:
     cold = cold_user_split(data, "audiobook", 0.2, seed=0).users
     user = next((u for u in cold if u.spoken), cold[0])
     ranking = model.recommend(user, k=5)
-    picks = Table("#", "audiobook", "genre", "score", title=f"{user.user_id}: no audiobook history, {len(user.music)} music items, {len(user.spoken)} podcast plays")
+    picks = Table(
+        "#",
+        "audiobook",
+        "genre",
+        "score",
+        title=f"{user.user_id}: no audiobook history, {len(user.music)} music items, {len(user.spoken)} podcast plays",
+    )
     for rank, (item, score) in enumerate(zip(ranking.item_ids, ranking.scores), start=1):
         picks.add_row(str(rank), titles.get(item, item), genres.get(item, ""), f"{score:.3f}")
     ctx.console.print(picks)
 
     if encoder is not None:
-        book = {"item_id": "book-new-demo", "kind": "audiobook", "language": "en", "genre": "history",
-                "title": "The Fall of Empires", "description": "Ancient empires, their wars, kings and the archives historians read."}
+        book = {
+            "item_id": "book-new-demo",
+            "kind": "audiobook",
+            "language": "en",
+            "genre": "history",
+            "title": "The Fall of Empires",
+            "description": "Ancient empires, their wars, kings and the archives historians read.",
+        }
         vec = encoder.encode([f"{book['title']}. {book['description']}"])[0]
         model.add_items(pd.DataFrame([book]), {book["item_id"]: vec})
         near = model.similar_items(book["item_id"], 5)

@@ -16,9 +16,9 @@ from rich.rule import Rule
 from rich.table import Table
 
 from coldstart.core.config import Settings
-from coldstart.demo.world import ASSETS, World, WorldConfig, build_world, write_world
-from coldstart.data.ingest import ingest_dataset
 from coldstart.core.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.demo.world import ASSETS, World, WorldConfig, build_world, write_world
 
 __all__ = ["DemoContext", "STAGES", "run_demo"]
 
@@ -86,8 +86,10 @@ def stage_embed_index(ctx: DemoContext) -> None:
     )
     service = SearchService(ctx.store, ctx.settings, encoder)
     ctx.results["search"] = service
-    for query, kw in (("a detective solving a murder case", {"kind": "episode"}),
-                      ("historia de imperios antiguos", {"language": "es"})):
+    for query, kw in (
+        ("a detective solving a murder case", {"kind": "episode"}),
+        ("historia de imperios antiguos", {"language": "es"}),
+    ):
         table = Table(title=f"search {query!r} {kw}")
         for name in ("#", "item", "score", "start"):
             table.add_column(name, no_wrap=True)
@@ -98,7 +100,6 @@ def stage_embed_index(ctx: DemoContext) -> None:
             snippet = (hit.snippet or "")[:60]
             table.add_row(str(rank), hit.item_id, f"{hit.score:.3f}", start, hit.title, snippet)
         ctx.console.print(table)
-
 
 
 def stage_podcast_evaluation(ctx: DemoContext) -> None:
@@ -130,9 +131,13 @@ STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
 ]
 
 
-def run_demo(settings: Settings, config: WorldConfig, console: Console | None = None) -> DemoContext:
+def run_demo(
+    settings: Settings, config: WorldConfig, console: Console | None = None
+) -> DemoContext:
     console = console or Console()
-    ctx = DemoContext(settings=settings, store=Store.from_settings(settings), console=console, config=config)
+    ctx = DemoContext(
+        settings=settings, store=Store.from_settings(settings), console=console, config=config
+    )
     started = time.perf_counter()
     for number, (title, stage) in enumerate(STAGES, start=1):
         console.print(Rule(f"[bold]{number}. {title}"))

@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-
 import httpx
 import numpy as np
 from rich.table import Table
 
 from coldstart.api.server import serve_in_thread
-from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 from coldstart.batch.uploads import score_uploads
+from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
 __all__ = ["stage_serving"]
 
@@ -54,7 +53,13 @@ def _sample_listener(ctx):
 def _table(title: str, entries: list[dict]) -> Table:
     table = Table("#", "item", "title", "score", "reasons", title=title)
     for n, entry in enumerate(entries, start=1):
-        table.add_row(str(n), entry["item_id"], entry["title"] or "", f"{entry['score']:.3f}", ", ".join(entry["reasons"]))
+        table.add_row(
+            str(n),
+            entry["item_id"],
+            entry["title"] or "",
+            f"{entry['score']:.3f}",
+            ", ".join(entry["reasons"]),
+        )
     return table
 
 
@@ -75,7 +80,9 @@ def _ensure_affinity(ctx) -> None:
     if affinity_artifact(ctx.store) is None:
         from coldstart.models.artifacts import train_and_save
 
-        ctx.console.print("no podcast affinity model registered yet: training one (as `coldstart train` does)")
+        ctx.console.print(
+            "no podcast affinity model registered yet: training one (as `coldstart train` does)"
+        )
         train_and_save(ctx.store, ctx.settings, "podcast")
 
 
@@ -87,7 +94,9 @@ def stage_serving(ctx) -> None:
     _ensure_affinity(ctx)
     with serve_in_thread(settings) as url, httpx.Client(base_url=url, timeout=120) as http:
         health = http.get("/healthz").json()
-        console.print(f"API on {url} (OpenAPI at {url}/docs); loaded: {', '.join(health['components']) or 'popularity only'}")
+        console.print(
+            f"API on {url} (OpenAPI at {url}/docs); loaded: {', '.join(health['components']) or 'popularity only'}"
+        )
         for name, error in health["errors"].items():
             console.print(f"[yellow]not loaded[/] {name}: {error}")
 
@@ -105,13 +114,19 @@ def stage_serving(ctx) -> None:
         with (ASSETS / f"{clip}.ogg").open("rb") as audio:
             created = http.post(
                 "/v1/uploads",
-                data={"show_id": show["item_id"], "title": f"New episode: {clip}", "description": CLIP_QUERIES[clip]},
+                data={
+                    "show_id": show["item_id"],
+                    "title": f"New episode: {clip}",
+                    "description": CLIP_QUERIES[clip],
+                },
                 files={"file": (f"{clip}.ogg", audio, "audio/ogg")},
                 headers=_auth(settings),
             )
         created.raise_for_status()
         upload = created.json()
-        console.print(f"[bold]Upload[/] {upload['upload_id']} to {show['item_id']} ({show['title']!r}): {upload['status']}")
+        console.print(
+            f"[bold]Upload[/] {upload['upload_id']} to {show['item_id']} ({show['title']!r}): {upload['status']}"
+        )
         report = score_uploads(store, settings, [upload["upload_id"]], progress=False)
         status = http.get(f"/v1/uploads/{upload['upload_id']}", headers=_auth(settings)).json()
         if status["status"] != "scored":
@@ -124,20 +139,52 @@ def stage_serving(ctx) -> None:
                 f"({audience['picks_per_listener']:.1f} shows each); in {audience['in_top_k']} listeners' "
                 f"top {audience['top_k']}; per-listener table: {settings.home / 'audiences' / (upload['upload_id'] + '.parquet')}"
             )
-            segs = Table("country", "language", "expected listeners", "in top k", "scored", title="predicted audience by segment")
+            segs = Table(
+                "country",
+                "language",
+                "expected listeners",
+                "in top k",
+                "scored",
+                title="predicted audience by segment",
+            )
             for seg in audience["segments"][:6]:
-                segs.add_row(seg["country"], seg["language"], f"{seg['expected_listeners']:.1f}", str(seg["in_top_k"]), str(seg["listeners_scored"]))
+                segs.add_row(
+                    seg["country"],
+                    seg["language"],
+                    f"{seg['expected_listeners']:.1f}",
+                    str(seg["in_top_k"]),
+                    str(seg["listeners_scored"]),
+                )
             console.print(segs)
-            console.print("most likely listeners: " + ", ".join(
-                f"{u['user_id']} (p={u['probability']:.3f})" for u in audience["top_users"][:5]))
+            console.print(
+                "most likely listeners: "
+                + ", ".join(
+                    f"{u['user_id']} (p={u['probability']:.3f})" for u in audience["top_users"][:5]
+                )
+            )
 
         # 3. a content query (the server reloads the catalog and index by itself)
         http.post("/v1/admin/reload", headers=_auth(settings))
         hits = http.get("/v1/search", params={"q": CLIP_QUERIES[clip], "k": 5})
         if hits.status_code == 200:
-            table = Table("#", "item", "kind", "title", "score", "snippet", title=f"search {CLIP_QUERIES[clip]!r}")
+            table = Table(
+                "#",
+                "item",
+                "kind",
+                "title",
+                "score",
+                "snippet",
+                title=f"search {CLIP_QUERIES[clip]!r}",
+            )
             for n, hit in enumerate(hits.json()["results"], start=1):
-                table.add_row(str(n), hit["item_id"], hit["kind"], hit["title"], f"{hit['score']:.3f}", (hit["snippet"] or "")[:60])
+                table.add_row(
+                    str(n),
+                    hit["item_id"],
+                    hit["kind"],
+                    hit["title"],
+                    f"{hit['score']:.3f}",
+                    (hit["snippet"] or "")[:60],
+                )
             console.print(table)
         else:
             console.print(f"[yellow]search unavailable[/]: {hits.json().get('detail')}")

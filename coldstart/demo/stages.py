@@ -9,12 +9,12 @@ from __future__ import annotations
 from rich.table import Table
 from sqlalchemy import select
 
+from coldstart.batch.eval_report import results_table, run_evaluation
 from coldstart.content.speech import TranscriptionReport, pending_items, transcribe_items
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.models.artifacts import train_and_save
-from coldstart.batch.eval_report import results_table, run_evaluation
 
 __all__ = ["transcribe_stage", "podcast_stage"]
 
@@ -23,17 +23,28 @@ def transcribe_stage(store: Store, settings: Settings, console) -> Transcription
     """Demo stage "transcribe pending episodes": run the batch and show what it heard."""
     pending = pending_items(store, retry_failed=True)
     cfg = settings.transcribe
-    console.print(f"{len(pending)} episode(s) with audio and no transcript; engine {cfg.engine}, model {cfg.model}")
+    console.print(
+        f"{len(pending)} episode(s) with audio and no transcript; engine {cfg.engine}, model {cfg.model}"
+    )
     report = transcribe_items(store, settings, pending, progress=False)
     table = Table("episode", "lang", "audio s", "transcript", title="transcribed episodes")
     if report.done:
         with store.connect() as conn:
             rows = conn.execute(
-                select(t.transcripts.c.item_id, t.transcripts.c.language, t.transcripts.c.duration,
-                       t.transcripts.c.text).where(t.transcripts.c.item_id.in_(report.done))
+                select(
+                    t.transcripts.c.item_id,
+                    t.transcripts.c.language,
+                    t.transcripts.c.duration,
+                    t.transcripts.c.text,
+                ).where(t.transcripts.c.item_id.in_(report.done))
             ).all()
         for item_id, language, duration, text in rows:
-            table.add_row(item_id, language or "?", f"{duration:.1f}", (text[:90] + "…") if len(text) > 90 else text)
+            table.add_row(
+                item_id,
+                language or "?",
+                f"{duration:.1f}",
+                (text[:90] + "…") if len(text) > 90 else text,
+            )
         console.print(table)
     for item_id, error in report.failed.items():
         console.print(f"[red]failed[/] {item_id}: {error}")
@@ -47,9 +58,13 @@ def transcribe_stage(store: Store, settings: Settings, console) -> Transcription
 
 def podcast_stage(ctx) -> None:
     """Demo: the cold-start evaluation of podcasts, then the serving model."""
-    result = run_evaluation(ctx.store, "podcast", 0.2, (0,), 10, ctx.settings.home / "eval" / "podcast.json")
+    result = run_evaluation(
+        ctx.store, "podcast", 0.2, (0,), 10, ctx.settings.home / "eval" / "podcast.json"
+    )
     ctx.console.print(results_table(result))
-    ctx.console.print(f"content vectors used for {result['content_items']} items; wrote {result['plot']}")
+    ctx.console.print(
+        f"content vectors used for {result['content_items']} items; wrote {result['plot']}"
+    )
     manifest = train_and_save(ctx.store, ctx.settings, "podcast")
     m = manifest["metrics"]
     ctx.console.print(

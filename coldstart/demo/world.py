@@ -34,7 +34,12 @@ __all__ = ["WorldConfig", "World", "build_world", "write_world"]
 EPOCH_NOW = pd.Timestamp("2026-11-01")
 ASSETS = Path(__file__).resolve().parent.parent / "demo_assets"
 # Real speech (espeak-ng) shipped in the package: clip name -> genre it talks about.
-AUDIO_CLIPS = {"science": "science", "history": "history", "technology": "technology", "truecrime": "true crime"}
+AUDIO_CLIPS = {
+    "science": "science",
+    "history": "history",
+    "technology": "technology",
+    "truecrime": "true crime",
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ class World:
 
 
 def _pick(rng: np.random.Generator, options, size=None):
-    return options[rng.integers(len(options))] if size is None else [options[i] for i in rng.integers(len(options), size=size)]
+    return (
+        options[rng.integers(len(options))]
+        if size is None
+        else [options[i] for i in rng.integers(len(options), size=size)]
+    )
 
 
 def _sentence(rng, lang: str, genre: str) -> str:
@@ -89,7 +98,11 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
     # --- listeners -----------------------------------------------------------
     taste = rng.dirichlet(np.full(n_clusters, 0.25), size=config.users)
     is_spanish = rng.random(config.users) < config.spanish_share
-    countries = np.where(is_spanish, _pick_many(rng, ["ES", "MX", "AR"], config.users), _pick_many(rng, ["US", "GB"], config.users))
+    countries = np.where(
+        is_spanish,
+        _pick_many(rng, ["ES", "MX", "AR"], config.users),
+        _pick_many(rng, ["US", "GB"], config.users),
+    )
     user_ids = [f"u{i:05d}" for i in range(config.users)]
     users = pd.DataFrame(
         {
@@ -106,14 +119,26 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
     artist_genre = rng.integers(len(MUSIC_GENRES), size=config.artists)
     artist_pop = rng.lognormal(0, 1.0, size=config.artists)
     items = [
-        {"item_id": f"artist{a:04d}", "kind": "artist", "title": f"Artist {a}", "genre": MUSIC_GENRES[g], "language": None}
+        {
+            "item_id": f"artist{a:04d}",
+            "kind": "artist",
+            "title": f"Artist {a}",
+            "genre": MUSIC_GENRES[g],
+            "language": None,
+        }
         for a, g in enumerate(artist_genre)
     ]
     track_artist = np.repeat(np.arange(config.artists), config.tracks_per_artist)
     track_ids = [f"track{t:05d}" for t in range(len(track_artist))]
     track_pop = artist_pop[track_artist] * rng.lognormal(0, 0.5, size=len(track_artist))
     items += [
-        {"item_id": tid, "kind": "track", "title": f"Song {t} by Artist {a}", "genre": MUSIC_GENRES[artist_genre[a]], "language": None}
+        {
+            "item_id": tid,
+            "kind": "track",
+            "title": f"Song {t} by Artist {a}",
+            "genre": MUSIC_GENRES[artist_genre[a]],
+            "language": None,
+        }
         for t, (tid, a) in enumerate(zip(track_ids, track_artist))
     ]
 
@@ -140,7 +165,9 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
     for u, uid in enumerate(user_ids):
         lang = users.at[u, "language"]
         day = lambda: int((EPOCH_NOW - pd.Timedelta(days=int(rng.integers(0, 180)))).timestamp())  # noqa: E731
-        p = _choice_probs(track_pop, music_aff[u][artist_genre[track_artist]], config.taste_sharpness)
+        p = _choice_probs(
+            track_pop, music_aff[u][artist_genre[track_artist]], config.taste_sharpness
+        )
         n_tracks = int(rng.integers(15, 40))
         tracks = rng.choice(len(track_ids), size=n_tracks, replace=False, p=p)
         for t in tracks:
@@ -150,18 +177,26 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
                 playlists.append((f"pl-{uid}", track_ids[t], pos))
         lang_match = lambda langs: np.where(langs == lang, 1.0, 0.04)  # noqa: E731
         if rng.random() < config.podcast_share:
-            p = _choice_probs(show_pop * lang_match(show_lang), spoken_aff[u][show_genre], config.taste_sharpness)
+            p = _choice_probs(
+                show_pop * lang_match(show_lang), spoken_aff[u][show_genre], config.taste_sharpness
+            )
             for s in rng.choice(len(show_rows), size=int(rng.integers(1, 5)), replace=False, p=p):
                 eps = episodes_of[show_rows[s]["item_id"]]
-                for e in rng.choice(len(eps), size=int(rng.integers(1, len(eps) + 1)), replace=False):
+                for e in rng.choice(
+                    len(eps), size=int(rng.integers(1, len(eps) + 1)), replace=False
+                ):
                     inter.append((uid, eps[e], float(rng.integers(5, 60)), day()))
         if rng.random() < config.audiobook_share:
-            p = _choice_probs(book_pop * lang_match(book_lang), spoken_aff[u][book_genre], config.taste_sharpness)
+            p = _choice_probs(
+                book_pop * lang_match(book_lang), spoken_aff[u][book_genre], config.taste_sharpness
+            )
             for b in rng.choice(len(book_rows), size=int(rng.integers(1, 5)), replace=False, p=p):
                 inter.append((uid, book_rows[b]["item_id"], float(rng.integers(30, 600)), day()))
 
     interactions = pd.DataFrame(inter, columns=["user_id", "item_id", "weight", "timestamp"])
-    interactions["timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S")
+    interactions["timestamp"] = pd.to_datetime(interactions["timestamp"], unit="s").dt.strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
     return World(
         config=config,
         items=items_df,
@@ -210,13 +245,17 @@ def _spoken_catalog(rng, config: WorldConfig):
                     "language": lang,
                     "genre": genre,
                     "explicit": shows[-1]["explicit"],
-                    "published_at": (EPOCH_NOW - pd.Timedelta(days=int(7 * (config.episodes_per_show - e)))).strftime("%Y-%m-%d"),
+                    "published_at": (
+                        EPOCH_NOW - pd.Timedelta(days=int(7 * (config.episodes_per_show - e)))
+                    ).strftime("%Y-%m-%d"),
                 }
             )
             t = 0.0
             for _ in range(int(rng.integers(6, 12))):
                 dur = float(rng.uniform(4, 12))
-                transcripts.append((ep_id, round(t, 2), round(t + dur, 2), _sentence(rng, lang, genre)))
+                transcripts.append(
+                    (ep_id, round(t, 2), round(t + dur, 2), _sentence(rng, lang, genre))
+                )
                 t += dur
     return shows, episodes, transcripts
 

@@ -49,7 +49,10 @@ def content_model_id(store: Store) -> str | None:
     cv = t.content_vectors
     with store.connect() as conn:
         row = conn.execute(
-            select(cv.c.model_id, func.count()).group_by(cv.c.model_id).order_by(func.count().desc()).limit(1)
+            select(cv.c.model_id, func.count())
+            .group_by(cv.c.model_id)
+            .order_by(func.count().desc())
+            .limit(1)
         ).first()
     return row[0] if row else None
 
@@ -58,7 +61,10 @@ def load_interaction_data(store: Store, content: bool = True) -> InteractionData
     """The store's contract tables, plus item content vectors of spoken-word items when
     the embedding stage has run (an empty dict otherwise: models then use ids only)."""
     data = InteractionData(
-        items=store.items(), interactions=store.interactions(), users=store.users(), playlists=store.playlists()
+        items=store.items(),
+        interactions=store.interactions(),
+        users=store.users(),
+        playlists=store.playlists(),
     )
     model_id = content_model_id(store) if content else None
     if model_id:
@@ -72,7 +78,9 @@ def check_target(data: InteractionData, target: str) -> None:
     if target not in TARGET_KINDS:
         raise ValueError(f"unknown target {target!r}; expected one of {sorted(TARGET_KINDS)}")
     if data.catalog(target).empty:
-        raise ValueError(f"the store has no {'/'.join(TARGET_KINDS[target])} items to rank for target {target!r}")
+        raise ValueError(
+            f"the store has no {'/'.join(TARGET_KINDS[target])} items to rank for target {target!r}"
+        )
 
 
 def artifact_name(target: str) -> str:
@@ -91,7 +99,9 @@ def affinity_config(settings: Settings, target: str) -> AffinityConfig:
     )
 
 
-def train_and_save(store: Store, settings: Settings, target: str = "podcast", data: InteractionData | None = None) -> dict:
+def train_and_save(
+    store: Store, settings: Settings, target: str = "podcast", data: InteractionData | None = None
+) -> dict:
     """Fit taste vectors + the affinity MLP on the whole store and register them.
 
     Returns the affinity manifest (with the artifact path)."""
@@ -101,7 +111,11 @@ def train_and_save(store: Store, settings: Settings, target: str = "podcast", da
     model = AffinityModel(target, settings.train.seed, affinity_config(settings, target)).fit(data)
     directory = settings.artifacts_path / artifact_name(target)
     manifest = model.save(
-        directory, {"trained_seconds": round(time.perf_counter() - started, 2), "content_items": len(data.content)}
+        directory,
+        {
+            "trained_seconds": round(time.perf_counter() - started, 2),
+            "content_items": len(data.content),
+        },
     )
     store.register_artifact("taste", directory / "taste", model.taste.manifest)
     store.register_artifact(artifact_name(target), directory, manifest)
@@ -116,8 +130,13 @@ def train_two_tower(
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
     started = time.perf_counter()
-    model = TwoTowerRecommender("audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)).fit(data)
-    manifest = model.save(directory, {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)})
+    model = TwoTowerRecommender(
+        "audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)
+    ).fit(data)
+    manifest = model.save(
+        directory,
+        {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)},
+    )
     store.register_artifact(TWO_TOWER_ARTIFACT, directory, manifest)
     return model
 

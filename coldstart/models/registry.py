@@ -7,7 +7,11 @@ from pathlib import Path
 
 from training.affinity import AffinityModel
 from training.base import Recommender
-from training.baselines import MusicKNNRecommender, PopularityRecommender, SegmentPopularityRecommender
+from training.baselines import (
+    MusicKNNRecommender,
+    PopularityRecommender,
+    SegmentPopularityRecommender,
+)
 from training.two_tower import TwoTowerRecommender
 
 __all__ = ["MODEL_KINDS", "load_model"]

@@ -71,7 +71,9 @@ class RecommenderSource(CandidateSource):
         ranking = self.model.recommend(user, k, exclude)
         if ranking.fallback and not self.keep_fallback:
             return SourceResult([], True, list(ranking.unknown_items))
-        cands = [Candidate(str(i), self.name, float(s)) for i, s in zip(ranking.item_ids, ranking.scores)]
+        cands = [
+            Candidate(str(i), self.name, float(s)) for i, s in zip(ranking.item_ids, ranking.scores)
+        ]
         return SourceResult(cands, ranking.fallback, list(ranking.unknown_items))
 
 
@@ -91,7 +93,9 @@ class AffinitySource(CandidateSource):
         self.ids = np.asarray(item_ids, dtype=object)
         self.index = faiss.IndexFlatIP(folded.shape[1])
         self.index.add(folded)
-        self.user_vector(UserProfile("probe", {}))  # fails now, not per request, if the model changed
+        self.user_vector(
+            UserProfile("probe", {})
+        )  # fails now, not per request, if the model changed
 
     def user_vector(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
         u, known, unknown = self.model.user_vectors([user])
@@ -123,10 +127,14 @@ class ContentSource:
 
     name = "content"
 
-    def __init__(self, neighbours: Callable[[list[str], int], list[list[tuple[str, float]]]]) -> None:
+    def __init__(
+        self, neighbours: Callable[[list[str], int], list[list[tuple[str, float]]]]
+    ) -> None:
         self.neighbours = neighbours
 
-    def expand(self, seeds: Sequence[Candidate], k: int, exclude: Sequence[str] = ()) -> SourceResult:
+    def expand(
+        self, seeds: Sequence[Candidate], k: int, exclude: Sequence[str] = ()
+    ) -> SourceResult:
         excluded = set(exclude) | {c.item_id for c in seeds}
         best: dict[str, float] = {}
         for hits in self.neighbours([c.item_id for c in seeds], k):

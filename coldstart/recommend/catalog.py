@@ -29,9 +29,13 @@ def _clean(value):
 
 @dataclass
 class Catalog:
-    metadata: dict[str, dict]  # item_id -> kind, title, language, genre, explicit, show_id, published_at
+    metadata: dict[
+        str, dict
+    ]  # item_id -> kind, title, language, genre, explicit, show_id, published_at
     listeners: dict[str, int] = field(default_factory=dict)  # item_id -> distinct listeners
-    episodes: dict[str, list[str]] = field(default_factory=dict)  # show_id -> episode ids, best first
+    episodes: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # show_id -> episode ids, best first
 
     @classmethod
     def from_store(cls, store: Store) -> "Catalog":
@@ -41,7 +45,9 @@ class Catalog:
         items = items[~items["item_id"].isin(set(hidden))]
         with store.connect() as conn:
             rows = conn.execute(
-                select(t.interactions.c.item_id, func.count(func.distinct(t.interactions.c.user_id)))
+                select(
+                    t.interactions.c.item_id, func.count(func.distinct(t.interactions.c.user_id))
+                )
                 .join(t.items, t.items.c.item_id == t.interactions.c.item_id)
                 .where(t.items.c.kind.in_(SPOKEN_KINDS))
                 .group_by(t.interactions.c.item_id)
@@ -65,7 +71,13 @@ class Catalog:
                 episodes.setdefault(meta["show_id"], []).append(item_id)
         for ids in episodes.values():
             # Newest first; among equally dated episodes the most listened; then id.
-            ids.sort(key=lambda i: (-(metadata[i]["published_at"] or oldest).timestamp(), -listeners.get(i, 0), i))
+            ids.sort(
+                key=lambda i: (
+                    -(metadata[i]["published_at"] or oldest).timestamp(),
+                    -listeners.get(i, 0),
+                    i,
+                )
+            )
         return cls(metadata, listeners, episodes)
 
     def kind_of(self, item_id: str) -> str | None:

@@ -78,7 +78,11 @@ def rank_candidates(
         meta = metadata[item_id]
         # Reasons list sources strongest first, so the first reason is the main one.
         parts = contributions[item_id]
-        sources = sorted(parts.items(), key=lambda kv: (-kv[1], kv[0])) if len(parts) > 1 else parts.items()
+        sources = (
+            sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))
+            if len(parts) > 1
+            else parts.items()
+        )
         ranked.append(
             ScoredItem(
                 item_id=item_id,

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
-from coldstart.recommend.catalog import Catalog
 from coldstart.core.store import Store
+from coldstart.recommend.catalog import Catalog
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, InteractionData
@@ -39,7 +39,9 @@ def store_version(store: Store) -> tuple:
     with store.connect() as conn:
         arts = conn.execute(select(func.count(), func.max(t.artifacts.c.created_at))).one()
         ups = conn.execute(
-            select(func.count(), func.max(t.uploads.c.updated_at)).where(t.uploads.c.status == "scored")
+            select(func.count(), func.max(t.uploads.c.updated_at)).where(
+                t.uploads.c.status == "scored"
+            )
         ).one()
     return (tuple(arts), tuple(ups))
 
@@ -48,7 +50,9 @@ def interaction_data(store: Store) -> InteractionData:
     """The store's contract tables as the frames `training` expects (no content)."""
     items = store.items()
     inter = store.interactions()
-    return InteractionData(items=items, interactions=inter, users=store.users(), playlists=store.playlists())
+    return InteractionData(
+        items=items, interactions=inter, users=store.users(), playlists=store.playlists()
+    )
 
 
 @dataclass
@@ -89,7 +93,9 @@ def _artifacts(store: Store) -> pd.DataFrame:
     return frame.sort_values("created_at") if len(frame) else frame
 
 
-def _add_new_items(model: Recommender, kind: str, store: Store, data: InteractionData, target: str) -> list[str]:
+def _add_new_items(
+    model: Recommender, kind: str, store: Store, data: InteractionData, target: str
+) -> list[str]:
     """Catalog items ingested after the model was trained become scorable on (re)load
     (`Recommender.add_items`: from their text vectors when they have them, from their
     metadata alone for the two-tower). Returns the ids added."""
@@ -105,7 +111,11 @@ def _add_new_items(model: Recommender, kind: str, store: Store, data: Interactio
         from coldstart.content.embeddings import item_vectors
 
         wanted = set(new["item_id"].astype(str))
-        vectors = {i: v for i, v in item_vectors(store, model_id, kinds=("show", "audiobook")).items() if i in wanted}
+        vectors = {
+            i: v
+            for i, v in item_vectors(store, model_id, kinds=("show", "audiobook")).items()
+            if i in wanted
+        }
     try:
         return model.add_items(new, vectors)
     except ValueError as exc:  # e.g. vectors of another dimension: serve what the model knows
@@ -130,8 +140,12 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
         if data.catalog(target).empty:
             continue
         popularity[target] = SegmentPopularityRecommender(target).fit(data)
-    music_ids = frozenset(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
-    models = ServingModels(Catalog.from_store(store), popularity, version=version, errors=errors, music_ids=music_ids)
+    music_ids = frozenset(
+        data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str)
+    )
+    models = ServingModels(
+        Catalog.from_store(store), popularity, version=version, errors=errors, music_ids=music_ids
+    )
 
     # Newest artifact of each (kind, target) wins.
     for row in _artifacts(store).to_dict("records"):
@@ -149,8 +163,12 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
         errors.pop(key, None)
         added = _add_new_items(model, kind, store, data, target)
         models.trained.setdefault(kind, {})[target] = model
-        models.components[key] = {"artifact": row["name"], "path": row["path"], "created_at": str(row["created_at"]),
-                                  "items_added_since_training": len(added)}
+        models.components[key] = {
+            "artifact": row["name"],
+            "path": row["path"],
+            "created_at": str(row["created_at"]),
+            "items_added_since_training": len(added),
+        }
     if search:
         try:
             models.search = _load_search(settings, store)

@@ -23,8 +23,8 @@ from coldstart.recommend.candidates import (
     EditorialSource,
     RecommenderSource,
 )
-from coldstart.recommend.models import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
+from coldstart.recommend.models import ServingModels
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
 
@@ -62,7 +62,11 @@ class OnboardingPipeline:
     def _neighbours(self, kind: str):
         """Batched nearest items of `kind` in the content index (recommendable ones only)."""
         index = self.models.search.items_index
-        allowed = sorted(i for i, meta in self.models.catalog.metadata.items() if meta["kind"] == kind and i in index)
+        allowed = sorted(
+            i
+            for i, meta in self.models.catalog.metadata.items()
+            if meta["kind"] == kind and i in index
+        )
 
         def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
             seeds = [s for s in seed_ids if s in index]
@@ -85,9 +89,13 @@ class OnboardingPipeline:
         if target in self.models.two_tower:
             sources.append(RecommenderSource("two_tower", self.models.two_tower[target]))
         if self.settings.rules.pins:
-            sources.append(EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target])))
+            sources.append(
+                EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target]))
+            )
         if target in self.models.popularity:
-            sources.append(RecommenderSource("popularity", self.models.popularity[target], keep_fallback=True))
+            sources.append(
+                RecommenderSource("popularity", self.models.popularity[target], keep_fallback=True)
+            )
         return sources
 
     # --- one list -------------------------------------------------------------------
@@ -116,7 +124,9 @@ class OnboardingPipeline:
                 if len(seeds) == CONTENT_SEEDS:
                     break
             candidates += self.content[target].expand(list(seeds.values()), n, exclude).candidates
-        ranked = rank_candidates(candidates, self.settings.serve.source_weights, self.models.catalog.metadata)
+        ranked = rank_candidates(
+            candidates, self.settings.serve.source_weights, self.models.catalog.metadata
+        )
         if fallback:
             for item in ranked:
                 item.touch("fallback:popularity")
@@ -126,7 +136,9 @@ class OnboardingPipeline:
         catalog = self.models.catalog
         candidates: list[ScoredItem] = []
         for show in shows:
-            for n, episode_id in enumerate(catalog.episodes.get(show.item_id, [])[:EPISODES_PER_SHOW]):
+            for n, episode_id in enumerate(
+                catalog.episodes.get(show.item_id, [])[:EPISODES_PER_SHOW]
+            ):
                 meta = catalog.metadata[episode_id]
                 reasons = [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
                 candidates.append(
@@ -134,7 +146,11 @@ class OnboardingPipeline:
                         item_id=episode_id,
                         kind="episode",
                         score=show.score * (1.0 - 0.01 * n),
-                        reasons=reasons + [f"show:{show.item_id}", "rule:latest_episode" if n == 0 else "rule:recent_episode"],
+                        reasons=reasons
+                        + [
+                            f"show:{show.item_id}",
+                            "rule:latest_episode" if n == 0 else "rule:recent_episode",
+                        ],
                         title=meta["title"],
                         language=meta["language"],
                         genre=meta["genre"],
@@ -149,7 +165,9 @@ class OnboardingPipeline:
 
     # --- the whole answer -------------------------------------------------------------
 
-    def recommend(self, user: UserProfile, k: int = 10, now: dt.datetime | None = None) -> OnboardingResult:
+    def recommend(
+        self, user: UserProfile, k: int = 10, now: dt.datetime | None = None
+    ) -> OnboardingResult:
         # No autograd bookkeeping for any model's forward pass while serving.
         with torch.inference_mode():
             return self._recommend(user, k, now)
@@ -158,12 +176,18 @@ class OnboardingPipeline:
         ctx = RuleContext(language=user.language, age=user.age, now=now)
         shows, shows_fallback, unknown = self._rank_list("podcast", user, k, ctx)
         books, books_fallback, unknown_books = self._rank_list("audiobook", user, k, ctx)
-        fell_back = [name for name, flag in (("shows", shows_fallback), ("audiobooks", books_fallback)) if flag]
+        fell_back = [
+            name
+            for name, flag in (("shows", shows_fallback), ("audiobooks", books_fallback))
+            if flag
+        ]
         return OnboardingResult(
             shows=shows,
             episodes=self._episodes(shows, k, ctx),
             audiobooks=books,
             fallback=bool(fell_back),
-            unknown_items=sorted(unknown | unknown_books | {i for i in user.music if i not in self.models.music_ids}),
+            unknown_items=sorted(
+                unknown | unknown_books | {i for i in user.music if i not in self.models.music_ids}
+            ),
             fallback_lists=fell_back,
         )

@@ -51,7 +51,9 @@ class RuleContext:
 Rule = Callable[[list[ScoredItem], RulesSettings, RuleContext], list[ScoredItem]]
 
 
-def language_match(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def language_match(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     if not rules.match_language or not ctx.language:
         return items
     kept = []
@@ -64,7 +66,9 @@ def language_match(items: list[ScoredItem], rules: RulesSettings, ctx: RuleConte
     return kept
 
 
-def explicit_filter(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def explicit_filter(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     if ctx.age is None:
         # Anonymous onboarding: the listener may be a minor. Safe unless configured.
         minor = not rules.explicit_when_age_unknown
@@ -78,19 +82,25 @@ def explicit_filter(items: list[ScoredItem], rules: RulesSettings, ctx: RuleCont
     return kept
 
 
-def freshness_boost(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def freshness_boost(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     if rules.freshness_boost == 0 or rules.freshness_days <= 0:
         return items
     now = ctx.now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     horizon = now - dt.timedelta(days=rules.freshness_days)
     for item in items:
-        if item.published_at is not None and horizon <= item.published_at <= now + dt.timedelta(days=1):
+        if item.published_at is not None and horizon <= item.published_at <= now + dt.timedelta(
+            days=1
+        ):
             item.score += rules.freshness_boost
             item.touch("rule:freshness_boost")
     return items
 
 
-def editorial_boost(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def editorial_boost(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     if not rules.boosts:
         return items
     for item in items:
@@ -111,13 +121,17 @@ def pin(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list
     if not rules.pins:
         return items
     order = {item_id: n for n, item_id in enumerate(rules.pins)}
-    pinned = sorted((item for item in items if item.item_id in order), key=lambda item: order[item.item_id])
+    pinned = sorted(
+        (item for item in items if item.item_id in order), key=lambda item: order[item.item_id]
+    )
     for item in pinned:
         item.touch("rule:pin")
     return pinned + [item for item in items if item.item_id not in order]
 
 
-def one_per_show(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def one_per_show(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     seen: dict[str, int] = {}
     kept = []
     for item in items:
@@ -130,7 +144,9 @@ def one_per_show(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
     return kept
 
 
-def genre_diversity(items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext) -> list[ScoredItem]:
+def genre_diversity(
+    items: list[ScoredItem], rules: RulesSettings, ctx: RuleContext
+) -> list[ScoredItem]:
     """Greedy: an item whose genre already has `max_per_genre` items ahead of it moves
     below every item that fits, keeping relative order. Pinned items always count."""
     if rules.max_per_genre <= 0:
@@ -139,7 +155,11 @@ def genre_diversity(items: list[ScoredItem], rules: RulesSettings, ctx: RuleCont
     head, tail = [], []
     for item in items:
         genre = item.genre
-        if genre is None or "rule:pin" in item.reasons or counts.get(genre, 0) < rules.max_per_genre:
+        if (
+            genre is None
+            or "rule:pin" in item.reasons
+            or counts.get(genre, 0) < rules.max_per_genre
+        ):
             if genre is not None:
                 counts[genre] = counts.get(genre, 0) + 1
             head.append(item)

@@ -30,7 +30,9 @@ __all__ = ["ServedPipeline"]
 class ServedPipeline(Recommender):
     name = "served_pipeline"
 
-    def __init__(self, target: str = "podcast", seed: int = 0, settings: Settings | None = None) -> None:
+    def __init__(
+        self, target: str = "podcast", seed: int = 0, settings: Settings | None = None
+    ) -> None:
         super().__init__(target, seed)
         self.settings = settings or Settings()
 
@@ -40,9 +42,14 @@ class ServedPipeline(Recommender):
         plays = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
         listeners = plays[plays["kind"].isin(SPOKEN_KINDS)].groupby("item_id")["user_id"].nunique()
         catalog = Catalog.from_frames(data.items, {str(i): int(n) for i, n in listeners.items()})
-        music = frozenset(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
-        models = ServingModels(catalog, {self.target: SegmentPopularityRecommender(self.target, self.seed).fit(data)},
-                               music_ids=music)
+        music = frozenset(
+            data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str)
+        )
+        models = ServingModels(
+            catalog,
+            {self.target: SegmentPopularityRecommender(self.target, self.seed).fit(data)},
+            music_ids=music,
+        )
         models.affinity[self.target] = AffinityModel(self.target, self.seed).fit(data)
         if self.target == "audiobook":
             from training.two_tower import TwoTowerRecommender
@@ -58,6 +65,7 @@ class ServedPipeline(Recommender):
         return Ranking(
             item_ids=[item.item_id for item in kept],
             scores=np.array([item.score for item in kept], np.float32),
-            fallback=result.fallback and (("shows" if self.target == "podcast" else "audiobooks") in result.fallback_lists),
+            fallback=result.fallback
+            and (("shows" if self.target == "podcast" else "audiobooks") in result.fallback_lists),
             unknown_items=list(result.unknown_items),
         )
