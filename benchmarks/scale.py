@@ -372,7 +372,7 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
     vectors = np.stack([data.content[k] for k in keys])
     timed(
         "index",
-        lambda: VectorIndex.build(
+        lambda vectors=vectors: VectorIndex.build(
             keys,
             vectors,
             model_id="synthetic-384",
