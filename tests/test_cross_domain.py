@@ -12,6 +12,7 @@ from training.cross_domain import (
     CrossDomainRidge,
     MusicItemKNN,
     RidgeSolution,
+    WidePart,
     choose_ridge,
     fit_wide,
 )
@@ -167,3 +168,71 @@ def test_profiles_with_unknown_music_fall_back_to_popularity():
     ridge = CrossDomainRidge("podcast", 0).fit(world)
     ranking = ridge.recommend(UserProfile("new", {"never-heard": 3.0}), 5)
     assert ranking.fallback and ranking.unknown_items == ["never-heard"]
+
+
+def _clustered(n_users: int = 120, n_music: int = 40, n_items: int = 30, seed: int = 0):
+    """Listeners in 3 taste clusters: music from their cluster, target items from theirs."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, 3, n_users)
+    histories = [
+        {f"m{j}": 1.0 for j in rng.choice(np.arange(c, n_music, 3), 5, replace=False)}
+        for c in cluster
+    ]
+    rows, cols = [], []
+    for r, c in enumerate(cluster):
+        for j in rng.choice(np.arange(c, n_items, 3), 3, replace=False):
+            rows.append(r)
+            cols.append(j)
+    y = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items))
+    listeners = np.asarray(y.sum(axis=0)).ravel()
+    return histories, y, listeners, [f"m{j}" for j in range(n_music)]
+
+
+def test_wide_part_caps_rows_and_items_past_the_limits():
+    histories, y, listeners, music = _clustered()
+    wide = fit_wide(histories, y, listeners, music, seed=0, max_rows=50, max_items=12)
+    assert wide.blend.validation["ridge_rows"] == 50 and wide.blend.validation["ridge_items"] == 12
+    assert len(wide.sample_rows) == 50 and len(wide.columns) == 12
+    # The ridge models the 12 most-listened items; the others score their mean.
+    assert set(wide.columns) == set(np.argsort(-listeners, kind="stable")[:12])
+    ridge = wide._ridge_scores(wide.encoder.transform(histories[:5]))
+    others = np.setdiff1d(np.arange(y.shape[1]), wide.columns)
+    np.testing.assert_allclose(ridge[:, others], np.tile(wide.column_means[others], (5, 1)))
+    scores = wide.scores(histories[:5])
+    assert scores.shape == (5, y.shape[1]) and np.isfinite(scores).all()
+    # Taste is used: a cluster-0 listener ranks a cluster-0 item first.
+    top = int(np.argmax(wide.scores([{"m0": 1.0, "m3": 1.0, "m6": 1.0}])[0]))
+    assert top % 3 == 0
+    # Held-out scores for sampled and unsampled rows; a sampled row gets its fold's ridge.
+    inside, outside = (
+        int(wide.sample_rows[0]),
+        int(np.setdiff1d(np.arange(120), wide.sample_rows)[0]),
+    )
+    held = wide.held_out([inside, outside], [histories[inside], histories[outside]])
+    assert held.shape == (2, y.shape[1]) and np.isfinite(held).all()
+    final = wide._ridge_scores(wide.encoder.transform([histories[inside]]))[0, wide.columns]
+    assert not np.allclose(final, wide.oof_ridge[0])
+    # Saved and loaded: the same scores, and new items extend the columns.
+    again = WidePart.from_state(wide.state())
+    np.testing.assert_allclose(again.scores(histories[:5]), scores)
+    again.add_columns(2)
+    assert again.scores(histories[:1]).shape == (1, y.shape[1] + 2)
+
+
+def test_uncapped_wide_part_held_out_scores_are_the_out_of_fold_rows():
+    histories, y, listeners, music = _clustered()
+    wide = fit_wide(histories, y, listeners, music, seed=0)
+    assert wide.columns is None and "ridge_rows" not in wide.blend.validation
+    np.testing.assert_array_equal(
+        wide.held_out([3, 7], [histories[3], histories[7]]), wide.oof_scores[[3, 7]]
+    )
+
+
+def test_validation_sample_caps_and_keeps_order():
+    from training.blend import validation_sample
+
+    rows = np.arange(100, 200)
+    np.testing.assert_array_equal(validation_sample(rows, 0, cap=500), rows)
+    kept = validation_sample(rows, 0, cap=10)
+    assert len(kept) == 10 and (np.diff(kept) > 0).all() and set(kept) <= set(rows)
+    np.testing.assert_array_equal(kept, validation_sample(rows, 0, cap=10))

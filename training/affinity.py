@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from training.base import Recommender, new_item_ids
-from training.blend import ScoreBlend, choose_blend
+from training.blend import ScoreBlend, choose_blend, validation_sample
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
 from training.metrics import mean_ndcg, per_user_metric
@@ -460,8 +460,10 @@ class AffinityModel(Recommender):
 
     def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the
-        network's weight next to it, on the validation users the network never saw."""
+        network's weight next to it, on the validation users the network never saw
+        (at most `MAX_BLEND_USERS` of them)."""
         cfg = self.config
+        val_rows = validation_sample(val_rows, cfg.seed)
         position = {item: i for i, item in enumerate(self.item_ids)}
         rows = pd.Series(np.arange(len(profiles)), index=[p.user_id for p in profiles])
         pairs = inter[inter["user_id"].isin(rows.index)]
@@ -493,7 +495,12 @@ class AffinityModel(Recommender):
             )
         truth = [val_items[r] for r in val_rows]
         self.blend = choose_blend(
-            {"wide": self.wide.oof_scores[val_rows], "network": network}, truth, cfg.val_k
+            {
+                "wide": self.wide.held_out(val_rows, [profiles[r].music for r in val_rows]),
+                "network": network,
+            },
+            truth,
+            cfg.val_k,
         )
         self.metrics["blend"] = {
             "weights": self.blend.weights,

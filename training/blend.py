@@ -23,9 +23,30 @@ import numpy as np
 from training.metrics import mean_ndcg as _mean_ndcg
 from training.metrics import per_user_ndcg as _per_user_ndcg
 
-__all__ = ["ScoreBlend", "choose_blend", "standardise", "BLEND_GRID"]
+__all__ = [
+    "ScoreBlend",
+    "choose_blend",
+    "standardise",
+    "validation_sample",
+    "BLEND_GRID",
+    "MAX_BLEND_USERS",
+]
 
 BLEND_GRID = (0.0, 0.25, 0.5, 1.0)
+
+
+# The blend is chosen on at most this many validation users (a seeded sample): it scores
+# each of them against the whole catalog, densely. Not binding on Douban or the demo.
+MAX_BLEND_USERS = 2000
+
+
+def validation_sample(rows: np.ndarray, seed: int, cap: int = MAX_BLEND_USERS) -> np.ndarray:
+    """`rows` if there are at most `cap` of them, else a seeded sample of `cap` (in order)."""
+    rows = np.asarray(rows)
+    if len(rows) <= cap:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))
+    return rows[keep]
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:

@@ -50,6 +50,14 @@ __all__ = [
 # λ=100, about 3x, on two seeds of three and lost on the test users).
 RIDGE_SCALES = (8.0, 25.0)
 
+# What the wide part's closed-form ridge is fitted on, at most: its dual solve is rows x
+# rows and its coefficients rows x items, so past these sizes it takes a seeded sample of
+# the training rows and the most-listened target items (the others score their mean, the
+# intercept). Neither cap binds on the Douban dev data (about 800 listeners, 6,734 books)
+# or on the demo world; at 100k listeners the uncapped solve needs 18-51 GB.
+MAX_RIDGE_ROWS = 4096
+MAX_RIDGE_ITEMS = 8192
+
 
 def ridge_lambdas(
     x: sparse.csr_matrix, scales: Sequence[float] = RIDGE_SCALES
@@ -181,18 +189,52 @@ class WidePart:
     ridge: RidgeSolution
     blend: "ScoreBlend"
     log_listeners: np.ndarray  # popularity source, per target column
-    oof_scores: np.ndarray | None = (
-        None  # out-of-fold blended scores of the training rows (not saved)
-    )
+    # out-of-fold blended scores of the training rows (not saved; uncapped fits only)
+    oof_scores: np.ndarray | None = None
+    # Capped fits (`MAX_RIDGE_ROWS`, `MAX_RIDGE_ITEMS`): the target columns the ridge
+    # models and every column's mean (the score of the others); not saved past `state`:
+    # the sampled training rows, their out-of-fold ridge scores and the target matrix.
+    columns: np.ndarray | None = None
+    column_means: np.ndarray | None = None
+    sample_rows: np.ndarray | None = None
+    oof_ridge: np.ndarray | None = None
+    targets: sparse.csr_matrix | None = None
+
+    def _ridge_scores(self, x: sparse.csr_matrix) -> np.ndarray:
+        ridge = self.ridge.scores(x)
+        if self.columns is None:
+            return ridge
+        full = np.repeat(self.column_means[None, :], x.shape[0], axis=0)
+        full[:, self.columns] = ridge
+        return full
 
     def scores(self, histories: Sequence[dict[str, float]]) -> np.ndarray:
-        ridge = self.ridge.scores(self.encoder.transform(histories))
+        ridge = self._ridge_scores(self.encoder.transform(histories))
         return self.blend.apply(
             {"ridge": ridge, "popularity": np.broadcast_to(self.log_listeners, ridge.shape)}
         )
 
+    def held_out(self, rows: Sequence[int], histories: Sequence[dict[str, float]]) -> np.ndarray:
+        """Blended scores of training rows `rows` (with their music `histories`) from a
+        ridge that did not see them: out of fold. In a capped fit, rows outside the
+        ridge's sample get the final ridge (it never saw them), and popularity leaves
+        out each row's own plays."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.columns is None:
+            return self.oof_scores[rows]
+        ridge = self._ridge_scores(self.encoder.transform(histories))
+        at = np.searchsorted(self.sample_rows, rows).clip(max=len(self.sample_rows) - 1)
+        sampled = self.sample_rows[at] == rows
+        ridge[np.ix_(np.flatnonzero(sampled), self.columns)] = self.oof_ridge[at[sampled]]
+        own = self.targets[rows].toarray()
+        pop = np.log1p(np.maximum(np.expm1(self.log_listeners)[None, :] - own, 0.0))
+        return self.blend.apply({"ridge": ridge, "popularity": pop})
+
     def add_columns(self, n: int) -> None:
-        self.ridge.add_columns(n)
+        if self.columns is None:
+            self.ridge.add_columns(n)
+        else:  # new items are not modelled by the ridge: they score 0, like new columns
+            self.column_means = np.concatenate([self.column_means, np.zeros(n)])
         self.log_listeners = np.concatenate([self.log_listeners, np.zeros(n)])
 
     def state(self) -> dict:
@@ -204,6 +246,14 @@ class WidePart:
             "weights": self.blend.weights,
             "validation": self.blend.validation,
             "log_listeners": torch.from_numpy(self.log_listeners),
+            **(
+                {}
+                if self.columns is None
+                else {
+                    "columns": torch.from_numpy(self.columns.astype(np.int64)),
+                    "column_means": torch.from_numpy(self.column_means),
+                }
+            ),
         }
 
     @classmethod
@@ -215,6 +265,8 @@ class WidePart:
             RidgeSolution.from_state(state["ridge"]),
             ScoreBlend(dict(state["weights"]), dict(state["validation"])),
             state["log_listeners"].numpy(),
+            columns=state["columns"].numpy() if "columns" in state else None,
+            column_means=state["column_means"].numpy() if "column_means" in state else None,
         )
 
 
@@ -228,6 +280,8 @@ def fit_wide(
     k: int = 10,
     lambdas: Sequence[float] | None = None,
     one_se: bool = False,
+    max_rows: int = MAX_RIDGE_ROWS,
+    max_items: int = MAX_RIDGE_ITEMS,
 ) -> WidePart:
     """λ and the ridge/popularity weights by k-fold over the training rows.
 
@@ -239,11 +293,19 @@ def fit_wide(
 
     `y` holds the rows' target items; `listeners` counts each target item's listeners
     over all training data. A held-out fold's own plays are taken out of the counts,
-    so popularity is judged the way the model will be used (on users it has not seen)."""
-    from training.blend import choose_blend
+    so popularity is judged the way the model will be used (on users it has not seen).
 
+    Past `max_rows` training rows or `max_items` target items, the ridge is fitted (and
+    λ and the weights judged) on a seeded sample of rows and the most-listened items
+    (`MAX_RIDGE_ROWS`, `MAX_RIDGE_ITEMS`)."""
     encoder = HistoryEncoder.fit(music_items, binary=True)
     x = encoder.transform(histories)
+    if y.shape[0] > max_rows or y.shape[1] > max_items:
+        return _fit_wide_capped(
+            encoder, x, y, listeners, seed, n_folds, k, lambdas, one_se, max_rows, max_items
+        )
+    from training.blend import choose_blend
+
     folds = _folds(x.shape[0], seed, n_folds)
     truth = [set(y[r].indices) for r in range(y.shape[0])]
     pop = np.zeros(y.shape, np.float64)
@@ -259,6 +321,45 @@ def fit_wide(
     blend.validation["ridge_lambda"] = lam
     return WidePart(
         encoder, RidgeSolution.fit(x, y, lam), blend, np.log1p(listeners), blend.apply(sources)
+    )
+
+
+def _fit_wide_capped(
+    encoder, x, y, listeners, seed, n_folds, k, lambdas, one_se, max_rows, max_items
+):
+    """`fit_wide` on a seeded sample of `max_rows` rows and the `max_items` most-listened
+    target items (λ and the weights judged on those items)."""
+    from training.blend import choose_blend
+
+    n, m = y.shape
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, size=n, replace=False)[:max_rows])
+    columns = np.sort(np.argsort(-np.asarray(listeners, float), kind="stable")[:max_items])
+    xs, ys = x[sample], y[sample][:, columns]
+    folds = _folds(len(sample), seed, n_folds)
+    truth = [set(ys[r].indices) for r in range(ys.shape[0])]
+    pop = np.zeros(ys.shape, np.float64)
+    for fold in folds:
+        own = np.asarray(ys[fold].sum(axis=0)).ravel()
+        pop[fold] = np.log1p(np.maximum(np.asarray(listeners, float)[columns] - own, 0.0))
+    best = None
+    for lam in lambdas or ridge_lambdas(xs):
+        sources = {"ridge": out_of_fold_ridge(xs, ys, lam, folds), "popularity": pop}
+        blend = choose_blend(sources, truth, k, one_se=one_se)
+        if best is None or blend.validation["blend"] > best[1].validation["blend"]:
+            best = (lam, blend, sources)
+    lam, blend, sources = best
+    blend.validation.update(ridge_lambda=lam, ridge_rows=len(sample), ridge_items=len(columns))
+    return WidePart(
+        encoder,
+        RidgeSolution.fit(xs, ys, lam),
+        blend,
+        np.log1p(np.asarray(listeners, float)),
+        columns=columns,
+        column_means=np.asarray(y[sample].mean(axis=0)).ravel(),
+        sample_rows=sample,
+        oof_ridge=sources["ridge"],
+        targets=y.tocsr(),
     )
 
 

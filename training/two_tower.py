@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from graph import ItemTower, UserTower, augment_for_search, in_batch_softmax
 from graph.fit import GNNConfig
 from training.base import Recommender
-from training.blend import ScoreBlend, choose_blend
+from training.blend import ScoreBlend, choose_blend, validation_sample
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
 from training.history import target_matrix
@@ -318,6 +318,8 @@ class TwoTowerRecommender(Recommender):
         self.blend = None
         if cfg.blend:
             profiles, truth = blend_val
+            keep = validation_sample(np.arange(len(profiles)), cfg.seed)  # at most MAX_BLEND_USERS
+            profiles, truth = [profiles[i] for i in keep], [truth[i] for i in keep]
             blend_music_only = [replace(p, spoken={}) for p in profiles]
             self._fit_blend(
                 split.listeners,
@@ -618,7 +620,9 @@ class TwoTowerRecommender(Recommender):
         row = {u: r for r, u in enumerate(listeners)}
         position = {i: p for p, i in enumerate(self.item_ids)}
         truth = [{position[i] for i in t if i in position} for t in val_truth]
-        wide = self.wide.oof_scores[[row[p.user_id] for p in val_profiles]]
+        wide = self.wide.held_out(
+            [row[p.user_id] for p in val_profiles], [p.music for p in val_profiles]
+        )
         sources = {"wide": wide, "towers": self._tower_scores(val_profiles)}
         self.blend = choose_blend(sources, truth, self.config.val_k)
         self.metrics["blend"] = {
