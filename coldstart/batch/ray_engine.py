@@ -166,76 +166,19 @@ def _write_transcripts(
 ) -> None:
     """Transcripts + segments + job rows + upload status, one transaction per batch."""
     from coldstart.batch.ray_stages import transcript_from_json
-    from coldstart.content.speech import _attempts
+    from coldstart.content.speech import write_failure, write_transcript
 
     for chunk in _chunks(results.to_dict("records"), commit_batch):
         now = utcnow()
         with store.begin() as conn:
             for row in chunk:
                 item_id, upload_id = row["item_id"], upload_of[row["item_id"]]
-                attempts = _attempts(conn, item_id) + 1
                 if not row["transcript"]:
-                    upsert(
-                        conn,
-                        t.transcription_jobs,
-                        [
-                            {
-                                "item_id": item_id,
-                                "status": "failed",
-                                "error": row["error"],
-                                "attempts": attempts,
-                                "updated_at": now,
-                            }
-                        ],
-                    )
+                    write_failure(conn, item_id, row["error"], now)
                     _status_rows(conn, [upload_id], "failed", f"transcribe: {row['error']}")
                     report.failed[upload_id] = f"transcribe: {row['error']}"
                     continue
-                tr = transcript_from_json(row["transcript"])
-                conn.execute(delete(t.segments).where(t.segments.c.item_id == item_id))
-                upsert(
-                    conn,
-                    t.transcripts,
-                    [
-                        {
-                            "item_id": item_id,
-                            "engine": tr.engine,
-                            "model": tr.model,
-                            "language": tr.language,
-                            "duration": tr.duration,
-                            "text": tr.text,
-                            "created_at": now,
-                        }
-                    ],
-                )
-                upsert(
-                    conn,
-                    t.segments,
-                    [
-                        {
-                            "item_id": item_id,
-                            "idx": i,
-                            "start": s.start,
-                            "end": s.end,
-                            "text": s.text,
-                            "avg_logprob": s.avg_logprob,
-                        }
-                        for i, s in enumerate(tr.segments)
-                    ],
-                )
-                upsert(
-                    conn,
-                    t.transcription_jobs,
-                    [
-                        {
-                            "item_id": item_id,
-                            "status": "done",
-                            "error": None,
-                            "attempts": attempts,
-                            "updated_at": now,
-                        }
-                    ],
-                )
+                write_transcript(conn, item_id, transcript_from_json(row["transcript"]), now)
                 _status_rows(conn, [upload_id], "transcribed")
 
 

@@ -179,70 +179,71 @@ def _attempts(conn, item_id: str) -> int:
     return (row[0] or 0) if row else 0
 
 
+def write_transcript(conn, item_id: str, transcript: Transcript, now) -> None:
+    """Transcript, segments and a `done` job row for `item_id`, on an open transaction."""
+    conn.execute(delete(t.segments).where(t.segments.c.item_id == item_id))
+    upsert(
+        conn,
+        t.transcripts,
+        [
+            {
+                "item_id": item_id,
+                "engine": transcript.engine,
+                "model": transcript.model,
+                "language": transcript.language,
+                "duration": transcript.duration,
+                "text": transcript.text,
+                "created_at": now,
+            }
+        ],
+    )
+    upsert(
+        conn,
+        t.segments,
+        [
+            {
+                "item_id": item_id,
+                "idx": i,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "avg_logprob": s.avg_logprob,
+            }
+            for i, s in enumerate(transcript.segments)
+        ],
+    )
+    _write_job(conn, item_id, "done", None, now)
+
+
+def write_failure(conn, item_id: str, error: str, now) -> None:
+    """A `failed` job row with its reason for `item_id`, on an open transaction."""
+    _write_job(conn, item_id, "failed", error, now)
+
+
+def _write_job(conn, item_id: str, status: str, error: str | None, now) -> None:
+    upsert(
+        conn,
+        t.transcription_jobs,
+        [
+            {
+                "item_id": item_id,
+                "status": status,
+                "error": error,
+                "attempts": _attempts(conn, item_id) + 1,
+                "updated_at": now,
+            }
+        ],
+    )
+
+
 def _record_done(store: Store, item_id: str, transcript: Transcript) -> None:
-    now = utcnow()
     with store.begin() as conn:  # transcript, segments and job row commit together
-        conn.execute(delete(t.segments).where(t.segments.c.item_id == item_id))
-        upsert(
-            conn,
-            t.transcripts,
-            [
-                {
-                    "item_id": item_id,
-                    "engine": transcript.engine,
-                    "model": transcript.model,
-                    "language": transcript.language,
-                    "duration": transcript.duration,
-                    "text": transcript.text,
-                    "created_at": now,
-                }
-            ],
-        )
-        upsert(
-            conn,
-            t.segments,
-            [
-                {
-                    "item_id": item_id,
-                    "idx": i,
-                    "start": s.start,
-                    "end": s.end,
-                    "text": s.text,
-                    "avg_logprob": s.avg_logprob,
-                }
-                for i, s in enumerate(transcript.segments)
-            ],
-        )
-        upsert(
-            conn,
-            t.transcription_jobs,
-            [
-                {
-                    "item_id": item_id,
-                    "status": "done",
-                    "error": None,
-                    "attempts": _attempts(conn, item_id) + 1,
-                    "updated_at": now,
-                }
-            ],
-        )
+        write_transcript(conn, item_id, transcript, utcnow())
 
 
 def _record_failed(store: Store, item_id: str, error: str) -> None:
     with store.begin() as conn:
-        upsert(
-            conn,
-            t.transcription_jobs,
-            [
-                {
-                    "item_id": item_id,
-                    "status": "failed",
-                    "error": error,
-                    "attempts": _attempts(conn, item_id) + 1,
-                    "updated_at": utcnow(),
-                }
-            ],
-        )
+        write_failure(conn, item_id, error, utcnow())
 
 
 # --- running -----------------------------------------------------------------
