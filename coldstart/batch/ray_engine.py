@@ -352,15 +352,15 @@ def score_uploads_ray(
     """`score_uploads` with transcription and embedding on Ray Data; same `ScoreReport`."""
     from coldstart.batch.ray_stages import Transcribe
     from coldstart.batch.uploads import (
-        UNFINISHED,
         ScoreReport,
-        UploadNotFound,
         _affinity_model,
         _listener_profiles,
         _set_status,
         list_uploads,
         picks_per_listener,
         predict_audience,
+        select_uploads,
+        wanted_statuses,
     )
     from coldstart.content.embeddings import item_vectors, model_id_for
     from coldstart.content.index import sync_indexes
@@ -368,16 +368,8 @@ def score_uploads_ray(
     from transcripts import prepare_model
 
     report = ScoreReport()
-    wanted = UNFINISHED + (("failed",) if retry_failed else ())
-    uploads = list_uploads(store)
-    if upload_ids is not None:
-        chosen = set(upload_ids)
-        missing = chosen - {u["upload_id"] for u in uploads}
-        if missing:
-            raise UploadNotFound(f"no upload(s) {', '.join(sorted(missing))}")
-        uploads = [u for u in uploads if u["upload_id"] in chosen]
-    report.skipped = [u["upload_id"] for u in uploads if u["status"] not in wanted]
-    todo = [u for u in uploads if u["status"] in wanted]
+    wanted = wanted_statuses(retry_failed)
+    todo, report.skipped = select_uploads(store, upload_ids, wanted)
     if not todo:
         return report
 

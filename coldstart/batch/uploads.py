@@ -485,6 +485,27 @@ class LeaseLost(RuntimeError):
     """Another worker took this upload over (our lease expired): stop touching it."""
 
 
+def wanted_statuses(retry_failed: bool) -> tuple[str, ...]:
+    """Upload statuses a scoring run works on (failed ones only when retrying)."""
+    return UNFINISHED + (("failed",) if retry_failed else ())
+
+
+def select_uploads(
+    store: Store, upload_ids: Iterable[str] | None, wanted: tuple[str, ...]
+) -> tuple[list[dict], list[str]]:
+    """(uploads to work on, ids skipped as finished): every upload, or exactly
+    `upload_ids` (an unknown id is an error naming it)."""
+    uploads = list_uploads(store)
+    if upload_ids is not None:
+        chosen = set(upload_ids)
+        missing = chosen - {u["upload_id"] for u in uploads}
+        if missing:
+            raise UploadNotFound(f"no upload(s) {', '.join(sorted(missing))}")
+        uploads = [u for u in uploads if u["upload_id"] in chosen]
+    todo = [u for u in uploads if u["status"] in wanted]
+    return todo, [u["upload_id"] for u in uploads if u["status"] not in wanted]
+
+
 def score_uploads(
     store: Store,
     settings: Settings,
@@ -506,16 +527,8 @@ def score_uploads(
     from coldstart.content.speech import transcribe_items
 
     report = ScoreReport()
-    wanted = UNFINISHED + (("failed",) if retry_failed else ())
-    uploads = list_uploads(store)
-    if upload_ids is not None:
-        chosen = set(upload_ids)
-        missing = chosen - {u["upload_id"] for u in uploads}
-        if missing:
-            raise UploadNotFound(f"no upload(s) {', '.join(sorted(missing))}")
-        uploads = [u for u in uploads if u["upload_id"] in chosen]
-    todo = [u for u in uploads if u["status"] in wanted]
-    report.skipped = [u["upload_id"] for u in uploads if u["status"] not in wanted]
+    wanted = wanted_statuses(retry_failed)
+    todo, report.skipped = select_uploads(store, upload_ids, wanted)
     if not todo:
         return report
 
