@@ -300,10 +300,20 @@ def fit_wide(
     (`MAX_RIDGE_ROWS`, `MAX_RIDGE_ITEMS`)."""
     encoder = HistoryEncoder.fit(music_items, binary=True)
     x = encoder.transform(histories)
+    listeners = np.asarray(listeners, float)
     if y.shape[0] > max_rows or y.shape[1] > max_items:
         return _fit_wide_capped(
             encoder, x, y, listeners, seed, n_folds, k, lambdas, one_se, max_rows, max_items
         )
+    lam, blend, sources = _choose_ridge_blend(x, y, listeners, seed, n_folds, k, lambdas, one_se)
+    return WidePart(
+        encoder, RidgeSolution.fit(x, y, lam), blend, np.log1p(listeners), blend.apply(sources)
+    )
+
+
+def _choose_ridge_blend(x, y, listeners, seed, n_folds, k, lambdas, one_se):
+    """(λ, ridge/popularity blend, out-of-fold sources) with the best out-of-fold blend;
+    each held-out fold's own plays are taken out of the popularity counts."""
     from training.blend import choose_blend
 
     folds = _folds(x.shape[0], seed, n_folds)
@@ -317,11 +327,8 @@ def fit_wide(
         blend = choose_blend(sources, truth, k, one_se=one_se)
         if best is None or blend.validation["blend"] > best[1].validation["blend"]:
             best = (lam, blend, sources)
-    lam, blend, sources = best
-    blend.validation["ridge_lambda"] = lam
-    return WidePart(
-        encoder, RidgeSolution.fit(x, y, lam), blend, np.log1p(listeners), blend.apply(sources)
-    )
+    best[1].validation["ridge_lambda"] = best[0]
+    return best
 
 
 def _fit_wide_capped(
@@ -329,32 +336,19 @@ def _fit_wide_capped(
 ):
     """`fit_wide` on a seeded sample of `max_rows` rows and the `max_items` most-listened
     target items (λ and the weights judged on those items)."""
-    from training.blend import choose_blend
-
-    n, m = y.shape
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=n, replace=False)[:max_rows])
-    columns = np.sort(np.argsort(-np.asarray(listeners, float), kind="stable")[:max_items])
+    n = y.shape[0]
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=n, replace=False)[:max_rows])
+    columns = np.sort(np.argsort(-listeners, kind="stable")[:max_items])
     xs, ys = x[sample], y[sample][:, columns]
-    folds = _folds(len(sample), seed, n_folds)
-    truth = [set(ys[r].indices) for r in range(ys.shape[0])]
-    pop = np.zeros(ys.shape, np.float64)
-    for fold in folds:
-        own = np.asarray(ys[fold].sum(axis=0)).ravel()
-        pop[fold] = np.log1p(np.maximum(np.asarray(listeners, float)[columns] - own, 0.0))
-    best = None
-    for lam in lambdas or ridge_lambdas(xs):
-        sources = {"ridge": out_of_fold_ridge(xs, ys, lam, folds), "popularity": pop}
-        blend = choose_blend(sources, truth, k, one_se=one_se)
-        if best is None or blend.validation["blend"] > best[1].validation["blend"]:
-            best = (lam, blend, sources)
-    lam, blend, sources = best
-    blend.validation.update(ridge_lambda=lam, ridge_rows=len(sample), ridge_items=len(columns))
+    lam, blend, sources = _choose_ridge_blend(
+        xs, ys, listeners[columns], seed, n_folds, k, lambdas, one_se
+    )
+    blend.validation.update(ridge_rows=len(sample), ridge_items=len(columns))
     return WidePart(
         encoder,
         RidgeSolution.fit(xs, ys, lam),
         blend,
-        np.log1p(np.asarray(listeners, float)),
+        np.log1p(listeners),
         columns=columns,
         column_means=np.asarray(y[sample].mean(axis=0)).ravel(),
         sample_rows=sample,
