@@ -44,9 +44,9 @@ from tqdm.auto import tqdm
 
 from training.base import Recommender, new_item_ids
 from training.blend import ScoreBlend, choose_blend, validation_sample
-from training.cross_domain import WidePart, fit_wide
+from training.cross_domain import WidePart, fit_wide, served_blend_metrics
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
-from training.metrics import mean_ndcg, per_user_metric
+from training.metrics import per_user_metric
 from training.ranking import popularity, top_k
 from training.splits import profiles_for
 from training.taste import TasteConfig, TasteModel, fit_taste
@@ -502,16 +502,10 @@ class AffinityModel(Recommender):
             truth,
             cfg.val_k,
         )
-        self.metrics["blend"] = {
-            "weights": self.blend.weights,
-            "wide_weights": self.wide.blend.weights,
-            "wide_validation": self.wide.blend.validation,
-            "validation": self.blend.validation,
-        }
-        # The manifest's headline validation figures: the served blend against popularity (out of fold).
-        self.metrics[f"val_ndcg@{cfg.val_k}_served"] = self.blend.validation["blend"]
-        self.metrics[f"val_ndcg@{cfg.val_k}_popularity"] = _popularity_ndcg(
-            val_rows, truth, cfg.val_k, listeners, y
+        # The manifest's headline validation figures: the served blend against popularity.
+        own = np.asarray(y[val_rows].sum(axis=0)).ravel()
+        self.metrics.update(
+            served_blend_metrics(self.blend, self.wide, cfg.val_k, listeners, own, truth)
         )
 
     # --- scoring -----------------------------------------------------------------
@@ -701,12 +695,3 @@ class AffinityModel(Recommender):
         )
         model._refresh_items()
         return model
-
-
-def _popularity_ndcg(val_rows, truth, k: int, listeners: np.ndarray, y) -> float:
-    """Validation NDCG of popularity alone, with the validation users' own plays removed."""
-    own = np.asarray(y[val_rows].sum(axis=0)).ravel()
-    scores = np.broadcast_to(
-        np.log1p(np.maximum(listeners - own, 0.0)), (len(val_rows), len(listeners))
-    )
-    return mean_ndcg(scores, truth, k)

@@ -33,6 +33,7 @@ from training.metrics import mean_ndcg
 from training.ranking import popularity, top_k
 
 __all__ = [
+    "served_blend_metrics",
     "WidePart",
     "fit_wide",
     "CrossDomainRidge",
@@ -268,6 +269,25 @@ class WidePart:
             columns=state["columns"].numpy() if "columns" in state else None,
             column_means=state["column_means"].numpy() if "column_means" in state else None,
         )
+
+
+def served_blend_metrics(
+    served: ScoreBlend, wide: WidePart, k: int, listeners: np.ndarray, own: np.ndarray, truth
+) -> dict:
+    """The manifest's blend figures: both stages' weights and validation, and the served
+    blend's validation NDCG@k next to popularity's, with the validation users' own plays
+    (`own`, per target column) left out of the counts."""
+    pop = np.broadcast_to(np.log1p(np.maximum(listeners - own, 0.0)), (len(truth), len(listeners)))
+    return {
+        "blend": {
+            "weights": served.weights,
+            "wide_weights": wide.blend.weights,
+            "wide_validation": wide.blend.validation,
+            "validation": served.validation,
+        },
+        f"val_ndcg@{k}_served": served.validation["blend"],
+        f"val_ndcg@{k}_popularity": mean_ndcg(pop, truth, k),
+    }
 
 
 def fit_wide(

@@ -46,11 +46,11 @@ from graph import ItemTower, UserTower, augment_for_search, in_batch_softmax
 from graph.fit import GNNConfig
 from training.base import Recommender
 from training.blend import ScoreBlend, choose_blend, validation_sample
-from training.cross_domain import WidePart, fit_wide
+from training.cross_domain import WidePart, fit_wide, served_blend_metrics
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
 from training.history import target_matrix
 from training.item_graph import ItemGraph, spoken_events
-from training.metrics import mean_ndcg, per_user_metric
+from training.metrics import per_user_metric
 from training.ranking import popularity, top_k
 from training.splits import hidden_kinds
 from training.taste import TasteConfig, TasteModel, fit_taste
@@ -625,21 +625,10 @@ class TwoTowerRecommender(Recommender):
         )
         sources = {"wide": wide, "towers": self._tower_scores(val_profiles)}
         self.blend = choose_blend(sources, truth, self.config.val_k)
-        self.metrics["blend"] = {
-            "weights": self.blend.weights,
-            "wide_weights": self.wide.blend.weights,
-            "wide_validation": self.wide.blend.validation,
-            "validation": self.blend.validation,
-        }
-        self.metrics[f"val_ndcg@{self.config.val_k}_served"] = self.blend.validation["blend"]
-        own = (
-            np.asarray(y[[row[p.user_id] for p in val_profiles]].sum(axis=0)).ravel() / 2
-        )  # two copies per user
-        pop_scores = np.broadcast_to(
-            np.log1p(np.maximum(counts - own, 0)), (len(truth), len(counts))
-        )
-        self.metrics[f"val_ndcg@{self.config.val_k}_popularity"] = mean_ndcg(
-            pop_scores, truth, self.config.val_k
+        # Two copies per validation user (both cold cases): count their own plays once.
+        own = np.asarray(y[[row[p.user_id] for p in val_profiles]].sum(axis=0)).ravel() / 2
+        self.metrics.update(
+            served_blend_metrics(self.blend, self.wide, self.config.val_k, counts, own, truth)
         )
 
     @torch.no_grad()
