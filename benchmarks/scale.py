@@ -21,10 +21,10 @@ in one fresh process, timed, with its peak RSS sampled every 20 ms:
 - onboarding: `OnboardingPipeline.recommend` for 200 new listeners with music only
   (models loaded from registered artifacts, as the service does); p50/p95 latency.
 
-Results are appended to benchmarks/results/scale.jsonl after every stage (a size that
-runs out of time keeps its finished stages); the plot goes to benchmarks/results/scale.png
-and the Markdown tables (with growth exponents: slope of log time against log size) to
-benchmarks/results/scale.md.
+Results are appended to benchmarks/results/scale.jsonl (or `--results`) after every
+stage (a size that runs out of time keeps its finished stages); the plot and the Markdown
+tables (with growth exponents: slope of log time against log interactions) go beside it,
+with the same name: scale.png and scale.md.
 """
 
 from __future__ import annotations
@@ -323,12 +323,12 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 
-    def timed(stage: str, fn, **extra):
+    def timed(stage: str, fn, details=None, **extra):
         with Peak() as peak:
             started = time.perf_counter()
             value = fn()
             seconds = time.perf_counter() - started
-        record(stage, seconds, peak, **extra)
+        record(stage, seconds, peak, **(details(value) if details else {}), **extra)
         return value
 
     settings = Settings(home=workdir / "home")
@@ -345,7 +345,16 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
 
     data = interaction_data(store)
     data.content = content_vectors(data.items)
-    timed("taste", lambda: fit_taste(data), **size)
+    timed(
+        "taste",
+        lambda: fit_taste(data),
+        details=lambda taste: {
+            "trained_words": taste.manifest["trained_words"],
+            "words": taste.manifest["words"],
+            "music_listeners": int(data.music_interactions()["user_id"].nunique()),
+        },
+        **size,
+    )
 
     from training.affinity import AffinityConfig, AffinityModel
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
@@ -458,8 +467,9 @@ def report(results: Path) -> str:
     lines = [
         "| stage | "
         + " | ".join(f"{n:,} listeners" for n in sizes)
-        + " | exponent: time vs interactions | exponent: memory vs interactions |",
-        "|---|" + "---:|" * (len(sizes) + 2),
+        + " | exponent: time vs interactions | exponent: memory vs interactions"
+        + " | time exponent, two largest sizes |",
+        "|---|" + "---:|" * (len(sizes) + 3),
     ]
     ingest = frame[frame["stage"] == "ingest"].set_index("listeners")
     interactions = ingest["interactions"].to_dict() if "interactions" in ingest else {}
@@ -481,9 +491,13 @@ def report(results: Path) -> str:
             et = np.polyfit(x, np.log(np.maximum(part["seconds"].to_numpy(float), 1e-3)), 1)[0]
             em = np.polyfit(x, np.log(np.maximum(part["delta_rss_mb"].to_numpy(float), 1.0)), 1)[0]
             exponents[stage] = (et, em)
-            cells += [f"{et:.2f}", f"{em:.2f}"]
+            last = part.loc[sorted(part.index)[-2:]]
+            local = np.ptp(np.log(last["seconds"].to_numpy(float))) / np.ptp(
+                np.log([interactions[n] for n in last.index])
+            )
+            cells += [f"{et:.2f}", f"{em:.2f}", f"{local:.2f}"]
         else:
-            cells += ["-", "-"]
+            cells += ["-", "-", "-"]
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     onboarding = frame[frame["stage"].isin(["onboarding", "onboarding_noblend"])].sort_values(
         ["stage", "listeners"]
@@ -501,6 +515,40 @@ def report(results: Path) -> str:
             lines.append(
                 f"| {models} | {r.listeners:,} | {int(r.interactions):,} | {r.p50_ms} ms | {r.p95_ms} ms |"
             )
+    taste = frame[frame["stage"] == "taste"].sort_values("listeners")
+    if "trained_words" in taste and taste["trained_words"].notna().any():
+        # Skip-gram work is linear in the words it trains on; what grows faster than the
+        # interactions is how many words a listener's history gives (see docs/scale.md).
+        from training.taste import TasteConfig, epochs_for
+
+        cfg = TasteConfig()
+        taste = taste[taste["trained_words"].notna()].copy()
+        # scale_world has no playlists and no history over `max_sentence` words: one
+        # sentence per listener with music.
+        epochs = np.array([epochs_for(int(w), cfg) for w in taste["words"]])
+        length = taste["trained_words"] / (epochs * taste["music_listeners"])
+        taste["pairs"] = taste["trained_words"] * [contexts_per_word(x, cfg.window) for x in length]
+        lines += [
+            "",
+            "| taste | listeners | history words per listener | trained words (all epochs)"
+            " | sentence length after downsampling | context words per word | µs per trained word"
+            " | ns per (word, context) pair |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r, x in zip(taste.itertuples(), length):
+            lines.append(
+                f"| | {r.listeners:,} | {r.words / r.music_listeners:.1f} | {int(r.trained_words):,}"
+                f" | {x:.1f} | {r.pairs / r.trained_words:.1f}"
+                f" | {1e6 * r.seconds / r.trained_words:.2f} | {1e9 * r.seconds / r.pairs:.0f} |"
+            )
+        if len(taste) >= 2:
+            seconds = np.log(taste["seconds"].to_numpy(float))
+            for label, column in (
+                ("trained words", "trained_words"),
+                ("(word, context) pairs", "pairs"),
+            ):
+                slope = np.polyfit(np.log(taste[column].to_numpy(float)), seconds, 1)[0]
+                lines.append(f"\nExponent of taste time against {label}: {slope:.2f}.")
     sizes_rows = frame[frame["stage"] == "ingest"]
     if not sizes_rows.empty:
         cols = [
@@ -513,13 +561,29 @@ def report(results: Path) -> str:
             lines.append(
                 f"| {r['listeners']:,} | " + " | ".join(f"{int(r[c]):,}" for c in cols) + " |"
             )
-    plot(frame)
+    plot(frame, results.with_suffix(".png"))
     text = "\n".join(lines) + "\n"
-    (RESULTS / "scale.md").write_text(text)
+    results.with_suffix(".md").write_text(text)
     return text
 
 
-def plot(frame: pd.DataFrame) -> None:
+def contexts_per_word(length: float, window: int) -> float:
+    """Mean number of context words skip-gram trains per word in a sentence of `length`
+    words: gensim draws each word's window uniformly from 1..`window` on both sides, cut
+    at the sentence's ends (interpolated between the integer lengths around `length`)."""
+
+    def exact(n: int) -> float:
+        if n <= 1:
+            return 0.0
+        i = np.arange(n)[:, None]
+        w = np.arange(1, window + 1)[None, :]
+        return float((np.minimum(i, w) + np.minimum(n - 1 - i, w)).mean())
+
+    low = int(np.floor(length))
+    return exact(low) + (length - low) * (exact(low + 1) - exact(low))
+
+
+def plot(frame: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -548,7 +612,7 @@ def plot(frame: pd.DataFrame) -> None:
     a.legend(fontsize=8)
     fig.suptitle("coldstart stages against size (shared 2-core CPU, benchmarks/scale.py)")
     fig.tight_layout()
-    fig.savefig(RESULTS / "scale.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -574,7 +638,7 @@ def main() -> None:
             run_size(args.one, args.epochs, args.results, Path(tmp), blend=not args.no_blend)
         return
     if not args.plot_only:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
         for n in [int(s) for s in args.sizes.split(",")]:
             started = time.time()
             cmd = [

@@ -17,9 +17,11 @@ from coldstart.core.store import Store
 
 
 def dense_reference(model, profiles, item_id, show_id, vector):
-    """The computation score-uploads did before batching: one users x catalog matrix."""
+    """The computation score-uploads did before batching: one users x catalog matrix
+    (for a catalog item, the catalog without itself)."""
     existing = len(model.item_ids)
-    model.add_items(pd.DataFrame({"item_id": [item_id]}), {item_id: vector})
+    if item_id not in model.item_ids:
+        model.add_items(pd.DataFrame({"item_id": [item_id]}), {item_id: vector})
     column = model.item_ids.index(item_id)
     scores, known, _ = model.score_batch(profiles)
     mine = scores[:, column]
@@ -40,6 +42,16 @@ def dense_reference(model, profiles, item_id, show_id, vector):
     frame = frame[known].reset_index(drop=True)
     top = frame.sort_values(["probability", "user_id"], ascending=[False, True]).head(20)
     return frame, top["user_id"].tolist()
+
+
+def assert_ranks_match(rank, dense_rank, depth):
+    """Ranks equal the dense ones down to `depth` (float32 rounding may move one
+    listener by one place) and are NA exactly below it."""
+    rank = rank.to_numpy(dtype=float, na_value=np.nan)
+    deep = dense_rank.to_numpy() > depth
+    assert (np.isnan(rank) != deep).sum() <= 1
+    both = ~np.isnan(rank) & ~deep
+    assert (rank[both] != dense_rank.to_numpy()[both]).sum() <= 1
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +91,46 @@ def test_batched_audience_matches_the_dense_matrix(world, batch_users):
         np.testing.assert_allclose(
             frame["probability"], ref_frame["probability"], rtol=1e-4, atol=1e-9
         )
-        assert (frame["rank"].to_numpy() != ref_frame["rank"].to_numpy()).sum() <= 1
+        assert_ranks_match(frame["rank"], ref_frame["rank"], 100)
         assert [u["user_id"] for u in summary["top_users"]] == ref_top
+
+
+@pytest.mark.parametrize("quantile", [0.1, 0.3, 0.6])
+def test_ranks_are_exact_down_to_the_depth_and_missing_below(world, quantile):
+    settings, store, model, profiles = world
+    vectors = item_vectors(store, model_id_for(settings), ["episode"])
+    row = next(store.items(["episode"]).head(1).itertuples())
+    vector, new_id = vectors[row.item_id], f"deep-{row.item_id}"
+    ref_frame, _ = dense_reference(copy.deepcopy(model), profiles, new_id, row.show_id, vector)
+    # (a depth that covers the whole catalog makes every rank exact)
+    depth = min(int(np.quantile(ref_frame["rank"], quantile)), int(model.metrics["catalog"]) - 1)
+    summary, frame = predict_audience(
+        copy.deepcopy(model), profiles, new_id, row.show_id, vector, 1, 20, rank_depth=depth
+    )
+    assert 0 < (ref_frame["rank"] > depth).sum() < len(ref_frame)  # both sides occur
+    assert_ranks_match(frame["rank"], ref_frame["rank"], depth)
+    assert summary["in_top_k"] == int((ref_frame["rank"] == 1).sum())
+
+
+def test_a_catalog_item_competes_with_the_catalog_without_itself(world):
+    settings, store, model, profiles = world
+    show_id = model.item_ids[1]
+    ref_frame, ref_top = dense_reference(copy.deepcopy(model), profiles, show_id, show_id, None)
+    summary, frame = predict_audience(
+        copy.deepcopy(model), profiles, show_id, show_id, None, 3, 20, rank_depth=5
+    )
+    np.testing.assert_allclose(frame["probability"], ref_frame["probability"], rtol=1e-4)
+    # The item ties with its own catalog score (up to float32 rounding of two products),
+    # so a rank may move by one place, and in or out of the depth at its edge.
+    rank = frame["rank"].to_numpy(dtype=float, na_value=np.inf)
+    dense = ref_frame["rank"].to_numpy().astype(float)
+    dense[dense > 5] = np.inf
+    assert np.isinf(rank).sum() > 0 and np.isfinite(rank).sum() > 0
+    edge = np.isinf(rank) != np.isinf(dense)
+    both = ~edge & np.isfinite(rank)
+    assert (np.abs(rank[both] - dense[both]) <= 1).all()
+    assert np.isin(np.where(np.isinf(rank), dense, rank)[edge], [5, 6]).all()
+    assert [u["user_id"] for u in summary["top_users"]] == ref_top
 
 
 def test_per_user_ndcg_partial_selection_matches_a_full_stable_sort():
@@ -110,3 +160,4 @@ def test_listener_vectors_are_reused_across_uploads_with_the_same_answers(world)
         )
         assert reused == fresh
     assert shared._audience_users[0] == (id(profiles), len(profiles))
+    assert shared._audience_catalog[3] is shared._audience_users[1]  # one catalog pass

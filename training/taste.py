@@ -58,6 +58,16 @@ class TasteConfig:
     seed: int = 0
 
 
+def epochs_for(words: int, cfg: TasteConfig) -> int:
+    """Training epochs for a corpus of `words`: `cfg.epochs`, more for small corpora."""
+    return int(
+        min(
+            max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))),
+            max(cfg.max_epochs, cfg.epochs),
+        )
+    )
+
+
 def music_fingerprint(data: InteractionData) -> str:
     """A hash of the music side of `data` (what a taste model is trained on)."""
     music = data.music_interactions().sort_values(["user_id", "item_id"])
@@ -122,14 +132,8 @@ class TasteModel:
         if not sentences:
             raise ValueError("no music listening or playlists to learn taste vectors from")
         words = sum(len(s) for s in sentences)
-        epochs = int(
-            min(
-                max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))),
-                max(cfg.max_epochs, cfg.epochs),
-            )
-        )
+        epochs = epochs_for(words, cfg)
         w2v = Word2Vec(
-            sentences=sentences,
             vector_size=cfg.dim,
             window=cfg.window,
             min_count=cfg.min_count,
@@ -140,6 +144,17 @@ class TasteModel:
             workers=1,  # multi-threaded training is not reproducible
             hashfxn=stable_hash,
         )
+        # What `Word2Vec(sentences=...)` does, with the count of words actually trained
+        # (after frequent-word downsampling) kept: training time is linear in it.
+        w2v.build_vocab(corpus_iterable=sentences)
+        trained_words, _ = w2v.train(
+            corpus_iterable=sentences,
+            total_examples=w2v.corpus_count,
+            total_words=w2v.corpus_total_words,
+            epochs=w2v.epochs,
+            start_alpha=w2v.alpha,
+            end_alpha=w2v.min_alpha,
+        )
         manifest = {
             "kind": "taste",
             "method": "gensim Word2Vec skip-gram (item2vec) over playlists + play-weighted histories",
@@ -148,6 +163,7 @@ class TasteModel:
             "sentences": len(sentences),
             "words": words,
             "epochs": epochs,
+            "trained_words": int(trained_words),  # over all epochs, after downsampling
             "data_hash": music_fingerprint(data),
             "settings": asdict(cfg),
             "gensim": __import__("gensim").__version__,

@@ -58,6 +58,8 @@ __all__ = [
 
 STATUSES = ("pending", "transcribed", "embedded", "indexed", "scored", "failed")
 UNFINISHED = ("pending", "transcribed", "embedded", "indexed")
+# A new episode's rank among the catalog is kept per listener down to this depth.
+RANK_DEPTH = 100
 
 
 class UploadError(ValueError):
@@ -262,6 +264,7 @@ def predict_audience(
     top_users: int,
     picks: float = 1.0,
     batch_users: int = 4096,
+    rank_depth: int = RANK_DEPTH,
 ):
     """(audience summary dict, per-listener frame) for one new episode.
 
@@ -272,8 +275,13 @@ def predict_audience(
     (country, language) segment too. `in_top_k` marks listeners for whom it would rank
     in their top `top_k`.
 
+    `rank` is the new episode's rank among the catalog for each listener, exact down to
+    `max(top_k, rank_depth)`; listeners for whom it ranks lower have no rank (NA).
+
     Listeners are scored `batch_users` at a time against the catalog (no dense
-    listeners x catalog matrix): memory is O(listeners + batch_users x catalog).
+    listeners x catalog matrix), once per batch of uploads (the catalog side is cached
+    on the model): memory is O(listeners x depth + batch_users x catalog), and each
+    further upload costs O(listeners x (dim + depth)).
     """
     existing = len(model.item_ids)
     if item_id in model.item_ids:
@@ -291,7 +299,7 @@ def predict_audience(
         raise ValueError(
             f"cannot score {item_id}: no usable content vector and show {show_id!r} is unknown to the model"
         )
-    mine, known, better, probability = _audience_scores(
+    mine, known, rank, probability = _audience_scores(
         model,
         profiles,
         column,
@@ -299,6 +307,7 @@ def predict_audience(
         method == "content",
         int(model.metrics.get("catalog", existing)),
         batch_users,
+        max(top_k, rank_depth),
     )
     if method == "content" and show_id in model.item_ids:
         method = "content (calibrated to its show)"
@@ -308,13 +317,13 @@ def predict_audience(
             "country": [p.country for p in profiles],
             "language": [p.language for p in profiles],
             "score": mine.astype(np.float64),
-            "rank": better + 1,
+            "rank": pd.Series(rank, dtype="Int64").mask(rank == 0),
             "probability": probability.astype(np.float64),
         }
     )
     frame = frame[known].reset_index(drop=True)
     frame["listens"] = 1.0 - (1.0 - frame["probability"]) ** picks
-    frame["in_top_k"] = frame["rank"] <= top_k
+    frame["in_top_k"] = frame["rank"].le(top_k).fillna(False).astype(bool)
     top = _top_users(frame, top_users)
     segments = (
         frame.fillna({"country": "unknown", "language": "unknown"})
@@ -364,41 +373,70 @@ def _audience_scores(
     calibrate: bool,
     catalog_size: int,
     batch: int,
+    depth: int,
 ):
-    """(score of the new item per listener, known-taste mask, number of catalog items
-    scored above it, softmax probability of it), computed `batch` listeners at a time.
+    """(score of the new item per listener, known-taste mask, its rank among the catalog
+    per listener (0 where it ranks below the `depth` best), softmax probability of it).
 
-    Pass 1 scores only the new item's and its show's columns (for the calibration);
-    pass 2 compares each batch of listeners with the catalog and keeps per-listener
-    counts and sums, never the batch's rows beyond it.
+    The catalog side (each listener's log-sum-exp and `depth` best scores) is computed
+    once per batch of uploads (`_catalog_summary`); each upload then costs
+    O(listeners x (dim + log depth)), not listeners x catalog.
     """
     _, vecs, bias = model.item_vectors()
-    catalog = np.zeros(len(bias), bool)
-    # Compete with the catalog the model was trained on (not other new uploads, not itself).
-    catalog[:catalog_size] = True
-    catalog[column] = False
-    cat_vecs, cat_bias = np.ascontiguousarray(vecs[catalog]), bias[catalog]
     u, known = _user_vectors(model, profiles, batch)
-    mine = u @ vecs[column] + bias[column]
+    lse, best = _catalog_summary(model, u, vecs, bias, catalog_size, depth, batch)
+    raw = u @ vecs[column] + bias[column]
+    mine = raw
     if calibrate and show_column is not None:
         # A single episode's content vector sits further from the catalog centre than
         # the show-level vectors the model ranks, which inflates its raw scores for
         # everyone. Calibrate: keep who likes it (the order over listeners) from the
         # content path, and take the scale from the episode's own show.
         show = (u @ vecs[show_column] + bias[show_column])[known]
-        ref = mine[known]
-        mine = (mine - ref.mean()) / (ref.std() or 1.0) * show.std() + show.mean()
-    better = np.zeros(len(u), np.int64)
-    probability = np.zeros(len(u), np.float32)
-    for lo in range(0, len(u), batch):
-        others = u[lo : lo + batch] @ cat_vecs.T + cat_bias
-        own_score = mine[lo : lo + batch]
-        better[lo : lo + batch] = (others > own_score[:, None]).sum(axis=1)
-        # Softmax with the new episode as one more item (max-shifted for stability).
-        shift = np.maximum(others.max(axis=1), own_score) if others.shape[1] else own_score
-        own = np.exp(own_score - shift)
-        probability[lo : lo + batch] = own / (own + np.exp(others - shift[:, None]).sum(axis=1))
-    return mine, known, better, probability
+        ref = raw[known]
+        mine = (raw - ref.mean()) / (ref.std() or 1.0) * show.std() + show.mean()
+    depth = best.shape[1]
+    # Catalog scores above the new item's, among each listener's `depth` best (sorted
+    # ascending): when fewer than `depth` of them are above, no other item is either.
+    above = depth - _count_at_most(best, mine)
+    if column < catalog_size:  # a catalog item competes with the catalog without itself
+        lse = lse + np.log1p(-np.exp(np.minimum(raw - lse, 0.0)))
+        above = above - ((raw > mine) & (raw >= (best[:, 0] if depth else np.inf)))
+    # Exact when fewer than `depth` are above, or when the depth covers the catalog.
+    rank = np.where((above < depth) | (depth >= catalog_size), above + 1, 0)
+    probability = 1.0 / (1.0 + np.exp(lse - mine.astype(np.float64)))
+    return mine, known, rank, probability
+
+
+def _count_at_most(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row, how many entries of the row are <= its value."""
+    return (ascending <= values.astype(ascending.dtype)[:, None]).sum(axis=1)
+
+
+def _catalog_summary(model, u, vecs, bias, catalog_size: int, depth: int, batch: int):
+    """(log-sum-exp over the catalog [listeners] in float64, each listener's `depth`
+    highest catalog scores sorted ascending [listeners x depth]): one pass over the
+    catalog, `batch` listeners at a time, cached on the model for a batch of uploads
+    (new uploads are appended after the catalog, so it does not change between them)."""
+    key = (id(u), catalog_size, depth)
+    cached = getattr(model, "_audience_catalog", None)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    depth = min(depth, catalog_size)
+    cat_vecs, cat_bias = np.ascontiguousarray(vecs[:catalog_size]), bias[:catalog_size]
+    lse = np.full(len(u), -np.inf)
+    best = np.zeros((len(u), depth), np.float32)
+    for lo in range(0, len(u) if catalog_size else 0, batch):
+        scores = u[lo : lo + batch] @ cat_vecs.T + cat_bias
+        top = scores.max(axis=1)
+        lse[lo : lo + batch] = top + np.log(
+            np.exp(scores - top[:, None]).sum(axis=1, dtype=np.float64)
+        )
+        if depth:
+            kept = np.partition(scores, catalog_size - depth, axis=1)[:, catalog_size - depth :]
+            best[lo : lo + batch] = np.sort(kept, axis=1)
+    model._audience_catalog = (key, lse, best, u)  # keeps `u` alive, so its id stays unique
+    return lse, best
 
 
 def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:

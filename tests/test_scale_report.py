@@ -1,0 +1,61 @@
+"""benchmarks/scale.py's arithmetic: the context-pair count that explains the taste
+stage's growth, and the growth exponents of the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import scale  # noqa: E402
+
+
+def brute_force_contexts(n: int, window: int) -> float:
+    """Enumerate every (word, drawn window) and count the context words in reach."""
+    total = 0
+    for i in range(n):
+        for w in range(1, window + 1):
+            total += sum(1 for j in range(n) if j != i and abs(i - j) <= w)
+    return total / (n * window)
+
+
+@pytest.mark.parametrize("n,window", [(1, 5), (2, 1), (7, 3), (30, 20), (60, 20)])
+def test_contexts_per_word_counts_what_a_skip_gram_window_reaches(n, window):
+    assert scale.contexts_per_word(n, window) == pytest.approx(brute_force_contexts(n, window))
+
+
+def test_contexts_per_word_grows_with_the_sentence_then_saturates():
+    short, mid, long = (scale.contexts_per_word(x, 20) for x in (17.5, 44.0, 1000.0))
+    assert short < mid < long <= 2 * 10.5  # both sides, mean drawn window (1 + 20) / 2
+    assert scale.contexts_per_word(10.5, 20) == pytest.approx(
+        (scale.contexts_per_word(10, 20) + scale.contexts_per_word(11, 20)) / 2
+    )
+
+
+def test_report_gives_growth_exponents_and_writes_beside_the_results(tmp_path):
+    results = tmp_path / "run.jsonl"
+    rows = []
+    for n, inter in ((1000, 30_000), (4000, 120_000)):
+        size = {"listeners": n, "interactions": inter, "blend": True}
+        rows += [
+            {**size, "stage": "ingest", "seconds": inter / 1e4, "delta_rss_mb": inter / 1e3},
+            # time quadruples when interactions quadruple: exponent 1; memory x16: exponent 2
+            {
+                **size,
+                "stage": "affinity",
+                "seconds": inter / 1e3,
+                "delta_rss_mb": (inter / 1e4) ** 2,
+            },
+        ]
+    results.write_text(
+        "\n".join(json.dumps({"peak_rss_mb": 100 + r["seconds"], **r}) for r in rows) + "\n"
+    )
+    text = scale.report(results)
+    line = next(row for row in text.splitlines() if row.startswith("| affinity |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1:3] == ["30.0 s, 9 MB", "120.0 s, 144 MB"]
+    assert [float(c) for c in cells[3:]] == [1.0, 2.0, 1.0]
+    assert (tmp_path / "run.md").read_text() == text and (tmp_path / "run.png").stat().st_size > 0
