@@ -72,6 +72,37 @@ def test_round_trip(store, tmp_path):
     assert store.users().iloc[0]["age"] == 33
 
 
+def test_rows_are_written_in_slices_inside_one_transaction(store, tmp_path, monkeypatch):
+    """Large tables are turned into row dicts a slice at a time; a failure in a later
+    slice still leaves the store exactly as it was."""
+    import coldstart.data.ingest as ingest
+
+    monkeypatch.setattr(ingest, "RECORDS_PER_SLICE", 2)
+    inter = "user_id,item_id,weight,timestamp\n" + "\n".join(
+        f"u{i},{item},{i + 1}," for i in range(5) for item in ("a1", "e1", "b1")
+    )
+    ds = write(tmp_path / "ds", items=ITEMS, interactions=inter)
+    ingest_dataset(store, ds)
+    stored = store.interactions()
+    assert len(stored) == 15 and stored["weight"].sum() == 3 * sum(range(1, 6))
+
+    before = snapshot(store)
+    calls = []
+    real_upsert = ingest.upsert
+
+    def failing_upsert(conn, table, rows):  # the database refuses the third slice
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        real_upsert(conn, table, rows)
+
+    monkeypatch.setattr(ingest, "upsert", failing_upsert)
+    changed = write(tmp_path / "ds2", items=ITEMS, interactions=inter.replace(",1,", ",100,"))
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest_dataset(store, changed)
+    assert calls == [2, 2, 2] and snapshot(store) == before
+
+
 def test_parquet_dataset(store, tmp_path):
     ds = tmp_path / "pq"
     ds.mkdir()

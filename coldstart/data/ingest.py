@@ -29,6 +29,9 @@ from coldstart.data.contract import (
 
 __all__ = ["IngestReport", "ingest_dataset"]
 
+# Rows turned into Python dicts at a time when writing (all in one transaction).
+RECORDS_PER_SLICE = 50_000
+
 
 @dataclass
 class IngestReport:
@@ -155,6 +158,7 @@ def ingest_dataset(
         _write_rejects(report.errors, raw, Path(rejects_path))
         report.rejects_path = str(rejects_path)
 
+    del raw  # kept only to write the rejected rows' values
     for name, frame in clean.items():
         if name != "transcripts":
             report.tables[name] = _diff_counts(store, t.CONTRACT_TABLES[name], frame)
@@ -163,8 +167,13 @@ def ingest_dataset(
         for name, frame in clean.items():
             if name == "transcripts":
                 report.tables[name] = _load_transcripts(conn, frame)
-            else:
-                upsert(conn, t.CONTRACT_TABLES[name], _records(frame))
+                continue
+            # Python row dicts take many times the frame's memory: build them a slice
+            # at a time, inside the one transaction.
+            for lo in range(0, len(frame), RECORDS_PER_SLICE):
+                upsert(
+                    conn, t.CONTRACT_TABLES[name], _records(frame.iloc[lo : lo + RECORDS_PER_SLICE])
+                )
     return report
 
 
