@@ -300,8 +300,20 @@ class Peak:
         self.peak = max(self.peak, self.rss())
 
 
-def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = True) -> None:
-    """Every stage for one size, in this process; one JSON line per stage."""
+class StopAfter(Exception):
+    """Raised after the stage named by `--stop-after`: the later stages are not run."""
+
+
+def run_size(
+    users: int,
+    epochs: int,
+    out: Path,
+    workdir: Path,
+    blend: bool = True,
+    stop_after: str | None = None,
+) -> None:
+    """Every stage for one size (or up to `stop_after`), in this process; one JSON
+    line per stage."""
     import torch
 
     from coldstart.core.config import Settings
@@ -329,6 +341,8 @@ def run_size(users: int, epochs: int, out: Path, workdir: Path, blend: bool = Tr
             value = fn()
             seconds = time.perf_counter() - started
         record(stage, seconds, peak, **(details(value) if details else {}), **extra)
+        if stage == stop_after:
+            raise StopAfter(stage)
         return value
 
     settings = Settings(home=workdir / "home")
@@ -631,11 +645,26 @@ def main() -> None:
         action="store_true",
         help="train affinity and two-tower without the wide ridge and blend (stages *_noblend)",
     )
+    parser.add_argument(
+        "--stop-after",
+        choices=["generate", "ingest", "taste"],
+        help="run the stages up to this one only (e.g. ingest at sizes whose training would not fit the time)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
-            run_size(args.one, args.epochs, args.results, Path(tmp), blend=not args.no_blend)
+            try:
+                run_size(
+                    args.one,
+                    args.epochs,
+                    args.results,
+                    Path(tmp),
+                    blend=not args.no_blend,
+                    stop_after=args.stop_after,
+                )
+            except StopAfter:
+                pass
         return
     if not args.plot_only:
         args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -652,6 +681,7 @@ def main() -> None:
                 str(args.results),
             ]
             cmd += ["--no-blend"] if args.no_blend else []
+            cmd += ["--stop-after", args.stop_after] if args.stop_after else []
             try:
                 done = subprocess.run(cmd, timeout=args.budget)
                 status = "finished" if done.returncode == 0 else f"exit {done.returncode}"
