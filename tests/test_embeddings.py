@@ -248,6 +248,13 @@ def test_item_vectors_aggregate_and_omit_items_without_text(tmp_path, encoder):
     np.testing.assert_allclose(vectors["show"], expected / np.linalg.norm(expected), atol=1e-5)
     assert set(item_vectors(store, encoder.model_id, ["audiobook"])) == {"book"}
     assert item_vectors(store, "another-model@0") == {}
+    # Only the items asked for are read, with the same vectors as the whole catalogue's.
+    some = item_vectors(store, encoder.model_id, ["episode", "audiobook"], ["ep2", "book", "x"])
+    assert set(some) == {"ep2", "book"}
+    for key, vector in some.items():
+        np.testing.assert_array_equal(vector, vectors[key])
+    with pytest.raises(ValueError, match="show"):
+        item_vectors(store, encoder.model_id, ["show"], ["show"])
 
 
 def test_unknown_item_ids_are_named(tmp_path, encoder):

@@ -624,7 +624,7 @@ def score_uploads(
                 if model is None:
                     model, profiles = _affinity_model(store), _listener_profiles(store)
                     picks = picks_per_listener(store)
-                vector = item_vectors(store, encoder.model_id, ["episode"]).get(item_id)
+                vector = item_vectors(store, encoder.model_id, ["episode"], [item_id]).get(item_id)
                 summary, frame = predict_audience(
                     model,
                     profiles,

@@ -475,11 +475,14 @@ def embed_items(
 # --- reading vectors back ---------------------------------------------------------
 
 
-def _vectors(store: Store, model_id: str, passages: str) -> pd.DataFrame:
+def _vectors(
+    store: Store, model_id: str, passages: str, item_ids: list[str] | None = None
+) -> pd.DataFrame:
     cv = t.content_vectors
     where = cv.c.model_id == model_id
     where = and_(where, cv.c.passage == -1) if passages == "own" else where
     where = and_(where, cv.c.passage >= 0) if passages == "transcript" else where
+    where = and_(where, cv.c.item_id.in_(item_ids)) if item_ids is not None else where
     cols = ["item_id", "passage", "start", "end", "text", "vector"]
     return store.frame(cv, where, cols)
 
@@ -489,19 +492,30 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def item_vectors(
-    store: Store, model_id: str, kinds: Iterable[str] | None = None
+    store: Store,
+    model_id: str,
+    kinds: Iterable[str] | None = None,
+    item_ids: Iterable[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """item_id -> normalised item-level vector, for items that have text under `model_id`.
 
     Episodes: mean of own text and mean of transcript passages. Shows: mean of own
     text and mean of their episodes. Audiobooks: own text. Items without text are absent.
+    `item_ids` reads only those items' rows (a new upload, not the whole catalogue);
+    shows cannot be asked for that way, since their vector needs every episode's.
     """
     kinds = tuple(kinds) if kinds else SPOKEN_KINDS
-    frame = _vectors(store, model_id, "all")
+    ids = None if item_ids is None else sorted(set(item_ids))
+    if ids is not None and "show" in kinds:
+        raise ValueError("item_vectors: a show's vector needs all its episodes; leave out item_ids")
+    frame = _vectors(store, model_id, "all", ids)
     if frame.empty:
         return {}
     with store.connect() as conn:
-        meta = dict(conn.execute(select(t.items.c.item_id, t.items.c.kind)).all())
+        query = select(t.items.c.item_id, t.items.c.kind)
+        if ids is not None:
+            query = query.where(t.items.c.item_id.in_(ids))
+        meta = dict(conn.execute(query).all())
         show_of = dict(
             conn.execute(
                 select(t.items.c.item_id, t.items.c.show_id).where(t.items.c.kind == "episode")
