@@ -358,9 +358,9 @@ def score_uploads_ray(
         _set_status,
         list_uploads,
         picks_per_listener,
-        predict_audience,
         select_uploads,
         wanted_statuses,
+        write_audience,
     )
     from coldstart.content.embeddings import item_vectors, model_id_for
     from coldstart.content.index import sync_indexes
@@ -508,8 +508,6 @@ def score_uploads_ray(
         # 4. audience (one model against every listener, in batches)
         step = at("indexed")
         if step:
-            out_dir = settings.home / "audiences"
-            out_dir.mkdir(parents=True, exist_ok=True)
             try:
                 model, profiles, picks = (
                     _affinity_model(store),
@@ -525,20 +523,16 @@ def score_uploads_ray(
                     report.busy.append(upload_id)
                     continue
                 try:
-                    summary, frame = predict_audience(
+                    summary = write_audience(
+                        settings,
                         model,
                         profiles,
+                        picks,
+                        upload_id,
                         u["item_id"],
                         u["show_id"],
                         vectors.get(u["item_id"]),
-                        settings.serve.audience_top_k,
-                        settings.serve.audience_top_users,
-                        picks,
                     )
-                    path = out_dir / f"{upload_id}.parquet"
-                    frame.to_parquet(path, index=False)
-                    summary["parquet"] = str(path)
-                    summary["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                     summary["engine"] = "ray"
                     _set_status(store, upload_id, "scored", audience=summary)
                     report.scored.append(upload_id)

@@ -52,6 +52,7 @@ __all__ = [
     "score_uploads",
     "ScoreReport",
     "predict_audience",
+    "write_audience",
     "affinity_artifact",
     "picks_per_listener",
 ]
@@ -365,6 +366,38 @@ def predict_audience(
     return summary, frame
 
 
+def write_audience(
+    settings: Settings,
+    model,
+    profiles,
+    picks: float,
+    upload_id: str,
+    item_id: str,
+    show_id: str,
+    vector: np.ndarray | None,
+) -> dict:
+    """`predict_audience` for an upload with the configured `serve.audience_top_k` and
+    `audience_top_users`; the per-listener table goes to
+    `<home>/audiences/<upload_id>.parquet`. Returns the summary to store."""
+    summary, frame = predict_audience(
+        model,
+        profiles,
+        item_id,
+        show_id,
+        vector,
+        settings.serve.audience_top_k,
+        settings.serve.audience_top_users,
+        picks,
+    )
+    out_dir = settings.home / "audiences"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{upload_id}.parquet"
+    frame.to_parquet(path, index=False)
+    summary["parquet"] = str(path)
+    summary["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return summary
+
+
 def _audience_scores(
     model,
     profiles,
@@ -573,8 +606,6 @@ def score_uploads(
     owner, lease = worker_id(), settings.lease_seconds
     encoder = None
     model = profiles = None
-    out_dir = settings.home / "audiences"
-    out_dir.mkdir(parents=True, exist_ok=True)
     for upload in tqdm(
         todo,
         desc="scoring uploads",
@@ -625,20 +656,9 @@ def score_uploads(
                     model, profiles = _affinity_model(store), _listener_profiles(store)
                     picks = picks_per_listener(store)
                 vector = item_vectors(store, encoder.model_id, ["episode"], [item_id]).get(item_id)
-                summary, frame = predict_audience(
-                    model,
-                    profiles,
-                    item_id,
-                    upload["show_id"],
-                    vector,
-                    settings.serve.audience_top_k,
-                    settings.serve.audience_top_users,
-                    picks,
+                summary = write_audience(
+                    settings, model, profiles, picks, upload_id, item_id, upload["show_id"], vector
                 )
-                path = out_dir / f"{upload_id}.parquet"
-                frame.to_parquet(path, index=False)
-                summary["parquet"] = str(path)
-                summary["scored_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 if not store.renew(resource, owner, lease):
                     raise LeaseLost(f"upload {upload_id}: lease lost to another worker")
                 _set_status(store, upload_id, "scored", audience=summary)
