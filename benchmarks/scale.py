@@ -2,6 +2,11 @@
 
     nice -n 10 .venv/bin/python benchmarks/scale.py --sizes 10000,100000 --budget 3000
     .venv/bin/python benchmarks/scale.py --plot-only        # tables + plot from the results file
+    # a size too big for one sitting: keep its world, run the stages in several calls
+    .venv/bin/python benchmarks/scale.py --sizes 1000000 --workdir /var/tmp/scale \
+        --stages generate,ingest,taste
+    .venv/bin/python benchmarks/scale.py --sizes 1000000 --workdir /var/tmp/scale \
+        --stages affinity,two_tower,index,score_uploads,onboarding
 
 For each size N (listeners) a synthetic world is generated (`scale_world`, the demo
 world's structure, vectorised: catalogue of N/100 artists x 4 tracks, N/10 shows of 10
@@ -20,6 +25,11 @@ in one fresh process, timed, with its peak RSS sampled every 20 ms:
   `predict_audience` per episode: what score-uploads runs after indexing);
 - onboarding: `OnboardingPipeline.recommend` for 200 new listeners with music only
   (models loaded from registered artifacts, as the service does); p50/p95 latency.
+
+With `--workdir`, a size's dataset, store, artifacts and taste model stay in
+WORKDIR/<size>, and `--stages` runs some of the stages; a later call runs the rest from
+what the earlier ones left (the store is read and the taste model loaded outside the
+timing, as in one process). Without it, every stage runs in one temporary directory.
 
 Results are appended to benchmarks/results/scale.jsonl (or `--results`) after every
 stage (a size that runs out of time keeps its finished stages); the plot and the Markdown
@@ -300,8 +310,224 @@ class Peak:
         self.peak = max(self.peak, self.rss())
 
 
-class StopAfter(Exception):
-    """Raised after the stage named by `--stop-after`: the later stages are not run."""
+# The stages in the order they run; each later one reads what the earlier ones left in
+# the size's working directory (dataset, store, artifacts, taste model).
+ORDER = [
+    "generate",
+    "ingest",
+    "taste",
+    "affinity",
+    "two_tower",
+    "index",
+    "score_uploads",
+    "onboarding",
+]
+
+
+class World:
+    """One size's working directory: the generated dataset, the SQLite store with its
+    registered artifacts, and the taste model. What a stage needs is loaded on first use
+    (not timed), so the stages can run in one process or, with `--workdir`, in several
+    processes one after another (a size too big for one sitting is resumed stage by stage)."""
+
+    def __init__(self, users: int, workdir: Path, epochs: int, blend: bool) -> None:
+        from coldstart.core.config import Settings
+        from coldstart.core.store import Store
+
+        self.users, self.workdir, self.epochs, self.blend = users, workdir, epochs, blend
+        self.settings = Settings(home=workdir / "home")
+        self.store = Store.from_settings(self.settings)
+        self.dataset = workdir / "dataset"
+        self.taste_dir = workdir / "taste"
+        self._data = None
+
+    @property
+    def size(self) -> dict:
+        path = self.dataset / "size.json"
+        if not path.exists():
+            raise SystemExit(f"{path}: no generated world here; run the generate stage first")
+        return json.loads(path.read_text())
+
+    @property
+    def data(self):
+        """The store's frames (and synthetic content vectors), read once per process."""
+        if self._data is None:
+            from coldstart.recommend.models import interaction_data
+
+            started = time.perf_counter()
+            data = interaction_data(self.store)
+            if data.interactions.empty:
+                raise SystemExit(f"{self.workdir}: the store is empty; run the ingest stage first")
+            data.content = content_vectors(data.items)
+            print(f"loaded the store in {time.perf_counter() - started:.0f} s", flush=True)
+            self._data = data
+        return self._data
+
+    def taste(self) -> None:
+        """Make the saved taste model the one the affinity and two-tower fits use (they
+        call `fit_taste`, which would otherwise train it again in a new process)."""
+        from training.taste import TasteModel, remember_taste
+
+        if not self.taste_dir.exists():
+            raise SystemExit(f"{self.taste_dir}: no taste model; run the taste stage first")
+        remember_taste(self.data, TasteModel.load(self.taste_dir))
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.blend else "_noblend"  # --no-blend: the network alone
+
+
+# Each stage: world -> (work, details): `work()` is timed; `details(its value)` saves what
+# later stages need and returns the extra fields of the stage's row.
+
+
+def _generate(world: World):
+    def done(size: dict) -> dict:
+        (world.dataset / "size.json").write_text(json.dumps(size))
+        return {}
+
+    return lambda: write_dataset(world.dataset, world.users), done
+
+
+def _ingest(world: World):
+    from coldstart.data.ingest import ingest_dataset
+
+    return lambda: ingest_dataset(world.store, world.dataset), lambda _: {}
+
+
+def _taste(world: World):
+    from training.taste import fit_taste
+
+    data = world.data
+    music_listeners = int(data.music_interactions()["user_id"].nunique())
+
+    def done(taste) -> dict:
+        taste.save(world.taste_dir)
+        return {
+            "trained_words": taste.manifest["trained_words"],
+            "words": taste.manifest["words"],
+            "epochs": taste.manifest["epochs"],
+            "music_listeners": music_listeners,
+        }
+
+    return lambda: fit_taste(data), done
+
+
+def _affinity(world: World):
+    from training.affinity import AffinityConfig, AffinityModel
+
+    world.taste()
+    data = world.data
+    cfg = AffinityConfig(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
+
+    def done(model) -> dict:
+        directory = world.settings.artifacts_path / "affinity-podcast"
+        world.store.register_artifact("affinity:podcast", directory, model.save(directory))
+        return {}
+
+    return lambda: AffinityModel("podcast", 0, cfg).fit(data), done
+
+
+def _two_tower(world: World):
+    from training.two_tower import TwoTowerConfig, TwoTowerRecommender
+
+    world.taste()
+    data = world.data
+    cfg = TwoTowerConfig(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
+
+    def done(model) -> dict:
+        directory = world.settings.artifacts_path / "two-tower-audiobook"
+        world.store.register_artifact("two_tower:audiobook", directory, model.save(directory))
+        return {}
+
+    return lambda: TwoTowerRecommender("audiobook", 0, cfg).fit(data), done
+
+
+def _index(world: World):
+    from coldstart.content.index import VectorIndex
+
+    content = world.data.content
+    keys = list(content)
+    vectors = np.stack([content[k] for k in keys])
+    build = lambda: VectorIndex.build(  # noqa: E731
+        keys,
+        vectors,
+        model_id="synthetic-384",
+        unit="items",
+        exact_max=getattr(world.settings.embed, "exact_index_max", 50_000),
+    )
+    return build, lambda index: {"vectors": len(keys)}
+
+
+def _score_uploads(world: World):
+    from coldstart.batch.uploads import (
+        _affinity_model,
+        _listener_profiles,
+        picks_per_listener,
+        predict_audience,
+    )
+
+    data = world.data
+    episodes = data.items[data.items["kind"] == "episode"].sample(100, random_state=0, replace=True)
+    store = world.store
+
+    def score_100() -> None:
+        model = _affinity_model(store)
+        profiles = _listener_profiles(store)
+        picks = picks_per_listener(store)
+        for i, row in enumerate(episodes.itertuples()):
+            predict_audience(
+                model, profiles, f"new-{i}", row.show_id, data.content[row.item_id], 10, 20, picks
+            )
+
+    return score_100, lambda _: {"uploads": 100}
+
+
+def _onboarding(world: World):
+    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.pipeline import OnboardingPipeline
+    from training.data import UserProfile
+
+    items = world.store.items()
+    music = items.loc[items["kind"] == "track", "item_id"].to_numpy()
+    rng = np.random.default_rng(5)
+    latencies: list[float] = []
+
+    def onboard() -> None:
+        pipeline = OnboardingPipeline(
+            load_serving_models(world.settings, world.store, search=False), world.settings
+        )
+        for i in range(200):
+            user = UserProfile(
+                f"new{i}",
+                {m: 5.0 for m in rng.choice(music, 20, replace=False)},
+                country="US",
+                language="en",
+            )
+            started = time.perf_counter()
+            pipeline.recommend(user, k=10)
+            latencies.append(time.perf_counter() - started)
+
+    def done(_) -> dict:
+        return {
+            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
+            "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 2),
+            "requests": len(latencies),
+        }
+
+    return onboard, done
+
+
+STAGE_RUNNERS = {
+    "generate": _generate,
+    "ingest": _ingest,
+    "taste": _taste,
+    "affinity": _affinity,
+    "two_tower": _two_tower,
+    "index": _index,
+    "score_uploads": _score_uploads,
+    "onboarding": _onboarding,
+}
 
 
 def run_size(
@@ -310,16 +536,15 @@ def run_size(
     out: Path,
     workdir: Path,
     blend: bool = True,
-    stop_after: str | None = None,
+    stages: list[str] | None = None,
 ) -> None:
-    """Every stage for one size (or up to `stop_after`), in this process; one JSON
-    line per stage."""
+    """The given stages (all by default) for one size, in this process and in `ORDER`;
+    one JSON line per stage. Each stage's setup (reading the store, loading a saved
+    model) is outside its timing; its work and peak memory are inside."""
     import torch
 
-    from coldstart.core.config import Settings
-    from coldstart.core.store import Store
-
     torch.set_num_threads(2)
+    world = World(users, workdir, epochs, blend)
 
     def record(stage: str, seconds: float, peak: Peak, **extra) -> None:
         row = {
@@ -335,134 +560,17 @@ def run_size(
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 
-    def timed(stage: str, fn, details=None, **extra):
+    for stage in [s for s in ORDER if s in (stages or ORDER)]:
+        size = world.size if stage != "generate" else {}  # the world must exist first
+        work, details = STAGE_RUNNERS[stage](world)
         with Peak() as peak:
             started = time.perf_counter()
-            value = fn()
+            value = work()
             seconds = time.perf_counter() - started
-        record(stage, seconds, peak, **(details(value) if details else {}), **extra)
-        if stage == stop_after:
-            raise StopAfter(stage)
-        return value
-
-    settings = Settings(home=workdir / "home")
-    store = Store.from_settings(settings)
-    size = timed("generate", lambda: write_dataset(workdir / "dataset", users))
-    print(json.dumps(size), flush=True)
-
-    from coldstart.data.ingest import ingest_dataset
-
-    timed("ingest", lambda: ingest_dataset(store, workdir / "dataset"), **size)
-
-    from coldstart.recommend.models import interaction_data
-    from training.taste import fit_taste
-
-    data = interaction_data(store)
-    data.content = content_vectors(data.items)
-    timed(
-        "taste",
-        lambda: fit_taste(data),
-        details=lambda taste: {
-            "trained_words": taste.manifest["trained_words"],
-            "words": taste.manifest["words"],
-            "music_listeners": int(data.music_interactions()["user_id"].nunique()),
-        },
-        **size,
-    )
-
-    from training.affinity import AffinityConfig, AffinityModel
-    from training.two_tower import TwoTowerConfig, TwoTowerRecommender
-
-    suffix = (
-        "" if blend else "_noblend"
-    )  # --no-blend: the network alone, no wide ridge / blend choice
-    cfg = AffinityConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
-    affinity = timed(
-        "affinity" + suffix, lambda: AffinityModel("podcast", 0, cfg).fit(data), **size
-    )
-    directory = settings.artifacts_path / "affinity-podcast"
-    store.register_artifact("affinity:podcast", directory, affinity.save(directory))
-    two_cfg = TwoTowerConfig(max_epochs=epochs, patience=epochs + 1, blend=blend)
-    tower = timed(
-        "two_tower" + suffix, lambda: TwoTowerRecommender("audiobook", 0, two_cfg).fit(data), **size
-    )
-    directory = settings.artifacts_path / "two-tower-audiobook"
-    store.register_artifact("two_tower:audiobook", directory, tower.save(directory))
-
-    from coldstart.content.index import VectorIndex
-
-    keys = list(data.content)
-    vectors = np.stack([data.content[k] for k in keys])
-    timed(
-        "index",
-        lambda vectors=vectors: VectorIndex.build(
-            keys,
-            vectors,
-            model_id="synthetic-384",
-            unit="items",
-            exact_max=settings.embed.exact_index_max
-            if hasattr(settings.embed, "exact_index_max")
-            else 50_000,
-        ),
-        vectors=len(keys),
-        **size,
-    )
-    del vectors
-
-    from coldstart.batch.uploads import (
-        _affinity_model,
-        _listener_profiles,
-        picks_per_listener,
-        predict_audience,
-    )
-
-    episodes = data.items[data.items["kind"] == "episode"].sample(100, random_state=0, replace=True)
-
-    def score_100():
-        model = _affinity_model(store)
-        profiles = _listener_profiles(store)
-        picks = picks_per_listener(store)
-        for i, row in enumerate(episodes.itertuples()):
-            predict_audience(
-                model, profiles, f"new-{i}", row.show_id, data.content[row.item_id], 10, 20, picks
-            )
-
-    timed("score_uploads", score_100, uploads=100, **size)
-
-    from coldstart.recommend.models import load_serving_models
-    from coldstart.recommend.pipeline import OnboardingPipeline
-    from training.data import UserProfile
-
-    rng = np.random.default_rng(5)
-    music = data.items.loc[data.items["kind"] == "track", "item_id"].to_numpy()
-    latencies = []
-
-    def onboard():
-        pipeline = OnboardingPipeline(load_serving_models(settings, store, search=False), settings)
-        for i in range(200):
-            user = UserProfile(
-                f"new{i}",
-                {m: 5.0 for m in rng.choice(music, 20, replace=False)},
-                country="US",
-                language="en",
-            )
-            started = time.perf_counter()
-            pipeline.recommend(user, k=10)
-            latencies.append(time.perf_counter() - started)
-
-    with Peak() as peak:
-        started = time.perf_counter()
-        onboard()
-        total = time.perf_counter() - started
-    record(
-        "onboarding",
-        total,
-        peak,
-        p50_ms=round(1000 * float(np.percentile(latencies, 50)), 2),
-        p95_ms=round(1000 * float(np.percentile(latencies, 95)), 2),
-        requests=len(latencies),
-        **size,
-    )
+        extra = details(value)
+        name = stage + (world.suffix if stage in ("affinity", "two_tower") else "")
+        record(name, seconds, peak, **extra, **size)
+        del value
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -539,7 +647,15 @@ def report(results: Path) -> str:
         taste = taste[taste["trained_words"].notna()].copy()
         # scale_world has no playlists and no history over `max_sentence` words: one
         # sentence per listener with music.
-        epochs = np.array([epochs_for(int(w), cfg) for w in taste["words"]])
+        # The epochs the run trained (recorded since the corpus-word cap); older rows
+        # had the configured rule, which the cap does not change below 120M words.
+        recorded = taste["epochs"] if "epochs" in taste else pd.Series(np.nan, taste.index)
+        epochs = np.array(
+            [
+                int(e) if pd.notna(e) else epochs_for(int(w), cfg)
+                for e, w in zip(recorded, taste["words"])
+            ]
+        )
         length = taste["trained_words"] / (epochs * taste["music_listeners"])
         taste["pairs"] = taste["trained_words"] * [contexts_per_word(x, cfg.window) for x in length]
         lines += [
@@ -629,6 +745,19 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def stages_to_run(stages: str | None, stop_after: str | None) -> list[str]:
+    """The stages named by `--stages` (in run order), or those up to `--stop-after`."""
+    if stages:
+        chosen = [s.strip() for s in stages.split(",") if s.strip()]
+        unknown = sorted(set(chosen) - set(ORDER))
+        if unknown:
+            raise SystemExit(
+                f"--stages: unknown {', '.join(unknown)}; expected some of {', '.join(ORDER)}"
+            )
+        return [s for s in ORDER if s in chosen]
+    return ORDER[: ORDER.index(stop_after) + 1] if stop_after else list(ORDER)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -647,24 +776,29 @@ def main() -> None:
     )
     parser.add_argument(
         "--stop-after",
-        choices=["generate", "ingest", "taste"],
+        choices=ORDER,
         help="run the stages up to this one only (e.g. ingest at sizes whose training would not fit the time)",
+    )
+    parser.add_argument(
+        "--stages",
+        help="comma-separated stages to run (default: all, or up to --stop-after); with "
+        "--workdir the later stages of a size can run in a later invocation",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep each size's world in WORKDIR/<size> (default: a temporary directory, removed)",
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    stages = stages_to_run(args.stages, args.stop_after)
     if args.one:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            run_size(args.one, args.epochs, args.results, args.workdir, not args.no_blend, stages)
+            return
         with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
-            try:
-                run_size(
-                    args.one,
-                    args.epochs,
-                    args.results,
-                    Path(tmp),
-                    blend=not args.no_blend,
-                    stop_after=args.stop_after,
-                )
-            except StopAfter:
-                pass
+            run_size(args.one, args.epochs, args.results, Path(tmp), not args.no_blend, stages)
         return
     if not args.plot_only:
         args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -681,7 +815,8 @@ def main() -> None:
                 str(args.results),
             ]
             cmd += ["--no-blend"] if args.no_blend else []
-            cmd += ["--stop-after", args.stop_after] if args.stop_after else []
+            cmd += ["--stages", ",".join(stages)]
+            cmd += ["--workdir", str(args.workdir / str(n))] if args.workdir else []
             try:
                 done = subprocess.run(cmd, timeout=args.budget)
                 status = "finished" if done.returncode == 0 else f"exit {done.returncode}"

@@ -59,3 +59,40 @@ def test_report_gives_growth_exponents_and_writes_beside_the_results(tmp_path):
     assert cells[1:3] == ["30.0 s, 9 MB", "120.0 s, 144 MB"]
     assert [float(c) for c in cells[3:]] == [1.0, 2.0, 1.0]
     assert (tmp_path / "run.md").read_text() == text and (tmp_path / "run.png").stat().st_size > 0
+
+
+def test_stages_run_in_pipeline_order_and_unknown_ones_are_refused():
+    assert scale.stages_to_run("taste, ingest", None) == ["ingest", "taste"]
+    assert scale.stages_to_run(None, "ingest") == ["generate", "ingest"]
+    assert scale.stages_to_run(None, None) == scale.ORDER
+    with pytest.raises(SystemExit, match="unknown tasteful"):
+        scale.stages_to_run("taste,tasteful", None)
+
+
+def test_a_size_resumes_from_its_working_directory(tmp_path, monkeypatch):
+    """The training stages in a second call (as in a later process) read the world and
+    the taste model the first call left, without training taste again."""
+    from training import taste as taste_module
+
+    out = tmp_path / "rows.jsonl"
+    with pytest.raises(SystemExit, match="run the generate stage first"):
+        scale.run_size(1000, 1, out, tmp_path / "w", stages=["ingest"])
+    scale.run_size(1000, 1, out, tmp_path / "w", stages=["generate", "ingest", "taste"])
+    saved = json.loads((tmp_path / "w" / "taste" / "taste.json").read_text())
+    taste_module._CACHE.clear()  # what a new process starts with
+    fits = []
+    real_fit = taste_module.TasteModel.fit.__func__
+    monkeypatch.setattr(
+        taste_module.TasteModel,
+        "fit",
+        classmethod(lambda cls, *a, **k: fits.append(1) or real_fit(cls, *a, **k)),
+    )
+    scale.run_size(1000, 1, out, tmp_path / "w", stages=["affinity"])
+    assert fits == []
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["generate", "ingest", "taste", "affinity"]
+    assert (
+        rows[2]["epochs"] == saved["epochs"] and rows[2]["trained_words"] == saved["trained_words"]
+    )
+    assert rows[3]["interactions"] == rows[1]["interactions"] > 0
+    assert (tmp_path / "w" / "home" / "artifacts" / "affinity-podcast").exists()

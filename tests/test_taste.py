@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from recommender_contract import cluster_music, toy_world
 
-from training.taste import TasteConfig, TasteModel, fit_taste, music_fingerprint
+from training.taste import (
+    TasteConfig,
+    TasteModel,
+    epochs_for,
+    fit_taste,
+    music_fingerprint,
+    remember_taste,
+)
 
 CFG = TasteConfig(dim=16, epochs=5)
 
@@ -85,3 +92,36 @@ def test_no_music_is_a_clear_error():
     empty = type(data)(items=data.items, interactions=data.interactions.iloc[:0])
     with pytest.raises(ValueError, match="no music"):
         TasteModel.fit(empty, CFG)
+
+
+def test_epochs_grow_for_small_corpora_and_shrink_for_large_ones():
+    cfg = TasteConfig(epochs=10, min_words=200_000, max_epochs=200, max_corpus_words=120_000_000)
+    assert epochs_for(5_000, cfg) == 40  # 200k words at least
+    assert epochs_for(100, cfg) == 200  # ... up to max_epochs
+    assert epochs_for(5_000_000, cfg) == 10  # the configured epochs in between
+    assert epochs_for(12_000_000, cfg) == 10  # 120M words: still all ten
+    assert epochs_for(15_000_000, cfg) == 8  # 120M // 15M
+    assert epochs_for(52_000_000, cfg) == 2
+    assert epochs_for(500_000_000, cfg) == 1  # never below one epoch
+    no_cap = TasteConfig(epochs=10, max_corpus_words=0)
+    assert epochs_for(500_000_000, no_cap) == 10
+
+
+def test_a_corpus_word_budget_trains_fewer_epochs():
+    data = toy_world()
+    full = TasteModel.fit(data, CFG)
+    words = full.manifest["words"]
+    capped = TasteModel.fit(
+        data, TasteConfig(dim=16, epochs=5, min_words=0, max_corpus_words=2 * words)
+    )
+    assert full.manifest["epochs"] == epochs_for(words, CFG) > 2
+    assert capped.manifest["epochs"] == 2
+    assert capped.manifest["trained_words"] < full.manifest["trained_words"]
+
+
+def test_a_saved_model_is_reused_for_its_own_data_only(taste, tmp_path):
+    loaded = TasteModel.load(taste.save(tmp_path / "taste"))
+    remember_taste(toy_world(), loaded)
+    assert fit_taste(toy_world(), CFG) is loaded
+    with pytest.raises(ValueError, match="not on this data"):
+        remember_taste(toy_world(seed=1), loaded)

@@ -30,7 +30,14 @@ from gensim.models import KeyedVectors, Word2Vec
 
 from training.data import MUSIC_KINDS, InteractionData
 
-__all__ = ["TasteConfig", "TasteModel", "fit_taste", "stable_hash", "music_fingerprint"]
+__all__ = [
+    "TasteConfig",
+    "TasteModel",
+    "fit_taste",
+    "remember_taste",
+    "stable_hash",
+    "music_fingerprint",
+]
 
 MODEL_FILE = "taste.kv"
 MANIFEST_FILE = "taste.json"
@@ -55,17 +62,22 @@ class TasteConfig:
     # updates to move vectors apart, and tiny datasets would otherwise stay at noise.
     min_words: int = 200_000
     max_epochs: int = 200
+    # Large corpora get fewer epochs: at most this many corpus words over all epochs
+    # (at least one epoch). Skip-gram time is linear in the words trained, so the stage
+    # stops growing with the audience once a corpus is this large (about 240k listeners
+    # of the scale benchmark's world; every real dataset here is far below). 0: no cap.
+    max_corpus_words: int = 120_000_000
     seed: int = 0
 
 
 def epochs_for(words: int, cfg: TasteConfig) -> int:
-    """Training epochs for a corpus of `words`: `cfg.epochs`, more for small corpora."""
-    return int(
-        min(
-            max(cfg.epochs, math.ceil(cfg.min_words / max(words, 1))),
-            max(cfg.max_epochs, cfg.epochs),
-        )
-    )
+    """Training epochs for a corpus of `words`: `cfg.epochs`, more for small corpora,
+    fewer for corpora whose `cfg.epochs` passes would exceed `cfg.max_corpus_words`."""
+    words = max(words, 1)
+    epochs = min(max(cfg.epochs, math.ceil(cfg.min_words / words)), max(cfg.max_epochs, cfg.epochs))
+    if cfg.max_corpus_words:
+        epochs = min(epochs, max(1, cfg.max_corpus_words // words))
+    return int(epochs)
 
 
 def music_fingerprint(data: InteractionData) -> str:
@@ -232,3 +244,17 @@ def fit_taste(data: InteractionData, config: TasteConfig | None = None) -> Taste
     while len(_CACHE) > 4:
         _CACHE.popitem(last=False)
     return model
+
+
+def remember_taste(data: InteractionData, model: TasteModel) -> None:
+    """Make `fit_taste(data, model.config)` return `model`, a taste model saved earlier
+    and loaded in this process, instead of training it again. Refused when `model` was
+    trained on other music data than `data`'s."""
+    fingerprint = music_fingerprint(data)
+    if model.manifest.get("data_hash") != fingerprint:
+        raise ValueError(
+            f"taste model trained on music data {model.manifest.get('data_hash')!r}, "
+            f"not on this data ({fingerprint!r})"
+        )
+    _CACHE[(fingerprint, model.config)] = model
+    _CACHE.move_to_end((fingerprint, model.config))
