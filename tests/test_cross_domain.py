@@ -236,3 +236,24 @@ def test_validation_sample_caps_and_keeps_order():
     kept = validation_sample(rows, 0, cap=10)
     assert len(kept) == 10 and (np.diff(kept) > 0).all() and set(kept) <= set(rows)
     np.testing.assert_array_equal(kept, validation_sample(rows, 0, cap=10))
+
+
+def test_user_histories_add_repeats_sort_and_share_item_ids():
+    import pandas as pd
+
+    from training.history import user_histories
+
+    pairs = pd.DataFrame(
+        {
+            "user_id": ["u2", "u1", "u2", "u1", "u2"],
+            "item_id": ["b", "c", "a", "a", "b"],
+            "weight": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    histories = user_histories(pairs)
+    assert list(histories) == ["u1", "u2"]
+    assert list(histories["u1"].items()) == [("a", 4.0), ("c", 2.0)]
+    assert list(histories["u2"].items()) == [("a", 3.0), ("b", 6.0)]  # b played twice
+    first_a, second_a = (next(iter(h)) for h in histories.values())
+    assert first_a is second_a  # one string object per item id
+    assert user_histories(pairs.iloc[:0]) == {}

@@ -95,6 +95,30 @@ def test_batched_audience_matches_the_dense_matrix(world, batch_users):
         assert [u["user_id"] for u in summary["top_users"]] == ref_top
 
 
+def test_the_catalog_pass_shrinks_its_listener_batch_to_the_score_budget(world, monkeypatch):
+    """With room for only 5 listeners' catalog scores at a time, the audience is the same
+    as the dense computation's."""
+    from coldstart.batch import uploads
+
+    settings, store, model, profiles = world
+    monkeypatch.setattr(uploads, "CATALOG_PASS_SCORES", 5 * int(model.metrics["catalog"]))
+    seen = []
+    real = uploads._catalog_summary
+    monkeypatch.setattr(uploads, "_catalog_summary", lambda *a: seen.append(a[-1]) or real(*a))
+    row = next(store.items(["episode"]).head(1).itertuples())
+    vector = item_vectors(store, model_id_for(settings), ["episode"])[row.item_id]
+    ref_frame, ref_top = dense_reference(
+        copy.deepcopy(model), profiles, "budget-ep", row.show_id, vector
+    )
+    summary, frame = predict_audience(
+        copy.deepcopy(model), profiles, "budget-ep", row.show_id, vector, 10, 20
+    )
+    assert seen == [5]
+    np.testing.assert_allclose(frame["probability"], ref_frame["probability"], rtol=1e-4, atol=1e-9)
+    assert_ranks_match(frame["rank"], ref_frame["rank"], 100)
+    assert [u["user_id"] for u in summary["top_users"]] == ref_top
+
+
 @pytest.mark.parametrize("quantile", [0.1, 0.3, 0.6])
 def test_ranks_are_exact_down_to_the_depth_and_missing_below(world, quantile):
     settings, store, model, profiles = world
@@ -161,3 +185,22 @@ def test_listener_vectors_are_reused_across_uploads_with_the_same_answers(world)
         assert reused == fresh
     assert shared._audience_users[0] == (id(profiles), len(profiles))
     assert shared._audience_catalog[3] is shared._audience_users[1]  # one catalog pass
+
+
+def test_listener_profiles_add_plays_of_one_item_at_several_times(tmp_path):
+    """What score-uploads scores: the listener's plays of an item, all of them (as the
+    models were trained), not the last row read."""
+    from coldstart.data.ingest import ingest_dataset
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "items.csv").write_text("item_id,kind\nt1,track\nt2,track\ns1,show\n")
+    (ds / "interactions.csv").write_text(
+        "user_id,item_id,weight,timestamp\n"
+        "u1,t1,2,2026-01-01T10:00:00\nu1,t1,3,2026-01-02T10:00:00\nu1,t2,1,\n"
+        "u2,s1,4,\nu3,t2,7,\n"
+    )
+    store = Store.from_settings(Settings(home=tmp_path / "home"))
+    ingest_dataset(store, ds)
+    profiles = {p.user_id: p.music for p in _listener_profiles(store)}
+    assert profiles == {"u1": {"t1": 5.0, "t2": 1.0}, "u3": {"t2": 7.0}}  # u2: no music

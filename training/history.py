@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-__all__ = ["HistoryEncoder", "target_matrix"]
+__all__ = ["HistoryEncoder", "target_matrix", "user_histories"]
 
 
 @dataclass
@@ -86,3 +86,26 @@ def target_matrix(
     matrix = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(users), len(items)))
     matrix.data[:] = 1.0
     return matrix
+
+
+def user_histories(pairs: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """user_id -> {item_id: weight} from (user_id, item_id, weight) rows; repeated
+    (user, item) rows add up. Users and each history's items come in sorted order.
+
+    Built from array slices, not a frame per user, and every history holding an item
+    shares one string object for its id: at a million listeners the histories are the
+    largest Python structure of training and scoring."""
+    if pairs.empty:
+        return {}
+    grouped = pairs.groupby(["user_id", "item_id"], as_index=False, sort=True)["weight"].sum()
+    user_codes, users = pd.factorize(grouped["user_id"])  # sorted: codes never decrease
+    item_codes, items = pd.factorize(grouped["item_id"])
+    names = [str(i) for i in items]
+    keys = [names[c] for c in item_codes]
+    weights = grouped["weight"].astype(float).tolist()
+    ends = [*(np.flatnonzero(np.diff(user_codes)) + 1).tolist(), len(grouped)]
+    starts = [0, *ends[:-1]]
+    return {
+        str(user): dict(zip(keys[lo:hi], weights[lo:hi]))
+        for user, lo, hi in zip(users, starts, ends)
+    }

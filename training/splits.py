@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData, UserProfile, user_profile
+from training.history import user_histories
 
 __all__ = [
     "ColdSplit",
@@ -44,28 +44,13 @@ def profiles_for(
     """UserProfiles built from `data`, leaving out plays of `drop_kinds`."""
     kinds = data.kind_of()
     inter = data.interactions[data.interactions["user_id"].isin(set(user_ids))]
-    inter = inter.assign(kind=inter["item_id"].map(kinds))
-    inter = (
-        inter[~inter["kind"].isin(drop_kinds)]
-        .groupby(["user_id", "item_id", "kind"], as_index=False)["weight"]
-        .sum()
-    )
-    by_user = {u: g for u, g in inter.groupby("user_id")}
+    kind = inter["item_id"].map(kinds)
+    keep = kind.notna() & ~kind.isin(drop_kinds)  # plays of unknown items count nowhere
+    is_music = kind.isin(MUSIC_KINDS)
+    music = user_histories(inter[keep & is_music])
+    spoken = user_histories(inter[keep & ~is_music])
     users = data.users.drop_duplicates("user_id").set_index("user_id")
-    out = []
-    for u in user_ids:
-        g = by_user.get(u, pd.DataFrame(columns=["item_id", "kind", "weight"]))
-        music = g[g["kind"].isin(MUSIC_KINDS)]
-        spoken = g[~g["kind"].isin(MUSIC_KINDS)]
-        out.append(
-            user_profile(
-                u,
-                dict(zip(music["item_id"].astype(str), music["weight"].astype(float))),
-                dict(zip(spoken["item_id"].astype(str), spoken["weight"].astype(float))),
-                users,
-            )
-        )
-    return out
+    return [user_profile(u, music.get(str(u), {}), spoken.get(str(u), {}), users) for u in user_ids]
 
 
 def _chosen_cold_users(

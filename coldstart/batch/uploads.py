@@ -61,6 +61,9 @@ STATUSES = ("pending", "transcribed", "embedded", "indexed", "scored", "failed")
 UNFINISHED = ("pending", "transcribed", "embedded", "indexed")
 # A new episode's rank among the catalog is kept per listener down to this depth.
 RANK_DEPTH = 100
+# Listeners x catalog scores held at once in the catalog pass (float32: 128 MiB); the
+# listener batch shrinks as the catalog grows, so the pass's memory does not.
+CATALOG_PASS_SCORES = 2**25
 
 
 class UploadError(ValueError):
@@ -221,22 +224,17 @@ def _set_status(
 
 
 def _listener_profiles(store: Store):
-    """Every known listener with music history, as `UserProfile`s."""
+    """Every known listener with music history, as `UserProfile`s (plays of an item at
+    several times add up, as in training)."""
     from training.data import MUSIC_KINDS, user_profile
+    from training.history import user_histories
 
     music_ids = store.frame(t.items, t.items.c.kind.in_(MUSIC_KINDS), ["item_id"])["item_id"]
     inter = store.interactions()
-    inter = inter[inter["item_id"].isin(set(music_ids))]
+    histories = user_histories(inter[inter["item_id"].isin(set(music_ids))])
+    del inter
     users = store.users().drop_duplicates("user_id").set_index("user_id")
-    return [
-        user_profile(
-            user_id,
-            dict(zip(group["item_id"].astype(str), group["weight"].astype(float))),
-            {},
-            users,
-        )
-        for user_id, group in inter.groupby("user_id", sort=True)
-    ]
+    return [user_profile(u, music, {}, users) for u, music in histories.items()]
 
 
 def picks_per_listener(store: Store) -> float:
@@ -417,7 +415,8 @@ def _audience_scores(
     """
     _, vecs, bias = model.item_vectors()
     u, known = _user_vectors(model, profiles, batch)
-    lse, best = _catalog_summary(model, u, vecs, bias, catalog_size, depth, batch)
+    rows = max(1, min(batch, CATALOG_PASS_SCORES // max(catalog_size, 1)))
+    lse, best = _catalog_summary(model, u, vecs, bias, catalog_size, depth, rows)
     raw = u @ vecs[column] + bias[column]
     mine = raw
     if calibrate and show_column is not None:
