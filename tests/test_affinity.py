@@ -187,3 +187,18 @@ def test_early_stopping_uses_the_metric_named_in_config():
         AffinityModel("podcast", 0, replace(TINY, early_stopping="coverage")).fit(toy_world())
     # One registry: summarise reports exactly its metrics, in its order.
     assert list(summarise([["a", "b"]], [{"b"}], 2, 4)) == [m.key(2) for m in METRICS.values()]
+
+
+def test_early_stopping_scores_validation_users_a_block_at_a_time(monkeypatch):
+    """Blocks of validation users (memory bounded at any audience) give the validation
+    curve of scoring them all at once."""
+    import training.affinity as affinity
+
+    cfg = replace(TINY, max_epochs=4, patience=5)
+    whole = AffinityModel("podcast", 0, cfg).fit(toy_world()).metrics["history"]
+    monkeypatch.setattr(affinity, "VAL_SCORES", 1)  # one validation user per block
+    blocks = AffinityModel("podcast", 0, cfg).fit(toy_world()).metrics["history"]
+    assert [h["val_ndcg"] for h in blocks] == pytest.approx(
+        [h["val_ndcg"] for h in whole], abs=1e-9
+    )
+    assert len({h["val_ndcg"] for h in whole}) > 1  # the curve moves: a real comparison

@@ -46,7 +46,7 @@ from training.base import Recommender, new_item_ids
 from training.blend import ScoreBlend, choose_blend, validation_sample
 from training.cross_domain import WidePart, fit_wide, served_blend_metrics
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
-from training.metrics import per_user_metric
+from training.metrics import per_user_metric, top_columns
 from training.ranking import popularity, top_k
 from training.splits import profiles_for
 from training.taste import TasteConfig, TasteModel, fit_taste
@@ -56,6 +56,8 @@ __all__ = ["AffinityConfig", "AffinityNet", "AffinityModel"]
 
 CHECKPOINT_FILE = "affinity.pt"
 MANIFEST_FILE = "manifest.json"
+# Validation users x items scores held at once by early stopping (float32: 64 MiB).
+VAL_SCORES = 2**24
 
 
 @dataclass(frozen=True)
@@ -447,16 +449,20 @@ class AffinityModel(Recommender):
         cfg = self.config
         metric = per_user_metric(cfg.early_stopping)
         self.net.eval()
+        values = []
+        # Validation users a block at a time: memory O(block x items), not users x items.
+        block = max(1, VAL_SCORES // max(run.n_ids, 1))
         with torch.no_grad():
             vecs, bias = self.net.item_vectors(run.content, run.all_ids)
-            taste, demo = run.feats.rows(torch.from_numpy(run.val_rows))
-            scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
-        top = np.argsort(-scores, axis=1, kind="stable")[:, : cfg.val_k]
-        return float(
-            np.mean(
-                [metric(list(t), run.val_truth[u], cfg.val_k) for t, u in zip(top, run.val_rows)]
-            )
-        )
+            for lo in range(0, len(run.val_rows), block):
+                rows = run.val_rows[lo : lo + block]
+                taste, demo = run.feats.rows(torch.from_numpy(rows))
+                scores = self.net(self.net.user_vectors(taste, demo), vecs, bias).numpy()
+                values += [
+                    metric(top_columns(-s, cfg.val_k), run.val_truth[u], cfg.val_k)
+                    for s, u in zip(scores, rows)
+                ]
+        return float(np.mean(values))
 
     def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the

@@ -26,6 +26,7 @@ __all__ = [
     "summarise",
     "mean_ndcg",
     "per_user_ndcg",
+    "top_columns",
 ]
 
 
@@ -122,12 +123,12 @@ def summarise(
 def per_user_ndcg(scores: np.ndarray, truth: Sequence[Collection[int]], k: int) -> np.ndarray:
     """NDCG@k of each score row [users x items] against that row's relevant column indices."""
     return np.array(
-        [ndcg_at_k(_top_k(row, k), rel, k) for row, rel in zip(-np.asarray(scores), truth)],
+        [ndcg_at_k(top_columns(row, k), rel, k) for row, rel in zip(-np.asarray(scores), truth)],
         dtype=np.float64,
     )
 
 
-def _top_k(neg: np.ndarray, k: int) -> list[int]:
+def top_columns(neg: np.ndarray, k: int) -> list[int]:
     """Column indices of the k smallest values of `neg`, ties by index: what a stable full
     argsort gives, in O(items) (partition, then sort only the candidates)."""
     if k < len(neg):
