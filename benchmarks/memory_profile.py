@@ -2,6 +2,7 @@
 
     .venv/bin/pip install memray                       # not a project dependency
     .venv/bin/python benchmarks/memory_profile.py 30000
+    .venv/bin/python benchmarks/memory_profile.py 100000 --taste-epochs 1 --stages affinity
     .venv/bin/python -m memray summary /tmp/coldstart-memory/30000-affinity.bin
 
 The world is generated and ingested into SQLite, the taste model is fitted outside the
@@ -9,6 +10,10 @@ capture (`fit_taste` caches it, as in benchmarks/scale.py), and then the affinit
 and the two-tower are each fitted (2 epochs, as scale.py does) under a `memray.Tracker`:
 one capture file per stage. `memray stats` prints the peak; `memray summary` lists the
 call sites holding memory at the peak. docs/scale.md ("The limit, stated") quotes it.
+
+`--taste-epochs 1` trains the taste model (outside the capture) for one epoch instead
+of the default ten: the captured stages see taste vectors of the same size, so their
+memory is the same, and at 100k the profile takes minutes instead of half an hour.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("listeners", type=int)
     parser.add_argument("--out", type=Path, default=Path("/tmp/coldstart-memory"))
+    parser.add_argument(
+        "--taste-epochs", type=int, help="train taste (not captured) for this many epochs"
+    )
+    parser.add_argument("--stages", default="affinity,two_tower")
     args = parser.parse_args()
 
     import memray
@@ -36,7 +45,7 @@ def main() -> None:
     from coldstart.data.ingest import ingest_dataset
     from coldstart.recommend.models import interaction_data
     from training.affinity import AffinityConfig, AffinityModel
-    from training.taste import fit_taste
+    from training.taste import TasteConfig, fit_taste
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
     work = args.out / f"world-{args.listeners}"
@@ -46,16 +55,20 @@ def main() -> None:
         ingest_dataset(store, work / "dataset")
     data = interaction_data(store)
     data.content = content_vectors(data.items)
-    fit_taste(data)
+    taste = (
+        TasteConfig(epochs=args.taste_epochs, min_words=0) if args.taste_epochs else TasteConfig()
+    )
+    fit_taste(data, taste)
     stages = {
         "affinity": lambda: AffinityModel(
-            "podcast", 0, AffinityConfig(max_epochs=2, patience=3)
+            "podcast", 0, AffinityConfig(max_epochs=2, patience=3, taste=taste)
         ).fit(data),
         "two_tower": lambda: TwoTowerRecommender(
-            "audiobook", 0, TwoTowerConfig(max_epochs=2, patience=3)
+            "audiobook", 0, TwoTowerConfig(max_epochs=2, patience=3, taste=taste)
         ).fit(data),
     }
-    for stage, fit in stages.items():
+    for stage in args.stages.split(","):
+        fit = stages[stage]
         capture = args.out / f"{args.listeners}-{stage}.bin"
         capture.unlink(missing_ok=True)
         with memray.Tracker(str(capture)):

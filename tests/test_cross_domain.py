@@ -257,3 +257,37 @@ def test_user_histories_add_repeats_sort_and_share_item_ids():
     first_a, second_a = (next(iter(h)) for h in histories.values())
     assert first_a is second_a  # one string object per item id
     assert user_histories(pairs.iloc[:0]) == {}
+
+
+def test_blend_chosen_a_block_of_users_at_a_time_is_the_blend_of_all_at_once(monkeypatch):
+    import training.blend as blend_module
+
+    rng = np.random.default_rng(2)
+    n_users, n_items = 250, 60
+    truth = [set(rng.choice(n_items, size=3, replace=False).tolist()) for _ in range(n_users)]
+    signal = np.zeros((n_users, n_items))
+    for r, t in enumerate(truth):
+        signal[r, list(t)] = 1.0
+    sources = {
+        "wide": signal + rng.normal(scale=1.5, size=signal.shape),
+        "network": (signal + rng.normal(scale=1.2, size=signal.shape)).astype(np.float32),
+        "popularity": np.tile(rng.normal(size=n_items), (n_users, 1)),
+    }
+    whole = choose_blend(sources, truth, one_se=False)
+    monkeypatch.setattr(blend_module, "BLEND_SCORES", 7 * n_items)  # blocks of 7 users
+    blocks = choose_blend(sources, truth, one_se=False)
+    assert blocks == whole  # same weights and the same validation figures, exactly
+    assert 0 < whole.validation["blend"] < 1
+
+
+def test_capped_held_out_scores_a_block_of_rows_at_a_time(monkeypatch):
+    import training.cross_domain as cross_domain
+
+    histories, y, listeners, music = _clustered()
+    wide = fit_wide(histories, y, listeners, music, seed=0, max_rows=50, max_items=12)
+    rows = list(range(0, 120, 3))  # sampled and unsampled rows
+    whole = wide.held_out(rows, [histories[r] for r in rows])
+    monkeypatch.setattr(cross_domain, "BLEND_SCORES", 4 * y.shape[1])  # 4 rows a block
+    blocks = wide.held_out(rows, [histories[r] for r in rows])
+    np.testing.assert_array_equal(blocks, whole)
+    assert whole.shape == (len(rows), y.shape[1]) and np.isfinite(whole).all()

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from training.base import Recommender
-from training.blend import ScoreBlend
+from training.blend import BLEND_SCORES, ScoreBlend
 from training.data import InteractionData, Ranking, UserProfile
 from training.history import HistoryEncoder, target_matrix
 from training.metrics import mean_ndcg
@@ -223,6 +223,15 @@ class WidePart:
         rows = np.asarray(rows, dtype=np.int64)
         if self.columns is None:
             return self.oof_scores[rows]
+        out = np.zeros((len(rows), len(self.log_listeners)))
+        block = max(1, BLEND_SCORES // max(len(self.log_listeners), 1))  # rows at a time
+        for lo in range(0, len(rows), block):
+            out[lo : lo + block] = self._held_out_block(
+                rows[lo : lo + block], histories[lo : lo + block]
+            )
+        return out
+
+    def _held_out_block(self, rows: np.ndarray, histories) -> np.ndarray:
         ridge = self._ridge_scores(self.encoder.transform(histories))
         at = np.searchsorted(self.sample_rows, rows).clip(max=len(self.sample_rows) - 1)
         sampled = self.sample_rows[at] == rows
