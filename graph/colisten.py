@@ -81,14 +81,65 @@ def colisten_pairs(
     )
     ev = ev[ev.groupby("user_id").cumcount() < max_items_per_user]
 
-    pairs = ev.merge(ev, on="user_id", suffixes=("_a", "_b"))
-    pairs = pairs[pairs["item_id_a"] < pairs["item_id_b"]]
+    # Integer codes in string order (so code_a < code_b is item_id_a < item_id_b), and
+    # each user's rows contiguous (sorted above).
+    codes, items = pd.factorize(ev["item_id"], sort=True)
+    users = pd.factorize(ev["user_id"])[0]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(ev) else np.zeros(0, int)
+    sizes = np.diff(np.r_[starts, len(ev)])
+    timestamps = ev["timestamp"].to_numpy(np.float64)
+    keys, counts = [], []
+    for first, last in _user_blocks(sizes, PAIRS_PER_BLOCK):
+        lo, hi = starts[first], starts[first] + sizes[first:last].sum()
+        key = _pair_keys(
+            codes[lo:hi], timestamps[lo:hi], sizes[first:last], len(items), window_seconds
+        )
+        block_keys, block_counts = np.unique(key, return_counts=True)
+        keys.append(block_keys)
+        counts.append(block_counts)
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    unique, where = np.unique(key, return_inverse=True)
+    total = np.bincount(
+        where, weights=np.concatenate(counts) if counts else None, minlength=len(unique)
+    )
+    return pd.DataFrame(
+        {
+            "item_id_a": items.take(unique // max(len(items), 1)),
+            "item_id_b": items.take(unique % max(len(items), 1)),
+            "count": total.astype(np.int64),
+        }
+    )
+
+
+# Candidate (a, b) rows built at once: users are taken in blocks whose histories give at
+# most this many (int64 codes: 128 MiB per array), so memory does not grow with users.
+PAIRS_PER_BLOCK = 2**24
+
+
+def _user_blocks(sizes: np.ndarray, budget: int):
+    """(first, last) user ranges whose sum of size² stays within `budget` (at least one user)."""
+    cost = np.cumsum(sizes.astype(np.int64) ** 2)
+    first = 0
+    while first < len(sizes):
+        done = cost[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(cost, done + budget, side="right")))
+        yield first, last
+        first = last
+
+
+def _pair_keys(codes, timestamps, sizes, n_items: int, window_seconds: float | None) -> np.ndarray:
+    """a * n_items + b for every ordered pair of items a < b within one user's rows."""
+    group_start = np.repeat(np.cumsum(np.r_[0, sizes[:-1]]), sizes)  # per row
+    per_row = np.repeat(sizes, sizes)  # partners of each row (its user's rows)
+    left = np.repeat(np.arange(len(codes)), per_row)
+    offsets = np.arange(len(left)) - np.repeat(np.cumsum(np.r_[0, per_row[:-1]]), per_row)
+    right = np.repeat(group_start, per_row) + offsets
+    a, b = codes[left].astype(np.int64), codes[right].astype(np.int64)
+    keep = a < b
     if window_seconds is not None:
-        ta, tb = pairs["timestamp_a"], pairs["timestamp_b"]
-        close = (ta - tb).abs() <= window_seconds
-        pairs = pairs[close | (ta <= 0) | (tb <= 0)]
-    counts = pairs.groupby(["item_id_a", "item_id_b"]).size().rename("count").reset_index()
-    return counts
+        ta, tb = timestamps[left], timestamps[right]
+        keep &= (np.abs(ta - tb) <= window_seconds) | (ta <= 0) | (tb <= 0)
+    return a[keep] * n_items + b[keep]
 
 
 def build_colisten_graph(

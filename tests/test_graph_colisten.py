@@ -91,3 +91,50 @@ def test_no_events_gives_isolated_nodes():
     g = build_colisten_graph(ITEMS, EVENTS.iloc[:0])
     assert g.num_edges == 0
     assert g.data["show"].num_nodes == 2
+
+
+def _brute_force_pairs(events: pd.DataFrame, cap: int, window: float | None) -> dict:
+    """Every pair of one listener's (capped, most recent) items, counted one by one."""
+    ev = events.groupby(["user_id", "item_id"], as_index=False).agg(
+        timestamp=("timestamp", "min"), weight=("weight", "sum")
+    )
+    counts: dict = {}
+    for _, group in ev.groupby("user_id"):
+        group = group.sort_values(
+            ["timestamp", "weight", "item_id"], ascending=[False, False, True]
+        ).head(cap)
+        rows = list(zip(group["item_id"], group["timestamp"]))
+        for i, (a, ta) in enumerate(rows):
+            for b, tb in rows[i + 1 :]:
+                if window is None or abs(ta - tb) <= window or ta <= 0 or tb <= 0:
+                    key = (min(a, b), max(a, b))
+                    counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("pairs_per_block", [1, 7, 2**24])
+@pytest.mark.parametrize("cap,window", [(50, None), (3, None), (50, 4000.0)])
+def test_pair_counts_match_counting_one_listener_at_a_time(
+    monkeypatch, pairs_per_block, cap, window
+):
+    """Listeners are paired a block at a time (memory bounded at any audience); the
+    counts are those of enumerating each listener's pairs."""
+    import graph.colisten as colisten
+
+    monkeypatch.setattr(colisten, "PAIRS_PER_BLOCK", pairs_per_block)
+    rng = np.random.default_rng(3)
+    n = 600
+    events = pd.DataFrame(
+        {
+            "user_id": [f"u{x}" for x in rng.integers(0, 60, n)],
+            "item_id": [f"i{x:02d}" for x in rng.integers(0, 25, n)],
+            "timestamp": rng.choice([0.0, 100.0, 5000.0, 9000.0], n),
+            "weight": rng.integers(1, 4, n).astype(float),
+        }
+    )
+    pairs = colisten_pairs(events, max_items_per_user=cap, window_seconds=window)
+    got = {(a, b): c for a, b, c in pairs.itertuples(index=False)}
+    assert got == _brute_force_pairs(events, cap, window) and len(got) > 50
+    assert list(pairs.columns) == ["item_id_a", "item_id_b", "count"]
+    assert pairs[["item_id_a", "item_id_b"]].apply(tuple, axis=1).is_monotonic_increasing
+    assert colisten_pairs(events.iloc[:0]).empty
