@@ -418,34 +418,35 @@ def _taste(world: World):
     return lambda: fit_taste(data), done
 
 
+def _trained_model(world: World, model_cls, config_cls, target: str, kind: str, directory: str):
+    """A training stage: fit `model_cls(target)` for the fixed epochs with the saved
+    taste model, then register it as an artifact (as `coldstart train` does)."""
+    world.taste()
+    data = world.data
+    cfg = config_cls(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
+
+    def done(model) -> dict:
+        path = world.settings.artifacts_path / directory
+        world.store.register_artifact(f"{kind}:{target}", path, model.save(path))
+        return {}
+
+    return lambda: model_cls(target, 0, cfg).fit(data), done
+
+
 def _affinity(world: World):
     from training.affinity import AffinityConfig, AffinityModel
 
-    world.taste()
-    data = world.data
-    cfg = AffinityConfig(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
-
-    def done(model) -> dict:
-        directory = world.settings.artifacts_path / "affinity-podcast"
-        world.store.register_artifact("affinity:podcast", directory, model.save(directory))
-        return {}
-
-    return lambda: AffinityModel("podcast", 0, cfg).fit(data), done
+    return _trained_model(
+        world, AffinityModel, AffinityConfig, "podcast", "affinity", "affinity-podcast"
+    )
 
 
 def _two_tower(world: World):
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
-    world.taste()
-    data = world.data
-    cfg = TwoTowerConfig(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
-
-    def done(model) -> dict:
-        directory = world.settings.artifacts_path / "two-tower-audiobook"
-        world.store.register_artifact("two_tower:audiobook", directory, model.save(directory))
-        return {}
-
-    return lambda: TwoTowerRecommender("audiobook", 0, cfg).fit(data), done
+    return _trained_model(
+        world, TwoTowerRecommender, TwoTowerConfig, "audiobook", "two_tower", "two-tower-audiobook"
+    )
 
 
 def _index(world: World):
