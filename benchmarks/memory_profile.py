@@ -1,8 +1,9 @@
-"""Where the training stages' memory goes, on a `scale_world` of N listeners.
+"""Where the ingest and training stages' memory goes, on a `scale_world` of N listeners.
 
     .venv/bin/pip install memray                       # not a project dependency
     .venv/bin/python benchmarks/memory_profile.py 30000
     .venv/bin/python benchmarks/memory_profile.py 100000 --taste-epochs 1 --stages affinity
+    .venv/bin/python benchmarks/memory_profile.py 100000 --stages ingest
     .venv/bin/python -m memray summary /tmp/coldstart-memory/30000-affinity.bin
 
 The world is generated and ingested into SQLite, the taste model is fitted outside the
@@ -19,6 +20,7 @@ memory is the same, and at 100k the profile takes minutes instead of half an hou
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,7 +36,11 @@ def main() -> None:
     parser.add_argument(
         "--taste-epochs", type=int, help="train taste (not captured) for this many epochs"
     )
-    parser.add_argument("--stages", default="affinity,two_tower")
+    parser.add_argument(
+        "--stages",
+        default="affinity,two_tower",
+        help="comma-separated: ingest, affinity, two_tower",
+    )
     args = parser.parse_args()
 
     import memray
@@ -53,13 +59,25 @@ def main() -> None:
     if not (work / "dataset").exists():
         write_dataset(work / "dataset", args.listeners)
         ingest_dataset(store, work / "dataset")
+    stages = args.stages.split(",")
+    if "ingest" in stages:  # the dataset again, into an empty store of its own
+        shutil.rmtree(work / "ingest-home", ignore_errors=True)
+        fresh = Store.from_settings(Settings(home=work / "ingest-home"))
+        capture = args.out / f"{args.listeners}-ingest.bin"
+        capture.unlink(missing_ok=True)
+        with memray.Tracker(str(capture)):
+            ingest_dataset(fresh, work / "dataset")
+        print(f"ingest: {capture}", flush=True)
+        stages.remove("ingest")
+    if not stages:
+        return
     data = interaction_data(store)
     data.content = content_vectors(data.items)
     taste = (
         TasteConfig(epochs=args.taste_epochs, min_words=0) if args.taste_epochs else TasteConfig()
     )
     fit_taste(data, taste)
-    stages = {
+    fits = {
         "affinity": lambda: AffinityModel(
             "podcast", 0, AffinityConfig(max_epochs=2, patience=3, taste=taste)
         ).fit(data),
@@ -67,8 +85,8 @@ def main() -> None:
             "audiobook", 0, TwoTowerConfig(max_epochs=2, patience=3, taste=taste)
         ).fit(data),
     }
-    for stage in args.stages.split(","):
-        fit = stages[stage]
+    for stage in stages:
+        fit = fits[stage]
         capture = args.out / f"{args.listeners}-{stage}.bin"
         capture.unlink(missing_ok=True)
         with memray.Tracker(str(capture)):
