@@ -345,6 +345,7 @@ class World:
         self.dataset = workdir / "dataset"
         self.taste_dir = workdir / "taste"
         self._data = None
+        self._taste_ready = False  # fit_taste already holds this world's model
 
     @property
     def size(self) -> dict:
@@ -375,7 +376,10 @@ class World:
 
         if not self.taste_dir.exists():
             raise SystemExit(f"{self.taste_dir}: no taste model; run the taste stage first")
+        if self._taste_ready:  # fitted or loaded earlier in this process
+            return
         remember_taste(self.data, TasteModel.load(self.taste_dir))
+        self._taste_ready = True
 
     @property
     def suffix(self) -> str:
@@ -408,6 +412,7 @@ def _taste(world: World):
 
     def done(taste) -> dict:
         taste.save(world.taste_dir)
+        world._taste_ready = True
         return {
             "trained_words": taste.manifest["trained_words"],
             "words": taste.manifest["words"],
