@@ -259,6 +259,32 @@ def test_user_histories_add_repeats_sort_and_share_item_ids():
     assert user_histories(pairs.iloc[:0]) == {}
 
 
+def test_events_by_user_are_each_users_rows_in_row_order():
+    import pandas as pd
+
+    from training.history import EventsByUser
+
+    rng = np.random.default_rng(4)
+    events = pd.DataFrame(
+        {
+            "user_id": rng.choice(["u3", "u1", "u10", "u2", None], size=200),
+            "item_id": rng.choice(["s1", "s2", "b1", "b2", "b3"], size=200),
+            "kind": rng.choice(["show", "audiobook"], size=200),
+        }
+    )
+    by_user = EventsByUser.of(events, "audiobook")
+    grouped = dict(iter(events.groupby("user_id", sort=True)))
+    assert list(by_user) == list(grouped) == ["u1", "u10", "u2", "u3"]  # no row without a user
+    for user, frame in grouped.items():
+        items, is_book = by_user.rows(user)
+        assert items.tolist() == frame["item_id"].tolist()  # the user's rows, in row order
+        assert is_book.tolist() == (frame["kind"] == "audiobook").tolist()
+    assert "u4" not in by_user and "u1" in by_user
+    assert len({id(i) for i in by_user.items if i == "s1"}) == 1  # one string per item id
+    empty = EventsByUser.of(events.iloc[:0], "audiobook")
+    assert list(empty) == [] and len(empty.items) == 0
+
+
 def test_blend_chosen_a_block_of_users_at_a_time_is_the_blend_of_all_at_once(monkeypatch):
     import training.blend as blend_module
 

@@ -48,7 +48,7 @@ from training.base import Recommender
 from training.blend import ScoreBlend, choose_blend, validation_sample
 from training.cross_domain import WidePart, fit_wide, served_blend_metrics
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
-from training.history import target_matrix
+from training.history import EventsByUser, target_matrix
 from training.item_graph import ItemGraph, spoken_events
 from training.metrics import per_user_metric
 from training.ranking import popularity, top_k
@@ -424,7 +424,7 @@ class TwoTowerRecommender(Recommender):
         """Training rows: one per (listener, label item) pair, with each listener's
         graph history kept as sums so a batch can drop parts of it."""
         position = {i: p for p, i in enumerate(self.item_ids)}
-        spoken_of = {u: g for u, g in split.events.groupby("user_id")}
+        spoken_of = EventsByUser.of(split.events, self.kind)
         label_pairs = self._label_pairs
         train_users = [u for u in split.listeners if u not in split.val_users]
         profiles = [user_profile(u, split.histories[u], {}, users_frame) for u in train_users]
@@ -436,13 +436,13 @@ class TwoTowerRecommender(Recommender):
         tgt_cnt = np.zeros_like(other_cnt)
         pair_user, pair_item = [], []
         for r, u in enumerate(train_users):
-            g = spoken_of[u]
-            tgt = sorted(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)) & set(position))
+            items, is_tgt = spoken_of.rows(u)
+            tgt = sorted(set(items[is_tgt]) & position.keys())
             labels = [i for i in tgt if (str(u), i) in label_pairs]
             pair_user += [r] * len(labels)
             pair_item += [position[i] for i in labels]
             if self.graph is not None:
-                other = self.graph.rows({i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"]})
+                other = self.graph.rows({i: 1.0 for i in items[~is_tgt]})
                 mine = self.graph.rows({i: 1.0 for i in tgt if (str(u), i) not in label_pairs})
                 other_sum[r], other_cnt[r] = self.graph.emb[other].sum(0), len(other)
                 tgt_sum[r], tgt_cnt[r] = self.graph.emb[mine].sum(0), len(mine)
@@ -644,11 +644,12 @@ class TwoTowerRecommender(Recommender):
 
     def _validation_profiles(self, data, val_users, events, histories, users_frame):
         profiles, truth = [], []
+        spoken_of = EventsByUser.of(events[events["user_id"].isin(val_users)], self.kind)
         for u in val_users:
-            g = events[events["user_id"] == u]
-            spoken = {i: 1.0 for i in g.loc[g["kind"] != self.kind, "item_id"].astype(str)}
+            items, is_tgt = spoken_of.rows(u)
+            spoken = {i: 1.0 for i in items[~is_tgt]}
             profiles.append(user_profile(u, histories[u], spoken, users_frame))
-            truth.append(set(g.loc[g["kind"] == self.kind, "item_id"].astype(str)))
+            truth.append(set(items[is_tgt]))
         return profiles, truth
 
     # --- serving ---------------------------------------------------------------------
@@ -932,10 +933,9 @@ def _label_pairs(
     """(user, item) target pairs of training listeners held out of the graph as labels:
     `share` of each listener's distinct target items, at least one."""
     labels: set[tuple[str, str]] = set()
-    for user, group in target_ev[~target_ev["user_id"].isin(val_users)].groupby(
-        "user_id", sort=True
-    ):
-        items = sorted(set(group["item_id"].astype(str)))
+    by_user = EventsByUser.of(target_ev[~target_ev["user_id"].isin(val_users)], "")
+    for user in by_user:  # sorted, as the rng draws in this order
+        items = sorted(set(by_user.rows(user)[0]))
         n = max(1, int(round(share * len(items))))
         labels.update((str(user), i) for i in rng.choice(items, size=n, replace=False).tolist())
     return labels
@@ -1003,11 +1003,11 @@ class GNNOnlyRecommender(Recommender):
         self._item_emb = self.graph.emb[[self.graph.position[str(i)] for i in self._ids]]
         music = data.music_interactions()
         users, taste, hist = [], [], []
-        spoken_of = {u: g for u, g in events.groupby("user_id")}
+        spoken_of = EventsByUser.of(events, "")
         for u, g in music.groupby("user_id"):
             vec, _ = self.taste.user_vector(dict(zip(g["item_id"].astype(str), g["weight"])))
             mean = (
-                self.graph.history_mean({i: 1.0 for i in spoken_of[u]["item_id"]})
+                self.graph.history_mean({i: 1.0 for i in spoken_of.rows(u)[0]})
                 if u in spoken_of
                 else None
             )
