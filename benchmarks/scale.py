@@ -478,18 +478,21 @@ def _score_uploads(world: World):
         predict_audience,
     )
 
-    data = world.data
-    episodes = data.items[data.items["kind"] == "episode"].sample(100, random_state=0, replace=True)
+    # Not `world.data`: the command reads the store itself, and a second copy of the
+    # store's frames beside it would measure (and at 1M, run out of) memory it never uses.
     store = world.store
+    items = store.items()
+    episodes = items[items["kind"] == "episode"].sample(100, random_state=0, replace=True)
+    vectors = content_vectors(items)  # the world's synthetic vectors; the 100 are kept
+    new_vectors = [vectors[i] for i in episodes["item_id"]]
+    del vectors
 
     def score_100() -> None:
         model = _affinity_model(store)
         profiles = _listener_profiles(store)
         picks = picks_per_listener(store)
-        for i, row in enumerate(episodes.itertuples()):
-            predict_audience(
-                model, profiles, f"new-{i}", row.show_id, data.content[row.item_id], 10, 20, picks
-            )
+        for i, (row, vector) in enumerate(zip(episodes.itertuples(), new_vectors)):
+            predict_audience(model, profiles, f"new-{i}", row.show_id, vector, 10, 20, picks)
 
     return score_100, lambda _: {"uploads": 100}
 

@@ -229,22 +229,25 @@ def _listener_profiles(store: Store):
     from training.data import MUSIC_KINDS, user_profile
     from training.history import user_histories
 
-    music_ids = store.frame(t.items, t.items.c.kind.in_(MUSIC_KINDS), ["item_id"])["item_id"]
-    inter = store.interactions()
-    histories = user_histories(inter[inter["item_id"].isin(set(music_ids))])
-    del inter
+    # Only the music rows and the columns a history needs come out of the store: at a
+    # million listeners the whole table as Python rows does not fit beside the model.
+    histories = user_histories(_plays_of(store, MUSIC_KINDS, ["user_id", "item_id", "weight"]))
     users = store.users().drop_duplicates("user_id").set_index("user_id")
     return [user_profile(u, music, {}, users) for u, music in histories.items()]
+
+
+def _plays_of(store: Store, kinds: Iterable[str], columns: list[str]) -> pd.DataFrame:
+    """These columns of the interactions with items of these kinds (filtered in SQL)."""
+    of_kinds = select(t.items.c.item_id).where(t.items.c.kind.in_(list(kinds)))
+    return store.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
 
 
 def picks_per_listener(store: Store) -> float:
     """Mean number of distinct shows a podcast listener plays (episode plays count for
     their show): how many draws from the model's distribution one listener makes."""
-    inter = store.interactions()
-    items = store.frame(
-        t.items, t.items.c.kind.in_(["show", "episode"]), ["item_id", "kind", "show_id"]
-    )
-    inter = inter.merge(items, on="item_id")
+    kinds = ["show", "episode"]
+    items = store.frame(t.items, t.items.c.kind.in_(kinds), ["item_id", "kind", "show_id"])
+    inter = _plays_of(store, kinds, ["user_id", "item_id"]).merge(items, on="item_id")
     if inter.empty:
         return 1.0
     from training.data import episodes_to_shows
