@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import serving_world
 
@@ -109,3 +110,36 @@ def test_store_version_changes_with_a_new_artifact(served_home):
     before = store_version(store)
     store.register_artifact("test:marker", served_home, {"kind": "marker"})
     assert store_version(store) != before
+
+
+def test_served_fallbacks_read_only_spoken_plays_and_rank_as_on_every_table(served_home):
+    """The server fits its popularity fallbacks on the spoken-word plays alone (a large
+    store is mostly music plays): same rankings, per segment and globally, as when they
+    are fitted on the whole store."""
+    from coldstart.recommend.models import interaction_data, serving_data
+    from training.baselines import SegmentPopularityRecommender
+
+    store = Store(Settings(home=served_home).db_url)
+    whole, served = interaction_data(store), serving_data(store)
+    kinds = whole.interactions.merge(whole.items[["item_id", "kind"]], on="item_id")["kind"]
+    spoken = whole.interactions[kinds.isin(["show", "episode", "audiobook"]).to_numpy()]
+    assert list(served.interactions.columns) == ["user_id", "item_id", "weight"]
+    key = ["user_id", "item_id", "weight"]
+    pd.testing.assert_frame_equal(
+        served.interactions.sort_values(key).reset_index(drop=True),
+        spoken[key].sort_values(key).reset_index(drop=True),
+    )
+    assert 0 < len(served.interactions) < len(whole.interactions)  # music plays not read
+    users = [
+        profile(served_home),
+        profile(served_home, country=None, language=None),  # global popularity
+        *(profile(served_home, u) for u in sorted(whole.users["user_id"])[:20]),
+    ]
+    for target in ("podcast", "audiobook"):
+        on_whole = SegmentPopularityRecommender(target).fit(whole)
+        on_served = SegmentPopularityRecommender(target).fit(served)
+        assert on_served._tables.keys() == on_whole._tables.keys()
+        for user in users:
+            got, want = on_served.recommend(user, k=20), on_whole.recommend(user, k=20)
+            assert (got.item_ids, got.fallback) == (want.item_ids, want.fallback)
+            np.testing.assert_array_equal(got.scores, want.scores)

@@ -231,15 +231,9 @@ def _listener_profiles(store: Store):
 
     # Only the music rows and the columns a history needs come out of the store: at a
     # million listeners the whole table as Python rows does not fit beside the model.
-    histories = user_histories(_plays_of(store, MUSIC_KINDS, ["user_id", "item_id", "weight"]))
+    histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
     users = store.users().drop_duplicates("user_id").set_index("user_id")
     return [user_profile(u, music, {}, users) for u, music in histories.items()]
-
-
-def _plays_of(store: Store, kinds: Iterable[str], columns: list[str]) -> pd.DataFrame:
-    """These columns of the interactions with items of these kinds (filtered in SQL)."""
-    of_kinds = select(t.items.c.item_id).where(t.items.c.kind.in_(list(kinds)))
-    return store.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
 
 
 def picks_per_listener(store: Store) -> float:
@@ -247,7 +241,7 @@ def picks_per_listener(store: Store) -> float:
     their show): how many draws from the model's distribution one listener makes."""
     kinds = ["show", "episode"]
     items = store.frame(t.items, t.items.c.kind.in_(kinds), ["item_id", "kind", "show_id"])
-    inter = _plays_of(store, kinds, ["user_id", "item_id"]).merge(items, on="item_id")
+    inter = store.plays_of(kinds, ["user_id", "item_id"]).merge(items, on="item_id")
     if inter.empty:
         return 1.0
     from training.data import episodes_to_shows

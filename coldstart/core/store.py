@@ -106,6 +106,11 @@ class Store:
     def interactions(self) -> pd.DataFrame:
         return self.frame(t.interactions)
 
+    def plays_of(self, kinds: Iterable[str], columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """The interactions with items of these kinds (filtered in SQL), these columns only."""
+        of_kinds = select(t.items.c.item_id).where(t.items.c.kind.in_(list(kinds)))
+        return self.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
+
     def users(self) -> pd.DataFrame:
         return self.frame(t.users)
 

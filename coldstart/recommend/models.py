@@ -24,12 +24,18 @@ from coldstart.core.store import Store
 from coldstart.recommend.catalog import Catalog
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
-from training.data import MUSIC_KINDS, InteractionData
+from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
 
 if TYPE_CHECKING:
     from coldstart.content.search import SearchService
 
-__all__ = ["ServingModels", "load_serving_models", "store_version", "interaction_data"]
+__all__ = [
+    "ServingModels",
+    "load_serving_models",
+    "store_version",
+    "interaction_data",
+    "serving_data",
+]
 
 log = logging.getLogger(__name__)
 TARGETS = ("podcast", "audiobook")
@@ -53,6 +59,16 @@ def interaction_data(store: Store) -> InteractionData:
     return InteractionData(
         items=items, interactions=inter, users=store.users(), playlists=store.playlists()
     )
+
+
+def serving_data(store: Store) -> InteractionData:
+    """What the server fits its popularity fallbacks on: the catalogue, the listeners, and
+    the spoken-word plays with user, item and weight only. The fallbacks rank shows and
+    audiobooks from those plays alone, so they are the same as when fitted on every table
+    (`interaction_data`); music plays, timestamps and playlists, most of a large store,
+    are not read."""
+    plays = store.plays_of(SPOKEN_KINDS, ["user_id", "item_id", "weight"])
+    return InteractionData(items=store.items(), interactions=plays, users=store.users())
 
 
 @dataclass
@@ -133,7 +149,7 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
     from coldstart.models.registry import MODEL_KINDS, load_model
 
     version = store_version(store)  # read first: a change during loading triggers another reload
-    data = interaction_data(store)
+    data = serving_data(store)
     popularity = {}
     errors: dict[str, str] = {}
     for target in TARGETS:
