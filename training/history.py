@@ -133,7 +133,7 @@ class EventsByUser:
         names = np.asarray([str(i) for i in item_ids], dtype=object)
         bounds = np.searchsorted(user_codes[order], np.arange(len(users) + 1))
         return cls(
-            items=names[item_codes[order]] if len(order) else np.empty(0, dtype=object),
+            items=names[item_codes[order]],
             is_kind=(events["kind"].to_numpy() == kind)[order],
             spans={u: (int(lo), int(hi)) for u, lo, hi in zip(users, bounds[:-1], bounds[1:])},
         )
