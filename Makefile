@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install postgres demo lint test test-slow bench clean
+.PHONY: install postgres demo lint test test-slow test-isa bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,23 @@ test: $(STAMP) postgres
 
 test-slow: $(STAMP) postgres
 	$(BIN)/python -m pytest -q -m slow
+
+# int8 kernels decode differently on each instruction set, so the tests on real speech
+# must pass whichever one CTranslate2 picks. This runs the transcription tests once per
+# instruction set (CT2_FORCE_CPU_ISA), skipping the ones this CPU lacks.
+ISA_TESTS := tests/test_transcripts_engines.py tests/test_transcripts_devset.py \
+	tests/test_transcripts_store.py tests/test_transcribe_cli.py tests/test_uploads.py
+test-isa: $(STAMP)
+	@flags=$$(grep -m1 '^flags' /proc/cpuinfo); status=0; \
+	for isa in GENERIC AVX AVX2 AVX512; do \
+	  case $$isa in \
+	    AVX) need="avx";; AVX2) need="avx2 fma";; AVX512) need="avx512f avx512bw avx512vl";; *) need="";; \
+	  esac; \
+	  missing=""; for f in $$need; do echo " $$flags " | grep -qw "$$f" || missing="$$missing $$f"; done; \
+	  if [ -n "$$missing" ]; then echo "== CT2_FORCE_CPU_ISA=$$isa: skipped (this CPU lacks$$missing)"; continue; fi; \
+	  echo "== CT2_FORCE_CPU_ISA=$$isa"; \
+	  CT2_FORCE_CPU_ISA=$$isa $(BIN)/python -m pytest -q -p no:cacheprovider $(ISA_TESTS) || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf .coldstart .pytest_cache

@@ -10,6 +10,7 @@ import difflib
 import re
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 from speech import JFK, JFK_TEXT, MAX_WER
@@ -27,6 +28,9 @@ from transcripts.audio import write_audio
 from transcripts.wer import word_error_rate
 
 DATA = Path(__file__).parent / "data"
+HOLA_ES_TEXT = (
+    "Hola a todos y bienvenidos al programa. Hoy hablamos de la historia de España y de la música."
+)
 REFERENCE = JFK_TEXT
 DEMO_CLIPS = sorted((Path(__file__).parent.parent / "coldstart" / "demo_assets").glob("*.ogg"))
 
@@ -102,22 +106,18 @@ def test_long_file_is_transcribed_in_pieces_with_correct_offsets(tmp_path, faste
     assert transcript.duration == pytest.approx(repeats * clip_seconds)
     assert len(pieces) >= 4 and pieces[-1] == pytest.approx(transcript.duration)
     # Nothing lost or doubled at the piece boundaries: the whole text stays within the
-    # single-clip tolerance of twelve references, and the phrases come back (a word may
-    # be heard differently on another CPU: "America's" for "Americans").
+    # single-clip tolerance of twelve references (a word may be heard differently on
+    # another CPU: "America's" for "Americans"; how many segments open a sentence is a
+    # decode detail too, and is not asserted).
     assert word_error_rate(" ".join([REFERENCE] * repeats), transcript.text) <= MAX_WER, (
         transcript.text
     )
-    joined = " ".join(words(transcript.text))
-    heard = {phrase: joined.count(phrase) for phrase in ("fellow america", "for your country")}
-    assert all(repeats - 2 <= n <= repeats for n in heard.values()), heard
-    # Repetitions open near their clip's offset in the file (most of them: a boundary
-    # may merge an opening into the previous segment).
-    openings = [s.start for s in transcript.segments if words(s.text)[:2] == ["and", "so"]]
-    assert repeats - 2 <= len(openings) <= repeats
-    for start in openings:
-        nearest = round(start / clip_seconds) * clip_seconds
-        assert start == pytest.approx(nearest, abs=1.5)
-    assert len({round(start / clip_seconds) for start in openings}) == len(openings)
+    # Every segment sits where its words are in the file. Each segment's first word is
+    # aligned to the twelve references (by edit distance, so a misheard or dropped word
+    # moves nothing after it); its repetition and place in the 22-word sentence give
+    # the time it should start at. A lost piece offset would put a segment 40 s off; a
+    # different decode (another CPU) only moves a start within the sentence.
+    assert _segment_offset_errors(transcript, repeats, clip_seconds) <= 3.0
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration
 
@@ -180,8 +180,12 @@ def test_base_model_detects_spanish(model_cache):
     assert engine.model.multilingual
     transcript = transcribe_file(DATA / "hola_es.flac", engine)  # espeak-ng, Spanish
     assert transcript.language == "es" and transcript.model == "base"
-    # Synthetic speech, int8 decode: two of the three content words, on any CPU.
-    assert len({"historia", "españa", "música"} & set(words(transcript.text))) >= 2, transcript.text
+    # Synthetic speech, int8 decode: words split and merge differently on each CPU
+    # ("bienvenimos", "bien venimos"), so the bound is on characters: 14% on AVX2, 21%
+    # with the generic kernels.
+    assert jiwer.cer(" ".join(words(HOLA_ES_TEXT)), " ".join(words(transcript.text))) <= 0.35, (
+        transcript.text
+    )
     # The joined model.bin is cached: resolving again does not rewrite it.
     bin_path = engine.model.path / "model.bin"
     before = bin_path.stat().st_mtime_ns
@@ -215,3 +219,39 @@ def test_piece_boundaries_keep_only_segments_that_are_surely_complete():
     assert _final_segments([], 30, last=False) == ([], 25)
     # The last piece keeps everything.
     assert _final_segments([seg(26, 29.5)], 30, last=True) == ([seg(26, 29.5)], 30)
+
+
+def _segment_offset_errors(transcript: Transcript, repeats: int, clip_seconds: float) -> float:
+    """The largest gap, in seconds, between a segment's start and where its first
+    recognised word stands in `repeats` readings of the reference (22 words a reading,
+    spread evenly over the clip: within about 1.5 s of the real word times)."""
+    reference = words(REFERENCE)
+    hypothesis: list[str] = []
+    firsts: list[tuple[int, float]] = []  # (index of the segment's first word, start)
+    for segment in transcript.segments:
+        seg_words = words(segment.text)
+        if seg_words:
+            firsts.append((len(hypothesis), segment.start))
+        hypothesis += seg_words
+    # Levenshtein alignment (jiwer): the fewest edits, so a repeated or dropped word
+    # cannot shift the rest by a whole reading as a longest-match alignment would.
+    alignment = jiwer.process_words(" ".join(reference * repeats), " ".join(hypothesis))
+    to_reference = {
+        chunk.hyp_start_idx + k: chunk.ref_start_idx + k
+        for chunk in alignment.alignments[0]
+        if chunk.type in ("equal", "substitute")
+        for k in range(chunk.hyp_end_idx - chunk.hyp_start_idx)
+    }
+    worst = 0.0
+    checked = 0
+    for first, start in firsts:
+        # The first word of the segment that was heard as in the reference.
+        matched = next((i for i in range(first, len(hypothesis)) if i in to_reference), None)
+        if matched is None or matched - first > 3:
+            continue
+        position = to_reference[matched] - (matched - first)
+        expected = position / len(reference) * clip_seconds
+        worst = max(worst, abs(start - expected))
+        checked += 1
+    assert checked >= len(firsts) // 2, (checked, len(firsts))
+    return worst

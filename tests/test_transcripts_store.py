@@ -123,7 +123,7 @@ def test_batch_stores_transcripts_and_records_failures_without_stopping(store, s
     transcripts = rows(store, t.transcripts)
     assert set(transcripts) == {"a", "z"}
     assert transcripts["a"]["engine"] == "faster-whisper" and transcripts["a"]["model"] == "tiny.en"
-    assert "ask not what your country can do for you" in transcripts["a"]["text"]
+    assert sounds_like_jfk(transcripts["a"]["text"]), transcripts["a"]["text"]
     assert transcripts["a"]["duration"] == pytest.approx(11.0)
     with store.connect() as conn:
         segs = conn.execute(
@@ -245,7 +245,10 @@ def test_demo_stage_reports_what_it_heard(store, settings, tmp_path):
     report = transcribe_stage(store, settings, Console(file=out, width=200))
     assert report.done == ["demo1"]
     printed = out.getvalue()
-    assert "1 transcribed, 0 failed" in printed and "country" in printed
+    stored = rows(store, t.transcripts)["demo1"]["text"]
+    # It prints what it stored (the words themselves depend on the CPU's decode).
+    assert sounds_like_jfk(stored), stored
+    assert "1 transcribed, 0 failed" in printed and stored[:30] in printed
 
 
 def test_worker_processes_write_the_same_results(store, settings, tmp_path):

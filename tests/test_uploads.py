@@ -22,6 +22,14 @@ from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings
 from coldstart.core.store import Store
 from coldstart.demo.world import ASSETS
+from transcripts.wer import word_error_rate
+
+# What the shipped history clip says (espeak-ng). Its last sentence is hard for tiny.en
+# and decodes differently on each CPU; the bound allows for that.
+HISTORY_CLIP_TEXT = (
+    "In this episode we travel to ancient Rome. We talk about emperors, the Roman army, "
+    "and the fall of the empire. Archaeologists tell us how people really lived."
+)
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +147,7 @@ def test_upload_then_score_then_status_shows_the_audience(api, settings, store):
         text = conn.execute(
             select(t.transcripts.c.text).where(t.transcripts.c.item_id == upload["item_id"])
         ).scalar_one()
-    assert "rome" in text.lower()
+    assert word_error_rate(HISTORY_CLIP_TEXT, text) <= 0.35, text
     # The running server picks the scored upload up by itself (no restart, no reload call).
     wait_for(lambda: api.get("/healthz").json()["catalog"]["episode"] == episodes_before + 1)
     similar = api.get(f"/v1/items/{upload['item_id']}/similar", params={"k": 3})
