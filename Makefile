@@ -55,8 +55,8 @@ test-isa: $(STAMP)
 	    AVX) need="avx";; AVX2) need="avx2 fma";; AVX512) need="avx512f avx512bw avx512vl";; *) need="";; \
 	  esac; \
 	  missing=""; for f in $$need; do echo " $$flags " | grep -qw "$$f" || missing="$$missing $$f"; done; \
-	  if [ -n "$$missing" ]; then echo "== CT2_FORCE_CPU_ISA=$$isa: skipped (this CPU lacks$$missing)"; continue; fi; \
-	  echo "== CT2_FORCE_CPU_ISA=$$isa"; \
+	  if [ -n "$$missing" ]; then echo; echo "== CT2_FORCE_CPU_ISA=$$isa: skipped (this CPU lacks$$missing)"; continue; fi; \
+	  echo; echo "== CT2_FORCE_CPU_ISA=$$isa"; \
 	  CT2_FORCE_CPU_ISA=$$isa $(BIN)/python -m pytest -q -p no:cacheprovider $(ISA_TESTS) || status=1; \
 	done; exit $$status
 
