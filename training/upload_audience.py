@@ -45,6 +45,8 @@ __all__ = [
 SOURCES = ("random", "activity", "group", "centroid", "max_sim", "item_knn")
 # What the served blend weighs; the first is the fallback it must beat (choose_blend).
 BLEND_SOURCES = ("group", "item_knn", "max_sim", "centroid", "activity")
+# The blend's weight grid (3^5 - 2^5 = 211 points over five sources).
+UPLOAD_BLEND_GRID = (0.0, 0.5, 1.0)
 # Uploads scored at once by max-sim: block x plays floats.
 _MAX_SIM_BLOCK = 64
 
@@ -165,7 +167,7 @@ class UploadAudienceModel:
         fit that never saw their plays; `validation_truth` their real listeners
         (column positions)."""
         sources = {name: validation_sources[name] for name in BLEND_SOURCES}
-        return cls(choose_blend(sources, validation_truth, k), neighbours, k)
+        return cls(choose_blend(sources, validation_truth, k, UPLOAD_BLEND_GRID), neighbours, k)
 
     def scores(self, sources: dict[str, np.ndarray]) -> np.ndarray:
         return self.blend.apply({n: sources[n] for n in BLEND_SOURCES if n in sources})
@@ -177,4 +179,3 @@ class UploadAudienceModel:
         return self.scores(
             source_scores(data, upload_vectors, upload_groups, used, neighbours=self.neighbours)
         )
-

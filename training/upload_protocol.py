@@ -43,6 +43,8 @@ __all__ = [
 BASELINES = SOURCES  # every source alone is a baseline; `served` is the blend
 UPLOAD_METRICS = ("auc", "recall@100", "recall@1%")
 TEXT_COHORTS = {"1-10 words": (1, 10), "11-20 words": (11, 20), ">20 words": (21, None)}
+# Validation uploads the served blend is chosen on, at most (a seeded sample).
+MAX_VALIDATION_UPLOADS = 500
 GROUP_COHORTS = {"group 0": (0, 0), "group 1-4": (1, 4), "group 5+": (5, None)}
 
 
@@ -143,6 +145,8 @@ def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: in
     # Validation uploads inside the training side, hidden the same way: the blend's weights.
     rest = np.setdiff1d(eligible, hidden)
     val = _choose(rng, rest, fraction)
+    if len(val) > MAX_VALIDATION_UPLOADS:
+        val = np.sort(rng.choice(val, size=MAX_VALIDATION_UPLOADS, replace=False))
     val_train, val_known = catalog.hide(np.concatenate([hidden, val]))
     val_truth = _truth(catalog, val, val_known)
     val_used = [i for i, t in enumerate(val_truth) if len(t)]

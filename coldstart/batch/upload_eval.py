@@ -70,7 +70,11 @@ def load_upload_catalog(store: Store, settings: Settings, kind: str = "audiobook
     words = np.array([len(t.split()) if t else 0 for t in texts])
     model_id = content_model_id(store)
     stored = item_vectors(store, model_id, [kind]) if model_id else {}
-    missing = [i for i, (item, text) in enumerate(zip(items["item_id"], texts)) if text and item not in stored]
+    missing = [
+        i
+        for i, (item, text) in enumerate(zip(items["item_id"], texts))
+        if text and item not in stored
+    ]
     encoder = load_encoder(settings) if missing or not stored else None
     dim = encoder.dim if encoder is not None else len(next(iter(stored.values())))
     vectors = np.zeros((len(items), dim), np.float64)

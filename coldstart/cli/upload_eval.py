@@ -43,7 +43,9 @@ def evaluate_uploads(
         table.add_row(
             MODEL_LABELS.get(name, name).strip("*"),
             *(
-                "-" if entry[m]["mean"] is None else f"{entry[m]['mean']:.3f} ± {entry[m]['se']:.3f}"
+                "-"
+                if entry[m]["mean"] is None
+                else f"{entry[m]['mean']:.3f} ± {entry[m]['se']:.3f}"
                 for m in ("auc", "recall@100", "recall@1%", ndcg)
             ),
         )

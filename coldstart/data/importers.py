@@ -207,7 +207,9 @@ _SERIES = re.compile(r"^(?P<title>.*?)\s*\((?P<series>[^()]*#\s*[\d.]+[^()]*)\)\
 
 
 def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+    return (
+        "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+    )
 
 
 def goodbooks_description(
