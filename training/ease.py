@@ -35,9 +35,10 @@ __all__ = ["EASEConfig", "EASERecommender"]
 @dataclass(frozen=True)
 class EASEConfig:
     """`lam_scale` is λ in units of the mean number of items per training row (as the
-    cross-domain ridge's λ); chosen on the Douban dev users, seeds 100-105."""
+    cross-domain ridge's λ); chosen on the Douban dev users, seeds 100-102 (a plateau
+    from 300 to 3,000; docs/evaluation.md)."""
 
-    lam_scale: float = 8.0
+    lam_scale: float = 1000.0
     binary: bool = True
     solver: str = "auto"  # auto (the smaller system) | primal | dual
 
