@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("src", type=Path, help="goodbooks-10k-sample directory")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--hidden-fraction", type=float, default=0.2)
+    parser.add_argument("--content", default="minilm", help="minilm | lsa")
     parser.add_argument("--home", type=Path, default=None, help="keep the store here")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -63,7 +64,13 @@ def main() -> None:
         store, settings, timings = prepare(args.src, args.home or Path(tmp) / "home")
         started = time.perf_counter()
         result = run_upload_evaluation(
-            store, settings, "audiobook", seeds, args.hidden_fraction, progress=True
+            store,
+            settings,
+            "audiobook",
+            seeds,
+            args.hidden_fraction,
+            progress=True,
+            content=args.content,
         )
     result["timings"] = {**timings, "evaluate_seconds": round(time.perf_counter() - started, 1)}
     stem = "cold_start_uploads" + (

@@ -112,3 +112,34 @@ def test_sources_rank_the_right_listener_first():
     for name in ("group", "centroid", "max_sim", "item_knn"):
         assert listeners[int(np.argmax(scores[name][0]))] == "a", name
     assert isinstance(train, AudienceData)
+
+
+def test_lsa_content_is_a_fast_lexical_stand_in(goodbooks_home, tmp_path):
+    from coldstart.batch.upload_eval import lsa_vectors
+
+    vectors = lsa_vectors(["the hunger games", None, "hunger games catching fire", "gatsby"])
+    norms = np.linalg.norm(vectors, axis=1)
+    assert norms[1] == 0 and np.allclose(norms[[0, 2, 3]], 1.0)
+    assert vectors[0] @ vectors[2] > vectors[0] @ vectors[3]
+    out = tmp_path / "lsa.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--home",
+            str(goodbooks_home),
+            "evaluate-uploads",
+            "--content",
+            "lsa",
+            "--seeds",
+            "0",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["content"] == "lsa" and report["models"]["served"]["auc"]["n"] == 12
+    bad = CliRunner().invoke(
+        app, ["--home", str(goodbooks_home), "evaluate-uploads", "--content", "word2vec"]
+    )
+    assert bad.exit_code != 0 and "word2vec" in bad.output

@@ -24,6 +24,11 @@ from coldstart.core.store import Store
 __all__ = ["UPLOAD_KINDS", "load_upload_catalog", "run_upload_evaluation", "uploads_markdown"]
 
 UPLOAD_KINDS = ("audiobook", "episode")
+# What an item's text becomes: MiniLM (what `coldstart index` stores and serving uses),
+# or LSA (TF-IDF of words and word pairs, 256 SVD dimensions): a lexical stand-in that
+# takes seconds where MiniLM over 10k texts takes minutes (hours on a loaded machine).
+CONTENT_ENCODERS = ("minilm", "lsa")
+LSA_DIMENSIONS = 256
 MODEL_LABELS = {
     "random": "random",
     "activity": "activity prior (most active listeners)",
@@ -55,7 +60,33 @@ def _groups(items: pd.DataFrame, kind: str) -> sparse.csr_matrix:
     )
 
 
-def load_upload_catalog(store: Store, settings: Settings, kind: str = "audiobook", progress=False):
+def lsa_vectors(texts: list[str | None], seed: int = 0) -> np.ndarray:
+    """Unit LSA vectors of `texts` (zero rows for no text): TF-IDF (sublinear, words and
+    word pairs) reduced to `LSA_DIMENSIONS` by a seeded truncated SVD."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    present = [i for i, text in enumerate(texts) if text]
+    out = np.zeros((len(texts), LSA_DIMENSIONS))
+    if len(present) < 2:
+        return out
+    tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1).fit_transform(
+        [texts[i] for i in present]
+    )
+    dims = min(LSA_DIMENSIONS, tfidf.shape[1] - 1, len(present) - 1)
+    reduced = TruncatedSVD(dims, random_state=seed).fit_transform(tfidf)
+    norms = np.linalg.norm(reduced, axis=1, keepdims=True)
+    out[present, :dims] = reduced / np.where(norms > 0, norms, 1.0)
+    return out
+
+
+def load_upload_catalog(
+    store: Store,
+    settings: Settings,
+    kind: str = "audiobook",
+    progress=False,
+    content: str = "minilm",
+):
     """The `training.upload_protocol.UploadCatalog` of one kind from the store."""
     from coldstart.content.embeddings import item_text, item_vectors, load_encoder
     from coldstart.models.artifacts import content_model_id
@@ -66,8 +97,16 @@ def load_upload_catalog(store: Store, settings: Settings, kind: str = "audiobook
     items = store.items([kind]).sort_values("item_id").reset_index(drop=True)
     if items.empty:
         raise ValueError(f"the store has no {kind} items (run `coldstart ingest` first)")
+    if content not in CONTENT_ENCODERS:
+        raise ValueError(
+            f"unknown content encoder {content!r}; expected one of {', '.join(CONTENT_ENCODERS)}"
+        )
     texts = [item_text(row) for row in items.to_dict("records")]
     words = np.array([len(t.split()) if t else 0 for t in texts])
+    plays = store.plays_of([kind], ["user_id", "item_id"])
+    groups = _groups(items, kind)
+    if content == "lsa":
+        return UploadCatalog(items["item_id"].astype(str), lsa_vectors(texts), groups, words, plays)
     model_id = content_model_id(store)
     stored = item_vectors(store, model_id, [kind]) if model_id else {}
     missing = [
@@ -83,8 +122,7 @@ def load_upload_catalog(store: Store, settings: Settings, kind: str = "audiobook
             vectors[i] = stored[item]
     if missing:
         vectors[missing] = encoder.encode([texts[i] for i in missing], progress=progress)
-    plays = store.plays_of([kind], ["user_id", "item_id"])
-    return UploadCatalog(items["item_id"].astype(str), vectors, _groups(items, kind), words, plays)
+    return UploadCatalog(items["item_id"].astype(str), vectors, groups, words, plays)
 
 
 def run_upload_evaluation(
@@ -95,12 +133,14 @@ def run_upload_evaluation(
     hidden_fraction: float = 0.2,
     json_path: Path | None = None,
     progress: bool = False,
+    content: str = "minilm",
 ) -> dict:
     from training.upload_protocol import evaluate_uploads
 
-    catalog = load_upload_catalog(store, settings, kind, progress)
+    catalog = load_upload_catalog(store, settings, kind, progress, content)
     result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress)
     result["kind"] = kind
+    result["content"] = content
     if json_path is not None:
         json_path = Path(json_path)
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,11 @@ def evaluate_uploads(
         0.2, "--hidden-fraction", help="Share of items with text whose plays are hidden per seed."
     ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated split seeds."),
+    content: str = typer.Option(
+        "minilm",
+        "--content",
+        help="minilm (the served embeddings) | lsa (TF-IDF + SVD: a fast lexical stand-in).",
+    ),
     json_path: Path = typer.Option(
         None, "--json", help="Write the results here (a Markdown table goes beside it)."
     ),
@@ -31,7 +36,7 @@ def evaluate_uploads(
     settings, store = settings_of(ctx), store_of(ctx)
     try:
         result = run_upload_evaluation(
-            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, progress=True
+            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, True, content
         )
     except ValueError as exc:
         fail(str(exc))
