@@ -76,6 +76,7 @@ def main() -> None:
     stem = "cold_start_uploads" + (
         "" if seeds == [0, 1, 2] else "-seeds-" + "-".join(map(str, seeds))
     )
+    stem += "" if args.content == "minilm" else f"-{args.content}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
     table = uploads_markdown(result)

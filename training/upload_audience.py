@@ -11,7 +11,8 @@ blend):
 * `random`: seeded noise, the floor;
 * `activity`: how many items a listener played (the most active listeners first);
 * `group`: how many items of the upload's author / show a listener played (ties
-  broken by activity): "calibrated to its show";
+  broken by activity; a constant row when nobody played the group): "calibrated to
+  its show";
 * `centroid`: cosine between the upload's content vector and the mean of the unit
   vectors of a listener's history;
 * `max_sim`: the highest cosine between the upload and any item the listener played;
@@ -134,8 +135,11 @@ def source_scores(
             out[name] = np.broadcast_to(activity, (n_up, n_users)).copy()
         elif name == "group":
             per_group = data.plays @ data.groups  # listeners x groups: plays of the group
-            counts = upload_groups @ per_group.T  # uploads x listeners
-            out[name] = np.asarray(counts.todense()) + tiebreak[None, :]
+            counts = np.asarray((upload_groups @ per_group.T).todense())  # uploads x listeners
+            # An upload whose author/show nobody played says nothing: a constant row (which
+            # the blend's standardisation turns into 0), not the activity tiebreak.
+            heard = counts.any(axis=1)
+            out[name] = counts + np.where(heard[:, None], tiebreak[None, :], 0.0)
         elif name == "centroid":
             out[name] = uploads @ data.centroids().T
         elif name == "max_sim":
