@@ -35,7 +35,37 @@ from coldstart.data.ingest import ingest_dataset  # noqa: E402
 RUNS = (("podcast", "show", "non-target"), ("audiobook", "audiobook", "music"))
 
 
-def run(src: Path, seeds: list[int], cold_fraction: float, targets: list[str]) -> dict:
+def _only(store: Store, target: str, cold_fraction, seeds, cold_history, names: list[str]) -> dict:
+    """The protocol for the named default models only (`--models`)."""
+    from coldstart.models.artifacts import load_interaction_data
+    from training.evaluate import default_models, evaluate
+
+    known = default_models(target, 0)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(
+            f"--models: unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    models = {n: (lambda t, s, n=n: default_models(t, s)[n]()) for n in names}
+    return evaluate(
+        load_interaction_data(store),
+        target,
+        cold_fraction,
+        seeds,
+        10,
+        models=models,
+        progress=True,
+        cold_history=cold_history,
+    )
+
+
+def run(
+    src: Path,
+    seeds: list[int],
+    cold_fraction: float,
+    targets: list[str],
+    models: list[str] | None = None,
+) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for target, kind, cold_history in RUNS:
@@ -48,16 +78,19 @@ def run(src: Path, seeds: list[int], cold_fraction: float, targets: list[str]) -
             store = Store.from_settings(settings)
             ingest_dataset(store, dataset)
             started = time.perf_counter()
-            result = run_evaluation(
-                store,
-                target,
-                cold_fraction,
-                seeds,
-                10,
-                progress=True,
-                cold_history=cold_history,
-                served=True,
-            )
+            if models:
+                result = _only(store, target, cold_fraction, seeds, cold_history, models)
+            else:
+                result = run_evaluation(
+                    store,
+                    target,
+                    cold_fraction,
+                    seeds,
+                    10,
+                    progress=True,
+                    cold_history=cold_history,
+                    served=True,
+                )
             result["seconds"] = round(time.perf_counter() - started, 1)
             results[target] = result
     return results
@@ -73,13 +106,21 @@ def main() -> None:
         default="podcast,audiobook",
         help="comma-separated; one per process runs them side by side",
     )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated default models to run alone (e.g. popularity,cmf_als,ease); "
+        "default: every model and the served pipeline",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = args.targets.split(",")
-    results = run(args.src, seeds, args.cold_fraction, targets)
+    models = args.models.split(",") if args.models else None
+    results = run(args.src, seeds, args.cold_fraction, targets, models)
     stem = "cold_start_real" + ("" if seeds == [0, 1, 2] else "-seeds-" + "-".join(map(str, seeds)))
     stem += "" if targets == ["podcast", "audiobook"] else "-" + "-".join(targets)
+    stem += "" if not models else "-models-" + "-".join(models)
     print(write_results(results, args.out, stem))
 
 

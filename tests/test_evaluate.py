@@ -117,7 +117,14 @@ def test_harness_reports_mean_and_std_over_seeds_and_music_models_beat_popularit
 def test_default_models_cover_the_baselines_for_every_target():
     for target in ("podcast", "audiobook"):
         models = default_models(target, 0)
-        assert {"popularity", "segment_popularity", "music_knn", "affinity_mlp"} <= set(models)
+        assert {
+            "popularity",
+            "segment_popularity",
+            "music_knn",
+            "cmf_als",
+            "ease",
+            "affinity_mlp",
+        } <= set(models)
         built = {name: factory() for name, factory in models.items()}
         assert all(m.target == target and m.seed == 0 for m in built.values())
 
@@ -401,6 +408,8 @@ def test_real_data_benchmark_runs_on_the_douban_slice(tmp_path, data_dir):
         "popularity",
         "cross_domain_ridge",
         "music_knn",
+        "cmf_als",
+        "ease",
         "affinity_mlp",
         "served_pipeline",
     ):

@@ -52,6 +52,14 @@ def test_goodbooks_books_as_audiobooks(data_dir, tmp_path, store):
     assert items.loc["gb:book:1", "title"].startswith("The Hunger Games")
     assert items.loc["gb:book:1", "author"] == "Suzanne Collins"
     assert items.loc["gb:book:1", "language"] == "en"
+    # Every text field of the source reaches the item: series, year, language, original title.
+    assert items.loc["gb:book:1", "description"] == (
+        "Series: The Hunger Games, #1. First published in 2008. Language: English."
+    )
+    assert items.loc["gb:book:2", "description"].startswith(
+        "Original title: Harry Potter and the Philosopher's Stone. Series: Harry Potter, #1."
+    )
+    assert items.loc["gb:book:2", "author"] == "J.K. Rowling, Mary GrandPré"
     inter = pd.read_csv(tmp_path / "gb" / "interactions.csv")
     assert inter["weight"].between(1, 5).all()
     ingest_dataset(store, tmp_path / "gb")

@@ -30,8 +30,10 @@ from tqdm.auto import tqdm
 from training.affinity import AffinityConfig, AffinityModel
 from training.base import Recommender
 from training.baselines import PopularityRecommender, SegmentPopularityRecommender
+from training.cmf import CMFALSRecommender
 from training.cross_domain import CrossDomainRidge, MusicItemKNN
 from training.data import InteractionData
+from training.ease import EASERecommender
 from training.metrics import ndcg_at_k, summarise
 from training.splits import cold_user_split
 
@@ -47,6 +49,8 @@ def default_models(target: str, seed: int) -> dict[str, Callable[[], Recommender
         "segment_popularity": lambda: SegmentPopularityRecommender(target, seed),
         "music_knn": lambda: MusicItemKNN(target, seed),
         "cross_domain_ridge": lambda: CrossDomainRidge(target, seed),
+        "cmf_als": lambda: CMFALSRecommender(target, seed),
+        "ease": lambda: EASERecommender(target, seed),
         "affinity_mlp": lambda: AffinityModel(target, seed, AffinityConfig()),
     }
     if target == "audiobook":

@@ -8,6 +8,7 @@ from coldstart.cli import (
     serve,  # noqa: F401  (serve, score-uploads, recommend)
     transcribe,  # noqa: F401  (transcribe)
     two_tower,  # noqa: F401  (train-two-tower)
+    upload_eval,  # noqa: F401  (evaluate-uploads)
 )
 from coldstart.cli.app import app
 

@@ -174,10 +174,72 @@ def apple_podcasts(src: Path, out: Path) -> dict[str, int]:
     return _write(out, items=items, interactions=interactions)
 
 
+# ISO 639-1 -> the language's English name, for the text of an imported item.
+_LANGUAGE_NAMES = {
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ja": "Japanese",
+    "ar": "Arabic",
+    "nl": "Dutch",
+    "sv": "Swedish",
+    "ru": "Russian",
+    "pl": "Polish",
+    "tr": "Turkish",
+    "id": "Indonesian",
+    "fa": "Persian",
+    "tl": "Filipino",
+    "no": "Norwegian",
+    "da": "Danish",
+    "vi": "Vietnamese",
+    "ms": "Malay",
+    "ro": "Romanian",
+    "el": "Greek",
+    "he": "Hebrew",
+    "ko": "Korean",
+    "zh": "Chinese",
+}
+# "Title (Series Name, #3)": goodbooks writes a book's series in its title.
+_SERIES = re.compile(r"^(?P<title>.*?)\s*\((?P<series>[^()]*#\s*[\d.]+[^()]*)\)\s*$")
+
+
+def _text(value) -> str:
+    return (
+        "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+    )
+
+
+def goodbooks_description(
+    title: str, original_title: str, year: float | None, language: str | None
+) -> str | None:
+    """Everything goodbooks knows about a book besides its title and authors (the
+    `author` column, which the embedding text adds: "TITLE by AUTHORS"), one sentence
+    per field: the original title when it differs, the series and the book's number in
+    it, the first publication year, the language. None when there is nothing."""
+    parts = []
+    match = _SERIES.match(title)
+    plain = match.group("title") if match else title
+    if original_title and original_title.casefold() != plain.casefold():
+        parts.append(f"Original title: {original_title}.")
+    if match:
+        parts.append(f"Series: {match.group('series')}.")
+    if year is not None and not pd.isna(year):
+        parts.append(f"First published in {int(year)}.")
+    if language:
+        parts.append(f"Language: {_LANGUAGE_NAMES.get(language, language)}.")
+    return " ".join(parts) or None
+
+
 def goodbooks(src: Path, out: Path) -> dict[str, int]:
     """goodbooks-10k: books become audiobooks; a rating (1-5) is the interaction weight.
 
     ratings.csv's book_id is books.csv's `id` column (1..10000), not goodreads' book_id.
+    Every text field the source has goes into the item: `title` (goodbooks' title, with
+    the series), `author` (all authors), and `description` (`goodbooks_description`:
+    original title, series, first publication year, language). Ratings counts and averages are not text and stay out.
     """
     src, out = Path(src), Path(out)
     books_path, ratings_path = src / "books.csv", src / "ratings.csv"
@@ -187,16 +249,22 @@ def goodbooks(src: Path, out: Path) -> dict[str, int]:
     _need_columns(ratings, ratings_path, ["user_id", "book_id", "rating"])
 
     year = pd.to_numeric(books.get("original_publication_year"), errors="coerce")
-    language = books.get("language_code", pd.Series(index=books.index, dtype=object))
+    language = books.get("language_code", pd.Series(index=books.index, dtype=object)).map(
+        lambda c: _ISO3_TO_ISO1.get(str(c).split("-")[0].lower()) if pd.notna(c) else None
+    )
+    original = books.get("original_title", pd.Series(index=books.index, dtype=object))
+    description = [
+        goodbooks_description(_text(t), _text(o), y, lang)
+        for t, o, y, lang in zip(books["title"], original, year, language)
+    ]
     items = pd.DataFrame(
         {
             "item_id": "gb:book:" + books["id"].astype(str),
             "kind": "audiobook",
             "title": books["title"],
+            "description": description,
             "author": books["authors"],
-            "language": language.map(
-                lambda c: _ISO3_TO_ISO1.get(str(c).split("-")[0].lower()) if pd.notna(c) else None
-            ),
+            "language": language,
             "published_at": year.map(
                 lambda y: f"{int(y):04d}-01-01" if pd.notna(y) and 1 <= y <= 2100 else None
             ),

@@ -1,0 +1,63 @@
+"""`coldstart evaluate-uploads`: the cold-item protocol (how well new uploads find
+their audience), docs/uploads-evaluation.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coldstart.cli.app import app, console, fail, settings_of, store_of
+from coldstart.cli.evaluate import _seeds
+
+
+@app.command("evaluate-uploads")
+def evaluate_uploads(
+    ctx: typer.Context,
+    kind: str = typer.Option("audiobook", "--kind", help="audiobook | episode"),
+    hidden_fraction: float = typer.Option(
+        0.2, "--hidden-fraction", help="Share of items with text whose plays are hidden per seed."
+    ),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated split seeds."),
+    content: str = typer.Option(
+        "minilm",
+        "--content",
+        help="minilm (the served embeddings) | lsa (TF-IDF + SVD: a fast lexical stand-in).",
+    ),
+    json_path: Path = typer.Option(
+        None, "--json", help="Write the results here (a Markdown table goes beside it)."
+    ),
+) -> None:
+    """Hide every play of some items with text, train on the rest, score every known
+    listener for each hidden item, compare with its real listeners."""
+    from coldstart.batch.upload_eval import MODEL_LABELS, run_upload_evaluation
+
+    settings, store = settings_of(ctx), store_of(ctx)
+    try:
+        result = run_upload_evaluation(
+            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, True, content
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    ndcg = next(k for k in result["models"]["served"] if k.startswith("ndcg@"))
+    table = Table(
+        "model", "AUC", "recall@100", "recall@1%", f"{ndcg} per listener", title="new uploads"
+    )
+    for name, entry in result["models"].items():
+        table.add_row(
+            MODEL_LABELS.get(name, name).strip("*"),
+            *(
+                "-"
+                if entry[m]["mean"] is None
+                else f"{entry[m]['mean']:.3f} ± {entry[m]['se']:.3f}"
+                for m in ("auc", "recall@100", "recall@1%", ndcg)
+            ),
+        )
+    console.print(table)
+    for metric, entry in result["served_minus_best_baseline"].items():
+        console.print(
+            f"served - {entry['best_baseline']} on {metric}: {entry['mean']:+.4f} ± {entry['se']:.4f}"
+        )
+    if json_path is not None:
+        console.print(f"wrote {json_path} and {Path(json_path).with_suffix('.md')}")
