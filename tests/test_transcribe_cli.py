@@ -113,8 +113,13 @@ def test_unknown_model_is_a_clear_error(home, db_url):
 
 
 def test_decode_options_from_the_command_line(home, db_url):
-    # tiny.en with the batched pipeline (VAD implied), then VAD alone: same words on the reference clip.
-    for flags in (["--batch-size", "4"], ["--vad", "--batch-size", "0"]):
+    # tiny.en batched with pause cuts (the default chunks), batched with VAD chunks, then
+    # VAD alone (sequential): the reference words every time.
+    for flags in (
+        ["--batch-size", "4"],
+        ["--vad", "--batch-size", "4"],
+        ["--vad", "--batch-size", "0"],
+    ):
         result = run(
             "--home", str(home), "transcribe", str(JFK), "--json", "--model", "tiny.en", *flags
         )

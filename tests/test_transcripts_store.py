@@ -129,7 +129,7 @@ def test_batch_stores_transcripts_and_records_failures_without_stopping(store, s
         segs = conn.execute(
             select(t.segments).where(t.segments.c.item_id == "a").order_by(t.segments.c.idx)
         ).all()
-    # The default decodes batched, text only: one segment per speech chunk (one here).
+    # The default decodes batched, text only: one segment per chunk (one here).
     assert len(segs) >= 1 and 0.0 <= segs[0].start <= segs[-1].end <= 11.0
     assert " ".join(s.text for s in segs) == transcripts["a"]["text"]
     jobs = rows(store, t.transcription_jobs)

@@ -1,7 +1,8 @@
 """Two Whisper engines behind one interface.
 
 Both decode with the same explicit settings (beam size, temperature 0 without
-fallback, no conditioning on previous text) so that they produce the same words:
+fallback, no conditioning on previous text unless asked) so that they produce the same
+words:
 
 - `faster-whisper`: CTranslate2, int8 on CPU, loads the CTranslate2 weights directly.
 - `openai-whisper`: PyTorch; the same weights converted once into an openai-whisper
@@ -12,8 +13,10 @@ array. Splitting a long file into pieces is transcripts.transcribe's job.
 
 faster-whisper alone offers two speed-ups, off unless asked for (DecodeOptions):
 `vad_filter` (Silero VAD drops silence before decoding) and `batch_size` > 0
-(faster-whisper's BatchedInferencePipeline: VAD cuts the audio into chunks of at most
-30 s, decoded `batch_size` at a time; it always uses VAD). `without_timestamps`
+(faster-whisper's BatchedInferencePipeline: chunks of at most 30 s decoded
+`batch_size` at a time; with `vad_filter` they are VAD's speech chunks and the rest is
+dropped, without it they tile the whole signal, cut at pauses: transcripts.chunks).
+`without_timestamps`
 samples text tokens only: segments then span a whole 30 s window (or VAD chunk).
 openai-whisper has neither VAD nor batching and ignores those two options.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transcripts.chunks import pause_chunks
 from transcripts.models import ModelRef, resolve_model
 from transcripts.types import ModelError, Segment
 
@@ -55,10 +59,17 @@ class DecodeOptions:
     language: str | None = None
     # faster-whisper only: drop silence with Silero VAD before decoding.
     vad_filter: bool = False
-    # faster-whisper only: > 0 decodes VAD chunks this many at a time (BatchedInferencePipeline).
+    # faster-whisper only: > 0 decodes chunks of <= 30 s this many at a time
+    # (BatchedInferencePipeline): VAD's speech chunks with vad_filter, else chunks that
+    # cover the whole signal, cut at pauses (transcripts.chunks.pause_chunks).
     batch_size: int = 0
     # Sample text tokens only; segment times are then window (or VAD chunk) bounds.
     without_timestamps: bool = False
+    # Prompt each 30 s window with the previous one's text (both engines; sequential only).
+    condition_on_previous_text: bool = False
+    # faster-whisper's Silero VadOptions as (name, value) pairs, e.g. (("threshold", 0.2),);
+    # empty: the library's defaults. Used where VAD runs (vad_filter).
+    vad_parameters: tuple[tuple[str, float], ...] = ()
 
 
 class Engine(ABC):
@@ -108,16 +119,32 @@ class FasterWhisperEngine(Engine):
             task="transcribe",
             beam_size=self.options.beam_size,
             temperature=0.0,
-            condition_on_previous_text=False,
+            condition_on_previous_text=self.options.condition_on_previous_text,
             without_timestamps=self.options.without_timestamps,
         )
-        if self._batched is not None:
+        vad_parameters = dict(self.options.vad_parameters) or None
+        if self._batched is not None and self.options.vad_filter:
+            # VAD chunks: what Silero VAD scores as non-speech is dropped.
             segments, info = self._batched.transcribe(
-                audio, vad_filter=True, batch_size=self.options.batch_size, **common
+                audio,
+                vad_filter=True,
+                vad_parameters=vad_parameters,
+                batch_size=self.options.batch_size,
+                **common,
+            )
+        elif self._batched is not None:
+            # Chunks tiling the whole signal, cut at pauses: nothing is dropped.
+            if audio.size == 0:
+                return self._language(language), []
+            segments, info = self._batched.transcribe(
+                audio,
+                clip_timestamps=pause_chunks(audio),
+                batch_size=self.options.batch_size,
+                **common,
             )
         else:
             segments, info = self._model.transcribe(
-                audio, vad_filter=self.options.vad_filter, **common
+                audio, vad_filter=self.options.vad_filter, vad_parameters=vad_parameters, **common
             )
         out = [
             Segment(float(s.start), float(s.end), s.text.strip(), float(s.avg_logprob))
@@ -158,7 +185,7 @@ class OpenAIWhisperEngine(Engine):
                 task="transcribe",
                 beam_size=self.options.beam_size,
                 temperature=0.0,
-                condition_on_previous_text=False,
+                condition_on_previous_text=self.options.condition_on_previous_text,
                 without_timestamps=self.options.without_timestamps,
                 fp16=False,
                 verbose=None,
@@ -203,6 +230,8 @@ def load_engine(
     vad_filter: bool = False,
     batch_size: int = 0,
     without_timestamps: bool = False,
+    condition_on_previous_text: bool = False,
+    vad_parameters: tuple[tuple[str, float], ...] = (),
 ) -> Engine:
     """An engine with its model loaded; cached per process so models load once.
 
@@ -221,6 +250,8 @@ def load_engine(
         vad_filter=vad_filter,
         batch_size=batch_size,
         without_timestamps=without_timestamps,
+        condition_on_previous_text=condition_on_previous_text,
+        vad_parameters=tuple(vad_parameters),
     )
     if engine == OpenAIWhisperEngine.name:
         return OpenAIWhisperEngine(ref, options, cache, cpu_threads=threads)

@@ -126,13 +126,16 @@ def transcribe(
     ),
     beam_size: int = typer.Option(None, "--beam-size", min=1, help="Beam size for both engines."),
     vad: bool = typer.Option(
-        None, "--vad/--no-vad", help="faster-whisper: drop silence with Silero VAD first."
+        None,
+        "--vad/--no-vad",
+        help="faster-whisper: drop what Silero VAD calls non-speech first "
+        "(without it, batched chunks cover all audio, cut at pauses).",
     ),
     batch_size: int = typer.Option(
         None,
         "--batch-size",
         min=0,
-        help="faster-whisper: decode VAD chunks N at a time (0: sequential).",
+        help="faster-whisper: decode chunks of <= 30 s N at a time (0: sequential).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Machine output: JSON lines for files, a JSON report for the store."

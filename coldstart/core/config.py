@@ -32,14 +32,14 @@ class TranscribeSettings(BaseModel):
     # Both engines decode with the same explicit settings so that they agree.
     beam_size: int = 5
     language: str | None = None
-    # faster-whisper only (openai-whisper ignores them): Silero VAD drops silence first;
-    # batch_size > 0 decodes VAD chunks (at most 30 s) that many at a time with
-    # BatchedInferencePipeline, VAD implied, text only: one segment per chunk.
-    # Defaults chosen on the real-speech dev set (benchmarks/transcribe.py,
-    # docs/transcripts.md): tiny.en, beam 5, batched was the most accurate config
-    # that keeps about 10x real time on 2 cores; base was no more accurate there and
-    # 2-3x slower.
-    vad_filter: bool = True
+    # faster-whisper only (openai-whisper ignores them): batch_size > 0 decodes chunks of
+    # at most 30 s that many at a time with BatchedInferencePipeline, text only (one
+    # segment per chunk). vad_filter: Silero VAD drops what it scores as non-speech;
+    # without it, batched chunks tile the whole signal, cut at pauses
+    # (transcripts.chunks). Defaults chosen on read AND conversational dev speech
+    # (benchmarks/transcribe.py, docs/transcripts.md): the VAD gate dropped whole
+    # phrases of conversation (telephone lines, old tape), so it is off.
+    vad_filter: bool = False
     batch_size: int = Field(8, ge=0)
     # Files stream through the model in pieces of this many seconds (at least 30):
     # memory stays bounded for long episodes; see docs/transcripts.md.
