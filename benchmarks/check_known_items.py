@@ -55,17 +55,19 @@ def load_shows(path: Path) -> dict[str, dict]:
     return shows
 
 
-def problems(shows: dict[str, dict]) -> list[str]:
-    """Every broken rule, one line each (empty: all queries pass)."""
+def problems(
+    shows: dict[str, dict], queries: dict[str, list[tuple[str, str]]] = KNOWN_ITEMS
+) -> list[str]:
+    """Every broken rule of `queries` (genre -> [(show id, query)]), one line each (empty: all pass)."""
     import Stemmer
 
     stem = Stemmer.Stemmer("english").stemWord
     out = []
-    sizes = {len(rows) for rows in KNOWN_ITEMS.values()}
+    sizes = {len(rows) for rows in queries.values()}
     if len(sizes) != 1:
         out.append(f"genres have different numbers of queries: {sizes}")
     seen: set[str] = set()
-    for genre, rows in KNOWN_ITEMS.items():
+    for genre, rows in queries.items():
         for item_id, query in rows:
             where = f"{genre} / {item_id} / {query!r}"
             if item_id in seen:

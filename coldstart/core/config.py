@@ -78,8 +78,15 @@ class EmbedSettings(BaseModel):
     intent_depth: int = 200
     intent_c: float = 10.0
     intent_min_per_genre: int = 5
-    # "fused": cosine + lexical_weight * BM25 score / best BM25 score + the intent boost.
+    # "fused": cosine + lexical_weight * BM25 score / best BM25 score
+    #   + fused_intent_weight * confidence**intent_confidence_power * p(item's genre | query),
+    # confidence = the classifier's top probability. Fitted on the tuning halves of the broad
+    # and the known-item queries of benchmarks/search_quality.py (docs/search.md).
     lexical_weight: float = 0.05
+    fused_intent_weight: float = 1.0
+    intent_confidence_power: float = 0.0
+    # search_passages: cosine + passage_lexical_weight * BM25 / best BM25 over transcript passages.
+    passage_lexical_weight: float = 0.3
     # Domain adaptation (coldstart/content/adapt.py), run by `coldstart index` when no adapted model
     # exists yet (or with --adapt); skipped below adapt_min_pairs training pairs.
     adapt: bool = False
