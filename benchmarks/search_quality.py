@@ -143,28 +143,47 @@ def score_known(
 FUSED_PARAMS = ("lexical_weight", "fused_intent_weight", "intent_confidence_power")
 
 
+def _top(c, weights: tuple[float, float, float], k: int = 10) -> list[str]:
+    """The top k of `service.search(mode="fused")` at these weights, from its candidates."""
+    keep = c.in_dense if weights[0] == 0 else np.ones(len(c.keys), bool)
+    scores = c.score(*weights)
+    order = sorted(np.flatnonzero(keep), key=lambda i: (-scores[i], c.keys[i]))
+    return [c.keys[i] for i in order[:k]]
+
+
 def tune(service: SearchService) -> dict:
     """On the tuning halves only: intent_weight of mode intent (broad precision, as before),
-    then the fused weights by broad precision@10 + known-item MRR@10 (ties: smaller weights)."""
+    then the fused weights by broad precision@10 + known-item MRR@10 (ties: smaller weights).
+
+    The fused grid reads each query's candidates once (`SearchService.candidates`: cosine,
+    BM25 / best BM25, p(genre), confidence) and ranks them as mode fused does at each
+    grid point (tests/test_adapt_intent.py checks that the two agree).
+    """
     cfg = service.settings.embed
     broad, known = split("tuning"), known_split("tuning")
-    saved = {name: getattr(cfg, name) for name in ("intent_weight", *FUSED_PARAMS)}
+    saved = cfg.intent_weight
     intent_grid = {}
     for w in INTENT_GRID:
         cfg.intent_weight = w
         intent_grid[str(w)] = score(service, "intent", broad)["precision"]
+    cfg.intent_weight = saved
     best_intent = max(INTENT_GRID, key=lambda w: (intent_grid[str(w)], -w))
+    genre_of = service.items["genre"].to_dict()
+    broad_c = [(genre, service.candidates(q, kind="show")) for genre, q in broad]
+    known_c = [(item_id, service.candidates(q, kind="show")) for _, item_id, q in known]
     fused_grid = {}
     for point in itertools.product(LEXICAL_GRID, FUSED_INTENT_GRID, POWER_GRID):
         if point[1] == 0 and point[2] != POWER_GRID[0]:
             continue  # no boost: the power does nothing
-        for name, value in zip(FUSED_PARAMS, point):
-            setattr(cfg, name, value)
-        p = score(service, "fused", broad)["precision"]
-        m = score_known(service, "fused", known)["mrr"]
-        fused_grid["/".join(map(str, point))] = {"precision": p, "mrr": m}
-    for name, value in saved.items():
-        setattr(cfg, name, value)
+        prec = [np.mean([genre_of.get(i) == g for i in _top(c, point)]) for g, c in broad_c]
+        rr = []
+        for item_id, c in known_c:
+            top = _top(c, point)
+            rr.append(1.0 / (top.index(item_id) + 1) if item_id in top else 0.0)
+        fused_grid["/".join(map(str, point))] = {
+            "precision": float(np.mean(prec)),
+            "mrr": float(np.mean(rr)),
+        }
     best = max(
         fused_grid,
         key=lambda key: (

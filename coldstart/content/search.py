@@ -27,6 +27,7 @@ from training.threads import torch_threads
 
 __all__ = [
     "MODES",
+    "Candidates",
     "SearchResult",
     "SearchService",
     "EmptyQueryError",
@@ -141,6 +142,22 @@ class _Lexical:
 class _Filter:
     dense: np.ndarray | None  # int64 ids of the items index allowed; None: all
     lexical: np.ndarray | None  # boolean mask over the BM25 documents; None: all
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One query's candidates (modes intent and fused) and the parts of their score."""
+
+    keys: list[str]
+    cosine: np.ndarray
+    lexical: np.ndarray  # BM25 / the query's best BM25; 0 where no word is shared
+    genre_p: np.ndarray  # p(the item's genre | query); 0 without a genre the classifier knows
+    confidence: float  # the classifier's top probability for this query (0: no classifier)
+    in_dense: np.ndarray  # True: among the dense top candidates (else only from BM25)
+
+    def score(self, lexical_weight: float, intent_weight: float, power: float) -> np.ndarray:
+        boost = intent_weight * self.confidence**power if intent_weight else 0.0
+        return self.cosine + lexical_weight * self.lexical + boost * self.genre_p
 
 
 class SearchService:
@@ -335,6 +352,47 @@ class SearchService:
         p = self.intent.probabilities(self.encoder.encode_query(query))[0]
         return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
 
+    def candidates(
+        self, query: str, k: int = 10, kind: str | None = None, lexical: bool = True
+    ) -> "Candidates":
+        """The candidates modes intent and fused score for `query`, with every part of their
+        score (for benchmarks and tuning; `search` adds them up with the settings' weights)."""
+        query = _text(query)
+        if not query:
+            raise EmptyQueryError("the query is empty: give some words to search for")
+        depth = max(5 * k, 50, self.settings.embed.intent_depth)
+        with torch_threads(1):
+            qvec = self.encoder.encode_query(query)
+            return self._candidates(query, qvec, depth, self._filter(kind, None, None), lexical)
+
+    def _candidates(
+        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
+    ) -> "Candidates":
+        """Dense top `depth` and, when `lexical`, the BM25 top `depth` (cosines read from the
+        index), each with its cosine, BM25 / best BM25 (0: no shared word) and p(its genre |
+        query) (0: no genre the classifier knows)."""
+        scores = dict(self._dense(qvec, depth, filt))
+        in_dense = len(scores)
+        bm25: dict[str, float] = {}
+        if lexical:
+            hits = self.lexical.rank(query, depth, filt.lexical)
+            top = hits[0][1] if hits else 1.0
+            for key, value in hits:
+                if key not in scores and key in self.items_index:
+                    scores[key] = float(self.items_index.vector(key) @ qvec)
+                bm25[key] = value / top
+        keys = list(scores)
+        p = self.intent.probabilities(qvec)[0] if self.intent is not None else np.zeros(1)
+        cols = np.fromiter((self._genre_col.get(key, -1) for key in keys), np.int64, len(keys))
+        return Candidates(
+            keys=keys,
+            cosine=np.fromiter(scores.values(), np.float64, len(keys)),
+            lexical=np.fromiter((bm25.get(key, 0.0) for key in keys), np.float64, len(keys)),
+            genre_p=np.where(cols >= 0, p[np.maximum(cols, 0)], 0.0).astype(np.float64),
+            confidence=float(p.max()) if self.intent is not None else 0.0,
+            in_dense=np.arange(len(keys)) < in_dense,
+        )
+
     def _boosted(
         self,
         query: str,
@@ -348,31 +406,16 @@ class SearchService:
         """cosine + lexical_weight * BM25 / best BM25 + intent_weight * c**confidence_power *
         p(item's genre | query), c being the classifier's confidence (its top probability).
 
-        Candidates: the dense top `depth` and, with a lexical weight, the BM25 top `depth`
-        (their cosines read from the index). Items of a genre the classifier does not know,
-        or with no genre, get no boost; nothing is dropped, so a query the classifier
-        cannot place still gets its dense (and lexical) ranking. With a confidence power
-        above 0 the boost fades as the classifier hesitates between genres, so a query
-        for one show keeps the ranking its words and meaning give it.
+        Candidates: the dense top `depth` and, with a lexical weight, the BM25 top `depth`.
+        Items of a genre the classifier does not know, or with no genre, get no boost;
+        nothing is dropped, so a query the classifier cannot place still gets its dense
+        (and lexical) ranking. With a confidence power above 0 the boost fades as the
+        classifier hesitates between genres, so a query for one show keeps the ranking its
+        words and meaning give it.
         """
-        scores = dict(self._dense(qvec, depth, filt))
-        if lexical_weight:
-            hits = self.lexical.rank(query, depth, filt.lexical)
-            for key, _ in hits:
-                if key not in scores and key in self.items_index:
-                    scores[key] = float(self.items_index.vector(key) @ qvec)
-            top = hits[0][1] if hits else 1.0
-            for key, bm25 in hits:
-                if key in scores:
-                    scores[key] += lexical_weight * bm25 / top
-        if self.intent is not None and intent_weight:
-            p = self.intent.probabilities(qvec)[0]
-            weight = intent_weight * float(p.max()) ** confidence_power
-            for key in scores:
-                col = self._genre_col.get(key)
-                if col is not None:
-                    scores[key] += weight * float(p[col])
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        c = self._candidates(query, qvec, depth, filt, lexical=bool(lexical_weight))
+        scores = c.score(lexical_weight, intent_weight, confidence_power)
+        return sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
 
     def _allowed(
         self, kind: str | None, language: str | None, genre: str | None
