@@ -249,7 +249,7 @@ def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
     }
 
 
-def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
+def run_home(src: Path, home: Path, adapt: bool, do_tune: bool, timed: bool = True) -> dict:
     store, settings, info = build(src, home, adapt)
     real = load_encoder(settings)
     service = SearchService(store, settings, CachedEncoder(real))
@@ -277,10 +277,11 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
             for m in MODES
         }
     out["results"] = results
-    timed = SearchService(store, settings, real)
-    texts = [q for _, q in split("all")] + [q for _, _, q in known_split("all")]
-    out["latency"] = {m: latency(timed, m, texts) for m in MODES}
-    out["query_encoding"] = query_encoding(real, texts)
+    if timed:
+        service = SearchService(store, settings, real)
+        texts = [q for _, q in split("all")] + [q for _, _, q in known_split("all")]
+        out["latency"] = {m: latency(service, m, texts) for m in MODES}
+        out["query_encoding"] = query_encoding(real, texts)
     return out
 
 
@@ -313,7 +314,10 @@ def markdown(result: dict, half: str = "validation") -> str:
             r = result["homes"][home]["results"][half][mode]
             cells.append(f"{r[metric]:.3f} ± {r[metric + '_se']:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    timed = all("latency" in result["homes"][home] for home, _, _ in cols)
     for label, p50, p95 in (("wall", "p50_ms", "p95_ms"), ("CPU", "cpu_p50_ms", "cpu_p95_ms")):
+        if not timed:
+            break
         cells = []
         for home, mode, _ in cols:
             lat = result["homes"][home]["latency"][mode]
@@ -337,7 +341,7 @@ def per_genre(result: dict, half: str = "validation") -> str:
             r = result["homes"][home]["results"][half][mode]
             prec = np.mean([p for p, g in zip(r["per_query_precision"], genres) if g == genre])
             rr = [1 / k if k else 0 for k, g in zip(r["ranks"], known_genres) if g == genre]
-            cells.append(f"{prec:.2f} / {np.mean(rr):.2f}")
+            cells.append(f"{prec:.2f} / " + (f"{np.mean(rr):.2f}" if rr else "-"))
         lines.append(f"| {genre} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -359,6 +363,9 @@ def main() -> None:
     )
     parser.add_argument("--no-adapt", action="store_true", help="Skip the adapted-encoder home.")
     parser.add_argument("--json", type=Path, help="Write the results as JSON here.")
+    parser.add_argument(
+        "--no-latency", action="store_true", help="Skip the latency pass (quality only)."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.home or Path(tmp)
@@ -372,7 +379,9 @@ def main() -> None:
             "homes": {},
         }
         for name, adapt in homes.items():
-            result["homes"][name] = run_home(args.catalogue, root / name, adapt, args.tune)
+            result["homes"][name] = run_home(
+                args.catalogue, root / name, adapt, args.tune, timed=not args.no_latency
+            )
     for half in ("tuning", "validation"):
         print(
             f"\n{half} halves ({result['queries'][half]} broad, "
@@ -384,7 +393,7 @@ def main() -> None:
     for name, home in result["homes"].items():
         print(
             f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
-            f"query encoding {json.dumps(home['query_encoding'])}, "
+            f"query encoding {json.dumps(home.get('query_encoding'))}, "
             f"weights {json.dumps(home['weights'])}"
         )
     if args.json:
