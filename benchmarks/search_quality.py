@@ -362,6 +362,9 @@ def main() -> None:
         help="Choose the weights on the tuning half (else: settings).",
     )
     parser.add_argument("--no-adapt", action="store_true", help="Skip the adapted-encoder home.")
+    parser.add_argument(
+        "--only-adapted", action="store_true", help="Run the adapted-encoder home alone."
+    )
     parser.add_argument("--json", type=Path, help="Write the results as JSON here.")
     parser.add_argument(
         "--no-latency", action="store_true", help="Skip the latency pass (quality only)."
@@ -370,6 +373,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.home or Path(tmp)
         homes = {"base": False} if args.no_adapt else {"base": False, "adapted": True}
+        homes = {"adapted": True} if args.only_adapted else homes
         result = {
             "catalogue": str(args.catalogue),
             "queries": {h: len(split(h)) for h in ("tuning", "validation")},
