@@ -1,16 +1,24 @@
-"""Genre precision@10 and nDCG@10 of every search mode on the Apple Podcasts catalogue.
+"""Both kinds of content query, every search mode side by side, on the Apple Podcasts catalogue.
 
-Each query (benchmarks/search_queries.py, 6 per genre) is a natural-language request
-written for one genre, never its name; a returned show is relevant when its Apple genre
-is the query's genre. The catalogue is imported and indexed exactly as `coldstart import
-apple-podcasts` + `coldstart ingest` + `coldstart index` do, in two homes: the base
-encoder (`embed.adapt` off) and the adapted one (`embed.adapt` on, `coldstart/content/adapt.py`).
-Both homes get their own intent classifier (`coldstart/content/intent.py`) from `coldstart index`.
+* Broad queries (benchmarks/search_queries.py, 6 per genre): a request for a kind of show,
+  never naming the genre; a returned show is relevant when its Apple genre is the
+  query's genre: precision@10 and nDCG@10.
+* Known-item queries (benchmarks/known_item_queries.py, 6 per genre): one show half-
+  remembered, paraphrased from its description without its title's words; MRR@10 and
+  found@10 (the show is in the top 10).
 
-Weights (`intent_weight`, `lexical_weight`) are chosen on the TUNING half of the
-queries (`--tune` prints the grid); the tables report the VALIDATION half, mean and
-standard error over queries. Latency is measured per query with the real encoder
-(no cache), one query at a time, over every query, after two warm-up queries.
+The catalogue is imported and indexed exactly as `coldstart import apple-podcasts` +
+`coldstart ingest` + `coldstart index` do, in two homes: the base encoder (`embed.adapt`
+off) and the adapted one (`embed.adapt` on, `coldstart/content/adapt.py`). Both homes get
+their own intent classifier (`coldstart/content/intent.py`) from `coldstart index`.
+
+Weights are chosen on the TUNING halves of both query sets (`--tune` prints the grid):
+`intent_weight` for mode intent (genre precision alone, as before), and for mode fused
+`lexical_weight`, `fused_intent_weight` and `intent_confidence_power`, by the sum of
+tuning genre precision@10 and tuning known-item MRR@10. The tables report the
+VALIDATION halves, mean and standard error over queries. Latency is measured per query
+with the real encoder (no cache), one query at a time, over every query of both sets,
+after two warm-up queries.
 
     .venv/bin/python benchmarks/search_quality.py /work/shared/data/apple-podcasts/podcasts_info.json \
         --home /tmp/sq --tune --json benchmarks/results/search_quality.json
@@ -20,6 +28,7 @@ standard error over queries. Latency is measured per query with the real encoder
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -33,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from known_item_queries import split as known_split  # noqa: E402
 from search_queries import QUERIES, split  # noqa: E402
 
 from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
@@ -44,7 +54,11 @@ from coldstart.data.importers import apple_podcasts  # noqa: E402
 from coldstart.data.ingest import ingest_dataset  # noqa: E402
 
 INTENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
-LEXICAL_GRID = (0.0, 0.05, 0.1, 0.2)
+# mode fused: lexical_weight x fused_intent_weight x intent_confidence_power
+LEXICAL_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+FUSED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+POWER_GRID = (0.0, 1.0, 2.0, 4.0)
+MODES = ("dense", "lexical", "hybrid", "intent", "fused")
 
 
 class CachedEncoder(Encoder):
@@ -85,8 +99,12 @@ def _ndcg(relevant: list[bool], k: int) -> float:
     return dcg / ideal
 
 
+def _se(values) -> float:
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def score(service: SearchService, mode: str, queries: list[tuple[str, str]], k: int = 10) -> dict:
-    """Per-query precision@k and nDCG@k (binary genre relevance), with mean and standard error."""
+    """Broad queries: per-query precision@k and nDCG@k (binary genre relevance), mean and SE."""
     genre_of = service.items["genre"].to_dict()
     prec, ndcg = [], []
     for genre, query in queries:
@@ -94,39 +112,90 @@ def score(service: SearchService, mode: str, queries: list[tuple[str, str]], k: 
         rel = [genre_of.get(h.item_id) == genre for h in hits] + [False] * (k - len(hits))
         prec.append(sum(rel) / k)
         ndcg.append(_ndcg(rel, k))
-    se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
     return {
         "precision": float(np.mean(prec)),
-        "precision_se": se(prec),
+        "precision_se": _se(prec),
         "ndcg": float(np.mean(ndcg)),
-        "ndcg_se": se(ndcg),
+        "ndcg_se": _se(ndcg),
         "per_query_precision": prec,
     }
 
 
-def tune(service: SearchService, queries: list[tuple[str, str]]) -> dict:
-    """Grid over intent_weight (mode intent) and lexical_weight x intent_weight (mode fused) on `queries`."""
+def score_known(
+    service: SearchService, mode: str, queries: list[tuple[str, str, str]], k: int = 10
+) -> dict:
+    """Known-item queries: reciprocal rank of the one show (0 past rank k) and found@k."""
+    ranks = []
+    for _, item_id, query in queries:
+        hits = [h.item_id for h in service.search(query, k=k, kind="show", mode=mode)]
+        ranks.append(hits.index(item_id) + 1 if item_id in hits else 0)
+    rr = [1.0 / r if r else 0.0 for r in ranks]
+    found = [1.0 if r else 0.0 for r in ranks]
+    return {
+        "mrr": float(np.mean(rr)),
+        "mrr_se": _se(rr),
+        "found": float(np.mean(found)),
+        "found_se": _se(found),
+        "ranks": ranks,
+    }
+
+
+FUSED_PARAMS = ("lexical_weight", "fused_intent_weight", "intent_confidence_power")
+
+
+def _top(c, weights: tuple[float, float, float], k: int = 10) -> list[str]:
+    """The top k of `service.search(mode="fused")` at these weights, from its candidates."""
+    keep = c.in_dense if weights[0] == 0 else np.ones(len(c.keys), bool)
+    scores = c.score(*weights)
+    order = sorted(np.flatnonzero(keep), key=lambda i: (-scores[i], c.keys[i]))
+    return [c.keys[i] for i in order[:k]]
+
+
+def tune(service: SearchService) -> dict:
+    """On the tuning halves only: intent_weight of mode intent (broad precision, as before),
+    then the fused weights by broad precision@10 + known-item MRR@10 (ties: smaller weights).
+
+    The fused grid reads each query's candidates once (`SearchService.candidates`: cosine,
+    BM25 / best BM25, p(genre), confidence) and ranks them as mode fused does at each
+    grid point (tests/test_adapt_intent.py checks that the two agree).
+    """
     cfg = service.settings.embed
-    saved = cfg.intent_weight, cfg.lexical_weight
-    grid = {}
+    broad, known = split("tuning"), known_split("tuning")
+    saved = cfg.intent_weight
+    intent_grid = {}
     for w in INTENT_GRID:
-        for lw in LEXICAL_GRID:
-            cfg.intent_weight, cfg.lexical_weight = w, lw
-            grid[f"{w}/{lw}"] = score(service, "fused", queries)["precision"]
-    cfg.intent_weight, cfg.lexical_weight = saved
-    best_intent = max(INTENT_GRID, key=lambda w: (grid[f"{w}/0.0"], -w))
-    # fused: the best grid point that gives BM25 some weight (ties: the smaller weights)
-    fused = [key for key in grid if float(key.split("/")[1]) > 0]
-    best_fused = max(
-        fused, key=lambda key: (grid[key], -float(key.split("/")[1]), -float(key.split("/")[0]))
+        cfg.intent_weight = w
+        intent_grid[str(w)] = score(service, "intent", broad)["precision"]
+    cfg.intent_weight = saved
+    best_intent = max(INTENT_GRID, key=lambda w: (intent_grid[str(w)], -w))
+    genre_of = service.items["genre"].to_dict()
+    broad_c = [(genre, service.candidates(q, kind="show")) for genre, q in broad]
+    known_c = [(item_id, service.candidates(q, kind="show")) for _, item_id, q in known]
+    fused_grid = {}
+    for point in itertools.product(LEXICAL_GRID, FUSED_INTENT_GRID, POWER_GRID):
+        if point[1] == 0 and point[2] != POWER_GRID[0]:
+            continue  # no boost: the power does nothing
+        prec = [np.mean([genre_of.get(i) == g for i in _top(c, point)]) for g, c in broad_c]
+        rr = []
+        for item_id, c in known_c:
+            top = _top(c, point)
+            rr.append(1.0 / (top.index(item_id) + 1) if item_id in top else 0.0)
+        fused_grid["/".join(map(str, point))] = {
+            "precision": float(np.mean(prec)),
+            "mrr": float(np.mean(rr)),
+        }
+    best = max(
+        fused_grid,
+        key=lambda key: (
+            round(fused_grid[key]["precision"] + fused_grid[key]["mrr"], 9),
+            *(-float(x) for x in key.split("/")),
+        ),
     )
     return {
-        "precision_by_intent_weight/lexical_weight": grid,
+        "precision_by_intent_weight": intent_grid,
         "intent_weight": best_intent,
-        "fused": {
-            "intent_weight": float(best_fused.split("/")[0]),
-            "lexical_weight": float(best_fused.split("/")[1]),
-        },
+        "fused_grid (lexical_weight/fused_intent_weight/intent_confidence_power)": fused_grid,
+        "fused": dict(zip(FUSED_PARAMS, map(float, best.split("/")))),
     }
 
 
@@ -180,7 +249,7 @@ def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
     }
 
 
-def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
+def run_home(src: Path, home: Path, adapt: bool, do_tune: bool, timed: bool = True) -> dict:
     store, settings, info = build(src, home, adapt)
     real = load_encoder(settings)
     service = SearchService(store, settings, CachedEncoder(real))
@@ -193,27 +262,26 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool) -> dict:
     }
     cfg = settings.embed
     if do_tune:
-        out["tuning"] = tune(service, split("tuning"))
+        out["tuning"] = tune(service)
         cfg.intent_weight = out["tuning"]["intent_weight"]
-    defaults = cfg.intent_weight, cfg.lexical_weight
+        for name, value in out["tuning"]["fused"].items():
+            setattr(cfg, name, value)
+    out["weights"] = {name: getattr(cfg, name) for name in ("intent_weight", *FUSED_PARAMS)}
+    # the smoke run's 200-show slice lacks most of the known items: only those present count
+    _present = lambda half: [q for q in known_split(half) if q[1] in service.items.index]  # noqa: E731
+    out["known_item_queries"] = {h: len(_present(h)) for h in ("tuning", "validation")}
     results = {}
     for half in ("tuning", "validation"):
-        queries = split(half)
         results[half] = {
-            m: score(service, m, queries) for m in ("dense", "lexical", "hybrid", "intent")
+            m: {**score(service, m, split(half)), **score_known(service, m, _present(half))}
+            for m in MODES
         }
-        if do_tune:
-            cfg.intent_weight = out["tuning"]["fused"]["intent_weight"]
-            cfg.lexical_weight = out["tuning"]["fused"]["lexical_weight"]
-        results[half]["fused"] = score(service, "fused", queries)
-        cfg.intent_weight, cfg.lexical_weight = defaults
     out["results"] = results
-    timed = SearchService(store, settings, real)
-    texts = [q for _, q in split("all")]
-    out["latency"] = {
-        m: latency(timed, m, texts) for m in ("dense", "lexical", "hybrid", "intent", "fused")
-    }
-    out["query_encoding"] = query_encoding(real, texts)
+    if timed:
+        service = SearchService(store, settings, real)
+        texts = [q for _, q in split("all")] + [q for _, _, q in known_split("all")]
+        out["latency"] = {m: latency(service, m, texts) for m in MODES}
+        out["query_encoding"] = query_encoding(real, texts)
     return out
 
 
@@ -222,44 +290,58 @@ COLUMNS = [
     ("base", "lexical", "lexical (BM25)"),
     ("base", "hybrid", "hybrid (RRF)"),
     ("base", "intent", "intent-boosted"),
-    ("base", "fused", "intent + BM25 (fused)"),
+    ("base", "fused", "fused"),
     ("adapted", "dense", "adapted dense"),
     ("adapted", "intent", "adapted + intent"),
+    ("adapted", "fused", "adapted fused"),
 ]
+METRICS = (
+    ("precision", "broad: genre precision@10"),
+    ("ndcg", "broad: nDCG@10"),
+    ("mrr", "known item: MRR@10"),
+    ("found", "known item: found@10"),
+)
 
 
 def markdown(result: dict, half: str = "validation") -> str:
     cols = [c for c in COLUMNS if c[0] in result["homes"]]
-    lines = ["| metric | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    for metric in ("precision", "ndcg"):
+    default = result.get("default_mode")
+    names = [f"**{c[2]} (default)**" if c[:2] == ("base", default) else c[2] for c in cols]
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(cols)]
+    for metric, label in METRICS:
         cells = []
         for home, mode, _ in cols:
             r = result["homes"][home]["results"][half][mode]
             cells.append(f"{r[metric]:.3f} ± {r[metric + '_se']:.3f}")
-        lines.append(f"| {metric}@10 | " + " | ".join(cells) + " |")
-    cells = []
-    for home, mode, _ in cols:
-        lat = result["homes"][home]["latency"][mode]
-        cells.append(f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}")
-    lines.append("| wall ms p50 / p95 | " + " | ".join(cells) + " |")
-    cells = []
-    for home, mode, _ in cols:
-        lat = result["homes"][home]["latency"][mode]
-        cells.append(f"{lat['cpu_p50_ms']:.1f} / {lat['cpu_p95_ms']:.1f}")
-    lines.append("| CPU ms p50 / p95 | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    timed = all("latency" in result["homes"][home] for home, _, _ in cols)
+    for label, p50, p95 in (("wall", "p50_ms", "p95_ms"), ("CPU", "cpu_p50_ms", "cpu_p95_ms")):
+        if not timed:
+            break
+        cells = []
+        for home, mode, _ in cols:
+            lat = result["homes"][home]["latency"][mode]
+            cells.append(f"{lat[p50]:.1f} / {lat[p95]:.1f}")
+        lines.append(f"| {label} ms p50 / p95 | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def per_genre(result: dict, half: str = "validation") -> str:
-    """Precision@10 per genre (mean over the genre's queries of `half`) for each column."""
+    """Precision@10 (broad) and MRR@10 (known item) per genre, mean over the genre's queries."""
     cols = [c for c in COLUMNS if c[0] in result["homes"]]
     genres = [g for g, _ in split(half)]
-    lines = ["| genre | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    known_genres = [g for g, _, _ in known_split(half)]
+    lines = [
+        "| genre | " + " | ".join(c[2] for c in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
     for genre in sorted(set(genres)):
         cells = []
         for home, mode, _ in cols:
-            prec = result["homes"][home]["results"][half][mode]["per_query_precision"]
-            cells.append(f"{np.mean([p for p, g in zip(prec, genres) if g == genre]):.2f}")
+            r = result["homes"][home]["results"][half][mode]
+            prec = np.mean([p for p, g in zip(r["per_query_precision"], genres) if g == genre])
+            rr = [1 / k if k else 0 for k, g in zip(r["ranks"], known_genres) if g == genre]
+            cells.append(f"{prec:.2f} / " + (f"{np.mean(rr):.2f}" if rr else "-"))
         lines.append(f"| {genre} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -280,29 +362,43 @@ def main() -> None:
         help="Choose the weights on the tuning half (else: settings).",
     )
     parser.add_argument("--no-adapt", action="store_true", help="Skip the adapted-encoder home.")
+    parser.add_argument(
+        "--only-adapted", action="store_true", help="Run the adapted-encoder home alone."
+    )
     parser.add_argument("--json", type=Path, help="Write the results as JSON here.")
+    parser.add_argument(
+        "--no-latency", action="store_true", help="Skip the latency pass (quality only)."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.home or Path(tmp)
         homes = {"base": False} if args.no_adapt else {"base": False, "adapted": True}
+        homes = {"adapted": True} if args.only_adapted else homes
         result = {
             "catalogue": str(args.catalogue),
             "queries": {h: len(split(h)) for h in ("tuning", "validation")},
+            "known_item_queries": {h: len(known_split(h)) for h in ("tuning", "validation")},
+            "default_mode": Settings().embed.search_mode,
             "genres": len(QUERIES),
             "homes": {},
         }
         for name, adapt in homes.items():
-            result["homes"][name] = run_home(args.catalogue, root / name, adapt, args.tune)
+            result["homes"][name] = run_home(
+                args.catalogue, root / name, adapt, args.tune, timed=not args.no_latency
+            )
     for half in ("tuning", "validation"):
-        print(f"\n{half} half ({result['queries'][half]} queries), mean ± standard error:\n")
+        print(
+            f"\n{half} halves ({result['queries'][half]} broad, "
+            f"{result['known_item_queries'][half]} known-item queries), mean ± standard error:\n"
+        )
         print(markdown(result, half))
-    print("\nvalidation half, precision@10 per genre:\n")
+    print("\nvalidation halves, broad precision@10 / known-item MRR@10 per genre:\n")
     print(per_genre(result))
     for name, home in result["homes"].items():
         print(
             f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
-            f"query encoding {json.dumps(home['query_encoding'])}, "
-            f"tuning {json.dumps({k: v for k, v in home.get('tuning', {}).items() if k != 'precision_by_intent_weight/lexical_weight'})}"
+            f"query encoding {json.dumps(home.get('query_encoding'))}, "
+            f"weights {json.dumps(home['weights'])}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -203,6 +203,63 @@ def test_intent_boost_is_soft(labelled, base):
     assert list(service.intent_of("baking bread"))[0] == "G-kitchen"
 
 
+def _fused_by_hand(service, query: str, weights: dict) -> dict[str, float]:
+    """cosine + lw * BM25 / best BM25 + iw * confidence**power * p(genre), over every item."""
+    qvec = service.encoder.encode_query(query)
+    tokens = service.lexical._tokens([query])[0]
+    bm25 = np.asarray(service.lexical.retriever.get_scores(tokens), dtype=np.float64)
+    p = service.intent.probabilities(qvec)[0]
+    boost = weights["fused_intent_weight"] * float(p.max()) ** weights["intent_confidence_power"]
+    out = {}
+    for i, item_id in enumerate(service.lexical.ids):
+        genre = service.items.loc[item_id, "genre"]
+        out[item_id] = (
+            float(service.items_index.vector(item_id) @ qvec)
+            + weights["lexical_weight"] * bm25[i] / bm25.max()
+            + boost * float(p[service.intent.index[genre]])
+        )
+    return out
+
+
+@pytest.mark.parametrize("power", [0.0, 2.0])
+def test_fused_scores_are_the_documented_sum(labelled, base, power):
+    """Every item of the tiny catalogue is a candidate: the service's ranking and scores
+    must be the formula's, computed here from the parts."""
+    store, settings, _ = labelled
+    weights = dict(lexical_weight=0.4, fused_intent_weight=0.6, intent_confidence_power=power)
+    other = settings.model_copy(deep=True)
+    for name, value in weights.items():
+        setattr(other.embed, name, value)
+    service = SearchService(store, other, base)
+    for query in ("rocket launches to Mars", "bread starters and flour", "pitching stats"):
+        expected = _fused_by_hand(service, query, weights)
+        hits = service.search(query, k=24, mode="fused")
+        assert [h.item_id for h in hits] == sorted(expected, key=lambda i: (-expected[i], i))
+        assert [h.score for h in hits] == pytest.approx(
+            [expected[h.item_id] for h in hits], abs=1e-5
+        )
+
+
+def test_fused_boost_follows_the_classifier_confidence(labelled, base):
+    """A hesitant classifier boosts little: with a confidence power the boost shrinks as the
+    top probability falls, so the gap it makes between groups is smaller for a vague query
+    than for a clear one, and a named show stays first in fused mode."""
+    store, settings, _ = labelled
+    other = settings.model_copy(deep=True)
+    other.embed.lexical_weight, other.embed.fused_intent_weight = 0.5, 1.0
+    other.embed.intent_confidence_power = 2.0
+    service = SearchService(store, other, base)
+
+    def boost(query: str) -> float:
+        p = service.intent.probabilities(base.encode_query(query))[0]
+        return float(p.max()) ** 2 * float(p.max() - np.sort(p)[-2])
+
+    assert boost("zxqv blorf wuggle") < boost("telescopes, galaxies and black holes")
+    # a show named by its own rare words comes first even when its group is not the query's
+    top = service.search("pennant race pitching for astronomers", k=3, mode="fused")[0]
+    assert top.title == "The Dugout"
+
+
 # --- search modes --------------------------------------------------------------------------
 
 

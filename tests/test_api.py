@@ -249,6 +249,18 @@ def test_search_and_similar(api):
     assert api.get("/v1/search", params={"q": "x", "kind": "album"}).status_code == 422
 
 
+def test_search_passages(api):
+    resp = api.get("/v1/search/passages", params={"q": "detective murder investigation", "k": 3})
+    assert resp.status_code == 200, resp.text
+    hits = resp.json()["results"]
+    assert 0 < len(hits) <= 3
+    for h in hits:  # a transcript passage of an episode, with where it starts and ends
+        assert h["kind"] == "episode" and h["snippet"] and isinstance(h["passage"], int)
+        assert 0 <= h["start"] < h["end"]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert api.get("/v1/search/passages", params={"q": ""}).status_code == 422
+
+
 def test_health_metrics_and_docs(api):
     health = api.get("/healthz").json()
     assert health["status"] == "ok" and "affinity:podcast" in health["components"]
@@ -267,6 +279,7 @@ def test_health_metrics_and_docs(api):
     assert script.status_code == 200 and len(script.content) > 100_000
     paths = api.get("/openapi.json").json()["paths"]
     assert {"/v1/onboarding", "/v1/uploads", "/v1/uploads/{upload_id}", "/v1/search"} <= set(paths)
+    assert "/v1/search/passages" in paths
 
 
 def test_admin_reload(api):

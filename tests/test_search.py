@@ -179,6 +179,29 @@ def test_snippet_is_the_matching_passage_with_its_start_time(service):
     assert bread.item_id == "s-food-e1"
     assert bread.start == 0.0
     assert "starter" in bread.snippet
+    assert volcano.end > 300.0 and 0.0 < bread.end <= 300.0  # where the passage ends, too
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3])
+def test_passage_search_returns_the_answering_passage_with_its_times(service, weight):
+    """One result per passage, best first; dense alone (weight 0) and fused with BM25."""
+    service.settings.embed.passage_lexical_weight = weight
+    try:
+        hits = service.search_passages("why were flights grounded by the ash cloud", k=3)
+        top = hits[0]
+        assert top.item_id == "s-food-e1" and top.kind == "episode"
+        assert "ash cloud" in top.snippet and top.start >= 300.0 and top.end > top.start
+        # the passage's own times: it lies inside the volcano part of the transcript
+        assert 300.0 <= top.start < top.end <= 345.0
+        bread = service.search_passages("let the shaped loaf proof overnight", k=1)[0]
+        assert bread.end <= 80.0 and "proof" in bread.snippet
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert len({(h.item_id, h.passage) for h in hits}) == len(hits)
+        assert service.search_passages("lava", k=2, language="es") == []  # filters apply
+    finally:
+        service.settings.embed.passage_lexical_weight = Settings().embed.passage_lexical_weight
+    with pytest.raises(EmptyQueryError):
+        service.search_passages("   ")
 
 
 def test_filters_restrict_results(service):
@@ -282,8 +305,20 @@ def test_cli_search_and_similar(catalog):
     )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
-    assert set(rows[0]) == {"item_id", "kind", "title", "score", "snippet", "start"}
+    assert set(rows[0]) == {"item_id", "kind", "title", "score", "snippet", "start", "end"}
     assert rows[0]["item_id"] == "s-food-e1"
+    passages = runner.invoke(
+        app,
+        ["--home", str(settings.home), "search", "lava fountains", "--passages", "--json"],
+    )
+    assert passages.exit_code == 0, passages.output
+    top = json.loads(passages.stdout)[0]
+    assert top["item_id"] == "s-food-e1" and top["start"] >= 300.0 and top["end"] > top["start"]
+    assert isinstance(top["passage"], int)
+    wrong = runner.invoke(
+        app, ["--home", str(settings.home), "search", "lava", "--passages", "--kind", "show"]
+    )
+    assert wrong.exit_code != 0 and "--passages" in wrong.output
     missing = runner.invoke(
         app, ["--home", str(settings.home), "similar", "no-such-item", "--json"]
     )

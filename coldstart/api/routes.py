@@ -289,6 +289,27 @@ def search(
     return SearchResponse(query=q, results=[SearchHit(**h.to_dict()) for h in hits])
 
 
+@router.get("/v1/search/passages", response_model=SearchResponse, tags=["content"])
+def search_passages(
+    request: Request,
+    q: str = Query(..., min_length=1, max_length=500, description="Natural-language query."),
+    k: int = Query(10, ge=1, le=100),
+    language: str | None = Query(None, pattern="^[a-z]{2}$"),
+    genre: str | None = Query(None, max_length=100),
+) -> SearchResponse:
+    """Transcript passages that answer the query: episode, passage text, start and end (s)."""
+    from coldstart.content.search import EmptyQueryError
+
+    service = _search_service(request)
+    try:
+        hits = service.search_passages(q, k=k, language=language, genre=genre)
+    except EmptyQueryError as exc:
+        raise RequestValidationError(
+            [{"loc": ("query", "q"), "msg": str(exc), "type": "value_error"}]
+        ) from None
+    return SearchResponse(query=q, results=[SearchHit(**h.to_dict()) for h in hits])
+
+
 @router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, tags=["content"])
 def similar(
     item_id: str,

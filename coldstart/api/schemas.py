@@ -90,7 +90,9 @@ class SearchHit(BaseModel):
     title: str
     score: float
     snippet: str | None = None
-    start: float | None = None
+    start: float | None = None  # seconds into the episode where the snippet starts
+    end: float | None = None  # ... and ends (transcript passages)
+    passage: int | None = None  # the transcript passage's number (/v1/search/passages)
     language: str | None = None
     genre: str | None = None
 

@@ -109,15 +109,17 @@ def _service(ctx: typer.Context):
 
 def _print(results, title: str) -> None:
     table = Table(title=title)
-    for name in ("#", "item", "kind", "score", "start"):
+    for name in ("#", "item", "kind", "score", "start", "end"):
         table.add_column(name, no_wrap=True)
     table.add_column("title", ratio=1)
     table.add_column("snippet", ratio=2)
     for rank, r in enumerate(results, start=1):
-        start = "" if r.start is None else f"{int(r.start // 60)}:{r.start % 60:04.1f}"
+        start, end = (
+            "" if x is None else f"{int(x // 60)}:{x % 60:04.1f}" for x in (r.start, r.end)
+        )
         snippet = r.snippet or ""
         snippet = snippet if len(snippet) <= 80 else snippet[:79].rsplit(" ", 1)[0] + "…"
-        table.add_row(str(rank), r.item_id, r.kind, f"{r.score:.3f}", start, r.title, snippet)
+        table.add_row(str(rank), r.item_id, r.kind, f"{r.score:.3f}", start, end, r.title, snippet)
     console.print(table)
 
 
@@ -130,6 +132,8 @@ def _json_rows(results) -> list[dict]:
             "score": r.score,
             "snippet": r.snippet,
             "start": r.start,
+            "end": r.end,
+            **({"passage": r.passage} if r.passage is not None else {}),
         }
         for r in results
     ]
@@ -148,14 +152,27 @@ def search(
         "--mode",
         help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)",
     ),
+    passages: bool = typer.Option(
+        False,
+        "--passages",
+        help="Return transcript passages (episode, text, start and end seconds), not items.",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Search shows, episodes and audiobooks by content; episodes come with a timed snippet."""
+    """Search shows, episodes and audiobooks by content; episodes come with a timed snippet.
+    With --passages: the transcript passages that answer the query, with their timestamps."""
     from coldstart.content.search import EmptyQueryError
 
     service = _service(ctx)
     try:
-        results = service.search(query, k=k, kind=kind, language=language, genre=genre, mode=mode)
+        if passages:
+            if kind not in (None, "episode") or mode is not None:
+                raise ValueError("--passages searches episode transcripts: no --kind or --mode")
+            results = service.search_passages(query, k=k, language=language, genre=genre)
+        else:
+            results = service.search(
+                query, k=k, kind=kind, language=language, genre=genre, mode=mode
+            )
     except (EmptyQueryError, ValueError) as exc:
         fail(str(exc), code=2)
         return

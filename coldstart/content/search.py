@@ -27,6 +27,7 @@ from training.threads import torch_threads
 
 __all__ = [
     "MODES",
+    "Candidates",
     "SearchResult",
     "SearchService",
     "EmptyQueryError",
@@ -59,6 +60,8 @@ class SearchResult:
     score: float
     snippet: str | None = None
     start: float | None = None  # seconds into the episode where the snippet starts
+    end: float | None = None  # ... and where it ends (transcript passages only)
+    passage: int | None = None  # the transcript passage's number (passage search only)
     language: str | None = None
     genre: str | None = None
 
@@ -81,6 +84,10 @@ def _text(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return " ".join(str(value).split())
+
+
+def _seconds(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _clip(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -137,6 +144,22 @@ class _Filter:
     lexical: np.ndarray | None  # boolean mask over the BM25 documents; None: all
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """One query's candidates (modes intent and fused) and the parts of their score."""
+
+    keys: list[str]
+    cosine: np.ndarray
+    lexical: np.ndarray  # BM25 / the query's best BM25; 0 where no word is shared
+    genre_p: np.ndarray  # p(the item's genre | query); 0 without a genre the classifier knows
+    confidence: float  # the classifier's top probability for this query (0: no classifier)
+    in_dense: np.ndarray  # True: among the dense top candidates (else only from BM25)
+
+    def score(self, lexical_weight: float, intent_weight: float, power: float) -> np.ndarray:
+        boost = intent_weight * self.confidence**power if intent_weight else 0.0
+        return self.cosine + lexical_weight * self.lexical + boost * self.genre_p
+
+
 class SearchService:
     """Loaded once (indexes, metadata, BM25); then `search` and `similar` per request."""
 
@@ -151,18 +174,16 @@ class SearchService:
         passages = store.frame(
             cv,
             (cv.c.model_id == self.encoder.model_id) & (cv.c.passage >= 0),
-            ["item_id", "passage", "start", "text"],
+            ["item_id", "passage", "start", "end", "text"],
         )
-        self._passages = {
-            passage_key(r.item_id, r.passage): (
-                float(r.start) if r.start is not None else None,
-                r.text,
-            )
-            for r in passages.itertuples()
-        }
-        self._passages_of: dict[str, list[str]] = {}
-        for r in passages.itertuples():
-            self._passages_of.setdefault(r.item_id, []).append(passage_key(r.item_id, r.passage))
+        passages["key"] = [
+            passage_key(i, n) for i, n in zip(passages["item_id"], passages["passage"])
+        ]
+        self._passage_rows = passages.set_index("key")
+        self._passages_of: dict[str, list[str]] = (
+            passages.groupby("item_id")["key"].agg(list).to_dict() if len(passages) else {}
+        )
+        self._passage_lexical: _Lexical | None = None  # built on the first passage query
         transcript = passages.sort_values("passage").groupby("item_id")["text"].agg(" ".join)
         ids, docs = [], []
         for item_id, row in self.items.iterrows():
@@ -224,12 +245,16 @@ class SearchService:
             lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
         else:
+            cfg = self.settings.embed
+            fused = mode == "fused"
             ranked = self._boosted(
                 query,
                 qvec,
-                max(depth, self.settings.embed.intent_depth),
+                max(depth, cfg.intent_depth),
                 filt,
-                lexical=mode == "fused",
+                lexical_weight=cfg.lexical_weight if fused else 0.0,
+                intent_weight=cfg.fused_intent_weight if fused else cfg.intent_weight,
+                confidence_power=cfg.intent_confidence_power if fused else 0.0,
             )
         ranked = ranked[:k]
         if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
@@ -251,6 +276,72 @@ class SearchService:
         hits = self.items_index.search(self.items_index.vector(item_id), k, allowed)[0]
         return [self._result(key, score, None) for key, score in hits]
 
+    def search_passages(
+        self,
+        query: str,
+        k: int = 10,
+        language: str | None = None,
+        genre: str | None = None,
+    ) -> list[SearchResult]:
+        """Transcript passages that best answer `query`, best first: one result per passage,
+        its episode's id and title, the passage's text as the snippet and its start and end
+        (seconds into the episode). Score: cosine between the query and the passage plus
+        `embed.passage_lexical_weight` * BM25 / best BM25 over the passages' own words, over
+        the union of the dense and BM25 top candidates."""
+        query = _text(query)
+        if not query:
+            raise EmptyQueryError("the query is empty: give some words to search for")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        allowed_items = self._allowed(None, language, genre)
+        keys = None
+        if allowed_items is not None:
+            keys = [key for i in allowed_items for key in self._passages_of.get(i, ())]
+            if not keys:
+                return []
+        depth = max(5 * k, 50)
+        with torch_threads(1):
+            qvec = self.encoder.encode_query(query)
+            scores = dict(self.passages_index.search(qvec, depth, keys)[0])
+        weight = self.settings.embed.passage_lexical_weight
+        if weight and len(self._passage_rows):
+            lexical = self._passage_lexicon()
+            mask = None if keys is None else lexical.mask(set(keys))
+            hits = lexical.rank(query, depth, mask)
+            for key, _ in hits:
+                if key not in scores and key in self.passages_index:
+                    scores[key] = float(self.passages_index.vector(key) @ qvec)
+            top = hits[0][1] if hits else 1.0
+            for key, bm25 in hits:
+                if key in scores:
+                    scores[key] += weight * bm25 / top
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        out = []
+        for key, score in ranked:
+            passage = self._passage_rows.loc[key]
+            row = self._rows.get(passage["item_id"], {})
+            out.append(
+                SearchResult(
+                    item_id=passage["item_id"],
+                    kind=row.get("kind", "episode"),
+                    title=_text(row.get("title")),
+                    score=round(float(score), 6),
+                    snippet=_clip(_text(passage["text"])),
+                    start=_seconds(passage["start"]),
+                    end=_seconds(passage["end"]),
+                    passage=int(passage["passage"]),
+                    language=row["language"] if isinstance(row.get("language"), str) else None,
+                    genre=row["genre"] if isinstance(row.get("genre"), str) else None,
+                )
+            )
+        return out
+
+    def _passage_lexicon(self) -> "_Lexical":
+        if self._passage_lexical is None:
+            rows = self._passage_rows
+            self._passage_lexical = _Lexical(list(rows.index), [_text(x) for x in rows["text"]])
+        return self._passage_lexical
+
     # --- helpers -----------------------------------------------------------------
 
     def intent_of(self, query: str) -> dict[str, float]:
@@ -261,33 +352,70 @@ class SearchService:
         p = self.intent.probabilities(self.encoder.encode_query(query))[0]
         return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
 
-    def _boosted(
-        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
-    ) -> list[tuple[str, float]]:
-        """cosine (+ lexical_weight * BM25 / best BM25) + intent_weight * p(item's genre | query).
+    def candidates(
+        self, query: str, k: int = 10, kind: str | None = None, lexical: bool = True
+    ) -> "Candidates":
+        """The candidates modes intent and fused score for `query`, with every part of their
+        score (for benchmarks and tuning; `search` adds them up with the settings' weights)."""
+        query = _text(query)
+        if not query:
+            raise EmptyQueryError("the query is empty: give some words to search for")
+        depth = max(5 * k, 50, self.settings.embed.intent_depth)
+        with torch_threads(1):
+            qvec = self.encoder.encode_query(query)
+            return self._candidates(query, qvec, depth, self._filter(kind, None, None), lexical)
 
-        Candidates: the dense top `depth` (and, when fused, the BM25 top `depth`). Items of
-        a genre the classifier does not know, or with no genre, get no boost; nothing is
-        dropped, so a query the classifier cannot place still gets its dense ranking.
-        """
-        cfg = self.settings.embed
+    def _candidates(
+        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
+    ) -> "Candidates":
+        """Dense top `depth` and, when `lexical`, the BM25 top `depth` (cosines read from the
+        index), each with its cosine, BM25 / best BM25 (0: no shared word) and p(its genre |
+        query) (0: no genre the classifier knows)."""
         scores = dict(self._dense(qvec, depth, filt))
-        if lexical and cfg.lexical_weight:
+        in_dense = len(scores)
+        bm25: dict[str, float] = {}
+        if lexical:
             hits = self.lexical.rank(query, depth, filt.lexical)
             top = hits[0][1] if hits else 1.0
-            for key, _ in hits:
+            for key, value in hits:
                 if key not in scores and key in self.items_index:
                     scores[key] = float(self.items_index.vector(key) @ qvec)
-            for key, bm25 in hits:
-                if key in scores:
-                    scores[key] += cfg.lexical_weight * bm25 / top
-        if self.intent is not None and cfg.intent_weight:
-            p = self.intent.probabilities(qvec)[0]
-            for key in scores:
-                col = self._genre_col.get(key)
-                if col is not None:
-                    scores[key] += cfg.intent_weight * float(p[col])
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+                bm25[key] = value / top
+        keys = list(scores)
+        p = self.intent.probabilities(qvec)[0] if self.intent is not None else np.zeros(1)
+        cols = np.fromiter((self._genre_col.get(key, -1) for key in keys), np.int64, len(keys))
+        return Candidates(
+            keys=keys,
+            cosine=np.fromiter(scores.values(), np.float64, len(keys)),
+            lexical=np.fromiter((bm25.get(key, 0.0) for key in keys), np.float64, len(keys)),
+            genre_p=np.where(cols >= 0, p[np.maximum(cols, 0)], 0.0).astype(np.float64),
+            confidence=float(p.max()) if self.intent is not None else 0.0,
+            in_dense=np.arange(len(keys)) < in_dense,
+        )
+
+    def _boosted(
+        self,
+        query: str,
+        qvec: np.ndarray,
+        depth: int,
+        filt: "_Filter",
+        lexical_weight: float,
+        intent_weight: float,
+        confidence_power: float,
+    ) -> list[tuple[str, float]]:
+        """cosine + lexical_weight * BM25 / best BM25 + intent_weight * c**confidence_power *
+        p(item's genre | query), c being the classifier's confidence (its top probability).
+
+        Candidates: the dense top `depth` and, with a lexical weight, the BM25 top `depth`.
+        Items of a genre the classifier does not know, or with no genre, get no boost;
+        nothing is dropped, so a query the classifier cannot place still gets its dense
+        (and lexical) ranking. With a confidence power above 0 the boost fades as the
+        classifier hesitates between genres, so a query for one show keeps the ranking its
+        words and meaning give it.
+        """
+        c = self._candidates(query, qvec, depth, filt, lexical=bool(lexical_weight))
+        scores = c.score(lexical_weight, intent_weight, confidence_power)
+        return sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
 
     def _allowed(
         self, kind: str | None, language: str | None, genre: str | None
@@ -325,11 +453,16 @@ class SearchService:
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:
         row = self._rows[item_id]
-        snippet, start = None, None
+        snippet, start, end = None, None, None
         if qvec is not None and row["kind"] == "episode" and item_id in self._passages_of:
             best = self.passages_index.search(qvec, 1, self._passages_of[item_id])[0]
             if best:
-                start, snippet = self._passages[best[0][0]]
+                passage = self._passage_rows.loc[best[0][0]]
+                start, end, snippet = (
+                    _seconds(passage["start"]),
+                    _seconds(passage["end"]),
+                    passage["text"],
+                )
         if snippet is None:
             snippet = _text(row["description"]) or None
         return SearchResult(
@@ -339,6 +472,7 @@ class SearchService:
             score=round(float(score), 6),
             snippet=_clip(snippet) if snippet else None,
             start=start,
+            end=end,
             language=row["language"] if isinstance(row["language"], str) else None,
             genre=row["genre"] if isinstance(row["genre"], str) else None,
         )

@@ -67,9 +67,10 @@ class EmbedSettings(BaseModel):
     target_recall: float = 0.95
     # torch intra-op threads for batch embedding; 0 keeps torch's default (one per core).
     threads: int = 0
-    # Default query mode (chosen on the tuning half of benchmarks/search_quality.py's queries,
-    # see docs/search.md); hybrid = reciprocal rank fusion of the dense and BM25 rankings.
-    search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused"] = "intent"
+    # Default query mode (chosen on the tuning halves of benchmarks/search_quality.py's broad and
+    # known-item queries, see docs/search.md); hybrid = reciprocal rank fusion of the dense and
+    # BM25 rankings; fused = the weighted sum below (serves broad and one-show queries).
+    search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused"] = "fused"
     rrf_k: int = 60
     # Query intent (coldstart/content/intent.py): a genre classifier over the catalogue's own labelled
     # vectors; modes "intent" and "fused" add intent_weight * p(item's genre | query) to the
@@ -78,8 +79,15 @@ class EmbedSettings(BaseModel):
     intent_depth: int = 200
     intent_c: float = 10.0
     intent_min_per_genre: int = 5
-    # "fused": cosine + lexical_weight * BM25 score / best BM25 score + the intent boost.
-    lexical_weight: float = 0.05
+    # "fused": cosine + lexical_weight * BM25 score / best BM25 score
+    #   + fused_intent_weight * confidence**intent_confidence_power * p(item's genre | query),
+    # confidence = the classifier's top probability. Fitted on the tuning halves of the broad
+    # and the known-item queries of benchmarks/search_quality.py (docs/search.md).
+    lexical_weight: float = 0.5
+    fused_intent_weight: float = 0.5
+    intent_confidence_power: float = 1.0
+    # search_passages: cosine + passage_lexical_weight * BM25 / best BM25 over transcript passages.
+    passage_lexical_weight: float = 0.3
     # Domain adaptation (coldstart/content/adapt.py), run by `coldstart index` when no adapted model
     # exists yet (or with --adapt); skipped below adapt_min_pairs training pairs.
     adapt: bool = False
