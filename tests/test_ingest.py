@@ -300,3 +300,54 @@ def test_config_command_prints_effective_settings(tmp_path, monkeypatch):
     assert data["transcribe"]["beam_size"] == 3
     assert data["api_token"] == "***"
     assert data["db_url"].endswith("coldstart.db")
+
+
+def test_sliced_bulk_ingest_stores_what_the_row_by_row_rules_give(store, tmp_path, monkeypatch):
+    """The column-wise, sliced path against the contract's rules applied row by row:
+    stripped text, lower-cased kinds and languages, booleans, ISO and other date
+    formats, default weights, and repeated plays summed (here across slices)."""
+    import coldstart.data.ingest as ingest
+
+    monkeypatch.setattr(ingest, "ROWS_PER_SLICE", 3)
+    items = (
+        "item_id,kind,title,language,explicit,published_at\n"
+        " s1 ,SHOW, Hour ,EN,Yes,2026-01-01\n"
+        "e1,Episode,Ep,en,no,02/03/2026 10:30\n"
+        "t1,track,,,,\n"
+    )
+    inter_rows = [
+        ("u1", "t1", "2", "2026-01-01T10:00:00"),
+        ("u1", "t1", "3", "2026-01-01T10:00:00"),  # the same play: summed
+        (" u2", "e1", "", ""),
+        ("u1", "t1", "4", "2026-01-02 10:00"),
+        ("u3", "s1", "1.5", "2026-01-01T10:00:00+02:00"),
+        ("u2 ", "e1", "2", ""),  # the same (user, item, unknown time) as row 3
+        ("u1", "t1", "1", "2026-01-01T10:00:00"),  # and again, in a later slice
+    ]
+    inter = "user_id,item_id,weight,timestamp\n" + "\n".join(",".join(r) for r in inter_rows)
+    ds = write(tmp_path / "ds", items=items, interactions=inter)
+    report = ingest_dataset(store, ds)
+
+    def epoch(text: str) -> int:
+        if not text:
+            return 0
+        ts = pd.to_datetime(text, utc=True, format="mixed").tz_convert(None)
+        return int((ts - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1))
+
+    expected: dict[tuple, float] = {}
+    for user, item, weight, when in inter_rows:
+        key = (user.strip(), item.strip(), epoch(when))
+        expected[key] = expected.get(key, 0.0) + (float(weight) if weight else 1.0)
+    stored = store.interactions()
+    got = {(r.user_id, r.item_id, r.timestamp): r.weight for r in stored.itertuples()}
+    assert got == expected
+    assert report.tables["interactions"]["inserted"] == len(expected) == 4
+    got_items = store.items().set_index("item_id")
+    assert sorted(got_items.index) == ["e1", "s1", "t1"]
+    assert got_items.loc["s1", "kind"] == "show" and got_items.loc["s1", "title"] == "Hour"
+    assert got_items.loc["s1", "language"] == "en" and bool(got_items.loc["s1", "explicit"])
+    assert got_items.loc["e1", "kind"] == "episode" and not bool(got_items.loc["e1", "explicit"])
+    assert got_items.loc["e1", "published_at"] == pd.Timestamp("2026-02-03 10:30")
+    assert pd.isna(got_items.loc["t1", "title"]) and not bool(got_items.loc["t1", "explicit"])
+    again = ingest_dataset(store, ds)
+    assert again.tables["interactions"] == {"inserted": 0, "updated": 0, "unchanged": 4}

@@ -7,11 +7,11 @@ every listener against every catalogue item: listeners x catalogue, which grows 
 when a service's catalogue grows with its audience.
 
 Above `SAMPLED_CATALOG_MIN` items this pass is estimated instead, at a cost per listener
-that does not grow with the catalogue beyond its square root:
+that grows with the square root of the catalogue:
 
 * **head**: each listener's `depth` best items from a faiss IVF index over `[v, b]`
   queried with `[u, 1]` (inner-product search reduced to L2 search; sqrt(catalogue)
-  lists, 1/16 of them probed), with their exact scores;
+  lists, `PROBES` = 16 of them probed), with their exact scores;
 * **tail**: the rest of the normaliser from a fixed seeded uniform sample of
   `TAIL_SAMPLE` catalogue items, scaled to the catalogue's size (items of the sample
   that score at least the listener's head are already counted there and left out).
@@ -30,9 +30,11 @@ import numpy as np
 __all__ = ["SAMPLED_CATALOG_MIN", "TAIL_SAMPLE", "sampled_catalog_summary"]
 
 # Catalogues up to this size take the exact pass.
-SAMPLED_CATALOG_MIN = 8192
+SAMPLED_CATALOG_MIN = 65_536
+# IVF lists probed per listener (of sqrt(catalogue) lists).
+PROBES = 16
 # Catalogue items in the tail sample of the normaliser.
-TAIL_SAMPLE = 4096
+TAIL_SAMPLE = 16_384
 
 
 def _index(items: np.ndarray, nlist: int, seed: int):
@@ -58,7 +60,7 @@ def sampled_catalog_summary(
     bias: np.ndarray,
     catalog_size: int,
     depth: int,
-    batch: int = 65_536,
+    batch: int = 2048,
     tail_sample: int = TAIL_SAMPLE,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +73,7 @@ def sampled_catalog_summary(
     )
     nlist = max(1, int(math.sqrt(catalog_size)))
     index = _index(items, nlist, seed)
-    index.nprobe = min(nlist, max(8, nlist // 16))
+    index.nprobe = min(nlist, PROBES)
     rng = np.random.default_rng(seed)
     tail = items[np.sort(rng.choice(catalog_size, min(tail_sample, catalog_size), replace=False))]
     lse = np.empty(len(u), np.float64)
