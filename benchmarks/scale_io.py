@@ -55,8 +55,8 @@ def run_child(code: str, src: Path, *args: str) -> tuple[float, float, int, str]
     least (wall time counts the waits for a core)."""
     env = dict(os.environ, PYTHONPATH=str(src))
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True
+    proc = subprocess.Popen(  # cwd: `python -c` puts the working directory first on the path
+        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True, cwd=src
     )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--old", type=Path, help="a checkout of the code before the change")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--codes", default="new,old", help="which of the two to run")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/scale_io.jsonl")
     parser.add_argument("--tmp", type=Path, default=Path("/var/tmp"))
     parser.add_argument("--postgres", action="store_true", help="stores on a PostgreSQL server")
@@ -108,6 +109,7 @@ def measure(args, new_database) -> None:
     size = json.loads((args.dataset / "size.json").read_text())
     n = size["interactions"]
     codes = {"new": ROOT} | ({"old": args.old} if args.old else {})
+    codes = {k: v for k, v in codes.items() if k in args.codes.split(",")}
     rows = []
     for repeat in range(args.repeats):
         for label, src in codes.items():
