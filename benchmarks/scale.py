@@ -362,10 +362,15 @@ class World:
 
             started = time.perf_counter()
             data = interaction_data(self.store)
+            self.store_read_seconds = round(time.perf_counter() - started, 1)
             if data.interactions.empty:
                 raise SystemExit(f"{self.workdir}: the store is empty; run the ingest stage first")
             data.content = content_vectors(data.items)
-            print(f"loaded the store in {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"read the store in {self.store_read_seconds:.0f} s, loaded it with the content "
+                f"vectors in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             self._data = data
         return self._data
 
@@ -418,6 +423,8 @@ def _taste(world: World):
             "words": taste.manifest["words"],
             "epochs": taste.manifest["epochs"],
             "music_listeners": music_listeners,
+            "sampled_listeners": taste.manifest.get("sampled_listeners"),
+            "store_read_seconds": world.store_read_seconds,  # this process's, before the stage
         }
 
     return lambda: fit_taste(data), done
@@ -578,12 +585,13 @@ def run_size(
         size = world.size if stage != "generate" else {}  # the world must exist first
         work, details = STAGE_RUNNERS[stage](world)
         with Peak() as peak:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             value = work()
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
         extra = details(value)
         name = stage + (world.suffix if stage in ("affinity", "two_tower") else "")
-        record(name, seconds, peak, **extra, **size)
+        record(name, seconds, peak, cpu_seconds=round(cpu, 1), **extra, **size)
         del value
 
 

@@ -72,35 +72,53 @@ def test_round_trip(store, tmp_path):
     assert store.users().iloc[0]["age"] == 33
 
 
-def test_rows_are_written_in_slices_inside_one_transaction(store, tmp_path, monkeypatch):
-    """Large tables are turned into row dicts a slice at a time; a failure in a later
-    slice still leaves the store exactly as it was."""
+def test_rows_are_staged_in_slices_inside_one_transaction(store, tmp_path, monkeypatch):
+    """Large tables are read, validated and staged a slice at a time; repeated plays
+    add up across slices; a failure in a later slice leaves the store exactly as it was."""
     import coldstart.data.ingest as ingest
 
-    monkeypatch.setattr(ingest, "RECORDS_PER_SLICE", 2)
+    monkeypatch.setattr(ingest, "ROWS_PER_SLICE", 2)
     inter = "user_id,item_id,weight,timestamp\n" + "\n".join(
         f"u{i},{item},{i + 1}," for i in range(5) for item in ("a1", "e1", "b1")
     )
+    # the same play twice, in different slices: summed, as within one slice
+    inter += "\nu0,a1,7,\nu4,b1,1,2026-01-01\nu4,b1,2,2026-01-01"
     ds = write(tmp_path / "ds", items=ITEMS, interactions=inter)
-    ingest_dataset(store, ds)
-    stored = store.interactions()
-    assert len(stored) == 15 and stored["weight"].sum() == 3 * sum(range(1, 6))
+    report = ingest_dataset(store, ds)
+    stored = store.interactions().set_index(["user_id", "item_id", "timestamp"])["weight"]
+    assert len(stored) == 16 and report.tables["interactions"]["inserted"] == 16
+    assert stored[("u0", "a1", 0)] == 1 + 7
+    assert stored.sum() == 3 * sum(range(1, 6)) + 7 + 3
 
     before = snapshot(store)
     calls = []
-    real_upsert = ingest.upsert
+    real_insert = ingest._bulk_insert
 
-    def failing_upsert(conn, table, rows):  # the database refuses the third slice
-        calls.append(len(rows))
-        if len(calls) == 3:
+    def failing_insert(conn, stage, frame):  # the database refuses the third slice
+        calls.append((stage.name, len(frame)))
+        if stage.name.endswith("interactions") and len(calls) == 4:
             raise RuntimeError("disk full")
-        real_upsert(conn, table, rows)
+        real_insert(conn, stage, frame)
 
-    monkeypatch.setattr(ingest, "upsert", failing_upsert)
+    monkeypatch.setattr(ingest, "_bulk_insert", failing_insert)
     changed = write(tmp_path / "ds2", items=ITEMS, interactions=inter.replace(",1,", ",100,"))
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_dataset(store, changed)
-    assert calls == [2, 2, 2] and snapshot(store) == before
+    assert [n for _, n in calls] == [4, 2, 2, 2] and snapshot(store) == before
+
+
+def test_bad_row_in_a_later_slice_is_named_and_changes_nothing(store, tmp_path, monkeypatch):
+    import coldstart.data.ingest as ingest
+
+    monkeypatch.setattr(ingest, "ROWS_PER_SLICE", 2)
+    ingest_dataset(store, write(tmp_path / "good", items=ITEMS, interactions=INTER))
+    before = snapshot(store)
+    inter = "user_id,item_id,weight\nu1,a1,1\nu2,a1,2\nu3,e1,3\nu4,e1,-4\nu5,ghost,1"
+    with pytest.raises(ContractError) as info:
+        ingest_dataset(store, write(tmp_path / "bad", items=ITEMS, interactions=inter))
+    assert [(e.row, e.column) for e in info.value.errors] == [(4, "weight"), (5, "item_id")]
+    assert "interactions.csv, row 5, column 'item_id'" in str(info.value)
+    assert snapshot(store) == before
 
 
 def test_parquet_dataset(store, tmp_path):
@@ -282,3 +300,54 @@ def test_config_command_prints_effective_settings(tmp_path, monkeypatch):
     assert data["transcribe"]["beam_size"] == 3
     assert data["api_token"] == "***"
     assert data["db_url"].endswith("coldstart.db")
+
+
+def test_sliced_bulk_ingest_stores_what_the_row_by_row_rules_give(store, tmp_path, monkeypatch):
+    """The column-wise, sliced path against the contract's rules applied row by row:
+    stripped text, lower-cased kinds and languages, booleans, ISO and other date
+    formats, default weights, and repeated plays summed (here across slices)."""
+    import coldstart.data.ingest as ingest
+
+    monkeypatch.setattr(ingest, "ROWS_PER_SLICE", 3)
+    items = (
+        "item_id,kind,title,language,explicit,published_at\n"
+        " s1 ,SHOW, Hour ,EN,Yes,2026-01-01\n"
+        "e1,Episode,Ep,en,no,02/03/2026 10:30\n"
+        "t1,track,,,,\n"
+    )
+    inter_rows = [
+        ("u1", "t1", "2", "2026-01-01T10:00:00"),
+        ("u1", "t1", "3", "2026-01-01T10:00:00"),  # the same play: summed
+        (" u2", "e1", "", ""),
+        ("u1", "t1", "4", "2026-01-02 10:00"),
+        ("u3", "s1", "1.5", "2026-01-01T10:00:00+02:00"),
+        ("u2 ", "e1", "2", ""),  # the same (user, item, unknown time) as row 3
+        ("u1", "t1", "1", "2026-01-01T10:00:00"),  # and again, in a later slice
+    ]
+    inter = "user_id,item_id,weight,timestamp\n" + "\n".join(",".join(r) for r in inter_rows)
+    ds = write(tmp_path / "ds", items=items, interactions=inter)
+    report = ingest_dataset(store, ds)
+
+    def epoch(text: str) -> int:
+        if not text:
+            return 0
+        ts = pd.to_datetime(text, utc=True, format="mixed").tz_convert(None)
+        return int((ts - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1))
+
+    expected: dict[tuple, float] = {}
+    for user, item, weight, when in inter_rows:
+        key = (user.strip(), item.strip(), epoch(when))
+        expected[key] = expected.get(key, 0.0) + (float(weight) if weight else 1.0)
+    stored = store.interactions()
+    got = {(r.user_id, r.item_id, r.timestamp): r.weight for r in stored.itertuples()}
+    assert got == expected
+    assert report.tables["interactions"]["inserted"] == len(expected) == 4
+    got_items = store.items().set_index("item_id")
+    assert sorted(got_items.index) == ["e1", "s1", "t1"]
+    assert got_items.loc["s1", "kind"] == "show" and got_items.loc["s1", "title"] == "Hour"
+    assert got_items.loc["s1", "language"] == "en" and bool(got_items.loc["s1", "explicit"])
+    assert got_items.loc["e1", "kind"] == "episode" and not bool(got_items.loc["e1", "explicit"])
+    assert got_items.loc["e1", "published_at"] == pd.Timestamp("2026-02-03 10:30")
+    assert pd.isna(got_items.loc["t1", "title"]) and not bool(got_items.loc["t1", "explicit"])
+    again = ingest_dataset(store, ds)
+    assert again.tables["interactions"] == {"inserted": 0, "updated": 0, "unchanged": 4}

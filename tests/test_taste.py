@@ -96,6 +96,7 @@ def test_no_music_is_a_clear_error():
 
 def test_epochs_grow_for_small_corpora_and_shrink_for_large_ones():
     cfg = TasteConfig(epochs=10, min_words=200_000, max_epochs=200, max_corpus_words=120_000_000)
+    assert TasteConfig().max_corpus_words == 8_000_000  # the default budget
     assert epochs_for(5_000, cfg) == 40  # 200k words at least
     assert epochs_for(100, cfg) == 200  # ... up to max_epochs
     assert epochs_for(5_000_000, cfg) == 10  # the configured epochs in between
@@ -117,6 +118,19 @@ def test_a_corpus_word_budget_trains_fewer_epochs():
     assert full.manifest["epochs"] == epochs_for(words, CFG) > 2
     assert capped.manifest["epochs"] == 2
     assert capped.manifest["trained_words"] < full.manifest["trained_words"]
+
+
+def test_a_large_audience_trains_on_a_seeded_sample_of_listeners():
+    data = toy_world()
+    full = TasteModel.fit(data, CFG)
+    listeners = full.manifest["music_listeners"]
+    assert full.manifest["sampled_listeners"] == listeners  # no sample below the bound
+    cfg = TasteConfig(dim=16, epochs=5, max_listeners=listeners // 2)
+    sampled = TasteModel.fit(data, cfg)
+    again = TasteModel.fit(data, cfg)
+    assert sampled.manifest["sampled_listeners"] == listeners // 2
+    assert sampled.manifest["words"] < full.manifest["words"]
+    np.testing.assert_array_equal(sampled.vectors.vectors, again.vectors.vectors)  # reproducible
 
 
 def test_a_saved_model_is_reused_for_its_own_data_only(taste, tmp_path):

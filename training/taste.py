@@ -64,9 +64,14 @@ class TasteConfig:
     max_epochs: int = 200
     # Large corpora get fewer epochs: at most this many corpus words over all epochs
     # (at least one epoch). Skip-gram time is linear in the words trained, so the stage
-    # stops growing with the audience once a corpus is this large (about 240k listeners
-    # of the scale benchmark's world; every real dataset here is far below). 0: no cap.
-    max_corpus_words: int = 120_000_000
+    # stops growing with the audience once a corpus is this large (every real dataset
+    # here is far below: Douban dev and the demo world train well under 1M). 0: no cap.
+    max_corpus_words: int = 8_000_000
+    # Large audiences: the histories of a seeded uniform sample of this many music
+    # listeners (playlists are all kept); the manifest records how many were used.
+    # Binds above 50k listeners (the scale benchmark's 100k and 1M worlds), not on the
+    # real datasets. 0: every listener. See docs/scale.md.
+    max_listeners: int = 50_000
     seed: int = 0
 
 
@@ -93,7 +98,23 @@ def music_fingerprint(data: InteractionData) -> str:
     return h.hexdigest()[:16]
 
 
-def _sentences(data: InteractionData, cfg: TasteConfig) -> list[list[str]]:
+def _listener_sample(music: pd.DataFrame, cfg: TasteConfig) -> tuple[pd.DataFrame, int, int]:
+    """(music rows of the listeners trained on, listeners, listeners used): all of
+    them, or a seeded uniform sample of `cfg.max_listeners` when there are more."""
+    listeners = np.sort(music["user_id"].unique().astype(str))
+    if not cfg.max_listeners or len(listeners) <= cfg.max_listeners:
+        return music, len(listeners), len(listeners)
+    # its own stream: the shuffles below draw the same numbers as without a sample
+    rng = np.random.default_rng([cfg.seed, 1])
+    chosen = listeners[np.sort(rng.choice(len(listeners), cfg.max_listeners, replace=False))]
+    return music[music["user_id"].isin(chosen)], len(listeners), len(chosen)
+
+
+def _sentences(
+    data: InteractionData, cfg: TasteConfig, counts: dict | None = None
+) -> list[list[str]]:
+    """Playlists and listening histories as sentences; `counts` (when given) gets the
+    number of music listeners and of those whose histories were used."""
     rng = np.random.default_rng(cfg.seed)
     sentences: list[list[str]] = []
     music_ids = set(data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"])
@@ -104,7 +125,10 @@ def _sentences(data: InteractionData, cfg: TasteConfig) -> list[list[str]]:
         ):
             if len(group) > 1:
                 sentences.append(group["item_id"].astype(str).tolist())
-    music = data.music_interactions().sort_values(["user_id", "item_id"])
+    music, listeners, used = _listener_sample(data.music_interactions(), cfg)
+    if counts is not None:
+        counts.update(listeners=listeners, sampled_listeners=used)
+    music = music.sort_values(["user_id", "item_id"])
     for _, group in music.groupby("user_id", sort=True):
         repeats = np.minimum(
             cfg.max_repeats, 1 + np.floor(np.log2(1 + group["weight"].clip(lower=0).to_numpy()))
@@ -140,7 +164,8 @@ class TasteModel:
     @classmethod
     def fit(cls, data: InteractionData, config: TasteConfig | None = None) -> "TasteModel":
         cfg = config or TasteConfig()
-        sentences = _sentences(data, cfg)
+        counts: dict = {}
+        sentences = _sentences(data, cfg, counts)
         if not sentences:
             raise ValueError("no music listening or playlists to learn taste vectors from")
         words = sum(len(s) for s in sentences)
@@ -176,6 +201,8 @@ class TasteModel:
             "words": words,
             "epochs": epochs,
             "trained_words": int(trained_words),  # over all epochs, after downsampling
+            "music_listeners": counts["listeners"],
+            "sampled_listeners": counts["sampled_listeners"],  # histories trained on
             "data_hash": music_fingerprint(data),
             "settings": asdict(cfg),
             "gensim": __import__("gensim").__version__,

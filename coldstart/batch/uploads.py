@@ -35,6 +35,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from tqdm.auto import tqdm
 
+from coldstart.batch.audience_pass import SAMPLED_CATALOG_MIN, sampled_catalog_summary
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow, worker_id
@@ -451,6 +452,10 @@ def _catalog_summary(model, u, vecs, bias, catalog_size: int, depth: int, batch:
     cached = getattr(model, "_audience_catalog", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
+    if catalog_size > SAMPLED_CATALOG_MIN:  # estimated, linear in listeners: audience_pass.py
+        lse, best = sampled_catalog_summary(u, vecs, bias, catalog_size, depth)
+        model._audience_catalog = (key, lse, best, u)
+        return lse, best
     depth = min(depth, catalog_size)
     cat_vecs, cat_bias = np.ascontiguousarray(vecs[:catalog_size]), bias[:catalog_size]
     lse = np.full(len(u), -np.inf)

@@ -10,13 +10,31 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
+
+# Rows fetched at a time when reading a query into a frame.
+READ_ROWS = 100_000
 
 
 def utcnow() -> dt.datetime:
@@ -64,6 +82,23 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict], chunk: int = 50
         conn.execute(stmt, list(batch))
 
 
+def _sqlite_typed(values: pd.Series, sql_type) -> pd.Series:
+    """A column of SQLite's stored values as SQLAlchemy's types would have returned it:
+    DateTime text as datetime64 (an all-missing column stays None), Boolean 0/1 as bool
+    (as objects where some are missing)."""
+    if isinstance(sql_type, DateTime) and values.notna().any():
+        return pd.to_datetime(values, format="ISO8601").astype("datetime64[us]")
+    if isinstance(sql_type, Boolean):
+        if values.notna().all():
+            return values.astype(bool)
+        return values.astype(object).map(bool, na_action="ignore").where(values.notna(), None)
+    return values
+
+
+# Column types whose SQLite values are converted column-wise (`_sqlite_typed`).
+_SQLITE_PLAIN_TYPES = (String, Integer, Float, DateTime, Boolean)
+
+
 class Store:
     """Owns the database engine. Readers return pandas frames; writers take dict rows."""
 
@@ -91,13 +126,54 @@ class Store:
     # --- reads ---------------------------------------------------------------
 
     def frame(self, table: Table, where=None, columns: Iterable[str] | None = None) -> pd.DataFrame:
-        cols = [table.c[name] for name in columns] if columns else [table]
-        stmt = select(*cols)
+        """A query's rows as a frame of typed columns (strings as Arrow strings).
+
+        Read in chunks of `READ_ROWS` rows, never all rows as Python tuples at once; on
+        SQLite the driver's plain tuples are read and date/time and boolean columns
+        converted column-wise (`_sqlite_typed`), not through SQLAlchemy's per-row
+        processing. The same frame as all rows read at once: tests/test_store_read.py.
+        (An Arrow reader with its own SQLite copy, such as the ADBC driver, is not used:
+        two SQLite libraries in one process break each other's file locks.)"""
+        selected = [table.c[name] for name in columns] if columns else list(table.columns)
+        stmt = select(*selected)
         if where is not None:
             stmt = stmt.where(where)
+        return self._chunked_frame(stmt, selected)
+
+    def _chunked_frame(self, stmt, selected) -> pd.DataFrame:
+        raw = self.engine.dialect.name == "sqlite" and all(
+            isinstance(c.type, _SQLITE_PLAIN_TYPES) for c in selected
+        )
+        parts = []
+        keys = [c.name for c in selected]
         with self.connect() as conn:
-            result = conn.execute(stmt)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            if raw:  # the driver's plain tuples, converted column-wise below
+                compiled = stmt.compile(self.engine, compile_kwargs={"render_postcompile": True})
+                params = compiled.construct_params()
+                cursor = conn.connection.driver_connection.cursor()
+                cursor.execute(str(compiled), tuple(params[k] for k in compiled.positiontup))
+                fetch = cursor.fetchmany
+            else:
+                result = conn.execution_options(
+                    stream_results=True, max_row_buffer=READ_ROWS
+                ).execute(stmt)
+                fetch = lambda n: [tuple(row) for row in result.fetchmany(n)]  # noqa: E731
+            while rows := fetch(READ_ROWS):
+                parts.append(pd.DataFrame.from_records(rows, columns=keys))
+            if raw:
+                cursor.close()
+        if not parts:
+            return pd.DataFrame([], columns=keys)
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        # A chunk whose column was all missing inferred another dtype than the rest:
+        # infer the column again over every row, as one frame of all rows would.
+        mixed = [k for k in keys if len({str(p[k].dtype) for p in parts}) > 1]
+        if mixed:
+            frame[mixed] = frame[mixed].infer_objects()
+        if raw:
+            for col in selected:
+                frame[col.name] = _sqlite_typed(frame[col.name], col.type)
+        return frame
 
     def items(self, kinds: Iterable[str] | None = None) -> pd.DataFrame:
         where = t.items.c.kind.in_(list(kinds)) if kinds else None

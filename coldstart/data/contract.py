@@ -8,8 +8,7 @@ Row numbers are 1-based data rows (the CSV header is not counted).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +26,13 @@ __all__ = [
     "RowError",
     "ContractError",
     "find_dataset_files",
+    "iter_table",
     "read_table",
     "validate_table",
 ]
 
 KINDS = MUSIC_KINDS + SPOKEN_KINDS
 FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-_LANGUAGE = re.compile(r"^[a-z]{2}$")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
@@ -147,75 +146,166 @@ def find_dataset_files(dataset_dir: Path) -> dict[str, Path]:
     return found
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a contract file as strings (CSV) or native types (Parquet), blanks as missing."""
+def _csv_header(path: Path) -> list[str]:
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def _arrow_strings(arrow_type):
+    import pyarrow as pa
+
+    if arrow_type in (pa.string(), pa.large_string()):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
+def iter_table(path: Path, rows: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+    """A contract file in slices of about `rows` rows (all of it at once when None):
+    (1-based number of the slice's first data row, frame). CSV columns are read as Arrow
+    strings, blanks as missing; Parquet keeps its types. Memory is one slice's."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    first = 1
     try:
         if path.name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except Exception as exc:  # pandas raises many types; the user needs the file and the cause
+            source = pq.ParquetFile(path)
+            batches = source.iter_batches(batch_size=rows or max(source.metadata.num_rows, 1))
+            header = source.schema_arrow.names
+        else:
+            header = _csv_header(path)
+            batches = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(
+                    block_size=max(1 << 20, min(1 << 30, (rows or 1 << 40) * 48))
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in header},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        pending = None  # rows read and not yet handed out, as an Arrow table
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            while rows is not None and pending.num_rows >= rows:
+                yield first, pending.slice(0, rows).to_pandas(types_mapper=_arrow_strings)
+                first += rows
+                pending = pending.slice(rows)
+        if pending is not None and (pending.num_rows or first == 1):
+            yield first, pending.to_pandas(types_mapper=_arrow_strings)
+        elif first == 1:
+            yield first, pd.DataFrame({name: pd.Series(dtype=object) for name in header})
+    except ContractError:
+        raise
+    except Exception as exc:  # pyarrow raises many types; the user needs the file and the cause
         raise ContractError([RowError(str(path), None, None, f"cannot read file: {exc}")]) from exc
 
 
-def _clean(value) -> str | None:
-    """A cell as stripped text, None when missing (NaN, None, blank)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
-    text = str(value).strip()
-    return text or None
+def read_table(path: Path) -> pd.DataFrame:
+    """A whole contract file (see `iter_table`)."""
+    return next(iter_table(path, None))[1]
 
 
-def _is_missing(series: pd.Series) -> pd.Series:
-    return series.isna() | (series.astype(str).str.strip() == "")
+def _text(series: pd.Series) -> pd.Series:
+    """Cells as stripped Arrow strings, missing (NA) when blank, NaN or None."""
+    if not isinstance(series.dtype, pd.StringDtype):
+        objects = series.astype(object)
+        series = objects.where(series.notna(), None).map(str, na_action="ignore")
+    text = series.astype(pd.StringDtype("pyarrow")).str.strip()
+    return text.mask(text == "")
 
 
-def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, str]:
-    """Return (converted values, mask of bad values, reason for bad values)."""
-    missing = _is_missing(series)
-    text = pd.Series([_clean(v) for v in series.astype(object)], index=series.index, dtype=object)
+def _as_float(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.Series, str]:
+    """(converted values, mask of missing values, mask of bad values, reason for bad
+    values), column-wise: no Python object per value."""
+    index = series.index
+    no = pd.Series(False, index=index)
+    if col.type in ("float", "int") and pd.api.types.is_numeric_dtype(series.dtype):
+        values = pd.Series(series.to_numpy(dtype="float64", na_value=np.nan), index=index)
+        missing = values.isna()
+        text = None
+    elif col.type == "datetime" and pd.api.types.is_datetime64_any_dtype(series.dtype):
+        values = pd.to_datetime(series, utc=True).dt.tz_convert(None)
+        return values, values.isna(), no, ""
+    else:
+        text = _text(series)
+        missing = pd.Series(text.isna().to_numpy(dtype=bool), index=index)
     if col.type == "str":
-        return text, pd.Series(False, index=series.index), ""
+        return text, missing, no, ""
     if col.type in ("float", "int"):
-        values = pd.to_numeric(text, errors="coerce")
+        if text is not None:
+            values = pd.Series(_as_float(text), index=index)
         bad = ~missing & values.isna()
         if col.type == "int":
             bad |= ~missing & values.notna() & (values != np.floor(values.fillna(0)))
-            return values, bad, "expected an integer"
-        bad |= ~missing & values.notna() & ~np.isfinite(values.astype(float))
-        return values, bad, "expected a number"
-    if col.type == "bool":
-        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
-        bad = ~missing & ~lowered.isin(_TRUE | _FALSE | {"true", "false"})
-        return (
-            lowered.map(lambda v: v in _TRUE if isinstance(v, str) else None),
-            bad,
-            "expected true/false",
-        )
+            return values, missing, bad, "expected an integer"
+        bad |= ~missing & values.notna() & ~np.isfinite(values)
+        return values, missing, bad, "expected a number"
     if col.type == "datetime":
-        values = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        # ISO 8601 with the vectorised parser; the rest as the mixed-format parser reads it.
+        values = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        retry = (~missing & values.isna()).to_numpy()
+        if retry.any():
+            values = values.astype(object)
+            values[retry] = pd.to_datetime(
+                text[retry].astype(object), errors="coerce", utc=True, format="mixed"
+            )
+            values = pd.to_datetime(values, utc=True)
         bad = ~missing & values.isna()
-        return values.dt.tz_convert(None), bad, "expected a date/time (ISO 8601)"
+        return values.dt.tz_convert(None), missing, bad, "expected a date/time (ISO 8601)"
+    lowered = text.str.lower()
+    if col.type == "bool":
+        bad = ~missing & ~lowered.isin(sorted(_TRUE | _FALSE)).to_numpy(dtype=bool)
+        truth = pd.Series(lowered.isin(sorted(_TRUE)).to_numpy(dtype=bool), index=index)
+        return truth.astype(object).where(~missing, None), missing, bad, "expected true/false"
     if col.type == "kind":
-        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
-        bad = ~missing & ~lowered.isin(KINDS)
-        return lowered, bad, f"unknown kind (expected one of {', '.join(KINDS)})"
+        bad = ~missing & ~lowered.isin(KINDS).to_numpy(dtype=bool)
+        return lowered, missing, bad, f"unknown kind (expected one of {', '.join(KINDS)})"
     if col.type == "language":
-        lowered = text.map(lambda v: v.lower() if isinstance(v, str) else None)
-        bad = ~missing & ~lowered.map(lambda v: isinstance(v, str) and bool(_LANGUAGE.match(v)))
-        return lowered, bad, "expected an ISO 639-1 language code (two letters)"
+        fits = lowered.str.fullmatch(r"[a-z]{2}").fillna(False).to_numpy(dtype=bool)
+        bad = ~missing & ~fits
+        return lowered, missing, bad, "expected an ISO 639-1 language code (two letters)"
     raise ValueError(f"unknown column type {col.type!r}")
+
+
+def known_kinds(known_items: pd.Series | dict[str, str] | None) -> pd.Series:
+    """item_id -> kind as a Series indexed by Arrow strings (from a dict or a Series)."""
+    if known_items is None:
+        known_items = {}
+    if isinstance(known_items, dict):
+        known_items = pd.Series(known_items, dtype=object)
+    return pd.Series(
+        known_items.to_numpy(dtype=object),
+        index=pd.Index(known_items.index.astype(object), dtype=pd.StringDtype("pyarrow")),
+        dtype=object,
+    )
 
 
 def validate_table(
     name: str,
     frame: pd.DataFrame,
     file: str,
-    known_items: dict[str, str] | None = None,
+    known_items: pd.Series | dict[str, str] | None = None,
+    first_row: int = 1,
 ) -> tuple[pd.DataFrame, list[RowError]]:
-    """Validate one table. Returns (good rows with contract columns, errors).
+    """Validate one table, or one slice of it whose first data row is `first_row`.
+    Returns (good rows with contract columns, errors).
 
-    `known_items` maps item_id -> kind for everything already valid (this dataset's
-    good items plus the store's), for the reference checks of later tables.
+    `known_items` maps item_id -> kind (a dict, or a Series indexed by item_id) for
+    everything already valid (this dataset's good items plus the store's), for the
+    reference checks of later tables.
     """
     schema = SCHEMAS[name]
     errors: list[RowError] = []
@@ -225,56 +315,62 @@ def validate_table(
         return empty, [RowError(file, None, c, "required column is missing") for c in missing_cols]
 
     frame = frame.reset_index(drop=True)
-    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
-    bad_rows = pd.Series(False, index=frame.index)
+    bad_rows = np.zeros(len(frame), dtype=bool)
     out = pd.DataFrame(index=frame.index)
 
-    def flag(mask: pd.Series, column: str, reason) -> None:
-        nonlocal bad_rows
-        for idx in np.flatnonzero(mask.to_numpy()):
+    def flag(mask, column: str, reason) -> None:
+        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
+        for idx in np.flatnonzero(mask):
             msg = reason(idx) if callable(reason) else reason
-            errors.append(RowError(file, int(rows.iloc[idx]), column, msg))
-        bad_rows |= mask
+            errors.append(RowError(file, first_row + int(idx), column, msg))
+        bad_rows[mask] = True
 
     for col in schema:
         if col.name not in frame.columns:
             out[col.name] = col.default
             continue
-        values, bad, reason = _convert(frame[col.name], col)
+        values, missing, bad, reason = _convert(frame[col.name], col)
         flag(bad, col.name, lambda i, s=frame[col.name], r=reason: f"{r}, got {s.iloc[i]!r}")
         if col.required:
-            flag(_is_missing(frame[col.name]), col.name, "required value is missing")
+            flag(missing, col.name, "required value is missing")
         if col.default is not None:
             values = values.where(values.notna(), col.default)
         out[col.name] = values
 
-    _check_relations(name, out, file, known_items or {}, flag)
+    known = known_items if _is_known(known_items) else known_kinds(known_items)
+    _check_relations(name, out, file, known, flag, first_row)
     errors.sort(key=lambda e: (e.row or 0, e.column or ""))
     return out[~bad_rows].reset_index(drop=True), errors
 
 
-def _check_relations(name, out: pd.DataFrame, file: str, known: dict[str, str], flag) -> None:
+def _is_known(value) -> bool:
+    return isinstance(value, pd.Series) and isinstance(value.index.dtype, pd.StringDtype)
+
+
+def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag, first) -> None:
     if name == "items":
         dup = out["item_id"].notna() & out.duplicated("item_id", keep="first")
-        first_row = out.reset_index().groupby("item_id")["index"].min() + 1
-        flag(
-            dup,
-            "item_id",
-            lambda i: (
-                f"duplicate item_id {out['item_id'].iloc[i]!r} (first at row {first_row[out['item_id'].iloc[i]]})"
-            ),
-        )
-        shows_here = set(out.loc[out["kind"] == "show", "item_id"])
-        shows = shows_here | {i for i, k in known.items() if k == "show"}
+        if dup.any():
+            first_row = out.reset_index().groupby("item_id")["index"].min() + first
+            flag(
+                dup,
+                "item_id",
+                lambda i: (
+                    f"duplicate item_id {out['item_id'].iloc[i]!r} (first at row {first_row[out['item_id'].iloc[i]]})"
+                ),
+            )
+        shows_here = out.loc[out["kind"] == "show", "item_id"]
         needs_show = (out["kind"] == "episode") & out["show_id"].notna()
         flag(
-            needs_show & ~out["show_id"].isin(shows),
+            needs_show
+            & ~out["show_id"].isin(shows_here)
+            & ~out["show_id"].isin(known.index[known == "show"]),
             "show_id",
             lambda i: f"unknown show {out['show_id'].iloc[i]!r}",
         )
     elif name == "interactions":
         flag(
-            out["item_id"].notna() & ~out["item_id"].isin(known),
+            out["item_id"].notna() & ~out["item_id"].isin(known.index),
             "item_id",
             lambda i: f"interaction with unknown item {out['item_id'].iloc[i]!r}",
         )
@@ -292,7 +388,7 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: dict[str, str], 
         )
     elif name == "playlists":
         flag(
-            out["item_id"].notna() & ~out["item_id"].isin(known),
+            out["item_id"].notna() & ~out["item_id"].isin(known.index),
             "item_id",
             lambda i: f"playlist entry with unknown item {out['item_id'].iloc[i]!r}",
         )
@@ -302,7 +398,7 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: dict[str, str], 
             "duplicate (playlist_id, position)",
         )
     elif name == "transcripts":
-        kinds = out["item_id"].map(known)
+        kinds = out["item_id"].astype(object).map(known.to_dict())
         flag(
             out["item_id"].notna() & (kinds != "episode"),
             "item_id",

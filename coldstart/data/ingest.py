@@ -5,6 +5,15 @@ unless `skip_bad_rows` is set: then the good rows load and every rejected row is
 written, with its reasons, to a CSV whose path the report names. Loading is an
 upsert keyed on each table's primary key, so ingesting the same dataset twice
 changes nothing and ingesting an updated one updates rows.
+
+How it scales (docs/scale.md): a file is read in slices of `ROWS_PER_SLICE` rows as
+Arrow string columns, each slice is validated column-wise and bulk-loaded into a
+temporary staging table (large `executemany` batches on SQLite, `COPY` on
+PostgreSQL), all inside the one transaction. Only when every slice of every table
+is valid are the staged rows merged into the store's tables, with one
+`INSERT ... SELECT ... ON CONFLICT` per table (interactions summed per
+(user, item, time) in SQL, so repeated plays add up across slices). Memory is one
+slice's, whatever the size of the file.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, select
+import pyarrow as pa
+from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert, utcnow
@@ -22,15 +33,22 @@ from coldstart.data.contract import (
     ContractError,
     RowError,
     find_dataset_files,
+    iter_table,
+    known_kinds,
     read_table,
     table_names,
     validate_table,
 )
 
-__all__ = ["IngestReport", "ingest_dataset"]
+__all__ = ["IngestReport", "ingest_dataset", "ROWS_PER_SLICE"]
 
-# Rows turned into Python dicts at a time when writing (all in one transaction).
-RECORDS_PER_SLICE = 50_000
+# Rows read, validated and staged at a time (only interactions are sliced: the other
+# tables' checks - duplicate ids, show references - span the whole file).
+ROWS_PER_SLICE = 500_000
+SLICED_TABLES = ("interactions",)
+# SQLite page cache of the ingest connection while it loads (KiB, as PRAGMA cache_size
+# takes a negative size): the B-tree inserts of a large load stay in memory.
+SQLITE_CACHE_KIB = 262_144
 
 
 @dataclass
@@ -59,23 +77,11 @@ def _to_epoch(values: pd.Series) -> pd.Series:
     return epoch.fillna(0).astype("int64")
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Frame -> rows with None for missing values and Python scalars for SQLAlchemy."""
-    frame = frame.astype(object).where(frame.notna(), None)
-    rows = frame.to_dict("records")
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                row[key] = value.to_pydatetime()
-    return rows
-
-
 def _prepare(name: str, good: pd.DataFrame) -> pd.DataFrame:
-    """Shape validated rows into the store's columns."""
+    """Shape validated rows into the store's columns. Repeated (user, item, time)
+    interactions are summed when the staged rows are merged (`_merge`)."""
     if name == "interactions":
         good = good.assign(timestamp=_to_epoch(good["timestamp"]))
-        # Repeated (user, item, time) rows are repeated plays: they add up.
-        good = good.groupby(["user_id", "item_id", "timestamp"], as_index=False)["weight"].sum()
     elif name == "playlists":
         good = good.assign(position=good["position"].astype("int64"))
     elif name == "items":
@@ -83,45 +89,131 @@ def _prepare(name: str, good: pd.DataFrame) -> pd.DataFrame:
     return good
 
 
-def _diff_counts(store: Store, table, frame: pd.DataFrame) -> dict[str, int]:
-    """How many rows of `frame` are new, changed, or identical to what is stored."""
-    keys = [c.name for c in table.primary_key.columns]
-    existing = store.frame(table, columns=list(frame.columns))
-    if existing.empty or frame.empty:
-        return {"inserted": len(frame), "updated": 0, "unchanged": 0}
-    merged = frame.merge(existing, on=keys, how="left", suffixes=("", "__old"), indicator=True)
-    new = merged["_merge"] == "left_only"
-    changed = pd.Series(False, index=merged.index)
-    for col in frame.columns:
-        if col in keys:
+# --- staging and bulk load -------------------------------------------------------------------
+
+
+def _stage_table(conn, target: Table) -> Table:
+    """An empty temporary table with `target`'s columns and no keys or indexes."""
+    name = f"coldstart_stage_{target.name}"
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+    else:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
+    stage = Table(
+        name,
+        MetaData(),
+        *[Column(c.name, c.type) for c in target.columns],
+        prefixes=["TEMPORARY"],
+    )
+    stage.create(conn)
+    return stage
+
+
+def _sqlite_values(series: pd.Series) -> list:
+    """A column as the Python values the SQLite driver binds (None for missing),
+    in the text format SQLAlchemy's SQLite DateTime type stores."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        text = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return pa.array(text.astype(object).where(series.notna(), None)).to_pylist()
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("int64").tolist()
+    if series.dtype == object:
+        return series.where(series.notna(), None).tolist()
+    return pa.array(series, from_pandas=True).to_pylist()
+
+
+def _bulk_insert(conn, stage: Table, frame: pd.DataFrame) -> None:
+    """Append `frame`'s rows to `stage`: COPY on PostgreSQL, executemany on SQLite."""
+    if frame.empty:
+        return
+    cols = [c.name for c in stage.columns]
+    frame = frame[cols]
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        text = frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+        with driver.cursor() as cur:
+            with cur.copy(f"COPY {stage.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(text)
+        return
+    rows = list(zip(*[_sqlite_values(frame[c]) for c in cols]))
+    marks = ", ".join("?" for _ in cols)
+    conn.exec_driver_sql(f"INSERT INTO temp.{stage.name} ({quoted}) VALUES ({marks})", rows)
+
+
+def _staged_rows(stage: Table, target: Table):
+    """The staged rows in `target`'s column order; interactions summed per key."""
+    keys = [c.name for c in target.primary_key.columns]
+    if target.name == "interactions":
+        return (
+            select(*[stage.c[k] for k in keys], func.sum(stage.c.weight).label("weight"))
+            .where(true())
+            .group_by(*[stage.c[k] for k in keys])
+        )
+    return select(*[stage.c[c.name] for c in target.columns]).where(true())
+
+
+def _diff_counts(conn, rows, target: Table) -> dict[str, int]:
+    """How many of the staged rows are new, changed, or identical to what is stored."""
+    keys = [c.name for c in target.primary_key.columns]
+    src = rows.subquery()
+    total = conn.execute(select(func.count()).select_from(src)).scalar_one()
+    if conn.execute(select(func.count()).select_from(target)).scalar_one() == 0:
+        return {"inserted": total, "updated": 0, "unchanged": 0}
+    on = and_(*[src.c[k] == target.c[k] for k in keys])
+    new = conn.execute(
+        select(func.count())
+        .select_from(src.outerjoin(target, on))
+        .where(target.c[keys[0]].is_(None))
+    ).scalar_one()
+    same = []
+    for col in target.columns:
+        if col.name in keys:
             continue
-        a, b = merged[col], merged[f"{col}__old"]
-        same = (a == b) | (a.isna() & b.isna())
-        if pd.api.types.is_float_dtype(a) or pd.api.types.is_float_dtype(b):
-            same |= (
-                pd.to_numeric(a, errors="coerce") - pd.to_numeric(b, errors="coerce")
-            ).abs() < 1e-9
-        changed |= ~same
-    changed &= ~new
-    return {
-        "inserted": int(new.sum()),
-        "updated": int(changed.sum()),
-        "unchanged": int((~new & ~changed).sum()),
-    }
+        a, b = src.c[col.name], target.c[col.name]
+        equal = a.is_not_distinct_from(b)
+        if isinstance(col.type, Float):
+            equal = or_(equal, func.abs(a - b) < 1e-9)
+        same.append(equal)
+    unchanged = conn.execute(
+        select(func.count()).select_from(src.join(target, on)).where(and_(true(), *same))
+    ).scalar_one()
+    return {"inserted": new, "updated": total - new - unchanged, "unchanged": unchanged}
 
 
-def _write_rejects(errors: list[RowError], raw: dict[str, pd.DataFrame], path: Path) -> None:
+def _merge(conn, rows, target: Table) -> None:
+    """Upsert the staged rows into `target` in one statement."""
+    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    keys = [c.name for c in target.primary_key.columns]
+    cols = [c.name for c in target.columns]
+    stmt = insert(target).from_select(cols, rows)
+    update = {c: stmt.excluded[c] for c in cols if c not in keys}
+    stmt = (
+        stmt.on_conflict_do_update(index_elements=keys, set_=update)
+        if update
+        else stmt.on_conflict_do_nothing(index_elements=keys)
+    )
+    conn.execute(stmt)
+
+
+def _write_rejects(errors: list[RowError], values: dict, path: Path) -> None:
     rows = []
     for err in errors:
         row = {"file": err.file, "row": err.row, "column": err.column, "reason": err.reason}
-        table = next((n for n in raw if Path(err.file).name.startswith(n)), None)
-        if err.row is not None and table is not None:
-            row["values"] = raw[table].iloc[err.row - 1].to_json()
+        if (err.file, err.row) in values:
+            row["values"] = values[(err.file, err.row)]
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["file", "row", "column", "reason", "values"]).to_csv(
         path, index=False
     )
+
+
+def _remember_rejected(errors: list[RowError], raw: pd.DataFrame, first: int, values: dict):
+    """Keep the raw values of a slice's rejected rows (for the rejects file)."""
+    for err in errors:
+        if err.row is not None and (err.file, err.row) not in values:
+            values[(err.file, err.row)] = raw.iloc[err.row - first].to_json()
 
 
 def ingest_dataset(
@@ -134,46 +226,63 @@ def ingest_dataset(
     dataset_dir = Path(dataset_dir)
     files = find_dataset_files(dataset_dir)
     report = IngestReport(dataset=str(dataset_dir))
-
-    known = dict(
-        store.frame(t.items, columns=["item_id", "kind"]).itertuples(index=False, name=None)
-    )
-    raw: dict[str, pd.DataFrame] = {}
-    clean: dict[str, pd.DataFrame] = {}
-    for name in table_names(files):
-        raw[name] = read_table(files[name])
-        good, errors = validate_table(name, raw[name], str(files[name]), known)
-        report.errors.extend(errors)
-        clean[name] = _prepare(name, good)
-        if name == "items":
-            known.update(dict(zip(good["item_id"], good["kind"])))
-
-    if report.errors:
-        file_level = [e for e in report.errors if e.row is None]
-        if not skip_bad_rows or file_level:
-            raise ContractError(report.errors)
-        report.rejected = len({(e.file, e.row) for e in report.errors})
-        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-        rejects_path = rejects_path or dataset_dir / f"rejected-{stamp}.csv"
-        _write_rejects(report.errors, raw, Path(rejects_path))
-        report.rejects_path = str(rejects_path)
-
-    del raw  # kept only to write the rejected rows' values
-    for name, frame in clean.items():
-        if name != "transcripts":
-            report.tables[name] = _diff_counts(store, t.CONTRACT_TABLES[name], frame)
+    stored = store.frame(t.items, columns=["item_id", "kind"])
+    known = known_kinds(pd.Series(stored["kind"].to_numpy(), index=stored["item_id"]))
+    del stored
+    rejected_values: dict = {}
+    staged: dict[str, Table] = {}
+    transcripts = None
 
     with store.begin() as conn:  # all or nothing
-        for name, frame in clean.items():
-            if name == "transcripts":
-                report.tables[name] = _load_transcripts(conn, frame)
-                continue
-            # Python row dicts take many times the frame's memory: build them a slice
-            # at a time, inside the one transaction.
-            for lo in range(0, len(frame), RECORDS_PER_SLICE):
-                upsert(
-                    conn, t.CONTRACT_TABLES[name], _records(frame.iloc[lo : lo + RECORDS_PER_SLICE])
-                )
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        try:
+            for name in table_names(files):
+                path = files[name]
+                if name == "transcripts":
+                    raw = read_table(path)
+                    good, errors = validate_table(name, raw, str(path), known)
+                    report.errors.extend(errors)
+                    _remember_rejected(errors, raw, 1, rejected_values)
+                    transcripts = _prepare(name, good)
+                    continue
+                target = t.CONTRACT_TABLES[name]
+                stage = staged[name] = _stage_table(conn, target)
+                per_slice = ROWS_PER_SLICE if name in SLICED_TABLES else None
+                for first, raw in iter_table(path, per_slice):
+                    good, errors = validate_table(name, raw, str(path), known, first)
+                    report.errors.extend(errors)
+                    _remember_rejected(errors, raw, first, rejected_values)
+                    del raw
+                    good = _prepare(name, good)
+                    if name == "items":
+                        here = known_kinds(
+                            pd.Series(good["kind"].to_numpy(object), index=good["item_id"])
+                        )
+                        known = pd.concat([known[~known.index.isin(here.index)], here])
+                    _bulk_insert(conn, stage, good)
+
+            if report.errors:
+                file_level = [e for e in report.errors if e.row is None]
+                if not skip_bad_rows or file_level:
+                    raise ContractError(report.errors)
+                report.rejected = len({(e.file, e.row) for e in report.errors})
+                stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+                rejects_path = rejects_path or dataset_dir / f"rejected-{stamp}.csv"
+                _write_rejects(report.errors, rejected_values, Path(rejects_path))
+                report.rejects_path = str(rejects_path)
+
+            for name, stage in staged.items():
+                target = t.CONTRACT_TABLES[name]
+                rows = _staged_rows(stage, target)
+                report.tables[name] = _diff_counts(conn, rows, target)
+                _merge(conn, rows, target)
+                stage.drop(conn)
+            if transcripts is not None:
+                report.tables["transcripts"] = _load_transcripts(conn, transcripts)
+        finally:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA cache_size=-2000")
     return report
 
 
