@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph import ItemTower, UserTower
-from training.data import UserProfile
+from graph import ItemTower, UserTower, augment_for_search
+from training.data import UserProfile, user_profile
+from training.history import EventsByUser
+from training.two_tower_data import Pairs
 from training.two_tower_net import TwoTowerNet
 
 __all__ = ["ITEM_KEYS", "USER_KEYS", "TwoTowerFeatures", "vocabulary"]
@@ -177,3 +179,53 @@ class TwoTowerFeatures:
             id_dropout=cfg.id_dropout,
         )
         return TwoTowerNet(user, item)
+
+    def _get_batch(
+        self, pairs: Pairs, b: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """User-tower outputs and item rows of the pairs `b`."""
+        cfg = self.config
+        u, i = pairs.user[b], pairs.item[b]
+        # Leave-one-out history; half the rows also hide the target kind (cold case).
+        keep_tgt = (rng.random(len(b)) >= cfg.history_dropout).astype(np.float32)
+        # ... and some hide every spoken kind: music is all the tower sees.
+        keep_any = (rng.random(len(b)) >= cfg.spoken_dropout).astype(np.float32)
+        keep_tgt *= keep_any
+        # (the label item is never part of the history: it is not a graph-side play)
+        hist_sum = keep_any[:, None] * pairs.other_sum[u] + keep_tgt[:, None] * pairs.tgt_sum[u]
+        hist_cnt = keep_any * pairs.other_cnt[u] + keep_tgt * pairs.tgt_cnt[u]
+        gnn_mean = torch.from_numpy(
+            (hist_sum / np.maximum(hist_cnt, 1)[:, None]).astype(np.float32)
+        )
+        ut = torch.from_numpy(u)
+        base = pairs.base
+        users = self.user_tower(
+            base["taste"][ut],
+            base["country"][ut],
+            base["language"][ut],
+            base["age"][ut],
+            gnn_mean,
+            torch.from_numpy(hist_cnt > 0),
+            base["music"][ut],
+        )
+        return users, torch.from_numpy(i)
+
+    def _validation_profiles(self, data, val_users, events, histories, users_frame):
+        profiles, truth = [], []
+        spoken_of = EventsByUser.of(events[events["user_id"].isin(val_users)], self.item_kind)
+        for u in val_users:
+            items, is_tgt = spoken_of.rows(u)
+            spoken = {i: 1.0 for i in items[~is_tgt]}
+            profiles.append(user_profile(u, histories[u], spoken, users_frame))
+            truth.append(set(items[is_tgt]))
+        return profiles, truth
+
+    def _score_vectors(
+        self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(queries, keys) whose inner product is the logit: u.v / T (+ w * popularity)."""
+        if not self.config.item_popularity:
+            return users / self.config.temperature, items
+        return augment_for_search(
+            users, items, popularity, self.user_tower.popularity_weight, self.config.temperature
+        )
