@@ -23,7 +23,8 @@ from fault_tools import hammer, kill9, onboarding_bodies, server_process
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
+from coldstart.batch.upload_pipeline import score_uploads
+from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path
 from coldstart.content.index import load_index
 from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings

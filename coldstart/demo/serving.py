@@ -13,7 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from coldstart.api.server import serve_in_thread
-from coldstart.batch.uploads import score_uploads
+from coldstart.batch.upload_pipeline import score_uploads
 from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
 __all__ = ["stage_serving"]
