@@ -346,7 +346,7 @@ def report(results: dict) -> None:
                 f"| {r['batch_size'] or 'no'} | {'no' if r['without_timestamps'] else 'yes'} | {r['wer']:.1%} "
                 f"| {statistics.mean(lj):.1%} | {statistics.mean(sonnets):.1%} "
                 f"| {r['speed_decode']:.1f}x | {r['speed_with_load']:.1f}x "
-                f"| {'%.1fx' % r['speed_cpu'] if 'speed_cpu' in r else '-'} | {r['load_s']:.1f} | {r['loadavg_after']:.1f} |"
+                f"| {format(r['speed_cpu'], '.1f') + 'x' if 'speed_cpu' in r else '-'} | {r['load_s']:.1f} | {r['loadavg_after']:.1f} |"
             )
     plain = {
         (r["engine"], r["model"], r["beam_size"]): r

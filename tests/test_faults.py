@@ -127,9 +127,11 @@ def test_reload_while_16_clients_hammer_onboarding(home):
 def test_64_concurrent_clients_get_no_errors(home):
     settings = Settings(home=home)
     bodies = onboarding_bodies(Store.from_settings(settings))
-    with serving_world.served(settings) as api:
-        with hammer(str(api.base_url), bodies, 64, max_requests=1500) as (counts, failures):
-            time.sleep(5)
+    with (
+        serving_world.served(settings) as api,
+        hammer(str(api.base_url), bodies, 64, max_requests=1500) as (counts, failures),
+    ):
+        time.sleep(5)
     assert failures == [] and counts["ok"] == counts["sent"] > 64
 
 

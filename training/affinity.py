@@ -87,7 +87,7 @@ class AffinityConfig:
     threads: int = 1
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AffinityConfig":
+    def from_dict(cls, data: dict) -> AffinityConfig:
         data = dict(data)
         data["taste"] = TasteConfig(**data.get("taste", {}))
         return cls(**data)

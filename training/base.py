@@ -59,7 +59,7 @@ class Recommender(ABC):
         self.seed = seed
 
     @abstractmethod
-    def fit(self, data: InteractionData) -> "Recommender": ...
+    def fit(self, data: InteractionData) -> Recommender: ...
 
     @abstractmethod
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking: ...
@@ -88,7 +88,7 @@ class Recommender(ABC):
         raise NotImplementedError(f"{type(self).__name__} ({self.name}) is not saved")
 
     @classmethod
-    def load(cls, directory: Path | str) -> "Recommender":
+    def load(cls, directory: Path | str) -> Recommender:
         raise NotImplementedError(f"{cls.__name__} is not saved")
 
     def known_items(self) -> list[str]:

@@ -39,11 +39,11 @@ class GNNOnlyRecommender(Recommender):
         self.neighbours = neighbours
         self.kind = TARGET_KINDS[target][0]
 
-    def fit(self, data: InteractionData) -> "GNNOnlyRecommender":
+    def fit(self, data: InteractionData) -> GNNOnlyRecommender:
         with torch_threads(self.config.torch_threads):
             return self._fit(data)
 
-    def _fit(self, data: InteractionData) -> "GNNOnlyRecommender":
+    def _fit(self, data: InteractionData) -> GNNOnlyRecommender:
         self.taste = fit_taste(data, self.config.taste)
         events = spoken_events(data)
         self.graph, _ = ItemGraph.fit(data, events, self.config)

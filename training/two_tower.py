@@ -116,7 +116,7 @@ class TwoTowerConfig:
     torch_threads: int | None = 1
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TwoTowerConfig":
+    def from_dict(cls, data: dict) -> TwoTowerConfig:
         data = dict(data)
         gnn = data.pop("gnn", {})
         gnn["fanouts"] = tuple(gnn.get("fanouts", GNNConfig.fanouts))

@@ -10,6 +10,7 @@ declares the state these methods read and set (vocabularies, graph, dimensions).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,26 @@ def vocabulary(values) -> dict[str, int]:
 
 
 class TwoTowerFeatures:
-    """Tower inputs and the towers themselves (see the module docstring)."""
+    """Tower inputs and the towers themselves (see the module docstring). The state
+    below is declared (and documented) by `TwoTowerRecommender.__init__`."""
+
+    config: Any  # TwoTowerConfig
+    taste: Any  # TasteModel
+    graph: Any  # ItemGraph | None
+    net: Any  # TwoTowerNet
+    user_tower: UserTower
+    item_kind: str
+    item_ids: list[str]
+    gnn_dim: int
+    content_dim: int
+    countries: dict[str, int]
+    languages: dict[str, int]
+    item_languages: dict[str, int]
+    genres: dict[str, int]
+    music_vocab: dict[str, int]
+    id_index: dict[str, int]
+    listeners: dict[str, float]
+    _label_pairs: set[tuple[str, str]]
 
     def _user_inputs(
         self, users: Sequence[UserProfile]

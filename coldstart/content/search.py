@@ -116,7 +116,7 @@ class _Lexical:
         return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
 
     def rank(
-        self, query: str, depth: int, allowed: "set[str] | np.ndarray | None"
+        self, query: str, depth: int, allowed: set[str] | np.ndarray | None
     ) -> list[tuple[str, float]]:
         """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
         tokens = self._tokens([query])[0]
@@ -212,7 +212,7 @@ class SearchService:
             return self._search(query, k, filt, depth, mode)
 
     def _search(
-        self, query: str, k: int, filt: "_Filter", depth: int, mode: str
+        self, query: str, k: int, filt: _Filter, depth: int, mode: str
     ) -> list[SearchResult]:
         qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
@@ -262,7 +262,7 @@ class SearchService:
         return {self.intent.labels[i]: round(float(p[i]), 4) for i in np.argsort(-p)}
 
     def _boosted(
-        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
+        self, query: str, qvec: np.ndarray, depth: int, filt: _Filter, lexical: bool
     ) -> list[tuple[str, float]]:
         """cosine (+ lexical_weight * BM25 / best BM25) + intent_weight * p(item's genre | query).
 
@@ -305,7 +305,7 @@ class SearchService:
             mask &= self.items["genre"].fillna("").str.lower() == genre.lower()
         return set(self.items.index[mask])
 
-    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> "_Filter":
+    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> _Filter:
         """The candidates a filter allows, as the dense index's ids and BM25's mask (cached)."""
         key = (kind, language and language.lower(), genre and genre.lower())
         if key not in self._filters:
@@ -320,7 +320,7 @@ class SearchService:
                 )
         return self._filters[key]
 
-    def _dense(self, qvec: np.ndarray, depth: int, filt: "_Filter") -> list[tuple[str, float]]:
+    def _dense(self, qvec: np.ndarray, depth: int, filt: _Filter) -> list[tuple[str, float]]:
         return self.items_index.search(qvec, depth, filt.dense)[0]
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:

@@ -36,7 +36,7 @@ class ServedPipeline(Recommender):
         super().__init__(target, seed)
         self.settings = settings or Settings()
 
-    def fit(self, data: InteractionData) -> "ServedPipeline":
+    def fit(self, data: InteractionData) -> ServedPipeline:
         from training.affinity import AffinityModel
 
         plays = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
