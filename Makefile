@@ -1,21 +1,33 @@
 # Two entry points a new user needs: `make demo` and `make test`.
 # Both create .venv on first use. torch==2.13.0 is installed first so that the
-# local CPU wheel is used and nothing pulls a multi-GB CUDA build.
+# local CPU wheel is used and nothing pulls a multi-GB CUDA build; everything else is
+# installed at the versions pinned in constraints.txt (what CI tested; `make
+# constraints` refreshes it from the current .venv).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install postgres demo lint test test-slow test-isa bench clean
+.PHONY: install constraints postgres demo lint test test-slow test-isa bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[serve,dev,multilingual,ray]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[serve,dev,multilingual,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Pin every installed package (not the project itself) at its current version, for the
+# next `make install`. torch's local "+cpu" label is dropped (torch==2.13.0 is installed
+# first, from whichever index has it); a package installed from a local file is listed
+# as a comment, not pinned.
+constraints: $(STAMP)
+	{ echo "# pip constraints for make install: refresh with make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -iv '^coldstart' | \
+	  sed -E -e 's/^(torch==[^+]*)\+cpu$$/\1/' -e 's/^([A-Za-z0-9_.-]+) @ .*/# \1: installed from a local file, not pinned/'; \
+	} > constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/coldstart --home .coldstart demo
@@ -32,10 +44,11 @@ postgres:
 	  else echo "note: no PostgreSQL server binary and not root: the PostgreSQL tests will be skipped"; fi; \
 	fi
 
-# The checks .ci/run makes before the tests (ruff settings in pyproject.toml).
+# The checks .ci/run makes before the tests (ruff and mypy settings in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/mypy_baseline.py
 
 test: $(STAMP) postgres
 	$(BIN)/python -m pytest -q

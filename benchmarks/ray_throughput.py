@@ -106,9 +106,11 @@ def transcribe_local(settings, store, ids) -> float:
 def transcribe_ray(settings, store, ids, workers: int) -> float:
     import pandas as pd
 
-    from coldstart.batch.ray_engine import _run_dir, _run_stage, _write_transcripts
+    from coldstart.batch.ray_engine import RayEngine, _run_dir, _run_stage, _write_transcripts
     from coldstart.batch.ray_stages import Transcribe
+    from coldstart.batch.upload_pipeline import UploadRun
     from coldstart.batch.uploads import ScoreReport
+    from coldstart.core.leases import Leases
 
     clear_transcripts(store, ids)
     items = store.items(["episode"]).set_index("item_id").loc[ids]
@@ -117,9 +119,13 @@ def transcribe_ray(settings, store, ids, workers: int) -> float:
     results = _run_stage(
         rows, Transcribe, settings, _run_dir(settings) / "transcribe", workers, 2 / workers, 0, 1
     )
-    report = ScoreReport()
-    _write_transcripts(store, results, {i: i for i in ids}, 50, report)
-    assert not report.failed, report.failed
+    # The episodes stand for uploads here: their transcripts are written as the engine
+    # writes an upload's (there are no upload rows to update).
+    run = UploadRun(store, settings, RayEngine(), ScoreReport())
+    run.leases = Leases(store, run.owner, settings.lease_seconds, background=True)
+    run.live = {i: {"item_id": i, "status": "pending"} for i in ids}
+    _write_transcripts(run, results, {i: i for i in ids}, 50)
+    assert not run.report.failed, run.report.failed
     return time.perf_counter() - started
 
 

@@ -302,7 +302,7 @@ class Peak:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.rss())
 
-    def __enter__(self) -> "Peak":
+    def __enter__(self) -> Peak:
         self.start = self.rss()
         self.peak = self.start
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -471,7 +471,7 @@ def report(results: dict) -> None:
                 f"| {r['label']} | {_pct(r, 'wer_read')} | {_mean_of(r, 'lj')} "
                 f"| {_mean_of(r, 'sonnet')} | {_pct(r, 'wer_conv')} | {deletions} "
                 f"| {r['speed_decode']:.1f}x | {r['speed_with_load']:.1f}x "
-                f"| {'%.1fx' % r['speed_cpu'] if 'speed_cpu' in r else '-'} | {r['loadavg_after']:.1f} |"
+                f"| {format(r['speed_cpu'], '.1f') + 'x' if 'speed_cpu' in r else '-'} | {r['loadavg_after']:.1f} |"
             )
     if results.get("cli"):
         print(

@@ -13,7 +13,6 @@ The loop, top to bottom:
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -22,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from graph.colisten import ColistenGraph
+from graph.early_stopping import EarlyStopping
 from graph.encoder import ItemEncoder
 from graph.losses import link_contrastive_loss
 from graph.sampler import EdgeTypeBalancedSampler, Subgraph, sample_subgraph
@@ -154,7 +154,14 @@ def fit_item_encoder(
         config.max_steps_per_epoch, max(1, math.ceil(sampler.num_edges / config.batch_size))
     )
 
-    best, best_state, waited = float("inf"), copy.deepcopy(encoder.state_dict()), 0
+    # Validation loss, lower is better; an epoch counts only when it gains 1e-4.
+    stopping = EarlyStopping(
+        "val_loss",
+        config.patience,
+        higher_is_better=False,
+        min_delta=1e-4,
+        state=encoder.state_dict(),
+    )
     bar = tqdm(range(config.epochs), desc="gnn", disable=not progress)
     for epoch in bar:
         encoder.train()
@@ -178,18 +185,11 @@ def fit_item_encoder(
         val_loss = sum(val) / len(val) if val else history.train_loss[-1]
         history.val_loss.append(val_loss)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
-        if val_loss < best - 1e-4:
-            best, best_state, waited, history.best_epoch = (
-                val_loss,
-                copy.deepcopy(encoder.state_dict()),
-                0,
-                epoch,
-            )
-        else:
-            waited += 1
-            if waited >= config.patience:
-                break
-    encoder.load_state_dict(best_state)
+        stop = stopping.update(epoch, val_loss, encoder.state_dict)
+        history.best_epoch = stopping.best_epoch
+        if stop:
+            break
+    encoder.load_state_dict(stopping.best_state)
     return encoder.eval(), history
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from recommender_contract import (
     CLUSTERS,
     RecommenderContract,
@@ -18,6 +18,7 @@ from recommender_contract import (
 
 from training.affinity import AffinityConfig, AffinityModel
 from training.data import UserProfile
+from training.served import METADATA_FILE
 from training.taste import TasteConfig
 
 TINY = AffinityConfig(
@@ -119,8 +120,8 @@ def test_save_load_round_trip_keeps_scores_and_config(content_model, tmp_path):
         and manifest["target"] == "podcast"
         and manifest["note"] == "test"
     )
-    ckpt = torch.load(tmp_path / "aff" / "affinity.pt", weights_only=True)
-    assert AffinityConfig.from_dict(ckpt["config"]) == content_model.config
+    metadata = json.loads((tmp_path / "aff" / METADATA_FILE).read_text())
+    assert AffinityConfig.from_dict(metadata["config"]) == content_model.config
     loaded = AffinityModel.load(tmp_path / "aff")
     users = [_user(c) for c in range(CLUSTERS)] + [UserProfile("cold", {})]
     for a, b in zip(content_model.recommend_batch(users, 10), loaded.recommend_batch(users, 10)):

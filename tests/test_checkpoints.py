@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from training.affinity import AffinityModel
-from training.two_tower import CHECKPOINT_FILE, TwoTowerRecommender
+from training.served import CHECKPOINT_FILE
+from training.two_tower import TwoTowerRecommender
 
 
 class _Payload:
@@ -37,7 +38,7 @@ def test_two_tower_refuses_a_checkpoint_with_a_pickled_object(tmp_path):
 
 def test_affinity_refuses_a_checkpoint_with_a_pickled_object(tmp_path):
     marker = tmp_path / "pwned"
-    _poisoned(tmp_path / "aff" / "affinity.pt", marker)
+    _poisoned(tmp_path / "aff" / CHECKPOINT_FILE, marker)
     with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
         AffinityModel.load(tmp_path / "aff")
     assert not marker.exists()

@@ -103,7 +103,7 @@ def test_harness_reports_mean_and_std_over_seeds_and_music_models_beat_popularit
     result = evaluate(toy_world(), "podcast", 0.25, seeds=[0, 1], k=5, models=TOY_MODELS)
     assert result["target"] == "podcast" and result["k"] == 5 and result["seeds"] == [0, 1]
     assert list(result["models"]) == list(TOY_MODELS)
-    for name, m in result["models"].items():
+    for m in result["models"].values():
         for key in ("recall@5", "ndcg@5", "hit_rate@5", "mrr@5", "coverage@5"):
             assert 0.0 <= m[key] <= 1.0
             assert m[key] == pytest.approx(np.mean([run[key] for run in m["per_seed"]]))

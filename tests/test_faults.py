@@ -23,7 +23,8 @@ from fault_tools import hammer, kill9, onboarding_bodies, server_process
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path, score_uploads
+from coldstart.batch.upload_pipeline import score_uploads
+from coldstart.batch.uploads import get_upload, register_upload, resolve_upload_path
 from coldstart.content.index import load_index
 from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings
@@ -126,9 +127,11 @@ def test_reload_while_16_clients_hammer_onboarding(home):
 def test_64_concurrent_clients_get_no_errors(home):
     settings = Settings(home=home)
     bodies = onboarding_bodies(Store.from_settings(settings))
-    with serving_world.served(settings) as api:
-        with hammer(str(api.base_url), bodies, 64, max_requests=1500) as (counts, failures):
-            time.sleep(5)
+    with (
+        serving_world.served(settings) as api,
+        hammer(str(api.base_url), bodies, 64, max_requests=1500) as (counts, failures),
+    ):
+        time.sleep(5)
     assert failures == [] and counts["ok"] == counts["sent"] > 64
 
 

@@ -12,7 +12,8 @@ import pytest
 import serving_world
 from sqlalchemy import delete, select
 
-from coldstart.batch.uploads import get_upload, register_upload, score_uploads
+from coldstart.batch.upload_pipeline import score_uploads
+from coldstart.batch.uploads import get_upload, register_upload
 from coldstart.content.embeddings import embed_items, model_id_for
 from coldstart.core import tables as t
 from coldstart.core.config import Settings

@@ -16,9 +16,10 @@ from graph import colisten_pairs
 from training.baselines import PopularityRecommender
 from training.data import InteractionData, UserProfile
 from training.evaluate import evaluate
+from training.gnn_only import GNNOnlyRecommender
 from training.item_graph import spoken_events, training_graph
 from training.splits import cold_user_split
-from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
+from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
 DIM = 64
 
@@ -133,7 +134,7 @@ def test_saved_model_reloads_to_identical_scores(fitted, split, tmp_path):
     assert [r.item_ids for r in a] == [r.item_ids for r in b]
     assert all(np.array_equal(x.scores, y.scores) for x, y in zip(a, b))
     on_disk = json.loads((tmp_path / "tt" / "manifest.json").read_text())
-    assert on_disk["settings"]["out_dim"] == 128 and on_disk["data_hash"] == manifest["data_hash"]
+    assert on_disk["config"]["out_dim"] == 128 and on_disk["data_hash"] == manifest["data_hash"]
     assert loaded.config == fitted.config
 
 
@@ -199,7 +200,7 @@ def test_music_bag_and_item_id_ablation_round_trips(tmp_path):
     again = TwoTowerRecommender.load(tmp_path / "m")
     users = split.users[:20]
     np.testing.assert_allclose(
-        again._tower_scores(users), model._tower_scores(users), rtol=1e-5, atol=1e-5
+        again.network_scores(users)[0], model.network_scores(users)[0], rtol=1e-5, atol=1e-5
     )
     assert [r.item_ids for r in again.recommend_batch(users, 10)] == [
         r.item_ids for r in model.recommend_batch(users, 10)

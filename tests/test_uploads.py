@@ -10,13 +10,13 @@ import pytest
 import serving_world
 from sqlalchemy import select
 
+from coldstart.batch.upload_pipeline import score_uploads
 from coldstart.batch.uploads import (
     UploadError,
     UploadRefused,
     get_upload,
     register_upload,
     resolve_upload_path,
-    score_uploads,
 )
 from coldstart.core import tables as t
 from coldstart.core.config import ServeSettings, Settings

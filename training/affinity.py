@@ -27,35 +27,30 @@ network's own scores (the content path that scores new uploads).
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
-from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from training.base import Recommender, new_item_ids
-from training.blend import ScoreBlend, choose_blend, validation_sample
-from training.cross_domain import WidePart, fit_wide, served_blend_metrics
-from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile
+from training.affinity_net import AffinityNet, UserFeatures
+from training.base import new_item_ids
+from training.blend import validation_sample
+from training.cross_domain import fit_wide
+from training.data import TARGET_KINDS, InteractionData, UserProfile
 from training.metrics import per_user_metric, top_columns
-from training.ranking import popularity, top_k
+from training.ranking import popularity
+from training.served import ServedModel
 from training.splits import profiles_for
-from training.taste import TasteConfig, TasteModel, fit_taste
+from training.taste import TasteConfig
 from training.threads import torch_threads
 
 __all__ = ["AffinityConfig", "AffinityNet", "AffinityModel"]
 
-CHECKPOINT_FILE = "affinity.pt"
-MANIFEST_FILE = "manifest.json"
 # Validation users x items scores held at once by early stopping (float32: 64 MiB).
 VAL_SCORES = 2**24
 
@@ -92,90 +87,10 @@ class AffinityConfig:
     threads: int = 1
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AffinityConfig":
+    def from_dict(cls, data: dict) -> AffinityConfig:
         data = dict(data)
         data["taste"] = TasteConfig(**data.get("taste", {}))
         return cls(**data)
-
-
-class AffinityNet(nn.Module):
-    """User tower (MLP) and item vectors (content projection + id embedding)."""
-
-    def __init__(
-        self,
-        taste_dim: int,
-        n_ids: int,
-        content_dim: int,
-        n_countries: int,
-        n_languages: int,
-        cfg: AffinityConfig,
-    ) -> None:
-        super().__init__()
-        self.cfg = cfg
-        extra = 0
-        if cfg.demographics:
-            # index 0 = unknown; age arrives standardised, with a "known" flag
-            self.country = nn.Embedding(n_countries + 1, 8)
-            self.language = nn.Embedding(n_languages + 1, 8)
-            extra = 8 + 8 + 2
-        layers: list[nn.Module] = []
-        width = taste_dim + extra
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
-            width = cfg.hidden
-        self.user = nn.Sequential(*layers, nn.Linear(width, cfg.dim))
-        self.skip = (
-            nn.Linear(taste_dim + extra, cfg.dim, bias=False) if cfg.skip and cfg.layers else None
-        )
-        self.item_id = nn.Embedding(max(n_ids, 1), cfg.dim)
-        nn.init.normal_(self.item_id.weight, std=0.01)
-        self.item_bias = nn.Embedding(max(n_ids, 1), 1)
-        nn.init.zeros_(self.item_bias.weight)
-        self.content = nn.Linear(content_dim, cfg.dim, bias=False) if content_dim else None
-
-    def user_vectors(
-        self, taste: torch.Tensor, demo: dict[str, torch.Tensor] | None
-    ) -> torch.Tensor:
-        parts = [taste]
-        if self.cfg.demographics:
-            parts += [self.country(demo["country"]), self.language(demo["language"]), demo["age"]]
-        x = torch.cat(parts, dim=-1)
-        return self.user(x) if self.skip is None else self.user(x) + self.skip(x)
-
-    def item_vectors(
-        self, content: torch.Tensor | None, ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(vectors, biases) for items; `ids` is -1 for items without history."""
-        has_id = (ids >= 0).float()
-        if self.training and self.content is not None and self.cfg.id_dropout > 0:
-            has_id = has_id * (torch.rand_like(has_id) >= self.cfg.id_dropout).float()
-        safe = ids.clamp(min=0)
-        vectors = self.item_id(safe) * has_id[:, None]
-        if self.content is not None:
-            vectors = vectors + self.content(content)
-        return vectors, self.item_bias(safe).squeeze(-1) * has_id
-
-    def forward(
-        self, users: torch.Tensor, vectors: torch.Tensor, biases: torch.Tensor
-    ) -> torch.Tensor:
-        return users @ vectors.T + biases
-
-
-@dataclass
-class _Features:
-    """Everything the network reads about a set of users, as tensors."""
-
-    taste: torch.Tensor
-    country: torch.Tensor
-    language: torch.Tensor
-    age: torch.Tensor
-
-    def rows(self, idx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.taste[idx], {
-            "country": self.country[idx],
-            "language": self.language[idx],
-            "age": self.age[idx],
-        }
 
 
 def _content_matrix(data: InteractionData, item_ids: list[str]) -> np.ndarray | None:
@@ -199,7 +114,7 @@ def _content_matrix(data: InteractionData, item_ids: list[str]) -> np.ndarray | 
 class _Run:
     """What one training run iterates over (fit step 2)."""
 
-    feats: _Features  # features of every training user (rows of `profiles`)
+    feats: UserFeatures  # features of every training user (rows of `profiles`)
     train_user: np.ndarray  # per training pair: user row
     train_item: np.ndarray  # ... and id index of the item
     train_rows: np.ndarray  # user rows that train
@@ -211,20 +126,48 @@ class _Run:
     all_ids: torch.Tensor
 
 
-class AffinityModel(Recommender):
-    """The fitted taste model + affinity network + catalog, as one `Recommender`."""
+class AffinityModel(ServedModel):
+    """The fitted taste model + affinity network + catalog, as one served model.
+
+    Fitted state besides `ServedModel`'s (set by `fit` or `load`):
+
+    * `countries`, `languages` (dict[str, int]): demographic vocabularies, 0 = unknown;
+    * `age_stats` (mean, std) and `taste_mean`, `taste_std` (arrays): standardisation;
+    * `id_index` (int64 array per catalog item): its id embedding row, -1 for none;
+    * `content_matrix` (float32 [catalog x dim] | None): content vectors (zeros for
+      items without text; None when the catalog had none at fit time);
+    * `_item_vecs`, `_item_bias`: every catalog item's vector and bias (eval mode).
+    """
 
     name = "affinity_mlp"
+    kind = "affinity"
+    description = (
+        "AffinityNet (taste MLP -> item dot product, content path + id embeddings), "
+        "blended with a wide cross-domain ridge and popularity (weights chosen on validation users)"
+    )
+    train_command = "coldstart train"
+    config_class = AffinityConfig
 
     def __init__(
         self, target: str = "podcast", seed: int = 0, config: AffinityConfig | None = None
     ) -> None:
-        super().__init__(target, seed)
         if target not in TARGET_KINDS:
             raise ValueError(f"unknown target {target!r}; expected one of {sorted(TARGET_KINDS)}")
         base = config or AffinityConfig()
-        self.config = replace(base, target=target, seed=seed, taste=replace(base.taste, seed=seed))
-        self.metrics: dict = {}
+        super().__init__(
+            target,
+            seed,
+            replace(base, target=target, seed=seed, taste=replace(base.taste, seed=seed)),
+        )
+        self.countries: dict[str, int] = {}
+        self.languages: dict[str, int] = {}
+        self.age_stats: tuple[float, float] = (0.0, 1.0)
+        self.taste_mean: np.ndarray = np.zeros(0, np.float32)
+        self.taste_std: np.ndarray = np.ones(0, np.float32)
+        self.id_index: np.ndarray = np.zeros(0, np.int64)
+        self.content_matrix: np.ndarray | None = None
+        self._item_vecs: np.ndarray = np.zeros((0, self.config.dim), np.float32)
+        self._item_bias: np.ndarray = np.zeros(0, np.float32)
 
     # --- features ----------------------------------------------------------------
 
@@ -245,7 +188,7 @@ class AffinityModel(Recommender):
 
     def _features(
         self, users: Sequence[UserProfile]
-    ) -> tuple[_Features, np.ndarray, list[list[str]]]:
+    ) -> tuple[UserFeatures, np.ndarray, list[list[str]]]:
         taste = np.zeros((len(users), self.taste.dim), np.float32)
         known = np.zeros(len(users), bool)
         unknown: list[list[str]] = []
@@ -258,7 +201,7 @@ class AffinityModel(Recommender):
         # share a large common direction, and the MLP learns from the differences.
         taste[known] = (taste[known] - self.taste_mean) / self.taste_std
         country, language, age = self._demographics(users)
-        return _Features(torch.from_numpy(taste), country, language, age), known, unknown
+        return UserFeatures(torch.from_numpy(taste), country, language, age), known, unknown
 
     def _build_catalog(self, data: InteractionData, inter: pd.DataFrame):
         """Every target item, most popular first (popularity is also the fallback);
@@ -300,15 +243,11 @@ class AffinityModel(Recommender):
 
     # --- training ----------------------------------------------------------------
 
-    def fit(self, data: InteractionData) -> "AffinityModel":
-        with torch_threads(self.config.threads):
-            return self._fit(data)
+    def _threads(self) -> int | None:
+        return self.config.threads
 
-    def _fit(self, data: InteractionData) -> "AffinityModel":
+    def _fit(self, data: InteractionData, rng: np.random.Generator) -> None:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        self.taste: TasteModel = fit_taste(data, cfg.taste)
         inter = data.target_interactions(self.target)
         warm, position, content = self._build_catalog(data, inter)
         profiles, feats = self._training_users(data, inter, n_warm=len(warm))
@@ -321,14 +260,10 @@ class AffinityModel(Recommender):
             len(self.languages),
             cfg,
         )
-        history, best = self._train(run, rng)
-
-        self.net.load_state_dict(best[2])
-        self.net.eval()
+        trained = self._train(run, len(run.train_user), rng)
+        history = trained.pop("history")
         self.metrics = {
-            f"val_{cfg.early_stopping}@{cfg.val_k}": best[0],
-            "best_epoch": best[1],
-            "epochs": len(history),
+            **trained,
             "train_users": int(len(run.train_rows)),
             "val_users": int(len(run.val_rows)),
             "warm_items": run.n_ids,
@@ -336,16 +271,15 @@ class AffinityModel(Recommender):
             "content_items": 0 if content is None else int((np.abs(content).sum(1) > 0).sum()),
             "history": history,
         }
+        self.data_hash = self.taste.manifest.get("data_hash")
         self._refresh_items()
-        self.blend: ScoreBlend | None = None
         if cfg.blend:
             val_items = [set(run.warm_rows[list(t)].tolist()) for t in run.val_truth]
-            self._fit_blend(data, inter, profiles, feats, run.train_rows, run.val_rows, val_items)
-        return self
+            self._fit_wide_and_blend(data, inter, profiles, feats, run.val_rows, val_items)
 
     # --- fit, step by step -------------------------------------------------------
 
-    def _training_run(self, profiles, feats, inter, position, content, n_ids: int, rng) -> "_Run":
+    def _training_run(self, profiles, feats, inter, position, content, n_ids: int, rng) -> _Run:
         """Training pairs and validation users (taken out of the training users: the
         harness's test users are not in `data` at all, so they never influence training
         or model selection). Items are addressed by id index (all warm items)."""
@@ -375,52 +309,13 @@ class AffinityModel(Recommender):
             all_ids=torch.arange(n_ids),
         )
 
-    def _train(self, run: "_Run", rng: np.random.Generator):
-        """Epochs of sampled softmax, early-stopped on the validation metric: (history, best)."""
+    def _batch_loss(self, run: _Run, rows: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Softmax loss of training pairs `rows`: over every warm item when the catalog is
+        small, else over the positive and `negatives` shared uniform negatives."""
         cfg = self.config
-        optimiser = torch.optim.AdamW(
-            self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
-        best = (-1.0, 0, copy.deepcopy(self.net.state_dict()))
-        history = []
-        for epoch in tqdm(range(cfg.max_epochs), desc="affinity", disable=not cfg.progress):
-            losses = self._train_epoch(run, optimiser, rng)
-            score = self._estimate_metric(run)
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": float(np.mean(losses)) if losses else 0.0,
-                    f"val_{cfg.early_stopping}": score,
-                }
-            )
-            if score > best[0]:
-                best = (score, epoch, copy.deepcopy(self.net.state_dict()))
-            elif epoch - best[1] >= cfg.patience:
-                break
-        return history, best
-
-    def _train_epoch(self, run: "_Run", optimiser, rng: np.random.Generator) -> list[float]:
-        cfg = self.config
-        self.net.train()
-        perm = rng.permutation(len(run.train_user))
-        losses = []
-        for start in range(0, len(perm), cfg.batch_size):
-            batch = perm[start : start + cfg.batch_size]
-            taste, demo = run.feats.rows(torch.from_numpy(run.train_user[batch]))
-            pos = torch.from_numpy(run.train_item[batch])
-            loss = self._batch_loss(run, self.net.user_vectors(taste, demo), pos, rng)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        return losses
-
-    def _batch_loss(
-        self, run: "_Run", users: torch.Tensor, pos: torch.Tensor, rng: np.random.Generator
-    ) -> torch.Tensor:
-        """Softmax loss of a batch: over every warm item when the catalog is small,
-        else over the positive and `negatives` shared uniform negatives."""
-        cfg = self.config
+        taste, demo = run.feats.rows(torch.from_numpy(run.train_user[rows]))
+        users = self.net.user_vectors(taste, demo)
+        pos = torch.from_numpy(run.train_item[rows])
         if cfg.negatives >= run.n_ids - 1:
             # Small catalog: the exact softmax over every warm item is cheapest.
             vecs, bias = self.net.item_vectors(run.content, run.all_ids)
@@ -443,7 +338,7 @@ class AffinityModel(Recommender):
             loss = loss + cfg.l2 * (users.pow(2).sum(-1).mean() + vecs.pow(2).sum(-1).mean())
         return loss
 
-    def _estimate_metric(self, run: "_Run") -> float:
+    def _validation_score(self, run: _Run) -> float:
         """Early stopping on the validation metric of ranking all warm items for the
         validation users from their music alone (exactly the test-time task)."""
         cfg = self.config
@@ -464,7 +359,7 @@ class AffinityModel(Recommender):
                 ]
         return float(np.mean(values))
 
-    def _fit_blend(self, data, inter, profiles, feats, train_rows, val_rows, val_items) -> None:
+    def _fit_wide_and_blend(self, data, inter, profiles, feats, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the
         network's weight next to it, on the validation users the network never saw
         (at most `MAX_BLEND_USERS` of them)."""
@@ -491,7 +386,7 @@ class AffinityModel(Recommender):
             .to_numpy(float)
         )
         music_items = data.music_interactions()["item_id"].astype(str)
-        self.wide = fit_wide(
+        wide = fit_wide(
             [p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k
         )
         with torch.no_grad():
@@ -500,19 +395,10 @@ class AffinityModel(Recommender):
                 self.net.user_vectors(taste, demo).numpy() @ self._item_vecs.T + self._item_bias
             )
         truth = [val_items[r] for r in val_rows]
-        self.blend = choose_blend(
-            {
-                "wide": self.wide.held_out(val_rows, [profiles[r].music for r in val_rows]),
-                "network": network,
-            },
-            truth,
-            cfg.val_k,
-        )
+        held_out = wide.held_out(val_rows, [profiles[r].music for r in val_rows])
         # The manifest's headline validation figures: the served blend against popularity.
         own = np.asarray(y[val_rows].sum(axis=0)).ravel()
-        self.metrics.update(
-            served_blend_metrics(self.blend, self.wide, cfg.val_k, listeners, own, truth)
-        )
+        self._fit_blend(wide, held_out, network, truth, listeners, own)
 
     # --- scoring -----------------------------------------------------------------
 
@@ -548,7 +434,7 @@ class AffinityModel(Recommender):
         self.pop_scores = np.concatenate([self.pop_scores, np.zeros(len(new))])
         self.id_index = np.concatenate([self.id_index, np.full(len(new), -1, np.int64)])
         self.content_matrix = np.concatenate([self.content_matrix, rows])
-        if getattr(self, "blend", None) is not None:
+        if self.wide is not None:
             self.wide.add_columns(len(new))
         self._refresh_items()
         return new
@@ -580,124 +466,51 @@ class AffinityModel(Recommender):
         e.g. for an inner-product index over `[v, b]` queried with `[u, 1]`."""
         return list(self.item_ids), self._item_vecs, self._item_bias
 
-    def score_batch(
+    def network_scores(
         self, users: Sequence[UserProfile]
     ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """(scores [users x catalog], known-taste mask, unknown items per user)."""
+        """(network scores [users x catalog], known-taste mask, unknown items per user)."""
         u, known, unknown = self.user_vectors(users)
         return u @ self._item_vecs.T + self._item_bias, known, unknown
 
-    def served_scores(
-        self, users: Sequence[UserProfile]
-    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """What the model ranks by: the validation-chosen blend of network, wide ridge
-        and popularity (the network alone when trained with `blend=False`)."""
-        network, known, unknown = self.score_batch(users)
-        if getattr(self, "blend", None) is None:
-            return network, known, unknown
-        sources = {"network": network, "wide": self.wide.scores([u.music for u in users])}
-        return self.blend.apply(sources), known, unknown
+    score_batch = network_scores  # the content path that scores new uploads
 
-    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        return self._rank(user, *(x[0] for x in self.served_scores([user])), k, exclude)
+    # --- persistence (`ServedModel.save` / `load` write and read the checkpoint) ----
 
-    def recommend_batch(self, users: Sequence[UserProfile], k: int = 10) -> list[Ranking]:
-        scores, known, unknown = self.served_scores(users)
-        return [
-            self._rank(u, s, ok, miss, k, ())
-            for u, s, ok, miss in zip(users, scores, known, unknown)
-        ]
-
-    def _rank(self, user, scores, known, unknown, k, exclude) -> Ranking:
-        if not known:  # no usable music: answer with popularity, and say so
-            return top_k(
-                self._ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
-            )
-        return top_k(self._ids, scores, k, exclude, unknown_items=unknown)
-
-    # --- persistence (nanoGPT style: the config travels inside the checkpoint) -----
-
-    def save(self, directory: Path | str, extra_manifest: dict | None = None) -> dict:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.taste.save(directory / "taste")
-        checkpoint = {
-            "config": asdict(self.config),
-            "model_args": {
+    def _network_state(self) -> tuple[dict, dict]:
+        tensors = {
+            "id_index": torch.tensor(self.id_index),
+            "content_matrix": None
+            if self.content_matrix is None
+            else torch.tensor(self.content_matrix),
+            "taste_mean": torch.tensor(self.taste_mean),
+            "taste_std": torch.tensor(self.taste_std),
+        }
+        metadata = {
+            "network_args": {
                 "taste_dim": self.taste.dim,
                 "n_ids": int(self.net.item_id.num_embeddings),
                 "content_dim": 0 if self.net.content is None else int(self.net.content.in_features),
                 "n_countries": len(self.countries),
                 "n_languages": len(self.languages),
             },
-            "state_dict": self.net.state_dict(),
-            "item_ids": list(self.item_ids),
-            "pop_scores": torch.tensor(self.pop_scores),
-            "id_index": torch.tensor(self.id_index),
-            "content_matrix": None
-            if self.content_matrix is None
-            else torch.tensor(self.content_matrix),
             "countries": self.countries,
             "languages": self.languages,
             "age_stats": list(self.age_stats),
-            "taste_mean": torch.tensor(self.taste_mean),
-            "taste_std": torch.tensor(self.taste_std),
-            "blend": None
-            if getattr(self, "blend", None) is None
-            else {
-                "weights": self.blend.weights,
-                "validation": self.blend.validation,
-                "wide": self.wide.state(),
-            },
         }
-        torch.save(checkpoint, directory / CHECKPOINT_FILE)
-        manifest = {
-            "kind": "affinity",
-            "target": self.target,
-            "model": "AffinityNet (taste MLP -> item dot product, content path + id embeddings), "
-            "blended with a wide cross-domain ridge and popularity (weights chosen on validation users)",
-            "blend": None if getattr(self, "blend", None) is None else self.blend.weights,
-            "config": asdict(self.config),
-            "taste": self.taste.manifest,
-            "data_hash": self.taste.manifest.get("data_hash"),
-            "metrics": {k: v for k, v in self.metrics.items() if k != "history"},
-            **(extra_manifest or {}),
-        }
-        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        return manifest
+        return tensors, metadata
 
-    @classmethod
-    def load(cls, directory: Path | str) -> "AffinityModel":
-        directory = Path(directory)
-        path = directory / CHECKPOINT_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no affinity checkpoint (run `coldstart train`)")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = AffinityConfig.from_dict(ckpt["config"])
-        model = cls(cfg.target, cfg.seed, cfg)
-        model.taste = TasteModel.load(directory / "taste")
-        model.net = AffinityNet(cfg=cfg, **ckpt["model_args"])
-        model.net.load_state_dict(ckpt["state_dict"])
-        model.net.eval()
-        model.item_ids = list(ckpt["item_ids"])
-        model.pop_scores = ckpt["pop_scores"].numpy()
-        model.id_index = ckpt["id_index"].numpy()
-        model.content_matrix = (
-            None if ckpt["content_matrix"] is None else ckpt["content_matrix"].numpy()
+    def _restore_network(self, tensors: dict, metadata: dict) -> None:
+        self.net = AffinityNet(cfg=self.config, **metadata["network_args"])
+        self.net.load_state_dict(tensors["network"])
+        self.net.eval()
+        self.id_index = tensors["id_index"].numpy()
+        content = tensors["content_matrix"]
+        self.content_matrix = None if content is None else content.numpy()
+        self.countries, self.languages = dict(metadata["countries"]), dict(metadata["languages"])
+        self.age_stats = tuple(metadata["age_stats"])
+        self.taste_mean, self.taste_std = (
+            tensors["taste_mean"].numpy(),
+            tensors["taste_std"].numpy(),
         )
-        model.countries, model.languages = dict(ckpt["countries"]), dict(ckpt["languages"])
-        model.age_stats = tuple(ckpt["age_stats"])
-        model.taste_mean, model.taste_std = ckpt["taste_mean"].numpy(), ckpt["taste_std"].numpy()
-        model.blend = None
-        if ckpt.get("blend") is not None:
-            part = ckpt["blend"]
-            model.blend = ScoreBlend(dict(part["weights"]), dict(part["validation"]))
-            model.wide = WidePart.from_state(part["wide"])
-        manifest_path = directory / MANIFEST_FILE
-        model.metrics = (
-            json.loads(manifest_path.read_text()).get("metrics", {})
-            if manifest_path.exists()
-            else {}
-        )
-        model._refresh_items()
-        return model
+        self._refresh_items()

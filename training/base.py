@@ -8,8 +8,8 @@ Every model declares the same six operations, with one signature each:
     add_items(items, content) -> [item_id added]
     save(directory, extra_manifest) -> manifest / Model.load(directory) -> Model
 
-Served models (`AffinityModel`, `TwoTowerRecommender`) and the baselines implement
-all of them; `tests/recommender_contract.py` checks each. Defined behaviour where an
+Served models (`AffinityModel`, `TwoTowerRecommender`, both `training.served.ServedModel`:
+one lifecycle, docs/served_models.md) and the baselines implement all of them; `tests/recommender_contract.py` checks each. Defined behaviour where an
 operation has little meaning for a model:
 
 * `similar_items` of a model with no item representation (the popularity baselines,
@@ -59,7 +59,7 @@ class Recommender(ABC):
         self.seed = seed
 
     @abstractmethod
-    def fit(self, data: InteractionData) -> "Recommender": ...
+    def fit(self, data: InteractionData) -> Recommender: ...
 
     @abstractmethod
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking: ...
@@ -88,7 +88,7 @@ class Recommender(ABC):
         raise NotImplementedError(f"{type(self).__name__} ({self.name}) is not saved")
 
     @classmethod
-    def load(cls, directory: Path | str) -> "Recommender":
+    def load(cls, directory: Path | str) -> Recommender:
         raise NotImplementedError(f"{cls.__name__} is not saved")
 
     def known_items(self) -> list[str]:

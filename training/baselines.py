@@ -25,7 +25,7 @@ class PopularityRecommender(Recommender):
 
     name = "popularity"
 
-    def fit(self, data: InteractionData) -> "PopularityRecommender":
+    def fit(self, data: InteractionData) -> PopularityRecommender:
         pop = popularity(data, self.target)
         self._ids = pop.index.to_numpy(dtype=object)
         self._scores = pop.to_numpy()
@@ -50,7 +50,7 @@ class PopularityRecommender(Recommender):
         return write_state(directory, manifest, arrays, {"music": sorted(self._music)})
 
     @classmethod
-    def load(cls, directory: Path | str) -> "PopularityRecommender":
+    def load(cls, directory: Path | str) -> PopularityRecommender:
         manifest, arrays, values = read_state(directory, cls.name)
         model = cls(manifest["target"], manifest["seed"])
         model._ids, model._scores = arrays["ids"].astype(object), arrays["scores"]
@@ -73,7 +73,7 @@ class SegmentPopularityRecommender(Recommender):
         super().__init__(target, seed)
         self.min_users = min_users
 
-    def fit(self, data: InteractionData) -> "SegmentPopularityRecommender":
+    def fit(self, data: InteractionData) -> SegmentPopularityRecommender:
         pop = popularity(data, self.target)
         self._ids = pop.index.to_numpy(dtype=object)
         self._global = pop.to_numpy()
@@ -143,7 +143,7 @@ class SegmentPopularityRecommender(Recommender):
         return write_state(directory, manifest, arrays, values)
 
     @classmethod
-    def load(cls, directory: Path | str) -> "SegmentPopularityRecommender":
+    def load(cls, directory: Path | str) -> SegmentPopularityRecommender:
         manifest, arrays, values = read_state(directory, cls.name)
         model = cls(manifest["target"], manifest["seed"], manifest["settings"]["min_users"])
         model._ids = arrays["ids"].astype(object)
@@ -174,7 +174,7 @@ class MusicKNNRecommender(Recommender):
         self.neighbours = neighbours
         self.taste_config = taste or TasteConfig(seed=seed)
 
-    def fit(self, data: InteractionData) -> "MusicKNNRecommender":
+    def fit(self, data: InteractionData) -> MusicKNNRecommender:
         self.taste: TasteModel = fit_taste(data, self.taste_config)
         pop = popularity(data, self.target)
         self._ids = pop.index.to_numpy(dtype=object)
@@ -253,7 +253,7 @@ class MusicKNNRecommender(Recommender):
         )
 
     @classmethod
-    def load(cls, directory: Path | str) -> "MusicKNNRecommender":
+    def load(cls, directory: Path | str) -> MusicKNNRecommender:
         manifest, arrays, values = read_state(directory, cls.name)
         settings = manifest["settings"]
         model = cls(

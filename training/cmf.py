@@ -49,7 +49,7 @@ class CMFALSRecommender(Recommender):
         super().__init__(target, seed)
         self.config = config or CMFConfig()
 
-    def fit(self, data: InteractionData) -> "CMFALSRecommender":
+    def fit(self, data: InteractionData) -> CMFALSRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg = self.config
@@ -73,7 +73,9 @@ class CMFALSRecommender(Recommender):
         if matrix.shape[0]:
             with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS pools slow ALS
                 self.als.fit(matrix.astype(np.float32), show_progress=False)
-            self._item_factors = np.asarray(self.als.item_factors)[self.space.n_music :]
+            self._item_factors: np.ndarray | None = np.asarray(self.als.item_factors)[
+                self.space.n_music :
+            ]
         else:
             self._item_factors = None
         return self

@@ -93,7 +93,7 @@ class RidgeSolution:
     lam: float
 
     @classmethod
-    def fit(cls, x: sparse.csr_matrix, y: sparse.csr_matrix, lam: float) -> "RidgeSolution":
+    def fit(cls, x: sparse.csr_matrix, y: sparse.csr_matrix, lam: float) -> RidgeSolution:
         x_mean = np.asarray(x.mean(axis=0)).ravel()
         y_dense = y.toarray()
         y_mean = y_dense.mean(axis=0)
@@ -133,7 +133,7 @@ class RidgeSolution:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "RidgeSolution":
+    def from_state(cls, state: dict) -> RidgeSolution:
         x = sparse.csr_matrix(
             (state["x_data"].numpy(), state["x_indices"].numpy(), state["x_indptr"].numpy()),
             shape=tuple(state["x_shape"]),
@@ -188,7 +188,7 @@ class WidePart:
 
     encoder: HistoryEncoder
     ridge: RidgeSolution
-    blend: "ScoreBlend"
+    blend: ScoreBlend
     log_listeners: np.ndarray  # popularity source, per target column
     # out-of-fold blended scores of the training rows (not saved; uncapped fits only)
     oof_scores: np.ndarray | None = None
@@ -267,7 +267,7 @@ class WidePart:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "WidePart":
+    def from_state(cls, state: dict) -> WidePart:
         from training.blend import ScoreBlend
 
         return cls(
@@ -395,7 +395,7 @@ class CrossDomainRidge(Recommender):
         super().__init__(target, seed)
         self.lam = lam
 
-    def fit(self, data: InteractionData) -> "CrossDomainRidge":
+    def fit(self, data: InteractionData) -> CrossDomainRidge:
         pop = popularity(data, self.target)
         self._ids = pop.index.to_numpy(dtype=object)
         self._pop = pop.to_numpy(dtype=np.float64)
@@ -454,7 +454,7 @@ class MusicItemKNN(Recommender):
         self.neighbours = neighbours
         self.shrinkage = shrinkage
 
-    def fit(self, data: InteractionData) -> "MusicItemKNN":
+    def fit(self, data: InteractionData) -> MusicItemKNN:
         pop = popularity(data, self.target)
         self._ids = pop.index.to_numpy(dtype=object)
         self._pop = pop.to_numpy(dtype=np.float64)

@@ -52,7 +52,7 @@ class EASERecommender(Recommender):
         super().__init__(target, seed)
         self.config = config or EASEConfig()
 
-    def fit(self, data: InteractionData) -> "EASERecommender":
+    def fit(self, data: InteractionData) -> EASERecommender:
         cfg = self.config
         self.space = JointSpace.fit(data, self.target, cfg.binary)
         self._ids = self.space.target_ids

@@ -56,7 +56,8 @@ def default_models(target: str, seed: int) -> dict[str, Callable[[], Recommender
     if target == "audiobook":
         # 2T-HGNN and its ablations (docs/audiobooks.md); imported here so other
         # targets do not pay for torch_geometric and faiss.
-        from training.two_tower import GNNOnlyRecommender, TwoTowerConfig, TwoTowerRecommender
+        from training.gnn_only import GNNOnlyRecommender
+        from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
         models["two_tower"] = lambda: TwoTowerRecommender(target, seed)
         models["two_tower_gnn"] = lambda: TwoTowerRecommender(

@@ -32,7 +32,7 @@ class HistoryEncoder:
     binary: bool = False
 
     @classmethod
-    def fit(cls, item_ids: Iterable[str], binary: bool = False) -> "HistoryEncoder":
+    def fit(cls, item_ids: Iterable[str], binary: bool = False) -> HistoryEncoder:
         return cls({item: i for i, item in enumerate(sorted({str(i) for i in item_ids}))}, binary)
 
     @property
@@ -68,7 +68,7 @@ class HistoryEncoder:
         return sorted(self.vocabulary, key=self.vocabulary.__getitem__)
 
     @classmethod
-    def from_state(cls, items: list[str], binary: bool = False) -> "HistoryEncoder":
+    def from_state(cls, items: list[str], binary: bool = False) -> HistoryEncoder:
         return cls({item: i for i, item in enumerate(items)}, binary)
 
 
@@ -125,7 +125,7 @@ class EventsByUser:
     spans: dict  # user id (as in the frame) -> (start, end) in `items`
 
     @classmethod
-    def of(cls, events: pd.DataFrame, kind: str) -> "EventsByUser":
+    def of(cls, events: pd.DataFrame, kind: str) -> EventsByUser:
         """From (user_id, item_id, kind) rows; rows without a user are dropped."""
         user_codes, users = pd.factorize(events["user_id"], sort=True)
         order = np.argsort(user_codes, kind="stable")  # keeps row order within a user

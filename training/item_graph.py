@@ -38,7 +38,7 @@ def spoken_events(data: InteractionData) -> pd.DataFrame:
 
 
 def training_graph(
-    data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig"
+    data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig
 ) -> ColistenGraph:
     """The co-listening graph of `events` (from `spoken_events` of the training split)
     over every show and audiobook of `data`, with `data.content` as node features."""
@@ -77,8 +77,8 @@ class ItemGraph:
 
     @classmethod
     def fit(
-        cls, data: InteractionData, events: pd.DataFrame, cfg: "TwoTowerConfig"
-    ) -> tuple["ItemGraph", dict]:
+        cls, data: InteractionData, events: pd.DataFrame, cfg: TwoTowerConfig
+    ) -> tuple[ItemGraph, dict]:
         graph = training_graph(data, events, cfg)
         encoder, history = fit_item_encoder(
             graph, replace(cfg.gnn, seed=cfg.seed), progress=cfg.progress
@@ -134,7 +134,7 @@ class ItemGraph:
         ei = {et: torch.empty(2, 0, dtype=torch.long) for et in self.encoder.edge_types}
         ew = {et: torch.empty(0) for et in self.encoder.edge_types}
         out = self.encoder.eval()(n_id, x, hc, deg, ei, ew)[kind].numpy()
-        for i, vec in zip(item_ids, out):
+        for i in item_ids:
             self.position[i] = len(self.node_ids)
             self.node_ids.append(i)
         self.emb = np.concatenate([self.emb, out])
@@ -162,7 +162,7 @@ class ItemGraph:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "ItemGraph":
+    def from_state(cls, state: dict) -> ItemGraph:
         args = dict(state["encoder_args"])
         args["edge_types"] = [tuple(et) for et in args["edge_types"]]
         encoder = ItemEncoder(**args)

@@ -33,7 +33,7 @@ class JointSpace:
     binary: bool = True
 
     @classmethod
-    def fit(cls, data: InteractionData, target: str, binary: bool = True) -> "JointSpace":
+    def fit(cls, data: InteractionData, target: str, binary: bool = True) -> JointSpace:
         pop = popularity(data, target)
         music = np.sort(data.music_interactions()["item_id"].astype(str).unique())
         return cls(

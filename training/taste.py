@@ -162,7 +162,7 @@ class TasteModel:
         return self.config.dim
 
     @classmethod
-    def fit(cls, data: InteractionData, config: TasteConfig | None = None) -> "TasteModel":
+    def fit(cls, data: InteractionData, config: TasteConfig | None = None) -> TasteModel:
         cfg = config or TasteConfig()
         counts: dict = {}
         sentences = _sentences(data, cfg, counts)
@@ -245,7 +245,7 @@ class TasteModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path | str) -> "TasteModel":
+    def load(cls, directory: Path | str) -> TasteModel:
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.exists():

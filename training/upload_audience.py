@@ -138,7 +138,7 @@ def source_scores(
             counts = np.asarray((upload_groups @ per_group.T).todense())  # uploads x listeners
             # An upload whose author/show nobody played says nothing: a constant row (which
             # the blend's standardisation turns into 0), not the activity tiebreak.
-            heard = counts.any(axis=1)
+            heard = np.asarray(counts.any(axis=1), dtype=bool)
             out[name] = counts + np.where(heard[:, None], tiebreak[None, :], 0.0)
         elif name == "centroid":
             out[name] = uploads @ data.centroids().T
@@ -166,7 +166,7 @@ class UploadAudienceModel:
         validation_truth: Sequence[set[int]],
         k: int = 100,
         neighbours: int = 50,
-    ) -> "UploadAudienceModel":
+    ) -> UploadAudienceModel:
         """Weights from validation uploads: `validation_sources` are their scores by a
         fit that never saw their plays; `validation_truth` their real listeners
         (column positions)."""

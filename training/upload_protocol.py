@@ -247,7 +247,9 @@ def evaluate_uploads(
 
     if not 0 < hidden_fraction < 1:
         raise ValueError(f"hidden fraction must be between 0 and 1, got {hidden_fraction}")
-    frames, listener_ndcg, splits = [], {}, []
+    frames: list = []
+    listener_ndcg: dict = {}
+    splits: list = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         items, per_listener, split = _seed_run(
             catalog, int(seed), hidden_fraction, k_listener, neighbours

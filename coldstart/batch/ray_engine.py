@@ -1,6 +1,7 @@
 """`--engine ray`: score-uploads and catalogue embedding on Ray Data.
 
-The stages are those of the local path (`coldstart.batch.uploads.score_uploads`):
+`RayEngine` runs the stages of `coldstart.batch.upload_pipeline` (one definition for
+both engines) on every upload at once:
 
     pending -> transcribed -> embedded -> indexed -> scored      (or -> failed, with the reason)
 
@@ -10,11 +11,13 @@ Whisper or MiniLM once). Each stage's output is written to Parquet under
 `<home>/batch/<run>/<stage>/`, then read back by the driver and written into the store
 in one transaction per batch of `commit_batch` items, together with the uploads'
 new status. Index updates (faiss, one writer at a time) and the audience prediction
-(one affinity model against every listener, batched) run in the driver.
+(one affinity model against every listener, batched) are the local engine's, in the
+driver.
 
 Resumability is the local path's: uploads hold the `upload:<id>` lease for the whole
-run, finished ones are skipped, a re-run resumes from each upload's recorded status,
-and a failure is recorded on the upload with the step and the reason.
+run (renewed by a background thread), finished ones are skipped, a re-run resumes
+from each upload's recorded status, and a failure is recorded on the upload with the
+step and the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,13 +32,33 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, bindparam, delete, update
+from sqlalchemy import and_, bindparam, delete
 
+from coldstart.batch.ray_stages import Embed, Transcribe, transcript_from_json
+from coldstart.batch.upload_pipeline import LocalEngine, UploadRun, score_uploads
+from coldstart.batch.uploads import ScoreReport
+from coldstart.content.embeddings import SPOKEN_KINDS, EmbedReport, _segments, model_id_for
+from coldstart.content.speech import (
+    _transcribed,
+    model_cache_dir,
+    resolve_audio_path,
+    write_failure,
+    write_transcript,
+)
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
-from coldstart.core.store import Store, upsert, utcnow, worker_id
+from coldstart.core.leases import Leases
+from coldstart.core.store import Store, upsert, utcnow
+from coldstart.core.upload_status import UploadStatus
+from transcripts import prepare_model
 
-__all__ = ["ray_session", "score_uploads_ray", "embed_catalogue_ray", "RayUnavailable"]
+__all__ = [
+    "RayEngine",
+    "RayUnavailable",
+    "embed_catalogue_ray",
+    "ray_session",
+    "score_uploads_ray",
+]
 
 
 class RayUnavailable(RuntimeError):
@@ -120,72 +142,28 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[lo : lo + size]
 
 
-class _Renewer:
-    """Keeps a set of leases alive while the (possibly long) Ray stages run."""
-
-    def __init__(self, store: Store, resources: list[str], owner: str, seconds: float) -> None:
-        self.store, self.resources, self.owner, self.seconds = store, resources, owner, seconds
-        self.lost: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
-            for resource in list(self.resources):
-                if resource not in self.lost and not self.store.renew(
-                    resource, self.owner, self.seconds
-                ):
-                    self.lost.add(resource)
-
-    def __enter__(self) -> "_Renewer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        for resource in self.resources:
-            self.store.release(resource, self.owner)
-
-
 # --- writing stage results -------------------------------------------------------------
 
 
-def _status_rows(conn, upload_ids: Iterable[str], status: str, error: str | None = None) -> None:
-    ids = list(upload_ids)
-    if ids:
-        conn.execute(
-            update(t.uploads)
-            .where(t.uploads.c.upload_id.in_(ids))
-            .values(status=status, error=error, updated_at=utcnow())
-        )
-
-
 def _write_transcripts(
-    store: Store, results: pd.DataFrame, upload_of: dict[str, str], commit_batch: int, report
+    run: UploadRun, results: pd.DataFrame, upload_of: dict[str, str], commit_batch: int
 ) -> None:
     """Transcripts + segments + job rows + upload status, one transaction per batch."""
-    from coldstart.batch.ray_stages import transcript_from_json
-    from coldstart.content.speech import write_failure, write_transcript
-
     for chunk in _chunks(results.to_dict("records"), commit_batch):
         now = utcnow()
-        with store.begin() as conn:
+        with run.store.begin() as conn:
             for row in chunk:
                 item_id, upload_id = row["item_id"], upload_of[row["item_id"]]
                 if not row["transcript"]:
                     write_failure(conn, item_id, row["error"], now)
-                    _status_rows(conn, [upload_id], "failed", f"transcribe: {row['error']}")
-                    report.failed[upload_id] = f"transcribe: {row['error']}"
+                    run.fail([upload_id], f"transcribe: {row['error']}", conn=conn)
                     continue
                 write_transcript(conn, item_id, transcript_from_json(row["transcript"]), now)
-                _status_rows(conn, [upload_id], "transcribed")
+                run.advance([upload_id], UploadStatus.TRANSCRIBED, conn=conn)
 
 
 def _embed_rows(store: Store, model_id: str, item_ids: list[str] | None) -> pd.DataFrame:
     """One row per item: its record, its transcript segments, its stored text hashes."""
-    from coldstart.content.embeddings import SPOKEN_KINDS, _segments
-
     items = store.items(SPOKEN_KINDS)
     if item_ids is not None:
         items = items[items["item_id"].isin(set(item_ids))]
@@ -303,9 +281,6 @@ def embed_catalogue_ray(
     """Embed every spoken-word item whose text is new or changed (as `embed_items`),
     on Ray. Returns an `EmbedReport`; `coldstart index --engine ray` then syncs the
     indexes and retrains the intent classifier as the local path does."""
-    from coldstart.batch.ray_stages import Embed
-    from coldstart.content.embeddings import EmbedReport, model_id_for
-
     started = time.perf_counter()
     model_id = model_id_for(settings)
     rows = _embed_rows(store, model_id, item_ids)
@@ -337,6 +312,97 @@ def embed_catalogue_ray(
     return report
 
 
+class RayEngine(LocalEngine):
+    """`LocalEngine` with transcription and embedding on Ray Data, every upload at once
+    (leases renewed by a background thread while the stages run); indexing, the audience
+    and the bookkeeping are the local engine's."""
+
+    name = "ray"
+    background_leases = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int = 1,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float = 0,
+        commit_batch: int = 50,
+    ) -> None:
+        self.address, self.workers, self.commit_batch = address, workers, commit_batch
+        self.cpus_per_worker, self.gpus_per_worker = cpus_per_worker, gpus_per_worker
+        self.run_dir: Path | None = None  # <home>/batch/<run>/, made by the first stage
+
+    def groups(self, uploads: list[dict], progress: bool | None) -> Iterator[list[dict]]:
+        yield uploads
+
+    def session(self, run: UploadRun):
+        num_cpus = None if self.address else max(1, int(self.workers * self.cpus_per_worker))
+        return ray_session(self.address, num_cpus)
+
+    def _stage(
+        self, run: UploadRun, rows: pd.DataFrame, stage, name: str, batch_size: int
+    ) -> pd.DataFrame:
+        if self.run_dir is None:
+            self.run_dir = _run_dir(run.settings)
+        return _run_stage(
+            rows,
+            stage,
+            run.settings,
+            self.run_dir / name,
+            self.workers,
+            self.cpus_per_worker,
+            self.gpus_per_worker,
+            batch_size,
+        )
+
+    def transcribe(self, run: UploadRun, uploads: dict[str, dict]) -> None:
+        """An existing transcript is kept (as `transcribe_items` does); the others are
+        transcribed under the episode's transcription lease, as `transcribe --pending`
+        takes it."""
+        store, settings, owner = run.store, run.settings, run.owner
+        done = _transcribed(store)
+        kept = [k for k, u in uploads.items() if u["item_id"] in done]
+        run.advance(kept, UploadStatus.TRANSCRIBED)
+        step = {k: u for k, u in uploads.items() if k not in kept}
+        with Leases(store, owner, settings.lease_seconds) as transcribing:
+            refused = set(transcribing.claim(f"transcribe:{u['item_id']}" for u in step.values()))
+            run.drop(k for k, u in step.items() if f"transcribe:{u['item_id']}" in refused)
+            step = {k: u for k, u in step.items() if k in run.live}
+            if not step:
+                return
+            upload_of = {u["item_id"]: k for k, u in step.items()}
+            rows = pd.DataFrame(
+                {
+                    "item_id": list(upload_of),
+                    "path": [
+                        str(resolve_audio_path(u["audio_path"], settings.home))
+                        for u in step.values()
+                    ],
+                }
+            )
+            try:
+                # Resolve and convert the model once here: actors never race to write the cache.
+                prepare_model(
+                    settings.transcribe.engine, settings.transcribe.model, model_cache_dir(settings)
+                )
+                results = self._stage(run, rows, Transcribe, "transcribe", batch_size=1)
+            except Exception as exc:  # e.g. the model cannot be loaded: every upload fails
+                results = rows.assign(
+                    transcript="", error=f"{type(exc).__name__}: {exc}", seconds=0.0
+                )
+            _write_transcripts(run, results, upload_of, self.commit_batch)
+
+    def embed(self, run: UploadRun, uploads: dict[str, dict]) -> None:
+        upload_of = {u["item_id"]: k for k, u in uploads.items()}
+        rows = _embed_rows(run.store, run.model_id, list(upload_of))
+        units = self._stage(run, rows, Embed, "embed", 64)
+
+        def advance(conn, item_ids):
+            run.advance([upload_of[i] for i in item_ids], UploadStatus.EMBEDDED, conn=conn)
+
+        _write_vectors(run.store, units, list(upload_of), run.model_id, self.commit_batch, advance)
+
+
 def score_uploads_ray(
     store: Store,
     settings: Settings,
@@ -348,208 +414,7 @@ def score_uploads_ray(
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
     commit_batch: int = 50,
-):
+) -> ScoreReport:
     """`score_uploads` with transcription and embedding on Ray Data; same `ScoreReport`."""
-    from coldstart.batch.ray_stages import Transcribe
-    from coldstart.batch.uploads import (
-        ScoreReport,
-        _affinity_model,
-        _listener_profiles,
-        _set_status,
-        list_uploads,
-        picks_per_listener,
-        select_uploads,
-        wanted_statuses,
-        write_audience,
-    )
-    from coldstart.content.embeddings import item_vectors, model_id_for
-    from coldstart.content.index import sync_indexes
-    from coldstart.content.speech import _transcribed, model_cache_dir, resolve_audio_path
-    from transcripts import prepare_model
-
-    report = ScoreReport()
-    wanted = wanted_statuses(retry_failed)
-    todo, report.skipped = select_uploads(store, upload_ids, wanted)
-    if not todo:
-        return report
-
-    owner, lease = worker_id(), settings.lease_seconds
-    mine = []
-    for u in todo:
-        if store.claim(f"upload:{u['upload_id']}", owner, lease):
-            mine.append(u)
-        else:
-            report.busy.append(u["upload_id"])
-    run_dir = _run_dir(settings)
-    model_id = model_id_for(settings)
-    with _Renewer(store, [f"upload:{u['upload_id']}" for u in mine], owner, lease) as renewer:
-        current = {
-            u["upload_id"]: u
-            for u in list_uploads(store)
-            if u["upload_id"] in {m["upload_id"] for m in mine}
-        }
-        live = {k: u for k, u in current.items() if u["status"] in wanted}
-        report.skipped += [k for k in current if k not in live]
-
-        def at(*statuses: str) -> dict[str, dict]:
-            return {
-                k: u for k, u in live.items() if u["status"] in statuses and k not in report.failed
-            }
-
-        def moved(ids: Iterable[str], status: str) -> None:
-            for k in ids:
-                live[k]["status"] = status
-
-        needs_cluster = bool(at("pending", "failed", "transcribed"))
-        with (
-            ray_session(address, None if address else max(1, int(workers * cpus_per_worker)))
-            if needs_cluster
-            else contextlib.nullcontext()
-        ):
-            # 1. transcribe (an existing transcript is kept, as transcribe_items does)
-            step = at("pending", "failed")
-            done = _transcribed(store)
-            kept = [k for k, u in step.items() if u["item_id"] in done]
-            with store.begin() as conn:
-                _status_rows(conn, kept, "transcribed")
-            moved(kept, "transcribed")
-            step = {k: u for k, u in step.items() if k not in kept}
-            # The episode's transcription lease too, as `transcribe --pending` takes it.
-            held = [
-                k
-                for k, u in step.items()
-                if store.claim(f"transcribe:{u['item_id']}", owner, lease)
-            ]
-            report.busy += [k for k in step if k not in held]
-            step = {k: step[k] for k in held}
-            if step:
-                upload_of = {u["item_id"]: k for k, u in step.items()}
-                rows = pd.DataFrame(
-                    {
-                        "item_id": list(upload_of),
-                        "path": [
-                            str(resolve_audio_path(u["audio_path"], settings.home))
-                            for u in step.values()
-                        ],
-                    }
-                )
-                try:
-                    # Resolve and convert the model once here: actors never race to write the cache.
-                    prepare_model(
-                        settings.transcribe.engine,
-                        settings.transcribe.model,
-                        model_cache_dir(settings),
-                    )
-                    results = _run_stage(
-                        rows,
-                        Transcribe,
-                        settings,
-                        run_dir / "transcribe",
-                        workers,
-                        cpus_per_worker,
-                        gpus_per_worker,
-                        batch_size=1,
-                    )
-                except (
-                    Exception
-                ) as exc:  # e.g. the model cannot be loaded: every upload of the step fails
-                    results = rows.assign(
-                        transcript="", error=f"{type(exc).__name__}: {exc}", seconds=0.0
-                    )
-                try:
-                    _write_transcripts(store, results, upload_of, commit_batch, report)
-                finally:
-                    for u in step.values():
-                        store.release(f"transcribe:{u['item_id']}", owner)
-                moved(
-                    [
-                        upload_of[i]
-                        for i, tr in zip(results["item_id"], results["transcript"])
-                        if tr
-                    ],
-                    "transcribed",
-                )
-            for k in report.busy:  # another worker is transcribing it: leave it to that worker
-                live.pop(k, None)
-            # 2. embed
-            step = at("transcribed")
-            if step:
-                upload_of = {u["item_id"]: k for k, u in step.items()}
-                try:
-                    units = _run_stage(
-                        _embed_rows(store, model_id, list(upload_of)),
-                        _embed_stage(),
-                        settings,
-                        run_dir / "embed",
-                        workers,
-                        cpus_per_worker,
-                        gpus_per_worker,
-                        64,
-                    )
-
-                    def advance(conn, item_ids):
-                        _status_rows(conn, [upload_of[i] for i in item_ids], "embedded")
-
-                    _write_vectors(store, units, list(upload_of), model_id, commit_batch, advance)
-                    moved(step, "embedded")
-                except Exception as exc:
-                    _fail(store, report, step, "embed", exc)
-        # 3. index (faiss files: one writer at a time, in the driver)
-        step = at("embedded")
-        if step:
-            try:
-                with store.hold("index:sync", owner, lease):
-                    sync_indexes(store, settings, model_id, [u["item_id"] for u in step.values()])
-                with store.begin() as conn:
-                    _status_rows(conn, step, "indexed")
-                moved(step, "indexed")
-            except Exception as exc:
-                _fail(store, report, step, "index", exc)
-        # 4. audience (one model against every listener, in batches)
-        step = at("indexed")
-        if step:
-            try:
-                model, profiles, picks = (
-                    _affinity_model(store),
-                    _listener_profiles(store),
-                    picks_per_listener(store),
-                )
-                vectors = item_vectors(store, model_id, ["episode"])
-            except Exception as exc:
-                _fail(store, report, step, "audience", exc)
-                step = {}
-            for upload_id, u in step.items():
-                if f"upload:{upload_id}" in renewer.lost:
-                    report.busy.append(upload_id)
-                    continue
-                try:
-                    summary = write_audience(
-                        settings,
-                        model,
-                        profiles,
-                        picks,
-                        upload_id,
-                        u["item_id"],
-                        u["show_id"],
-                        vectors.get(u["item_id"]),
-                    )
-                    summary["engine"] = "ray"
-                    _set_status(store, upload_id, "scored", audience=summary)
-                    report.scored.append(upload_id)
-                except Exception as exc:  # one bad upload must not stop the batch
-                    _fail(store, report, {upload_id: u}, "audience", exc)
-    return report
-
-
-def _embed_stage():
-    from coldstart.batch.ray_stages import Embed
-
-    return Embed
-
-
-def _fail(store: Store, report, step: dict, name: str, exc: BaseException) -> None:
-    message = f"{name}: {type(exc).__name__}: {exc}"
-    with store.begin() as conn:
-        _status_rows(conn, step, "failed", message)
-    for upload_id in step:
-        report.failed[upload_id] = message
+    engine = RayEngine(address, workers, cpus_per_worker, gpus_per_worker, commit_batch)
+    return score_uploads(store, settings, upload_ids, retry_failed, engine=engine)

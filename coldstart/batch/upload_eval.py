@@ -121,7 +121,8 @@ def load_upload_catalog(
         if item in stored and len(stored[item]) == dim:
             vectors[i] = stored[item]
     if missing:
-        vectors[missing] = encoder.encode([texts[i] for i in missing], progress=progress)
+        assert encoder is not None  # loaded above whenever a text is missing
+        vectors[missing] = encoder.encode([texts[i] or "" for i in missing], progress=progress)
     return UploadCatalog(items["item_id"].astype(str), vectors, groups, words, plays)
 
 

@@ -3,13 +3,12 @@
 Registering writes the `uploads` row and the episode's `items` row in one
 transaction (status `pending`; the episode is not recommendable until `scored`).
 
-`score_uploads` takes every unfinished upload through
+`coldstart.batch.upload_pipeline.score_uploads` takes every unfinished upload through
 
     pending -> transcribed -> embedded -> indexed -> scored      (or -> failed, with the error)
 
-Every step is idempotent (a transcript, a vector or an index entry that exists is
-kept), and the status is written after each step, so a crashed run resumes where it
-stopped. One upload failing is recorded and the batch goes on.
+(`UploadStatus`), locally or on Ray Data; this module holds what its stages share:
+the upload rows and the audience prediction.
 
 The predicted audience of an episode is computed with the affinity model's content
 path: the episode's content vector becomes an item vector (calibrated to its show's
@@ -33,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, update
-from tqdm.auto import tqdm
 
 from coldstart.batch.audience_pass import SAMPLED_CATALOG_MIN, sampled_catalog_summary
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
-from coldstart.core.store import Store, utcnow, worker_id
+from coldstart.core.store import Store, utcnow
+from coldstart.core.upload_status import UNFINISHED, UploadStatus
 
 __all__ = [
     "UploadError",
@@ -46,11 +45,12 @@ __all__ = [
     "UploadTooLarge",
     "UploadNotFound",
     "STATUSES",
+    "UNFINISHED",
+    "UploadStatus",
     "resolve_upload_path",
     "register_upload",
     "get_upload",
     "list_uploads",
-    "score_uploads",
     "ScoreReport",
     "predict_audience",
     "write_audience",
@@ -58,8 +58,7 @@ __all__ = [
     "picks_per_listener",
 ]
 
-STATUSES = ("pending", "transcribed", "embedded", "indexed", "scored", "failed")
-UNFINISHED = ("pending", "transcribed", "embedded", "indexed")
+STATUSES = tuple(UploadStatus)
 # A new episode's rank among the catalog is kept per listener down to this depth.
 RANK_DEPTH = 100
 # Listeners x catalog scores held at once in the catalog pass (float32: 128 MiB); the
@@ -183,7 +182,7 @@ def register_upload(
                 description=description,
                 language=language,
                 audio_path=str(audio_path),
-                status="pending",
+                status=UploadStatus.PENDING.value,
                 created_at=now,
                 updated_at=now,
             )
@@ -214,7 +213,11 @@ def list_uploads(store: Store, statuses: Iterable[str] | None = None) -> list[di
 def _set_status(
     store: Store, upload_id: str, status: str, error: str | None = None, audience: Any = None
 ) -> None:
-    values: dict[str, Any] = {"status": status, "error": error, "updated_at": utcnow()}
+    values: dict[str, Any] = {
+        "status": UploadStatus(status).value,
+        "error": error,
+        "updated_at": utcnow(),
+    }
     if audience is not None:
         values["audience"] = audience
     with store.begin() as conn:
@@ -512,11 +515,13 @@ def _top_users(frame: pd.DataFrame, n: int) -> pd.DataFrame:
     return frame.sort_values(["probability", "user_id"], ascending=[False, True]).head(n)
 
 
-# --- the batch ------------------------------------------------------------------------------
+# --- what a scoring run reports, and the model it scores with ------------------------------
 
 
 @dataclass
 class ScoreReport:
+    """What a scoring run did, by upload id."""
+
     scored: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -551,125 +556,3 @@ def _affinity_model(store: Store):
             "no trained affinity model for podcasts in the store; run `coldstart train` first"
         )
     return AffinityModel.load(row["path"])
-
-
-class LeaseLost(RuntimeError):
-    """Another worker took this upload over (our lease expired): stop touching it."""
-
-
-def wanted_statuses(retry_failed: bool) -> tuple[str, ...]:
-    """Upload statuses a scoring run works on (failed ones only when retrying)."""
-    return UNFINISHED + (("failed",) if retry_failed else ())
-
-
-def select_uploads(
-    store: Store, upload_ids: Iterable[str] | None, wanted: tuple[str, ...]
-) -> tuple[list[dict], list[str]]:
-    """(uploads to work on, ids skipped as finished): every upload, or exactly
-    `upload_ids` (an unknown id is an error naming it)."""
-    uploads = list_uploads(store)
-    if upload_ids is not None:
-        chosen = set(upload_ids)
-        missing = chosen - {u["upload_id"] for u in uploads}
-        if missing:
-            raise UploadNotFound(f"no upload(s) {', '.join(sorted(missing))}")
-        uploads = [u for u in uploads if u["upload_id"] in chosen]
-    todo = [u for u in uploads if u["status"] in wanted]
-    return todo, [u["upload_id"] for u in uploads if u["status"] not in wanted]
-
-
-def score_uploads(
-    store: Store,
-    settings: Settings,
-    upload_ids: Iterable[str] | None = None,
-    retry_failed: bool = False,
-    progress: bool | None = None,
-) -> ScoreReport:
-    """Take unfinished uploads (or `upload_ids`) through every step; see the module doc.
-
-    Several workers may run at once (processes, machines on one PostgreSQL): each
-    upload is worked on under a lease (`Store.claim`, `upload:<id>`, renewed after
-    every step, `settings.lease_seconds` long). An upload leased by another worker is
-    reported `busy` and left alone; one whose worker died is taken over once its
-    lease expires, and resumes from its last recorded step. Index files are updated
-    under the `index:sync` lease, one worker at a time.
-    """
-    from coldstart.content.embeddings import embed_items, item_vectors, load_encoder
-    from coldstart.content.index import sync_indexes
-    from coldstart.content.speech import transcribe_items
-
-    report = ScoreReport()
-    wanted = wanted_statuses(retry_failed)
-    todo, report.skipped = select_uploads(store, upload_ids, wanted)
-    if not todo:
-        return report
-
-    owner, lease = worker_id(), settings.lease_seconds
-    encoder = None
-    model = profiles = None
-    for upload in tqdm(
-        todo,
-        desc="scoring uploads",
-        unit="upload",
-        disable=None if progress is None else not progress,
-    ):
-        upload_id, item_id = upload["upload_id"], upload["item_id"]
-        resource = f"upload:{upload_id}"
-        if not store.claim(resource, owner, lease):
-            report.busy.append(upload_id)
-            continue
-        try:
-            status = get_upload(store, upload_id)[
-                "status"
-            ]  # it may have moved on since the listing
-            if status not in wanted:
-                report.skipped.append(upload_id)
-                continue
-
-            def advance(new_status: str) -> str:
-                if not store.renew(resource, owner, lease):
-                    raise LeaseLost(f"upload {upload_id}: lease lost to another worker")
-                _set_status(store, upload_id, new_status)
-                return new_status
-
-            step = "transcribe"
-            try:
-                if status in ("pending", "failed"):
-                    result = transcribe_items(store, settings, [item_id], progress=False)
-                    if item_id in result.busy:
-                        report.busy.append(upload_id)  # `transcribe --pending` has it right now
-                        continue
-                    if item_id in result.failed:
-                        raise RuntimeError(result.failed[item_id])
-                    status = advance("transcribed")
-                step = "embed"
-                encoder = encoder or load_encoder(settings)
-                if status == "transcribed":
-                    embed_items(store, settings, [item_id], encoder=encoder, progress=False)
-                    status = advance("embedded")
-                step = "index"
-                if status == "embedded":
-                    with store.hold("index:sync", owner, lease):
-                        sync_indexes(store, settings, encoder.model_id, [item_id])
-                    status = advance("indexed")
-                step = "audience"
-                if model is None:
-                    model, profiles = _affinity_model(store), _listener_profiles(store)
-                    picks = picks_per_listener(store)
-                vector = item_vectors(store, encoder.model_id, ["episode"], [item_id]).get(item_id)
-                summary = write_audience(
-                    settings, model, profiles, picks, upload_id, item_id, upload["show_id"], vector
-                )
-                if not store.renew(resource, owner, lease):
-                    raise LeaseLost(f"upload {upload_id}: lease lost to another worker")
-                _set_status(store, upload_id, "scored", audience=summary)
-                report.scored.append(upload_id)
-            except LeaseLost:
-                report.busy.append(upload_id)
-            except Exception as exc:  # one bad upload must not stop the batch
-                message = f"{step}: {type(exc).__name__}: {exc}"
-                _set_status(store, upload_id, "failed", error=message)
-                report.failed[upload_id] = message
-        finally:
-            store.release(resource, owner)
-    return report

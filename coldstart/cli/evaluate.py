@@ -96,14 +96,14 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
-    from coldstart.models.artifacts import load_interaction_data, train_and_save
+    from coldstart.models.artifacts import load_interaction_data, train_model
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)
     manifests = {}
     for name in target:
         try:
-            manifests[name] = train_and_save(store, settings, name, data=data)
+            _, manifests[name] = train_model(store, settings, "affinity", name, data=data)
         except ValueError as exc:
             fail(str(exc))
     if as_json:

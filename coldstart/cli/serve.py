@@ -75,7 +75,8 @@ def score_uploads_command(
     workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: actors per stage."),
 ) -> None:
     """Transcribe, embed, index and predict the audience of every pending upload."""
-    from coldstart.batch.uploads import UploadNotFound, get_upload, score_uploads
+    from coldstart.batch.upload_pipeline import score_uploads
+    from coldstart.batch.uploads import UploadNotFound, get_upload
 
     store = store_of(ctx)
     try:

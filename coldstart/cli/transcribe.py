@@ -61,7 +61,7 @@ def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
                 engine,
                 chunk_seconds=settings.transcribe.chunk_seconds,
                 language=settings.transcribe.language,
-                on_progress=(lambda seconds: bar.update(round(seconds / 60, 2) - bar.n))
+                on_progress=(lambda seconds, bar=bar: bar.update(round(seconds / 60, 2) - bar.n))
                 if bar is not None
                 else None,
             )

@@ -15,20 +15,18 @@ def train_two_tower_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Fit the co-listening GNN + two-tower audiobook model on the whole store; save and register it."""
-    from coldstart.models.artifacts import (
-        TWO_TOWER_ARTIFACT,
-        load_interaction_data,
-        train_two_tower,
-    )
+    from coldstart.models.artifacts import train_model
+    from coldstart.models.registry import SERVED_KINDS
 
     settings, store = settings_of(ctx), store_of(ctx)
-    data = load_interaction_data(store)
-    directory = settings.artifacts_path / "two_tower-audiobook"
+    artifact = SERVED_KINDS["two_tower"].artifact("audiobook")
     try:
-        model = train_two_tower(store, data, directory, seed=seed, progress=not as_json)
+        model, manifest = train_model(
+            store, settings, "two_tower", "audiobook", seed=seed, progress=not as_json
+        )
     except ValueError as exc:
         fail(str(exc))
-    manifest = store.artifact(TWO_TOWER_ARTIFACT)["manifest"]
+    directory = manifest["path"]
     if as_json:
         emit_json(manifest)
         return
@@ -36,5 +34,5 @@ def train_two_tower_cmd(
     console.print(
         f"two-tower saved to {directory}: {m['catalog']} audiobooks ({m['content_items']} with text), "
         f"graph {m.get('graph_nodes', 0)} nodes / {m.get('graph_edges', 0)} edges, "
-        f"val ndcg@10 {m['val_ndcg@10']:.3f} (epoch {m['best_epoch'] + 1}/{m['epochs']}); registered {TWO_TOWER_ARTIFACT!r}"
+        f"val ndcg@10 {m['val_ndcg@10']:.3f} (epoch {m['best_epoch'] + 1}/{m['epochs']}); registered {artifact!r}"
     )

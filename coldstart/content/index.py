@@ -116,7 +116,7 @@ class VectorIndex:
         nprobe: int = 16,
         target_recall: float = 0.95,
         dim: int | None = None,
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         x = _as_matrix(vectors)
         dim = int(x.shape[1]) if len(keys) else int(dim or 0)
         if len(keys) != len(x):
@@ -283,7 +283,7 @@ class VectorIndex:
         return dict(self.manifest)
 
     @classmethod
-    def load(cls, directory: Path) -> "VectorIndex":
+    def load(cls, directory: Path) -> VectorIndex:
         directory = Path(directory)
         paths = {n: directory / n for n in ("index.faiss", "ids.parquet", "manifest.json")}
         missing = [str(p) for p in paths.values() if not p.exists()]
@@ -432,7 +432,7 @@ def sync_indexes(
             if index.model_id != model_id:
                 index = None  # never mix models: rebuild from this model's vectors
         if index is not None:
-            held = [k for k in index.keys() if scope is None or _item_of(k, unit) in scope]
+            held = [k for k in index.keys() if scope is None or _item_of(k, unit) in scope]  # noqa: SIM118 (a VectorIndex, not a dict)
             gone = [k for k in held if k not in current]
             fresh = [k for k in current if index.entry_hash(k) != _entry_hash(k, current[k])]
             replaced = sum(1 for k in fresh if k in index)

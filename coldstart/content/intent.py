@@ -87,7 +87,7 @@ class IntentModel:
         return dict(self.manifest)
 
     @classmethod
-    def load(cls, directory: Path) -> "IntentModel":
+    def load(cls, directory: Path) -> IntentModel:
         manifest = json.loads((directory / "manifest.json").read_text())
         with np.load(directory / "weights.npz", allow_pickle=True) as data:
             return cls([str(x) for x in data["labels"]], data["coef"], data["intercept"], manifest)

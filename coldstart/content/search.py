@@ -123,7 +123,7 @@ class _Lexical:
         return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
 
     def rank(
-        self, query: str, depth: int, allowed: "set[str] | np.ndarray | None"
+        self, query: str, depth: int, allowed: set[str] | np.ndarray | None
     ) -> list[tuple[str, float]]:
         """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
         tokens = self._tokens([query])[0]
@@ -233,7 +233,7 @@ class SearchService:
             return self._search(query, k, filt, depth, mode)
 
     def _search(
-        self, query: str, k: int, filt: "_Filter", depth: int, mode: str
+        self, query: str, k: int, filt: _Filter, depth: int, mode: str
     ) -> list[SearchResult]:
         qvec = self.encoder.encode_query(query) if mode != "lexical" else None
         if mode == "dense":
@@ -336,7 +336,7 @@ class SearchService:
             )
         return out
 
-    def _passage_lexicon(self) -> "_Lexical":
+    def _passage_lexicon(self) -> _Lexical:
         if self._passage_lexical is None:
             rows = self._passage_rows
             self._passage_lexical = _Lexical(list(rows.index), [_text(x) for x in rows["text"]])
@@ -354,7 +354,7 @@ class SearchService:
 
     def candidates(
         self, query: str, k: int = 10, kind: str | None = None, lexical: bool = True
-    ) -> "Candidates":
+    ) -> Candidates:
         """The candidates modes intent and fused score for `query`, with every part of their
         score (for benchmarks and tuning; `search` adds them up with the settings' weights)."""
         query = _text(query)
@@ -366,8 +366,8 @@ class SearchService:
             return self._candidates(query, qvec, depth, self._filter(kind, None, None), lexical)
 
     def _candidates(
-        self, query: str, qvec: np.ndarray, depth: int, filt: "_Filter", lexical: bool
-    ) -> "Candidates":
+        self, query: str, qvec: np.ndarray, depth: int, filt: _Filter, lexical: bool
+    ) -> Candidates:
         """Dense top `depth` and, when `lexical`, the BM25 top `depth` (cosines read from the
         index), each with its cosine, BM25 / best BM25 (0: no shared word) and p(its genre |
         query) (0: no genre the classifier knows)."""
@@ -398,7 +398,7 @@ class SearchService:
         query: str,
         qvec: np.ndarray,
         depth: int,
-        filt: "_Filter",
+        filt: _Filter,
         lexical_weight: float,
         intent_weight: float,
         confidence_power: float,
@@ -433,7 +433,7 @@ class SearchService:
             mask &= self.items["genre"].fillna("").str.lower() == genre.lower()
         return set(self.items.index[mask])
 
-    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> "_Filter":
+    def _filter(self, kind: str | None, language: str | None, genre: str | None) -> _Filter:
         """The candidates a filter allows, as the dense index's ids and BM25's mask (cached)."""
         key = (kind, language and language.lower(), genre and genre.lower())
         if key not in self._filters:
@@ -448,7 +448,7 @@ class SearchService:
                 )
         return self._filters[key]
 
-    def _dense(self, qvec: np.ndarray, depth: int, filt: "_Filter") -> list[tuple[str, float]]:
+    def _dense(self, qvec: np.ndarray, depth: int, filt: _Filter) -> list[tuple[str, float]]:
         return self.items_index.search(qvec, depth, filt.dense)[0]
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:

@@ -112,7 +112,7 @@ class Store:
         t.metadata.create_all(self.engine)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Store":
+    def from_settings(cls, settings: Settings) -> Store:
         settings.home.mkdir(parents=True, exist_ok=True)
         return cls(settings.db_url)
 

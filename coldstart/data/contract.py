@@ -253,16 +253,17 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
             return values, missing, bad, "expected an integer"
         bad |= ~missing & values.notna() & ~np.isfinite(values)
         return values, missing, bad, "expected a number"
+    assert text is not None  # only numeric columns skip the text form, and they returned
     if col.type == "datetime":
         # ISO 8601 with the vectorised parser; the rest as the mixed-format parser reads it.
-        values = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        values = pd.Series(pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"))
         retry = (~missing & values.isna()).to_numpy()
         if retry.any():
-            values = values.astype(object)
-            values[retry] = pd.to_datetime(
+            mixed = values.astype(object)
+            mixed[retry] = pd.to_datetime(
                 text[retry].astype(object), errors="coerce", utc=True, format="mixed"
             )
-            values = pd.to_datetime(values, utc=True)
+            values = pd.Series(pd.to_datetime(mixed, utc=True))
         bad = ~missing & values.isna()
         return values.dt.tz_convert(None), missing, bad, "expected a date/time (ISO 8601)"
     lowered = text.str.lower()
@@ -282,13 +283,14 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
 
 def known_kinds(known_items: pd.Series | dict[str, str] | None) -> pd.Series:
     """item_id -> kind as a Series indexed by Arrow strings (from a dict or a Series)."""
-    if known_items is None:
-        known_items = {}
-    if isinstance(known_items, dict):
-        known_items = pd.Series(known_items, dtype=object)
+    series = (
+        known_items
+        if isinstance(known_items, pd.Series)
+        else pd.Series(known_items or {}, dtype=object)
+    )
     return pd.Series(
-        known_items.to_numpy(dtype=object),
-        index=pd.Index(known_items.index.astype(object), dtype=pd.StringDtype("pyarrow")),
+        series.to_numpy(dtype=object),
+        index=pd.Index(series.index.astype(object), dtype=pd.StringDtype("pyarrow")),
         dtype=object,
     )
 

@@ -132,9 +132,11 @@ def _bulk_insert(conn, stage: Table, frame: pd.DataFrame) -> None:
     if conn.dialect.name == "postgresql":
         driver = conn.connection.driver_connection
         text = frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-        with driver.cursor() as cur:
-            with cur.copy(f"COPY {stage.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(text)
+        with (
+            driver.cursor() as cur,
+            cur.copy(f"COPY {stage.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
+        ):
+            copy.write(text)
         return
     rows = list(zip(*[_sqlite_values(frame[c]) for c in cols]))
     marks = ", ".join("?" for _ in cols)

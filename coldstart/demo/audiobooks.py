@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from coldstart.models.artifacts import TWO_TOWER_ARTIFACT, load_interaction_data, train_two_tower
+from coldstart.models.artifacts import load_interaction_data, train_model
+from coldstart.models.registry import SERVED_KINDS
 from training.baselines import PopularityRecommender
 from training.cross_domain import MusicItemKNN
 from training.evaluate import evaluate
@@ -43,13 +44,13 @@ def stage_audiobooks(ctx) -> None:
         )
     ctx.console.print(table)
 
-    model = train_two_tower(
-        ctx.store, data, ctx.settings.artifacts_path / "two_tower-audiobook", seed=ctx.config.seed
+    model, _ = train_model(
+        ctx.store, ctx.settings, "two_tower", "audiobook", data=data, seed=ctx.config.seed
     )
     m = model.metrics
     ctx.console.print(
         f"two-tower trained: graph {m.get('graph_nodes', 0)} nodes / {m.get('graph_edges', 0)} edges, "
-        f"{m['train_pairs']} listener-audiobook pairs, val ndcg@10 {m['val_ndcg@10']:.3f}; registered {TWO_TOWER_ARTIFACT!r}"
+        f"{m['train_pairs']} listener-audiobook pairs, val ndcg@10 {m['val_ndcg@10']:.3f}; registered {SERVED_KINDS['two_tower'].artifact('audiobook')!r}"
     )
 
     titles = data.items.set_index("item_id")["title"].astype(str)

@@ -13,7 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from coldstart.api.server import serve_in_thread
-from coldstart.batch.uploads import score_uploads
+from coldstart.batch.upload_pipeline import score_uploads
 from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
 __all__ = ["stage_serving"]
@@ -78,12 +78,12 @@ def _ensure_affinity(ctx) -> None:
     from coldstart.batch.uploads import affinity_artifact
 
     if affinity_artifact(ctx.store) is None:
-        from coldstart.models.artifacts import train_and_save
+        from coldstart.models.artifacts import train_model
 
         ctx.console.print(
             "no podcast affinity model registered yet: training one (as `coldstart train` does)"
         )
-        train_and_save(ctx.store, ctx.settings, "podcast")
+        train_model(ctx.store, ctx.settings, "affinity", "podcast")
 
 
 def stage_serving(ctx) -> None:

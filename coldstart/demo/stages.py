@@ -14,7 +14,7 @@ from coldstart.content.speech import TranscriptionReport, pending_items, transcr
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.models.artifacts import train_and_save
+from coldstart.models.artifacts import train_model
 
 __all__ = ["transcribe_stage", "podcast_stage"]
 
@@ -65,7 +65,7 @@ def podcast_stage(ctx) -> None:
     ctx.console.print(
         f"content vectors used for {result['content_items']} items; wrote {result['plot']}"
     )
-    manifest = train_and_save(ctx.store, ctx.settings, "podcast")
+    _, manifest = train_model(ctx.store, ctx.settings, "affinity", "podcast")
     m = manifest["metrics"]
     ctx.console.print(
         f"serving model: {manifest['path']} (validation ndcg@10 {m['val_ndcg@10']:.3f}, "

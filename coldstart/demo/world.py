@@ -175,7 +175,7 @@ def build_world(config: WorldConfig = WorldConfig()) -> World:
         if rng.random() < 0.6:
             for pos, t in enumerate(tracks[: int(rng.integers(8, 15))]):
                 playlists.append((f"pl-{uid}", track_ids[t], pos))
-        lang_match = lambda langs: np.where(langs == lang, 1.0, 0.04)  # noqa: E731
+        lang_match = lambda langs, lang=lang: np.where(langs == lang, 1.0, 0.04)  # noqa: E731
         if rng.random() < config.podcast_share:
             p = _choice_probs(
                 show_pop * lang_match(show_lang), spoken_aff[u][show_genre], config.taste_sharpness

@@ -2,46 +2,35 @@
 
 * `load_interaction_data(store)` is what every model trains on: the contract tables
   plus the spoken-word items' content vectors when the embedding stage has run.
-* `train_and_save(store, settings, target)` fits taste vectors + the affinity MLP and
-  registers artifacts "taste" and "affinity" (podcast) / "affinity-audiobook".
-* `train_two_tower(store, data, directory)` fits the audiobook two-tower and registers
-  it as `TWO_TOWER_ARTIFACT`.
-* `load_models(settings, store)` returns `{target: AffinityModel}` for every target
-  with a registered affinity artifact. The server loads any kind through
+* `train_model(store, settings, kind, target)` fits any served kind
+  (`coldstart.models.registry.SERVED_KINDS`: "affinity", "two_tower"), saves it with
+  its manifest and registers it; `coldstart train` and `coldstart train-two-tower`
+  both call it.
+* `load_models(settings, store, kind)` returns `{target: model}` for every target with
+  a registered artifact of that kind. The server loads any kind through
   `coldstart.models.registry`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from training.affinity import AffinityConfig, AffinityModel
+from coldstart.models.registry import SERVED_KINDS
 from training.data import TARGET_KINDS, InteractionData
-from training.taste import TasteConfig
-
-if TYPE_CHECKING:
-    from training.two_tower import TwoTowerRecommender
+from training.served import ServedModel
 
 __all__ = [
-    "TWO_TOWER_ARTIFACT",
-    "affinity_config",
-    "artifact_name",
     "check_target",
     "content_model_id",
     "load_interaction_data",
     "load_models",
-    "train_and_save",
-    "train_two_tower",
+    "train_model",
 ]
-
-TWO_TOWER_ARTIFACT = "two_tower:audiobook"
 
 
 def content_model_id(store: Store) -> str | None:
@@ -83,70 +72,50 @@ def check_target(data: InteractionData, target: str) -> None:
         )
 
 
-def artifact_name(target: str) -> str:
-    return "affinity" if target == "podcast" else f"affinity-{target}"
-
-
-def affinity_config(settings: Settings, target: str) -> AffinityConfig:
-    """The evaluated defaults, with the knobs exposed in `settings.train` applied."""
-    seed = settings.train.seed
-    return replace(
-        AffinityConfig(),
-        target=target,
-        seed=seed,
-        taste=replace(TasteConfig(), dim=settings.train.taste_dim, seed=seed),
-        max_epochs=settings.train.epochs,
-    )
-
-
-def train_and_save(
-    store: Store, settings: Settings, target: str = "podcast", data: InteractionData | None = None
-) -> dict:
-    """Fit taste vectors + the affinity MLP on the whole store and register them.
-
-    Returns the affinity manifest (with the artifact path)."""
+def train_model(
+    store: Store,
+    settings: Settings,
+    kind: str,
+    target: str,
+    data: InteractionData | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> tuple[ServedModel, dict]:
+    """Fit a served model of `kind` for `target` on the whole store (or on `data`), save
+    it under `settings.artifacts_path` and register it. `seed` defaults to
+    `settings.train.seed`. Returns (model, manifest with the artifact path)."""
+    if kind not in SERVED_KINDS:
+        raise ValueError(f"unknown served model kind {kind!r}; known: {sorted(SERVED_KINDS)}")
+    served = SERVED_KINDS[kind]
     data = data if data is not None else load_interaction_data(store)
     check_target(data, target)
+    seed = settings.train.seed if seed is None else seed
     started = time.perf_counter()
-    model = AffinityModel(target, settings.train.seed, affinity_config(settings, target)).fit(data)
-    directory = settings.artifacts_path / artifact_name(target)
+    model = served.model(target, seed, served.config(settings, target, seed, progress)).fit(data)
+    directory = settings.artifacts_path / served.directory(target)
     manifest = model.save(
         directory,
         {
             "trained_seconds": round(time.perf_counter() - started, 2),
             "content_items": len(data.content),
+            "path": str(directory),
         },
     )
-    store.register_artifact("taste", directory / "taste", model.taste.manifest)
-    store.register_artifact(artifact_name(target), directory, manifest)
-    return {**manifest, "path": str(directory)}
+    if served.taste_artifact:
+        store.register_artifact(served.taste_artifact, directory / "taste", model.taste.manifest)
+    store.register_artifact(served.artifact(target), directory, manifest)
+    return model, manifest
 
 
-def train_two_tower(
-    store: Store, data: InteractionData, directory, seed: int = 0, progress: bool = False
-) -> "TwoTowerRecommender":
-    """Fit the audiobook two-tower on all of `data`, save it with its manifest and register it."""
-    # Imported here: the affinity path (`coldstart train`) does not pay for torch_geometric.
-    from training.two_tower import TwoTowerConfig, TwoTowerRecommender
-
-    started = time.perf_counter()
-    model = TwoTowerRecommender(
-        "audiobook", seed, TwoTowerConfig(seed=seed, progress=progress)
-    ).fit(data)
-    manifest = model.save(
-        directory,
-        {"trained_seconds": round(time.perf_counter() - started, 2), "path": str(directory)},
-    )
-    store.register_artifact(TWO_TOWER_ARTIFACT, directory, manifest)
-    return model
-
-
-def load_models(settings: Settings, store: Store | None = None) -> dict[str, AffinityModel]:
-    """Fitted affinity models by target, from the registered artifacts."""
+def load_models(
+    settings: Settings, store: Store | None = None, kind: str = "affinity"
+) -> dict[str, ServedModel]:
+    """Fitted models of `kind` by target, from the registered artifacts."""
     store = store or Store.from_settings(settings)
+    served = SERVED_KINDS[kind]
     models = {}
     for target in TARGET_KINDS:
-        row = store.artifact(artifact_name(target))
+        row = store.artifact(served.artifact(target))
         if row is not None:
-            models[target] = AffinityModel.load(row["path"])
+            models[target] = served.model.load(row["path"])
     return models

@@ -3,12 +3,14 @@
 
 Sources:
 
-* `AffinitySource`: the affinity model's user tower gives a vector for the listener;
-  a faiss inner-product index over the model's item vectors (bias folded in as one
-  extra dimension) returns its top items. Exact for small catalogs, and the same code
-  takes an approximate index when the catalog grows.
-* `RecommenderSource`: any `training.base.Recommender` (the two-tower model for
-  audiobooks, segment popularity). Its `fallback` flag is passed on.
+* `RecommenderSource`: any `training.base.Recommender`: every trained model (the
+  pipeline makes one per loaded model, named by its manifest kind; a served model ranks
+  through its blend) and segment popularity. Its `fallback` flag is passed on.
+* `AffinitySource`: the affinity network alone, through faiss: the model's user tower
+  gives a vector for the listener; an inner-product index over the model's item
+  vectors (bias folded in as one extra dimension) returns its top items. Not used by
+  the pipeline (a served model ranks with its blend); kept for the network's own
+  ranking at catalog scale, where an approximate index can replace the exact one.
 * `ContentSource`: items whose content is nearest (issue 4's faiss item index) to the best
   items the other sources found: it reaches items nobody has listened to yet.
 * `EditorialSource`: the configured pins, so that they are in the list at all; the

@@ -38,7 +38,7 @@ class Catalog:
     )  # show_id -> episode ids, best first
 
     @classmethod
-    def from_store(cls, store: Store) -> "Catalog":
+    def from_store(cls, store: Store) -> Catalog:
         items = store.items(SPOKEN_KINDS)
         # Uploads become recommendable once scored (transcribed, embedded, indexed).
         hidden = store.frame(t.uploads, t.uploads.c.status != "scored", ["item_id"])["item_id"]
@@ -55,7 +55,7 @@ class Catalog:
         return cls.from_frames(items, {str(i): int(n) for i, n in rows})
 
     @classmethod
-    def from_frames(cls, items, listeners: dict[str, int]) -> "Catalog":
+    def from_frames(cls, items, listeners: dict[str, int]) -> Catalog:
         """From an items frame (contract columns; spoken-word rows are kept) and listener counts."""
         items = items[items["kind"].isin(SPOKEN_KINDS)]
         metadata = {

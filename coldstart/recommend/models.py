@@ -77,7 +77,7 @@ class ServingModels:
     popularity: dict[str, Recommender]
     # Trained models by manifest kind, then target: {"affinity": {"podcast": model}, ...}
     trained: dict[str, dict[str, Recommender]] = field(default_factory=dict)
-    search: "SearchService | None" = None  # when a content index exists
+    search: SearchService | None = None  # when a content index exists
     music_ids: frozenset[str] = frozenset()  # artists and tracks in the store
     version: tuple = ()
     components: dict[str, dict] = field(default_factory=dict)  # what was loaded, from where

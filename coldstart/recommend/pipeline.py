@@ -16,7 +16,6 @@ import torch
 
 from coldstart.core.config import Settings
 from coldstart.recommend.candidates import (
-    AffinitySource,
     Candidate,
     CandidateSource,
     ContentSource,
@@ -77,17 +76,14 @@ class OnboardingPipeline:
         return neighbours
 
     def _sources(self, target: str) -> list[CandidateSource]:
-        sources: list[CandidateSource] = []
-        if target in self.models.affinity:
-            model = self.models.affinity[target]
-            if getattr(model, "blend", None) is not None:
-                # A blended model (network + wide ridge + popularity) ranks with all three:
-                # its own ranking, not the network's vectors alone.
-                sources.append(RecommenderSource("affinity", model))
-            else:
-                sources.append(AffinitySource(model))
-        if target in self.models.two_tower:
-            sources.append(RecommenderSource("two_tower", self.models.two_tower[target]))
+        # One source per trained model of this target, named by its manifest kind (the
+        # key of `serve.source_weights`), in kind order: each ranks through its own
+        # `recommend` (for a served model, the blend of network, wide ridge and popularity).
+        sources: list[CandidateSource] = [
+            RecommenderSource(kind, by_target[target])
+            for kind, by_target in sorted(self.models.trained.items())
+            if target in by_target
+        ]
         if self.settings.rules.pins:
             sources.append(
                 EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target]))

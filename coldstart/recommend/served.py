@@ -36,7 +36,7 @@ class ServedPipeline(Recommender):
         super().__init__(target, seed)
         self.settings = settings or Settings()
 
-    def fit(self, data: InteractionData) -> "ServedPipeline":
+    def fit(self, data: InteractionData) -> ServedPipeline:
         from training.affinity import AffinityModel
 
         plays = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
@@ -50,11 +50,15 @@ class ServedPipeline(Recommender):
             {self.target: SegmentPopularityRecommender(self.target, self.seed).fit(data)},
             music_ids=music,
         )
-        models.affinity[self.target] = AffinityModel(self.target, self.seed).fit(data)
+        # The models the server would load for this target, by manifest kind, with the
+        # evaluated default configs.
+        models.trained["affinity"] = {self.target: AffinityModel(self.target, self.seed).fit(data)}
         if self.target == "audiobook":
             from training.two_tower import TwoTowerRecommender
 
-            models.two_tower[self.target] = TwoTowerRecommender(self.target, self.seed).fit(data)
+            models.trained["two_tower"] = {
+                self.target: TwoTowerRecommender(self.target, self.seed).fit(data)
+            }
         self.pipeline = OnboardingPipeline(models, self.settings)
         return self
 

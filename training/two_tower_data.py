@@ -1,0 +1,79 @@
+"""What one two-tower fit splits the training data into: who trains and who
+validates, which target plays are labels (never edges of the graph the item tower
+reads), and the training pairs; plus the data fingerprint its manifest records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from training.data import InteractionData
+from training.history import EventsByUser
+from training.splits import hidden_kinds
+
+__all__ = ["Listeners", "Pairs", "label_pairs", "without_target_plays", "data_hash"]
+
+
+@dataclass
+class Listeners:
+    """Who trains and who validates (fit step 1)."""
+
+    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows
+    target_ev: pd.DataFrame  # ... of the target kind
+    histories: dict[str, dict[str, float]]  # user -> music history
+    listeners: list[str]  # target listeners with music
+    val_users: set[str]
+
+
+@dataclass
+class Pairs:
+    """Training rows: one per (training listener, label item)."""
+
+    users: list[str]
+    user: np.ndarray  # row into `users` per pair
+    item: np.ndarray  # catalog position per pair
+    base: dict[str, torch.Tensor]  # user-tower inputs per training listener
+    other_sum: np.ndarray  # per listener: GNN embedding sum/count of other spoken kinds
+    other_cnt: np.ndarray
+    tgt_sum: np.ndarray  # ... and of graph-side target items
+    tgt_cnt: np.ndarray
+    log_q: torch.Tensor  # per catalog item: log share of pairs (logQ correction)
+
+
+def label_pairs(
+    target_ev: pd.DataFrame, val_users: set[str], share: float, rng: np.random.Generator
+) -> set[tuple[str, str]]:
+    """(user, item) target pairs of training listeners held out of the graph as labels:
+    `share` of each listener's distinct target items, at least one."""
+    labels: set[tuple[str, str]] = set()
+    by_user = EventsByUser.of(target_ev[~target_ev["user_id"].isin(val_users)], "")
+    for user in by_user:  # sorted, as the rng draws in this order
+        items = sorted(set(by_user.rows(user)[0]))
+        n = max(1, int(round(share * len(items))))
+        labels.update((str(user), i) for i in rng.choice(items, size=n, replace=False).tolist())
+    return labels
+
+
+def without_target_plays(data: InteractionData, users: set[str], target: str) -> InteractionData:
+    """`data` less these users' plays of the target kind (what features may count)."""
+    kinds = data.kind_of()
+    inter = data.interactions
+    hide = inter["user_id"].isin(users) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
+    return replace(data, interactions=inter[~hide].reset_index(drop=True))
+
+
+def data_hash(data: InteractionData) -> str:
+    h = hashlib.sha256()
+    inter = data.interactions[["user_id", "item_id", "weight"]].sort_values(["user_id", "item_id"])
+    h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
+    h.update(
+        pd.util.hash_pandas_object(
+            data.items[["item_id", "kind"]].sort_values("item_id"), index=False
+        ).values.tobytes()
+    )
+    return h.hexdigest()[:16]
