@@ -22,6 +22,7 @@ from coldstart.recommend.candidates import (
     EditorialSource,
     RecommenderSource,
 )
+from coldstart.recommend.fast import fast_scorer
 from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.models import ServingModels
 from coldstart.recommend.rules import RuleContext, apply_rules
@@ -45,9 +46,12 @@ class OnboardingResult:
 
 
 class OnboardingPipeline:
-    def __init__(self, models: ServingModels, settings: Settings) -> None:
+    def __init__(self, models: ServingModels, settings: Settings, fast: bool = True) -> None:
+        # `fast`: served models answer through `coldstart.recommend.fast` (scores prepared
+        # at load time); False runs each model's own `recommend`, the reference.
         self.models = models
         self.settings = settings
+        self.fast = fast
         self.sources: dict[str, list[CandidateSource]] = {t: self._sources(t) for t in LIST_KIND}
         self.content: dict[str, ContentSource] = {}
         if models.search is not None:
@@ -80,7 +84,7 @@ class OnboardingPipeline:
         # key of `serve.source_weights`), in kind order: each ranks through its own
         # `recommend` (for a served model, the blend of network, wide ridge and popularity).
         sources: list[CandidateSource] = [
-            RecommenderSource(kind, by_target[target])
+            RecommenderSource(kind, (self.fast and fast_scorer(by_target[target])) or by_target[target])
             for kind, by_target in sorted(self.models.trained.items())
             if target in by_target
         ]

@@ -1,0 +1,142 @@
+"""In-process onboarding latency: `OnboardingPipeline.recommend` over real listeners.
+
+    .venv/bin/coldstart --home /tmp/bench demo
+    .venv/bin/python benchmarks/onboarding.py --home /tmp/bench [--requests 400] [--profile]
+    # old against new, side by side in one run (a worktree of the old commit):
+    .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --baseline /tmp/old
+
+Loads the serving models of `--home` the way the server does (`load_serving_models`),
+builds the pipeline and answers the music histories (with country, language, age) of
+`--bodies` listeners of the store, cycled for `--requests` requests, after a warm-up.
+Prints the median and p95 per request in milliseconds. With `--baseline REPO` the same
+thing runs in a subprocess per checkout (this one and REPO), alternating `--rounds`
+times, and the ratio of the medians is printed. `--profile` prints cProfile's top 25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _profiles(home: Path, n: int):
+    from coldstart.core.config import get_settings
+    from coldstart.core.store import Store
+    from training.data import UserProfile
+
+    store = Store(get_settings(home).db_url)
+    inter = store.interactions().merge(store.items()[["item_id", "kind"]], on="item_id")
+    music = inter[inter["kind"].isin(["artist", "track"])]
+    users = store.users().set_index("user_id")
+    out = []
+    for user_id, group in list(music.groupby("user_id"))[:n]:
+        row = users.loc[user_id]
+        history: dict[str, float] = {}
+        for item, weight in zip(group["item_id"], group["weight"]):
+            history[str(item)] = history.get(str(item), 0.0) + float(weight)
+        out.append(
+            UserProfile(
+                "anonymous",
+                history,
+                country=row["country"],
+                language=row["language"],
+                age=float(row["age"]),
+            )
+        )
+    return out
+
+
+def measure(home: Path, requests: int, bodies: int, profile: bool) -> dict:
+    from coldstart.core.config import get_settings
+    from coldstart.core.store import Store
+    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.pipeline import OnboardingPipeline
+    from training.threads import pin_process_threads
+
+    pin_process_threads(1)  # as the server does
+    settings = get_settings(home)
+    store = Store(settings.db_url)
+    started = time.perf_counter()
+    pipeline = OnboardingPipeline(load_serving_models(settings, store), settings)
+    load_s = time.perf_counter() - started
+    users = _profiles(home, bodies)
+    for user in users[:50]:  # warm-up
+        pipeline.recommend(user, 10)
+    times = np.zeros(requests)
+    for n in range(requests):
+        t0 = time.perf_counter()
+        pipeline.recommend(users[n % len(users)], 10)
+        times[n] = time.perf_counter() - t0
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        for n in range(requests):
+            pipeline.recommend(users[n % len(users)], 10)
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    return {
+        "repo": str(REPO),
+        "requests": requests,
+        "median_ms": float(np.median(times) * 1e3),
+        "p95_ms": float(np.percentile(times, 95) * 1e3),
+        "load_s": load_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--bodies", type=int, default=200)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None, help="Checkout of the old code.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.baseline is None:
+        result = measure(args.home, args.requests, args.bodies, args.profile)
+        print(json.dumps(result))
+        return
+    runs: dict[str, list[dict]] = {"baseline": [], "current": []}
+    for _ in range(args.rounds):
+        for name, repo in (("baseline", args.baseline.resolve()), ("current", REPO)):
+            env = {**os.environ, "PYTHONPATH": str(repo)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--home", str(args.home)]
+            cmd += ["--requests", str(args.requests), "--bodies", str(args.bodies)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    report = {
+        name: {
+            "median_ms": float(np.median([r["median_ms"] for r in rs])),
+            "p95_ms": float(np.median([r["p95_ms"] for r in rs])),
+            "load_s": float(np.median([r["load_s"] for r in rs])),
+            "runs": rs,
+        }
+        for name, rs in runs.items()
+    }
+    report["speedup"] = report["baseline"]["median_ms"] / report["current"]["median_ms"]
+    report["load_average"] = os.getloadavg()
+    for name in ("baseline", "current"):
+        r = report[name]
+        print(f"{name:9s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  load {r['load_s']:.2f} s")
+    print(f"speedup (median) {report['speedup']:.2f}x, load average {report['load_average']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
