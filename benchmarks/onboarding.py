@@ -132,7 +132,9 @@ def main() -> None:
     report["load_average"] = os.getloadavg()
     for name in ("baseline", "current"):
         r = report[name]
-        print(f"{name:9s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  load {r['load_s']:.2f} s")
+        print(
+            f"{name:9s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  load {r['load_s']:.2f} s"
+        )
     print(f"speedup (median) {report['speedup']:.2f}x, load average {report['load_average']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -68,11 +68,21 @@ def _forced(model, network: float):
     return model
 
 
-def assert_same_ranking(fast, reference, tag: str) -> None:
-    assert fast.item_ids == reference.item_ids, tag
+def assert_same_ranking(fast, reference, tag: str, head: int = 100) -> None:
+    """The same first `head` items in the same order; past them, the same items with
+    the same scores, in an order that differs at most among scores equal to rounding
+    (a catalogue's unlistened tail ties, and float sums in another order break such
+    ties either way)."""
+    assert fast.item_ids[:head] == reference.item_ids[:head], tag
     assert fast.fallback == reference.fallback, tag
     assert sorted(fast.unknown_items) == sorted(reference.unknown_items), tag
-    np.testing.assert_allclose(fast.scores, reference.scores, rtol=1e-5, atol=1e-5, err_msg=tag)
+    assert sorted(fast.item_ids) == sorted(reference.item_ids), tag
+    by_item = dict(zip(reference.item_ids, np.asarray(reference.scores, np.float64)))
+    expected = np.array([by_item[i] for i in fast.item_ids])
+    # Blend scores are standardised (unit spread); the towers run in float32, so a few
+    # float32 roundings, scaled by 1 / temperature, remain.
+    np.testing.assert_allclose(fast.scores, expected, rtol=1e-4, atol=1e-4, err_msg=tag)
+    assert (np.diff(expected) <= 1e-4).all(), tag  # fast order is an order of the reference
 
 
 def assert_models_agree(model, users: list[UserProfile]) -> None:
@@ -103,7 +113,7 @@ def assert_pipelines_agree(models, settings: Settings, users: list[UserProfile])
             assert [i.item_id for i in left] == [i.item_id for i in right], f"{name} user {n}"
             assert [i.reasons for i in left] == [i.reasons for i in right], f"{name} user {n}"
             np.testing.assert_allclose(
-                [i.score for i in left], [i.score for i in right], rtol=1e-5, atol=1e-5
+                [i.score for i in left], [i.score for i in right], rtol=1e-4, atol=1e-4
             )
         assert (a.fallback, a.fallback_lists, a.unknown_items) == (
             b.fallback,

@@ -49,13 +49,16 @@ def _standardise_row(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / (std if std > 0 else 1.0)
 
 
-def _apply_blend(blend: ScoreBlend, sources: dict[str, np.ndarray]) -> np.ndarray:
-    """`ScoreBlend.apply` for one listener (1-d source rows, same order of sums)."""
+def _apply_blend(
+    blend: ScoreBlend, sources: dict[str, np.ndarray], parts: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """`ScoreBlend.apply` for one listener (1-d source rows, same order of sums);
+    `parts` holds weighted, standardised terms computed ahead (constant sources)."""
     total = None
     for name, weight in blend.weights.items():
         if weight == 0.0:
             continue
-        part = weight * _standardise_row(sources[name])
+        part = parts[name] if parts and name in parts else weight * _standardise_row(sources[name])
         total = part if total is None else total + part
     if total is None:
         raise ValueError("a blend needs at least one source with a non-zero weight")
@@ -94,6 +97,11 @@ class WideScorer:
             self.alpha = alpha
             self.y_mean = np.asarray(ridge.y_mean, np.float64)
         self.width = len(self.log_listeners)
+        # Popularity is the same for every listener: its blend term is computed once.
+        weight = self.blend.weights.get("popularity", 0.0)
+        self.constant = (
+            {} if weight == 0.0 else {"popularity": weight * _standardise_row(self.log_listeners)}
+        )
 
     def columns_of(self, music: dict[str, float]) -> np.ndarray:
         """Vocabulary columns of the music items of a history (binary: each once)."""
@@ -126,7 +134,7 @@ class WideScorer:
     def scores(self, music: dict[str, float]) -> np.ndarray:
         """The wide part's blended scores of one history (`WidePart.scores` of one row)."""
         ridge = self.ridge(self.columns_of(music))
-        return _apply_blend(self.blend, {"ridge": ridge, "popularity": self.log_listeners})
+        return _apply_blend(self.blend, {"ridge": ridge}, self.constant)
 
     def knows(self, music: dict[str, float]) -> bool:
         return any(i in self.vocabulary for i in music)
@@ -165,7 +173,24 @@ def _run_mlp(layers, x: np.ndarray) -> np.ndarray:
 
 
 def _taste(model, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
-    return model.taste.user_vector(music)
+    """`TasteModel.user_vector` with the weighted mean written out (the same float64
+    operations as `np.average`, without its argument handling)."""
+    taste = model.taste
+    index = taste._index
+    rows, weights, unknown = [], [], []
+    for item_id, plays in music.items():
+        i = index.get(item_id) if type(item_id) is str else index.get(str(item_id))
+        if i is None:
+            unknown.append(str(item_id))
+            continue
+        rows.append(i)
+        weights.append(np.log1p(max(float(plays), 0.0)) + 1e-3)
+    if not rows:
+        return None, unknown
+    w = np.asarray(weights)
+    vec = (taste._unit[rows] * w[:, None]).sum(axis=0) / w.sum()
+    norm = np.linalg.norm(vec)
+    return (vec / norm if norm > 0 else vec).astype(np.float32), unknown
 
 
 class _AffinityNetwork:
@@ -229,9 +254,7 @@ class _TwoTowerNetwork:
         self.popularity = model.config.item_popularity
         self.temperature = np.float32(model.config.temperature)
         self.weight = (
-            tower.popularity_weight.detach().numpy().astype(np.float32)
-            if self.popularity
-            else None
+            tower.popularity_weight.detach().numpy().astype(np.float32) if self.popularity else None
         )
 
     def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
@@ -255,7 +278,9 @@ class _TwoTowerNetwork:
             np.array([has_history], np.float32),
             self.country[model.countries.get(str(user.country), 0)],
             self.language[model.languages.get(str(user.language), 0)],
-            np.array([(age - np.float32(40.0)) / np.float32(15.0) if age_known else 0.0], np.float32),
+            np.array(
+                [(age - np.float32(40.0)) / np.float32(15.0) if age_known else 0.0], np.float32
+            ),
             np.array([age_known], np.float32),
         ]
         if self.music is not None:
@@ -298,7 +323,9 @@ class ServedScorer:
         network, unknown = self.network.scores(user)
         usable = network is not None or (self.blend_knows_wide and self.wide.knows(user.music))
         if not usable:
-            return top_k(self.ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown)
+            return top_k(
+                self.ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
+            )
         width = len(self.ids)
         if network is None:  # the blend still multiplies the network's (meaningless) row
             network = self._unusable_network(user)

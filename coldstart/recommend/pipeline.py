@@ -70,12 +70,13 @@ class OnboardingPipeline:
             for i, meta in self.models.catalog.metadata.items()
             if meta["kind"] == kind and i in index
         )
+        allowed_ids = index.ids_of(allowed) if allowed else None  # once, not per request
 
         def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
             seeds = [s for s in seed_ids if s in index]
             if not seeds or not allowed:
                 return []
-            return index.search(np.stack([index.vector(s) for s in seeds]), k, allowed)
+            return index.search(np.stack([index.vector(s) for s in seeds]), k, allowed_ids)
 
         return neighbours
 
@@ -84,7 +85,9 @@ class OnboardingPipeline:
         # key of `serve.source_weights`), in kind order: each ranks through its own
         # `recommend` (for a served model, the blend of network, wide ridge and popularity).
         sources: list[CandidateSource] = [
-            RecommenderSource(kind, (self.fast and fast_scorer(by_target[target])) or by_target[target])
+            RecommenderSource(
+                kind, (self.fast and fast_scorer(by_target[target])) or by_target[target]
+            )
             for kind, by_target in sorted(self.models.trained.items())
             if target in by_target
         ]
