@@ -52,6 +52,8 @@ class OnboardingPipeline:
         self.models = models
         self.settings = settings
         self.fast = fast
+        # Pins name shows, not episodes: the episode list's rules have none (copied once).
+        self._episode_rules = settings.rules.model_copy(update={"pins": []})
         self.sources: dict[str, list[CandidateSource]] = {t: self._sources(t) for t in LIST_KIND}
         self.content: dict[str, ContentSource] = {}
         if models.search is not None:
@@ -163,8 +165,7 @@ class OnboardingPipeline:
                     )
                 )
         candidates.sort(key=lambda item: (-item.score, item.item_id))
-        rules = self.settings.rules.model_copy(update={"pins": []})  # pins name shows, not episodes
-        return apply_rules(candidates, rules, ctx, k)
+        return apply_rules(candidates, self._episode_rules, ctx, k)
 
     # --- the whole answer -------------------------------------------------------------
 
