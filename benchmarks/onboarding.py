@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/onboarding.py --home /tmp/bench [--requests 400] [--profile]
     # old against new, side by side in one run (a worktree of the old commit):
     .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --baseline /tmp/old
+    # the same answers? (ids, reasons, scores of every list, both checkouts)
+    .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --baseline /tmp/old --compare-answers
 
 Loads the serving models of `--home` the way the server does (`load_serving_models`),
 builds the pipeline and answers the music histories (with country, language, age) of
@@ -54,6 +56,44 @@ def _profiles(home: Path, n: int):
             )
         )
     return out
+
+
+def dump_answers(home: Path, bodies: int, out: Path) -> None:
+    """Every list of the answers to `bodies` listeners (ids, scores, reasons) as JSON,
+    to compare two checkouts' answers (`--compare-answers`)."""
+    from coldstart.core.config import get_settings
+    from coldstart.core.store import Store
+    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.pipeline import OnboardingPipeline
+
+    settings = get_settings(home)
+    pipeline = OnboardingPipeline(load_serving_models(settings, Store(settings.db_url)), settings)
+    answers = []
+    for user in _profiles(home, bodies):
+        result = pipeline.recommend(user, 10)
+        answers.append(
+            {
+                name: [(i.item_id, i.score, i.reasons) for i in getattr(result, name)]
+                for name in ("shows", "episodes", "audiobooks")
+            }
+        )
+    out.write_text(json.dumps(answers))
+
+
+def compare_answers(old: Path, new: Path, tol: float = 1e-4) -> dict:
+    """Lists with other ids, reasons or scores (beyond `tol`) between two dumps."""
+    a, b = json.loads(old.read_text()), json.loads(new.read_text())
+    differ = {"lists": 0, "ids": 0, "reasons": 0, "scores": 0, "max_score_diff": 0.0}
+    for left, right in zip(a, b):
+        for name in left:
+            differ["lists"] += 1
+            x, y = left[name], right[name]
+            differ["ids"] += [i for i, _, _ in x] != [i for i, _, _ in y]
+            differ["reasons"] += [r for _, _, r in x] != [r for _, _, r in y]
+            diffs = [abs(s - t) for (_, s, _), (_, t, _) in zip(x, y)]
+            differ["scores"] += any(d > tol for d in diffs)
+            differ["max_score_diff"] = max([differ["max_score_diff"], *diffs])
+    return differ
 
 
 def measure(home: Path, requests: int, bodies: int, profile: bool) -> dict:
@@ -110,7 +150,26 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None, help="Checkout of the old code.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--dump", type=Path, default=None, help="Write the answers, then stop.")
+    parser.add_argument(
+        "--compare-answers",
+        action="store_true",
+        help="With --baseline: the answers of both checkouts, compared list by list.",
+    )
     args = parser.parse_args()
+    if args.dump is not None:
+        dump_answers(args.home, args.bodies, args.dump)
+        return
+    if args.compare_answers:
+        dumps = {}
+        for name, repo in (("baseline", args.baseline.resolve()), ("current", REPO)):
+            dumps[name] = Path(f"/tmp/onboarding-answers-{name}-{os.getpid()}.json")
+            env = {**os.environ, "PYTHONPATH": str(repo)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--home", str(args.home)]
+            cmd += ["--bodies", str(args.bodies), "--dump", str(dumps[name])]
+            subprocess.run(cmd, env=env, check=True)
+        print(json.dumps(compare_answers(dumps["baseline"], dumps["current"])))
+        return
     if args.baseline is None:
         result = measure(args.home, args.requests, args.bodies, args.profile)
         print(json.dumps(result))
@@ -139,9 +198,13 @@ def main() -> None:
     for name in ("baseline", "current"):
         r = report[name]
         print(
-            f"{name:9s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  load {r['load_s']:.2f} s"
+            f"{name:9s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  "
+            f"CPU median {r['cpu_median_ms']:.3f} ms  load {r['load_s']:.2f} s"
         )
-    print(f"speedup (median) {report['speedup']:.2f}x, load average {report['load_average']}")
+    print(
+        f"speedup (median wall) {report['speedup']:.2f}x, (median CPU) "
+        f"{report['cpu_speedup']:.2f}x, load average {report['load_average']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
