@@ -110,30 +110,26 @@ TOKEN = "bench-token-not-a-secret"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _env() -> dict:
+def _env(repo: Path = REPO) -> dict:
     return {
         **os.environ,
         "COLDSTART_API_TOKEN": TOKEN,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
     }
 
 
-def start_server(home: Path, port: int, workers: int):
+def start_server(home: Path, port: int, workers: int | None, repo: Path = REPO):
+    """`coldstart serve` from the checkout `repo`; `workers` None: the server's default."""
     exe = Path(sys.executable).with_name("coldstart")
-    cmd = [
-        str(exe),
-        "--home",
-        str(home),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    cmd = [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=_env()
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=_env(repo),
     )
     deadline = time.monotonic() + 180
     ready = 0
@@ -144,7 +140,7 @@ def start_server(home: Path, port: int, workers: int):
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
             ready += 1
             # With several workers, each loads its models on its own: give them time.
-            if ready >= 1 + 10 * (workers - 1):
+            if ready >= 1 + 10 * ((workers or os.cpu_count() or 1) - 1):
                 return proc, health
         except httpx.HTTPError:
             pass
@@ -350,6 +346,63 @@ def scenario_soak(proc, port: int, script: Path, args) -> dict:
     }
 
 
+def compare_levels(args, script: Path) -> dict:
+    """The levels scenario for the `--baseline` checkout and this one, alternating
+    `--rounds` times (each run: a fresh server, a warm-up, every level); per side and
+    level, the medians over rounds, and the ratios current / baseline."""
+    import statistics
+
+    runs: dict[str, list[list[dict]]] = {"baseline": [], "current": []}
+    health = {}
+    for _ in range(args.rounds):
+        for side, repo in (("baseline", args.baseline.resolve()), ("current", REPO)):
+            port = free_port()
+            proc, health = start_server(args.home, port, args.workers, repo)
+            try:
+                run_wrk(port, script, 8, 5)  # warm-up
+                levels = []
+                for c in [int(x) for x in args.concurrency.split(",")]:
+                    levels.append(run_wrk(port, script, c, args.seconds))
+                    levels[-1]["load_average"] = [round(x, 2) for x in os.getloadavg()]
+                    print(f"{side:8s} {line(levels[-1])}  load {levels[-1]['load_average'][0]}")
+                runs[side].append(levels)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+    keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "non_2xx")
+    medians = {
+        side: [
+            {
+                "concurrency": rounds[0][i]["concurrency"],
+                **{k: statistics.median(r[i][k] for r in rounds) for k in keys},
+            }
+            for i in range(len(rounds[0]))
+        ]
+        for side, rounds in runs.items()
+    }
+    ratios = [
+        {
+            "concurrency": old["concurrency"],
+            "throughput": round(new["throughput_rps"] / old["throughput_rps"], 2),
+            "p95": round(new["p95_ms"] / old["p95_ms"], 3),
+        }
+        for old, new in zip(medians["baseline"], medians["current"])
+    ]
+    for side in ("baseline", "current"):
+        for r in medians[side]:
+            print(f"median {side:8s} {line({**r, 'requests': '-', 'max_ms': 0})}")
+    for r in ratios:
+        print(f"c={r['concurrency']}: throughput x{r['throughput']}, p95 x{r['p95']}")
+    return {
+        "baseline": str(args.baseline.resolve()),
+        "current": str(REPO),
+        "medians": medians,
+        "ratios": ratios,
+        "runs": runs,
+        "health": health,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,7 +425,20 @@ def main() -> None:
         "--bodies", type=int, default=200, help="Distinct listeners to cycle through."
     )
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1, help="`coldstart serve --workers`.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="`coldstart serve --workers` (default: the server's own default).",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="levels: also serve from this checkout (e.g. a worktree of the previous "
+        "commit), alternating with this one --rounds times; medians side by side.",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="With --baseline.")
     parser.add_argument(
         "--out", type=Path, default=None, help="Default benchmarks/results/serve[-SCENARIO].json."
     )
@@ -387,6 +453,25 @@ def main() -> None:
     bodies = request_bodies(args.home, args.bodies, args.k)
     port = free_port()
     results: list | dict = []
+    if args.baseline is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "onboarding.lua"
+            script.write_text(LUA % ",\n".join(f"[==[{b}]==]" for b in bodies))
+            report = compare_levels(args, script)
+        report.update(
+            cpus=os.cpu_count(),
+            seconds_per_level=args.seconds,
+            workers=args.workers or "server default",
+            distinct_bodies=len(bodies),
+            k=args.k,
+            load_average_at_end=[round(x, 2) for x in os.getloadavg()],
+        )
+        out = args.out if args.out != Path("benchmarks/results/serve.json") else None
+        out = out or Path("benchmarks/results/serve-compare.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written {out}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "onboarding.lua"
         script.write_text(LUA % ",\n".join(f"[==[{b}]==]" for b in bodies))
@@ -398,7 +483,7 @@ def main() -> None:
         proc, health = start_server(home, port, args.workers)
         try:
             # Warm-up: the first requests pay for lazy imports and allocator growth.
-            run_wrk(port, script, 4 * args.workers, 5)
+            run_wrk(port, script, 4 * (args.workers or os.cpu_count() or 1), 5)
             if args.scenario == "writer":
                 results = scenario_writer(home, port, script, args)
             elif args.scenario == "reload":

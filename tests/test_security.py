@@ -132,6 +132,26 @@ def test_the_json_cap_is_configurable(served_home):
         assert client.post("/v1/onboarding", json=body).status_code == 413
 
 
+def test_a_client_that_sends_the_whole_body_first_reads_the_413(api):
+    """urllib writes the whole body before reading: the server drains it (up to a
+    bound) before answering, so the client gets the 413, not a connection reset."""
+    import urllib.error
+    import urllib.request
+
+    raw = json.dumps({"music": [{"item_id": "a" * 150, "weight": 1}] * 12_000}).encode()
+    assert len(raw) > 1024 * 1024
+    request = urllib.request.Request(
+        f"{api.base_url}/v1/onboarding",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413
+    assert "max_json_bytes" in json.loads(refused.value.read())["detail"]
+
+
 # --- 4. audience data needs the token; no response carries a path ----------------------------
 
 

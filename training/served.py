@@ -278,7 +278,11 @@ class ServedModel(Recommender):
             "item_ids": list(self.item_ids),
             **own_metadata,
         }
-        torch.save(tensors, directory / CHECKPOINT_FILE)
+        # A new file replaces the old one (never rewritten in place): a server that
+        # memory-maps the previous checkpoint keeps reading intact pages.
+        partial = directory / f".{CHECKPOINT_FILE}.partial"
+        torch.save(tensors, partial)
+        partial.replace(directory / CHECKPOINT_FILE)
         (directory / METADATA_FILE).write_text(json.dumps(metadata, default=json_value) + "\n")
         manifest = {
             "kind": self.kind,
@@ -305,7 +309,10 @@ class ServedModel(Recommender):
             raise FileNotFoundError(f"{path}: no {cls.kind} checkpoint (run `{cls.train_command}`)")
         # weights_only: tensors and plain containers only; a pickled object is refused
         # (torch raises UnpicklingError) instead of being executed.
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: the checkpoint's tensors are pages of the file, read on first touch and
+        # shared by every server worker that maps it (the wide part's coefficients are
+        # the largest), instead of a private copy per process.
+        tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         meta_path = directory / METADATA_FILE
         if not meta_path.exists():
             raise FileNotFoundError(f"{meta_path}: no {cls.kind} metadata next to the checkpoint")

@@ -17,7 +17,7 @@ def serve(
     host: str = typer.Option(None, "--host", help="Bind address (default: serve.host, 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port (default: serve.port, 8000)."),
     workers: int = typer.Option(
-        None, "--workers", help="Worker processes (default: serve.workers, 1)."
+        None, "--workers", help="Worker processes (default: serve.workers; 0 = one per core)."
     ),
     log_level: str = typer.Option("warning", "--log-level"),
     insecure: bool = typer.Option(
@@ -37,7 +37,7 @@ def serve(
     settings = settings_of(ctx)
     host = host or settings.serve.host
     port = port or settings.serve.port
-    workers = workers or settings.serve.workers
+    workers = workers or settings.serve.workers or default_workers()
     try:
         check_bind(host, settings, insecure)
     except InsecureBind as exc:
@@ -56,6 +56,17 @@ def serve(
         # Worker processes build their own app from the environment.
         os.environ["COLDSTART_HOME"] = str(settings.home.resolve())
         uvicorn.run("coldstart.api.app:app_from_env", factory=True, workers=workers, **options)
+
+
+def default_workers() -> int:
+    """One worker per CPU core this process may use (its affinity mask, e.g. a container's
+    cpuset), at least one."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @app.command("score-uploads")

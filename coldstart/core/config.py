@@ -139,8 +139,9 @@ class ServeSettings(BaseModel):
         }
     )
     candidates_per_source: int = 30
-    # uvicorn worker processes for `coldstart serve` (each loads the models once).
-    workers: int = 1
+    # uvicorn worker processes for `coldstart serve` (each loads the models once);
+    # 0: one per CPU core the process may run on.
+    workers: int = Field(0, ge=0)
     # The server re-checks artifact/upload versions at most this often (seconds).
     reload_check_seconds: float = 2.0
     # A new upload's predicted audience: listeners whose top `audience_top_k` it enters.

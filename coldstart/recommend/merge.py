@@ -64,15 +64,19 @@ def rank_candidates(
     total: dict[str, float] = {}
     contributions: dict[str, dict[str, float]] = {}
     for source, group in by_source.items():
-        norm = _normalise(np.asarray([c.score for c in group], dtype=np.float64))
+        scores = np.fromiter((c.score for c in group), np.float64, len(group))
         weight = float(weights.get(source, default_weight))
-        for cand, value in zip(group, norm):
-            if cand.item_id not in metadata:
+        # weight * value per candidate, as Python floats (one array operation).
+        for cand, part in zip(group, (weight * _normalise(scores)).tolist()):
+            item_id = cand.item_id
+            if item_id not in metadata:
                 continue
-            part = weight * float(value)
-            total[cand.item_id] = total.get(cand.item_id, 0.0) + part
-            per_item = contributions.setdefault(cand.item_id, {})
-            per_item[source] = max(per_item.get(source, 0.0), part)
+            total[item_id] = total.get(item_id, 0.0) + part
+            per_item = contributions.get(item_id)
+            if per_item is None:
+                contributions[item_id] = {source: max(0.0, part)}
+            else:
+                per_item[source] = max(per_item.get(source, 0.0), part)
     ranked = []
     for item_id, score in total.items():
         meta = metadata[item_id]

@@ -22,6 +22,7 @@ from coldstart.recommend.candidates import (
     EditorialSource,
     RecommenderSource,
 )
+from coldstart.recommend.fast import fast_scorer
 from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.models import ServingModels
 from coldstart.recommend.rules import RuleContext, apply_rules
@@ -45,9 +46,14 @@ class OnboardingResult:
 
 
 class OnboardingPipeline:
-    def __init__(self, models: ServingModels, settings: Settings) -> None:
+    def __init__(self, models: ServingModels, settings: Settings, fast: bool = True) -> None:
+        # `fast`: served models answer through `coldstart.recommend.fast` (scores prepared
+        # at load time); False runs each model's own `recommend`, the reference.
         self.models = models
         self.settings = settings
+        self.fast = fast
+        # Pins name shows, not episodes: the episode list's rules have none (copied once).
+        self._episode_rules = settings.rules.model_copy(update={"pins": []})
         self.sources: dict[str, list[CandidateSource]] = {t: self._sources(t) for t in LIST_KIND}
         self.content: dict[str, ContentSource] = {}
         if models.search is not None:
@@ -66,12 +72,13 @@ class OnboardingPipeline:
             for i, meta in self.models.catalog.metadata.items()
             if meta["kind"] == kind and i in index
         )
+        allowed_ids = index.ids_of(allowed) if allowed else None  # once, not per request
 
         def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
             seeds = [s for s in seed_ids if s in index]
             if not seeds or not allowed:
                 return []
-            return index.search(np.stack([index.vector(s) for s in seeds]), k, allowed)
+            return index.search(np.stack([index.vector(s) for s in seeds]), k, allowed_ids)
 
         return neighbours
 
@@ -80,7 +87,9 @@ class OnboardingPipeline:
         # key of `serve.source_weights`), in kind order: each ranks through its own
         # `recommend` (for a served model, the blend of network, wide ridge and popularity).
         sources: list[CandidateSource] = [
-            RecommenderSource(kind, by_target[target])
+            RecommenderSource(
+                kind, (self.fast and fast_scorer(by_target[target])) or by_target[target]
+            )
             for kind, by_target in sorted(self.models.trained.items())
             if target in by_target
         ]
@@ -156,8 +165,7 @@ class OnboardingPipeline:
                     )
                 )
         candidates.sort(key=lambda item: (-item.score, item.item_id))
-        rules = self.settings.rules.model_copy(update={"pins": []})  # pins name shows, not episodes
-        return apply_rules(candidates, rules, ctx, k)
+        return apply_rules(candidates, self._episode_rules, ctx, k)
 
     # --- the whole answer -------------------------------------------------------------
 
