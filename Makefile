@@ -21,12 +21,12 @@ install: $(STAMP)
 
 # Pin every installed package (not the project itself) at its current version, for the
 # next `make install`. torch's local "+cpu" label is dropped (torch==2.13.0 is installed
-# first, from whichever index has it); a package installed from a local file is listed
-# as a comment, not pinned.
+# first, from whichever index has it); `pip list` names a package installed from a local
+# wheel by its version too, so it is pinned like the rest.
 constraints: $(STAMP)
 	{ echo "# pip constraints for make install: refresh with make constraints"; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -iv '^coldstart' | \
-	  sed -E -e 's/^(torch==[^+]*)\+cpu$$/\1/' -e 's/^([A-Za-z0-9_.-]+) @ .*/# \1: installed from a local file, not pinned/'; \
+	  $(BIN)/python -m pip list --format=freeze --exclude-editable | grep -ivE '^(coldstart|pip|setuptools|wheel)==' | \
+	  sed -E -e 's/^(torch==[^+]*)\+cpu$$/\1/'; \
 	} > constraints.txt
 
 demo: $(STAMP)

@@ -22,12 +22,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import faiss
 import numpy as np
 
-from training.base import Recommender
-from training.data import UserProfile
+from training.data import Ranking, UserProfile
 
 __all__ = [
     "Candidate",
@@ -62,11 +62,17 @@ class CandidateSource(ABC):
     def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult: ...
 
 
+class RanksListeners(Protocol):
+    """What a source ranks with: a fitted `Recommender`, or a fast scorer of one."""
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking: ...
+
+
 class RecommenderSource(CandidateSource):
     """Wraps a fitted `Recommender`; when it falls back to popularity its candidates are
     dropped unless `keep_fallback` (the popularity source itself keeps them)."""
 
-    def __init__(self, name: str, model: Recommender, keep_fallback: bool = False) -> None:
+    def __init__(self, name: str, model: RanksListeners, keep_fallback: bool = False) -> None:
         self.name, self.model, self.keep_fallback = name, model, keep_fallback
 
     def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:

@@ -127,6 +127,7 @@ class WideScorer:
             scores = self.y_mean + kernel @ self.alpha
         if self.columns is None:
             return scores
+        assert self.column_means is not None  # set whenever columns is
         full = self.column_means.copy()
         full[self.columns] = scores
         return full
@@ -261,7 +262,7 @@ class _TwoTowerNetwork:
         model = self.model
         vec, unknown = _taste(model, user.music)
         usable = vec is not None
-        taste = vec if usable else np.zeros(model.taste.dim, np.float32)
+        taste = vec if vec is not None else np.zeros(model.taste.dim, np.float32)
         gnn = np.zeros(self.gnn_dim, np.float32)
         has_history = False
         if model.graph is not None:
@@ -289,6 +290,7 @@ class _TwoTowerNetwork:
         u = u / max(float(np.sqrt((u * u).sum())), 1e-12)  # F.normalize
         query = u / self.temperature
         if self.popularity:
+            assert self.weight is not None  # read with the popularity column
             query = np.concatenate([query, self.weight[None, :]], axis=1)
         return (query @ self.keys_t)[0], unknown
 
@@ -297,12 +299,17 @@ class _TwoTowerNetwork:
         known = [(w, vocab[i]) for i, w in music.items() if i in vocab]
         known.sort(key=lambda t: (-t[0], t[1]))
         rows = [c for _, c in known[: self.model.config.max_music_items]]
+        bag = self.music
+        assert bag is not None  # only called when the model has a music bag
         if not rows:
-            return self.music[0].copy()
-        return self.music[rows].sum(axis=0) / np.float32(len(rows))
+            return bag[0].copy()
+        return bag[rows].sum(axis=0) / np.float32(len(rows))
 
 
-NETWORKS = {"affinity": _AffinityNetwork, "two_tower": _TwoTowerNetwork}
+NETWORKS: dict[str, type[_AffinityNetwork] | type[_TwoTowerNetwork]] = {
+    "affinity": _AffinityNetwork,
+    "two_tower": _TwoTowerNetwork,
+}
 
 
 class ServedScorer:
