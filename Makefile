@@ -59,7 +59,7 @@ test-slow: $(STAMP) postgres
 # int8 kernels decode differently on each instruction set, so the tests on real speech
 # must pass whichever one CTranslate2 picks. This runs the transcription tests once per
 # instruction set (CT2_FORCE_CPU_ISA), skipping the ones this CPU lacks.
-ISA_TESTS := tests/test_transcripts_engines.py tests/test_transcripts_devset.py \
+ISA_TESTS := tests/test_transcripts_engines.py tests/test_transcripts_devset.py tests/test_transcripts_chunks.py \
 	tests/test_transcripts_store.py tests/test_transcribe_cli.py tests/test_uploads.py
 test-isa: $(STAMP)
 	@flags=$$(grep -m1 '^flags' /proc/cpuinfo); status=0; \
