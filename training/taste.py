@@ -210,10 +210,14 @@ class TasteModel:
         return cls(w2v.wv, cfg, manifest)
 
     def user_vector(self, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
-        """(taste vector or None when nothing is known, unknown item ids)."""
+        """(taste vector or None when nothing is known, unknown item ids).
+
+        The weighted mean is written out: the same float64 operations as `np.average`,
+        without its argument handling (this runs once per onboarding request)."""
+        index = self._index
         rows, weights, unknown = [], [], []
         for item_id, plays in music.items():
-            i = self._index.get(str(item_id))
+            i = index.get(item_id) if type(item_id) is str else index.get(str(item_id))
             if i is None:
                 unknown.append(str(item_id))
                 continue
@@ -221,7 +225,8 @@ class TasteModel:
             weights.append(np.log1p(max(float(plays), 0.0)) + 1e-3)
         if not rows:
             return None, unknown
-        vec = np.average(self._unit[rows], axis=0, weights=np.asarray(weights))
+        w = np.asarray(weights)
+        vec = (self._unit[rows] * w[:, None]).sum(axis=0) / w.sum()
         norm = np.linalg.norm(vec)
         return (vec / norm if norm > 0 else vec).astype(np.float32), unknown
 

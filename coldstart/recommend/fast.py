@@ -173,27 +173,6 @@ def _run_mlp(layers, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _taste(model, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
-    """`TasteModel.user_vector` with the weighted mean written out (the same float64
-    operations as `np.average`, without its argument handling)."""
-    taste = model.taste
-    index = taste._index
-    rows, weights, unknown = [], [], []
-    for item_id, plays in music.items():
-        i = index.get(item_id) if type(item_id) is str else index.get(str(item_id))
-        if i is None:
-            unknown.append(str(item_id))
-            continue
-        rows.append(i)
-        weights.append(np.log1p(max(float(plays), 0.0)) + 1e-3)
-    if not rows:
-        return None, unknown
-    w = np.asarray(weights)
-    vec = (taste._unit[rows] * w[:, None]).sum(axis=0) / w.sum()
-    norm = np.linalg.norm(vec)
-    return (vec / norm if norm > 0 else vec).astype(np.float32), unknown
-
-
 class _AffinityNetwork:
     """`AffinityModel.network_scores` for one listener, in numpy."""
 
@@ -211,7 +190,7 @@ class _AffinityNetwork:
 
     def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
         model = self.model
-        vec, unknown = _taste(model, user.music)
+        vec, unknown = model.taste.user_vector(user.music)
         if vec is None:
             return None, unknown
         parts = [((vec - model.taste_mean) / model.taste_std).astype(np.float32)]
@@ -260,7 +239,7 @@ class _TwoTowerNetwork:
 
     def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
         model = self.model
-        vec, unknown = _taste(model, user.music)
+        vec, unknown = model.taste.user_vector(user.music)
         usable = vec is not None
         taste = vec if vec is not None else np.zeros(model.taste.dim, np.float32)
         gnn = np.zeros(self.gnn_dim, np.float32)
