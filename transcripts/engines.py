@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from transcripts.chunks import pause_chunks
-from transcripts.models import ModelRef, resolve_model
 from transcripts.types import ModelError, Segment
+from transcripts.weights import ModelRef, resolve_model
 
 __all__ = [
     "DecodeOptions",

@@ -1,7 +1,7 @@
 """The offline evaluation report: run the cold-start harness (`training.evaluate`) on
 the store's data and write it as JSON, a PNG, a Markdown and a rich table.
 
-Training and loading the served models lives in `coldstart.models.artifacts`.
+Training and loading the served models lives in `coldstart.artifacts.training`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coldstart.artifacts.training import check_target, load_interaction_data
 from coldstart.core.store import Store
-from coldstart.models.artifacts import check_target, load_interaction_data
 from training.evaluate import evaluate
 from training.metrics import METRICS
 

@@ -57,12 +57,12 @@ class Transcribe:
         self.engine = engine_for(self.settings, threads=threads or None)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from coldstart.content.speech import _transcribe_one
+        from coldstart.content.speech import transcribe_one
 
         cfg = self.settings.transcribe
         out = {"item_id": [], "transcript": [], "error": [], "seconds": []}
         for item_id, path in zip(batch["item_id"], batch["path"]):
-            transcript, error = _transcribe_one(
+            transcript, error = transcribe_one(
                 self.engine, Path(path), cfg.chunk_seconds, cfg.language
             )
             out["item_id"].append(str(item_id))

@@ -88,8 +88,8 @@ def load_upload_catalog(
     content: str = "minilm",
 ):
     """The `training.upload_protocol.UploadCatalog` of one kind from the store."""
+    from coldstart.artifacts.training import content_model_id
     from coldstart.content.embeddings import item_text, item_vectors, load_encoder
-    from coldstart.models.artifacts import content_model_id
     from training.upload_protocol import UploadCatalog
 
     if kind not in UPLOAD_KINDS:

@@ -98,12 +98,12 @@ def index(
 
 
 def _service(ctx: typer.Context):
-    from coldstart.content.index import IndexError_
+    from coldstart.content.index import VectorIndexError
     from coldstart.content.search import SearchService
 
     try:
         return SearchService(store_of(ctx), settings_of(ctx))
-    except (IndexError_, FileNotFoundError) as exc:
+    except (VectorIndexError, FileNotFoundError) as exc:
         fail(str(exc))
 
 

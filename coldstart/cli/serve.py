@@ -155,7 +155,7 @@ def recommend(
     from pydantic import ValidationError
 
     from coldstart.api.schemas import OnboardingRequest
-    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.loading import load_serving_models
     from coldstart.recommend.pipeline import OnboardingPipeline
     from training.data import UserProfile
 

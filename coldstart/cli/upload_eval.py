@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from coldstart.cli.app import app, console, fail, settings_of, store_of
-from coldstart.cli.evaluate import _seeds
+from coldstart.cli.evaluate import parse_seeds
 
 
 @app.command("evaluate-uploads")
@@ -36,7 +36,7 @@ def evaluate_uploads(
     settings, store = settings_of(ctx), store_of(ctx)
     try:
         result = run_upload_evaluation(
-            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, True, content
+            store, settings, kind, parse_seeds(seeds), hidden_fraction, json_path, True, content
         )
     except ValueError as exc:
         fail(str(exc))

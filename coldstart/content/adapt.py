@@ -35,8 +35,8 @@ import numpy as np
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     Encoder,
-    _clean,
     adapted_dir,
+    clean_text,
     current_adapted,
     item_text,
     model_id_of,
@@ -82,7 +82,7 @@ def training_pairs(
         genre_of[r["item_id"]] = g
         if text:
             own[r["item_id"]] = text
-        title, description = _clean(r.get("title")), _clean(r.get("description"))
+        title, description = clean_text(r.get("title")), clean_text(r.get("description"))
         if title and description and title != description:
             pairs.append((title, description))
             genres.append(g)

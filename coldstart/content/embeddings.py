@@ -56,6 +56,8 @@ __all__ = [
     "embed_items",
     "item_vectors",
     "passage_rows",
+    "transcript_segments",
+    "clean_text",
 ]
 
 
@@ -254,7 +256,7 @@ class TextUnit:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def _clean(value) -> str:
+def clean_text(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return " ".join(str(value).split())
@@ -262,9 +264,13 @@ def _clean(value) -> str:
 
 def item_text(item: dict) -> str | None:
     """An item's own text, or None when it has none."""
-    title, description = _clean(item.get("title")), _clean(item.get("description"))
-    if item.get("kind") == "audiobook" and _clean(item.get("author")):
-        title = f"{title} by {_clean(item.get('author'))}" if title else _clean(item.get("author"))
+    title, description = clean_text(item.get("title")), clean_text(item.get("description"))
+    if item.get("kind") == "audiobook" and clean_text(item.get("author")):
+        title = (
+            f"{title} by {clean_text(item.get('author'))}"
+            if title
+            else clean_text(item.get("author"))
+        )
     if not (title and description):
         return title or description or None
     joiner = " " if title.endswith((".", "!", "?")) else ". "
@@ -279,7 +285,7 @@ def split_passages(
     A passage never cuts a segment, so its start/end are those of its first/last
     segment; a single segment longer than the budget becomes a passage on its own.
     """
-    texts = [_clean(x) for x in segments["text"]]
+    texts = [clean_text(x) for x in segments["text"]]
     sizes = count_tokens(texts)
     passages: list[tuple[float, float, str]] = []
     cur: list[int] = []
@@ -320,7 +326,7 @@ def text_units(
             raise KeyError(f"unknown item id(s): {', '.join(sorted(unknown)[:5])}")
         items = items[items["item_id"].isin(wanted)]
     episode_ids = items.loc[items["kind"] == "episode", "item_id"].tolist()
-    segments = _segments(store, episode_ids)
+    segments = transcript_segments(store, episode_ids)
     units: list[TextUnit] = []
     no_text: list[str] = []
     for item in items.to_dict("records"):
@@ -338,7 +344,7 @@ def text_units(
     return units, items["item_id"].tolist(), no_text
 
 
-def _segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
+def transcript_segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
     """Transcript segments per episode; a transcript without segments is one segment."""
     if not episode_ids:
         return {}
@@ -351,7 +357,7 @@ def _segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
     }
     trans = store.frame(t.transcripts, columns=["item_id", "text", "duration"])
     for row in trans[trans["item_id"].isin(wanted)].itertuples():
-        if row.item_id not in out and _clean(row.text):
+        if row.item_id not in out and clean_text(row.text):
             end = float(row.duration) if row.duration and not np.isnan(row.duration) else 0.0
             out[row.item_id] = pd.DataFrame({"start": [0.0], "end": [end], "text": [row.text]})
     return out

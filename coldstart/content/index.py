@@ -46,7 +46,7 @@ from coldstart.core.store import Store, utcnow
 
 __all__ = [
     "INDEX_UNITS",
-    "IndexError_",
+    "VectorIndexError",
     "ModelMismatchError",
     "VectorIndex",
     "SyncReport",
@@ -61,11 +61,11 @@ __all__ = [
 INDEX_UNITS = ("items", "passages")
 
 
-class IndexError_(RuntimeError):
+class VectorIndexError(RuntimeError):
     """An index is missing or unusable (named with its path)."""
 
 
-class ModelMismatchError(IndexError_):
+class ModelMismatchError(VectorIndexError):
     """The index was built with another encoder than the one asked to query it."""
 
 
@@ -288,14 +288,14 @@ class VectorIndex:
         paths = {n: directory / n for n in ("index.faiss", "ids.parquet", "manifest.json")}
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            raise IndexError_(
+            raise VectorIndexError(
                 f"index at {directory} is incomplete: missing {', '.join(missing)}; run `coldstart index`"
             )
         manifest = json.loads(paths["manifest.json"].read_text())
         index = faiss.read_index(str(paths["index.faiss"]))
         table = pd.read_parquet(paths["ids.parquet"])
         if index.ntotal != len(table):
-            raise IndexError_(
+            raise VectorIndexError(
                 f"{directory}: index holds {index.ntotal} vectors but the id table {len(table)}"
             )
         if isinstance(index, faiss.IndexIVF):
@@ -338,7 +338,7 @@ def load_index(settings: Settings, unit: str, model_id: str | None = None) -> Ve
     """Load `unit`; with `model_id`, refuse an index built by another encoder."""
     directory = index_dir(settings, unit)
     if not directory.exists():
-        raise IndexError_(
+        raise VectorIndexError(
             f"no {unit} index at {directory}; run `coldstart --home {settings.home} index` first"
         )
     index = VectorIndex.load(directory)

@@ -78,7 +78,7 @@ def _ensure_affinity(ctx) -> None:
     from coldstart.batch.uploads import affinity_artifact
 
     if affinity_artifact(ctx.store) is None:
-        from coldstart.models.artifacts import train_model
+        from coldstart.artifacts.training import train_model
 
         ctx.console.print(
             "no podcast affinity model registered yet: training one (as `coldstart train` does)"

@@ -18,7 +18,7 @@ import numpy as np
 
 from coldstart.core.config import Settings
 from coldstart.recommend.catalog import SPOKEN_KINDS, Catalog
-from coldstart.recommend.models import ServingModels
+from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.pipeline import OnboardingPipeline
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender

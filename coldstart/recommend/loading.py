@@ -33,8 +33,7 @@ __all__ = [
     "ServingModels",
     "load_serving_models",
     "store_version",
-    "interaction_data",
-    "serving_data",
+    "load_popularity_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,20 +51,11 @@ def store_version(store: Store) -> tuple:
     return (tuple(arts), tuple(ups))
 
 
-def interaction_data(store: Store) -> InteractionData:
-    """The store's contract tables as the frames `training` expects (no content)."""
-    items = store.items()
-    inter = store.interactions()
-    return InteractionData(
-        items=items, interactions=inter, users=store.users(), playlists=store.playlists()
-    )
-
-
-def serving_data(store: Store) -> InteractionData:
+def load_popularity_data(store: Store) -> InteractionData:
     """What the server fits its popularity fallbacks on: the catalogue, the listeners, and
     the spoken-word plays with user, item and weight only. The fallbacks rank shows and
     audiobooks from those plays alone, so they are the same as when fitted on every table
-    (`interaction_data`); music plays, timestamps and playlists, most of a large store,
+    (`coldstart.artifacts.training.load_interaction_data`); music plays, timestamps and playlists, most of a large store,
     are not read."""
     plays = store.plays_of(SPOKEN_KINDS, ["user_id", "item_id", "weight"])
     return InteractionData(items=store.items(), interactions=plays, users=store.users())
@@ -119,7 +109,7 @@ def _add_new_items(
     new = catalog[~catalog["item_id"].astype(str).isin(set(model.known_items()))]
     if new.empty:
         return []
-    from coldstart.models.artifacts import content_model_id
+    from coldstart.artifacts.training import content_model_id
 
     model_id = content_model_id(store)
     vectors = {}
@@ -146,10 +136,10 @@ def _load_search(settings: Settings, store: Store):
 
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
-    from coldstart.models.registry import MODEL_KINDS, load_model
+    from coldstart.artifacts.registry import MODEL_KINDS, load_model
 
     version = store_version(store)  # read first: a change during loading triggers another reload
-    data = serving_data(store)
+    data = load_popularity_data(store)
     popularity = {}
     errors: dict[str, str] = {}
     for target in TARGETS:
