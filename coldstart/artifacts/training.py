@@ -18,6 +18,7 @@ import time
 from sqlalchemy import func, select
 
 from coldstart.artifacts.registry import SERVED_KINDS
+from coldstart.content.embeddings import item_vectors
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
@@ -57,8 +58,6 @@ def load_interaction_data(store: Store, content: bool = True) -> InteractionData
     )
     model_id = content_model_id(store) if content else None
     if model_id:
-        from coldstart.content.embeddings import item_vectors
-
         data.content = item_vectors(store, model_id, kinds=("show", "audiobook"))
     return data
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import and_, bindparam, delete
 
 from coldstart.batch.ray_stages import Embed, Transcribe, transcript_from_json
@@ -72,7 +74,7 @@ class RayUnavailable(RuntimeError):
 
 
 def _ray():
-    try:
+    try:  # imported here: Ray is the optional `ray` extra
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:  # the default install has no Ray
@@ -112,9 +114,6 @@ def _run_stage(
     """rows -> actor pool of `stage` -> one Parquet file per output batch in `out_dir`
     -> back as one frame. The driver pulls the batches (`iter_batches`), so no task
     besides the actors needs a CPU slot: a pool that takes every CPU cannot deadlock."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     ray = _ray()
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = max(1, min(len(rows), workers * 4))

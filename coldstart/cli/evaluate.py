@@ -62,6 +62,7 @@ def evaluate(
     ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.eval_report import results_table, run_evaluation
 
     store = store_of(ctx)
@@ -96,6 +97,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.artifacts.training import load_interaction_data, train_model
 
     settings, store = settings_of(ctx), store_of(ctx)

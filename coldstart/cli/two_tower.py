@@ -15,6 +15,7 @@ def train_two_tower_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Fit the co-listening GNN + two-tower audiobook model on the whole store; save and register it."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.artifacts.registry import SERVED_KINDS
     from coldstart.artifacts.training import train_model
 

@@ -31,6 +31,7 @@ def evaluate_uploads(
 ) -> None:
     """Hide every play of some items with text, train on the rest, score every known
     listener for each hidden item, compare with its real listeners."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.upload_eval import MODEL_LABELS, run_upload_evaluation
 
     settings, store = settings_of(ctx), store_of(ctx)

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
@@ -43,6 +45,7 @@ from coldstart.content.embeddings import (
 )
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
+from training.threads import torch_threads
 
 __all__ = ["AdaptReport", "adapted_dir", "current_adapted", "training_pairs", "adapt_encoder"]
 
@@ -130,11 +133,8 @@ def adapt_encoder(
     Skipped (and nothing changes) when the catalogue yields fewer than
     `embed.adapt_min_pairs` pairs. Same store, settings and seed: same weights.
     """
-    import torch
-    import torch.nn.functional as F
+    # Imported here: sentence-transformers takes 10-19 s to import (see embeddings.py).
     from sentence_transformers import SentenceTransformer
-
-    from training.threads import torch_threads
 
     cfg = settings.embed
     seed = settings.train.seed

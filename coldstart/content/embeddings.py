@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sqlalchemy import and_, bindparam, delete, select
 from tqdm.auto import tqdm
 
@@ -169,8 +170,6 @@ class Encoder:
         vectors of the same weights agree to a cosine of 0.99999, so a fp32 query searches
         bf16 item vectors as well; int8 models keep their own arithmetic.
         """
-        import torch
-
         if self.precision == "int8":
             return self.encode([text])[0]
         with torch.inference_mode(), torch_threads(1):
@@ -180,8 +179,6 @@ class Encoder:
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        import torch
-
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         kwargs = dict(
@@ -217,20 +214,19 @@ def load_encoder_at(path: Path, settings: Settings) -> Encoder:
     if key not in _ENCODERS:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # Imported here, after the variables above: sentence-transformers (with
+        # transformers) takes 10-19 s to import on this machine, and every reader of
+        # stored vectors (training, batch scoring, `coldstart train`) imports this module.
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight-loading bar is noise on every command
 
         if settings.embed.threads > 0:
-            import torch
-
             torch.set_num_threads(settings.embed.threads)
         model = SentenceTransformer(str(path), device="cpu")
         model.eval()
         if precision == "int8":
-            import torch
-
             model = torch.ao.quantization.quantize_dynamic(
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from coldstart.content.adapt import adapt_encoder
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     EmbedReport,
@@ -41,6 +42,7 @@ from coldstart.content.embeddings import (
     passage_rows,
     resolve_model_path,
 )
+from coldstart.content.intent import train_intent
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 
@@ -492,12 +494,8 @@ def index_content(
     when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
     everything is embedded with it. The intent classifier is retrained on every full run.
     """
-    from coldstart.content.intent import train_intent
-
     adapted = None
     if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
-        from coldstart.content.adapt import adapt_encoder
-
         base = load_encoder_at(resolve_model_path(settings.embed.model), settings)
         adapted = adapt_encoder(store, settings, base, progress=bool(progress))
         encoder = None  # the adapted model, when trained, is the encoder from now on

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import func, select
 
+from coldstart.artifacts.registry import MODEL_KINDS, load_model
+from coldstart.artifacts.training import content_model_id
+from coldstart.content.embeddings import item_vectors
+from coldstart.content.search import SearchService
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
@@ -25,9 +28,6 @@ from coldstart.recommend.catalog import Catalog
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
-
-if TYPE_CHECKING:
-    from coldstart.content.search import SearchService
 
 __all__ = [
     "ServingModels",
@@ -109,13 +109,10 @@ def _add_new_items(
     new = catalog[~catalog["item_id"].astype(str).isin(set(model.known_items()))]
     if new.empty:
         return []
-    from coldstart.artifacts.training import content_model_id
 
     model_id = content_model_id(store)
     vectors = {}
     if model_id:
-        from coldstart.content.embeddings import item_vectors
-
         wanted = set(new["item_id"].astype(str))
         vectors = {
             i: v
@@ -130,14 +127,10 @@ def _add_new_items(
 
 
 def _load_search(settings: Settings, store: Store):
-    from coldstart.content.search import SearchService
-
     return SearchService(store, settings)
 
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
-    from coldstart.artifacts.registry import MODEL_KINDS, load_model
-
     version = store_version(store)  # read first: a change during loading triggers another reload
     data = load_popularity_data(store)
     popularity = {}
