@@ -11,10 +11,10 @@ Relative `audio_path` values resolve against COLDSTART_HOME (`settings.home`);
 absolute paths are used as they are.
 
 Several `transcribe --pending` processes may run at once: each item is transcribed
-under a lease (`coldstart.core.leases.Leases`, `transcribe:<item_id>`, `settings.lease_seconds`),
-taken just before the work starts and released when its result is written. An
-item leased by another live worker is reported `busy`; a killed worker's items are
-taken over once their leases expire.
+under a lease (`coldstart.core.leases.Leases` on `transcription_lease(item_id)`,
+`settings.lease_seconds`), taken just before the work starts and released when its
+result is written. An item leased by another live worker is reported `busy`; a killed
+worker's items are taken over once their leases expire.
 """
 
 from __future__ import annotations
