@@ -7,7 +7,7 @@
 `size.json` gives the interaction count). Each run is a fresh Python process (the
 checkout first on `PYTHONPATH`) that ingests the dataset into a new SQLite store, then a
 second fresh process that reads the store as the training stages do
-(`coldstart.recommend.models.interaction_data`). Old and new alternate, so the machine's
+(`coldstart.artifacts.training.load_interaction_data`, without content vectors). Old and new alternate, so the machine's
 load falls on both alike. Peak RSS is the child's `ru_maxrss` (the whole process:
 interpreter and imports included); bytes per interaction = peak RSS / interactions.
 Results: one JSON line per run in `--results`, medians printed as a Markdown table.
@@ -43,8 +43,13 @@ ingest_dataset(Store(sys.argv[1]), sys.argv[2])
 READ = """
 import sys
 from coldstart.core.store import Store
-from coldstart.recommend.models import interaction_data
-data = interaction_data(Store(sys.argv[1]))
+try:
+    from coldstart.artifacts.training import load_interaction_data
+except ImportError:  # a checkout from before the rename (issue 27)
+    from coldstart.recommend.models import interaction_data as load_interaction_data
+    data = load_interaction_data(Store(sys.argv[1]))
+else:
+    data = load_interaction_data(Store(sys.argv[1]), content=False)
 print(len(data.interactions), len(data.items), len(data.users))
 """
 

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
 
 from training.base import Recommender
 from training.data import InteractionData, Ranking, UserProfile
@@ -50,15 +52,12 @@ class CMFALSRecommender(Recommender):
         self.config = config or CMFConfig()
 
     def fit(self, data: InteractionData) -> CMFALSRecommender:
-        from implicit.cpu.als import AlternatingLeastSquares
-
         cfg = self.config
         self.space = JointSpace.fit(data, self.target, cfg.binary)
         self._ids = self.space.target_ids
         self._pop = self.space.target_popularity
         matrix = self.space.training_matrix(data, self.target)
         # One thread and a seed: the same factors on every run.
-        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, "blas"):
             self.als = AlternatingLeastSquares(

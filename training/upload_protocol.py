@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from training.metrics import per_user_ndcg
 from training.upload_audience import SOURCES, AudienceData, UploadAudienceModel, source_scores
@@ -243,8 +244,6 @@ def evaluate_uploads(
     progress: bool = False,
 ) -> dict:
     """Run the protocol on every seed; the JSON-ready result (docs/uploads-evaluation.md)."""
-    from tqdm.auto import tqdm
-
     if not 0 < hidden_fraction < 1:
         raise ValueError(f"hidden fraction must be between 0 and 1, got {hidden_fraction}")
     frames: list = []

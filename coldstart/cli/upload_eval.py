@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from coldstart.cli.app import app, console, fail, settings_of, store_of
-from coldstart.cli.evaluate import _seeds
+from coldstart.cli.evaluate import parse_seeds
 
 
 @app.command("evaluate-uploads")
@@ -31,12 +31,13 @@ def evaluate_uploads(
 ) -> None:
     """Hide every play of some items with text, train on the rest, score every known
     listener for each hidden item, compare with its real listeners."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.upload_eval import MODEL_LABELS, run_upload_evaluation
 
     settings, store = settings_of(ctx), store_of(ctx)
     try:
         result = run_upload_evaluation(
-            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, True, content
+            store, settings, kind, parse_seeds(seeds), hidden_fraction, json_path, True, content
         )
     except ValueError as exc:
         fail(str(exc))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,10 +46,6 @@ def utcnow() -> dt.datetime:
 
 def worker_id() -> str:
     """A lease owner name unique to this process: host, pid and a random tag."""
-    import os
-    import socket
-    import uuid
-
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
