@@ -36,7 +36,7 @@ MODEL_LABELS = {
     "centroid": "content kNN, centroid",
     "max_sim": "content kNN, max-sim",
     "item_knn": "content item-kNN through plays (50 nearest items)",
-    "served": "**served blend (chosen on validation uploads)**",
+    "served": "**served blend (what `score-uploads` writes; chosen on validation uploads)**",
 }
 
 
