@@ -129,3 +129,15 @@ def test_train_upload_audience_registers_a_blend_or_says_why_not(slice_home, tmp
     manifest = json.loads(thin.output)["audiobook"]
     assert not manifest["blend"] and "affinity" in manifest["fallback"]
     assert load_upload_audience(store, "audiobook") is None
+
+
+def test_seeds_in_parallel_give_the_same_report(slice_home):
+    from training.upload_protocol import evaluate_uploads
+
+    settings = Settings(home=slice_home)
+    catalog = load_upload_catalog(Store.from_settings(settings), settings, "audiobook")
+    one = evaluate_uploads(catalog, (0, 1), jobs=1)
+    two = evaluate_uploads(catalog, (0, 1), jobs=2)
+    assert json.dumps(one, sort_keys=True, default=float) == json.dumps(
+        two, sort_keys=True, default=float
+    )

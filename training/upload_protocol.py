@@ -21,6 +21,7 @@ the mean and standard error of the paired per-item difference.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -295,8 +296,10 @@ def evaluate_uploads(
     k_listener: int = 10,
     neighbours: int = 50,
     progress: bool = False,
+    jobs: int = 1,
 ) -> dict:
-    """Run the protocol on every seed; the JSON-ready result (docs/uploads-evaluation.md)."""
+    """Run the protocol on every seed (`jobs` seeds at once, in forked processes); the
+    JSON-ready result (docs/uploads-evaluation.md)."""
     from tqdm.auto import tqdm
 
     if not 0 < hidden_fraction < 1:
@@ -304,10 +307,25 @@ def evaluate_uploads(
     frames: list = []
     listener_ndcg: dict = {}
     splits: list = []
-    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
-        items, per_listener, split = _seed_run(
-            catalog, int(seed), hidden_fraction, k_listener, neighbours
-        )
+    run = partial(
+        _seed_run,
+        catalog,
+        fraction=hidden_fraction,
+        k_listener=k_listener,
+        neighbours=neighbours,
+    )
+    seeds = [int(seed) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:  # seeds are independent: the same result in parallel
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=get_context("fork")) as pool:
+            runs = list(
+                tqdm(pool.map(run, seeds), total=len(seeds), desc="seeds", disable=not progress)
+            )
+    else:
+        runs = (run(seed) for seed in tqdm(seeds, desc="seeds", disable=not progress))
+    for items, per_listener, split in runs:
         frames.append(items)
         splits.append(split)
         for name, values in per_listener.items():

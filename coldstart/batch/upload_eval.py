@@ -135,11 +135,12 @@ def run_upload_evaluation(
     json_path: Path | None = None,
     progress: bool = False,
     content: str = "minilm",
+    jobs: int = 1,
 ) -> dict:
     from training.upload_protocol import evaluate_uploads
 
     catalog = load_upload_catalog(store, settings, kind, progress, content)
-    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress)
+    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress, jobs=jobs)
     result["kind"] = kind
     result["content"] = content
     if json_path is not None:
