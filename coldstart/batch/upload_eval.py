@@ -39,7 +39,7 @@ MODEL_LABELS = {
     "centroid": "content kNN, centroid",
     "max_sim": "content kNN, max-sim",
     "item_knn": "content item-kNN through plays (50 nearest items)",
-    "served": "**served blend (chosen on validation uploads)**",
+    "served": "**served blend (what `score-uploads` writes; chosen on validation uploads)**",
 }
 
 
@@ -136,9 +136,10 @@ def run_upload_evaluation(
     json_path: Path | None = None,
     progress: bool = False,
     content: str = "minilm",
+    jobs: int = 1,
 ) -> dict:
     catalog = load_upload_catalog(store, settings, kind, progress, content)
-    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress)
+    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress, jobs=jobs)
     result["kind"] = kind
     result["content"] = content
     if json_path is not None:
