@@ -257,8 +257,7 @@ def tune_gate(broad_c: list, known_c: list, genre_of: dict) -> dict:
         "tuning_precision": grid[best][0],
         "tuning_mrr": grid[best][1],
         "grid_top10 (broad lw/iw, specific lw/iw: precision, mrr)": {
-            "/".join(map(str, w)): grid[w]
-            for w in sorted(grid, key=lambda w: -sum(grid[w]))[:10]
+            "/".join(map(str, w)): grid[w] for w in sorted(grid, key=lambda w: -sum(grid[w]))[:10]
         },
         "_features": X,
         "_labels": y,
@@ -460,7 +459,10 @@ def by_origin(result: dict) -> str:
         for half in ("tuning", "validation")
     }
     lines = ["| queries | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    for label, wanted in (("original 38 (positions 0-1)", (0, 1)), ("later 76 (2-5)", (2, 3, 4, 5))):
+    for label, wanted in (
+        ("original 38 (positions 0-1)", (0, 1)),
+        ("later 76 (2-5)", (2, 3, 4, 5)),
+    ):
         cells = []
         for home, mode, _ in cols:
             values = []
@@ -521,7 +523,9 @@ def main() -> None:
         "--no-latency", action="store_true", help="Skip the latency pass (quality only)."
     )
     parser.add_argument(
-        "--report", type=Path, help="Print the tables of a result JSON written earlier; run nothing."
+        "--report",
+        type=Path,
+        help="Print the tables of a result JSON written earlier; run nothing.",
     )
     args = parser.parse_args()
     if args.report:

@@ -64,7 +64,9 @@ def test_gate_reads_long_wordy_queries_as_specific():
 
 def test_gate_fit_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    broad = np.column_stack([rng.integers(3, 8, 40), rng.uniform(0.7, 1, 40), rng.uniform(2, 8, 40)])
+    broad = np.column_stack(
+        [rng.integers(3, 8, 40), rng.uniform(0.7, 1, 40), rng.uniform(2, 8, 40)]
+    )
     specific = np.column_stack(
         [rng.integers(9, 15, 40), rng.uniform(0.3, 0.8, 40), rng.uniform(8, 16, 40)]
     )

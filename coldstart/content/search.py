@@ -255,7 +255,9 @@ class SearchService:
             lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
         elif mode == "gated":
-            c = self._candidates(query, qvec, max(depth, self.settings.embed.intent_depth), filt, True)
+            c = self._candidates(
+                query, qvec, max(depth, self.settings.embed.intent_depth), filt, True
+            )
             scores = c.score(*c.gated_weights(self.gate), 0.0)
             ranked = sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
         else:
