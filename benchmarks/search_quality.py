@@ -15,13 +15,17 @@ their own intent classifier (`coldstart/content/intent.py`) from `coldstart inde
 Weights are chosen on the TUNING halves of both query sets (`--tune` prints the grid):
 `intent_weight` for mode intent (genre precision alone, as before), and for mode fused
 `lexical_weight`, `fused_intent_weight` and `intent_confidence_power`, by the sum of
-tuning genre precision@10 and tuning known-item MRR@10. The tables report the
-VALIDATION halves, mean and standard error over queries. Latency is measured per query
+tuning genre precision@10 and tuning known-item MRR@10; for mode gated (the default) the
+query-type gate and its two weight sets, by the same sum (`tune_gate`), written with
+`--write-gate` (the packaged gate is coldstart/content/query_gate.json). The tables report
+the VALIDATION halves, mean and standard error over queries. Latency is measured per query
 with the real encoder (no cache), one query at a time, over every query of both sets,
 after two warm-up queries.
 
     .venv/bin/python benchmarks/search_quality.py /work/shared/data/apple-podcasts/podcasts_info.json \
-        --home /tmp/sq --tune --json benchmarks/results/search_quality.json
+        --home /tmp/sq --no-adapt --tune --write-gate coldstart/content/query_gate.json \
+        --json benchmarks/results/search_quality-gated.json
+    .venv/bin/python benchmarks/search_quality.py --report benchmarks/results/search_quality-gated.json
     .venv/bin/python benchmarks/search_quality.py     # the 200-show slice in tests/data (smoke run)
 """
 
