@@ -32,6 +32,7 @@ after two warm-up queries.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -67,6 +68,10 @@ POWER_GRID = (0.0, 1.0, 2.0, 4.0)
 GATED_LEXICAL_GRID = LEXICAL_GRID
 GATED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 GATE_C = 1.0
+# mode gated's p(genre | query): the classifier blended with the genre shares of the top 20
+# candidates by cosine + 0.5 * BM25 / best; chosen among the routes of
+# benchmarks/query_genre_routes.py on the tuning halves (issue 28)
+GATE_FEEDBACK = {"weight": 0.25, "depth": 20, "lexical_weight": 0.5}
 MODES = ("dense", "lexical", "hybrid", "intent", "fused", "gated")
 
 
@@ -224,6 +229,8 @@ def tune_gate(broad_c: list, known_c: list, genre_of: dict) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
     cands = [c for _, c in broad_c] + [c for _, c in known_c]
+    # p(genre | query) as mode gated reads it (the classifier + pseudo-relevance feedback)
+    cands = [dataclasses.replace(c, genre_p=c.feedback_genre_p(**GATE_FEEDBACK)) for c in cands]
     for c in cands:  # for ties broken by key, as `search` breaks them
         object.__setattr__(c, "key_rank", np.argsort(np.argsort(np.array(c.keys))))
     X = np.stack([c.gate_features for c in cands])
@@ -255,6 +262,7 @@ def tune_gate(broad_c: list, known_c: list, genre_of: dict) -> dict:
     return {
         "features": list(GATE_FEATURES),
         "C": GATE_C,
+        "genre_feedback": GATE_FEEDBACK,
         "cv_accuracy": cv_accuracy,
         "broad": dict(zip(names, best[:2])),
         "specific": dict(zip(names, best[2:])),
@@ -326,6 +334,9 @@ def fitted_gate(tuned: dict, model_id: str, catalogue: Path) -> QueryGate:
         "model": "logistic regression (scikit-learn, lbfgs), standardised features",
         "features": list(GATE_FEATURES),
         "C": GATE_C,
+        "genre_feedback": "p(genre | query) = (1 - weight) * classifier + weight * genre shares "
+        "of the top `depth` candidates by cosine + lexical_weight * BM25 / best BM25; chosen "
+        "on the tuning halves by benchmarks/query_genre_routes.py",
         "fitted_on": {
             "catalogue": Path(catalogue).name,
             "encoder": model_id,
@@ -340,7 +351,10 @@ def fitted_gate(tuned: dict, model_id: str, catalogue: Path) -> QueryGate:
         "command": "benchmarks/search_quality.py CATALOGUE --home DIR --tune --write-gate PATH",
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return QueryGate.fit(X, y, tuned["broad"], tuned["specific"], c=GATE_C, manifest=manifest)
+    return QueryGate.fit(
+        X, y, tuned["broad"], tuned["specific"], c=GATE_C, manifest=manifest,
+        feedback=GATE_FEEDBACK,
+    )  # fmt: skip
 
 
 def run_home(

@@ -83,6 +83,14 @@ def test_gate_fit_save_load_round_trip(tmp_path):
     x = np.array([12.0, 0.5, 12.0])
     assert again.p_specific(x) == pytest.approx(gate.p_specific(x)) and gate.p_specific(x) > 0.9
     assert again.broad == weights_b and again.manifest == {"kind": "query-type-gate"}
+    assert again.feedback == {"weight": 0.0, "depth": 20, "lexical_weight": 0.5}  # default: off
+    feedback = {"weight": 0.3, "depth": 7, "lexical_weight": 0.2}
+    gate = QueryGate.fit(
+        np.vstack([broad, specific]), np.r_[np.zeros(40), np.ones(40)], weights_b, weights_s,
+        feedback=feedback,
+    )  # fmt: skip
+    gate.save(tmp_path / "gate.json")
+    assert load_gate(tmp_path / "gate.json").feedback == feedback
 
 
 def test_a_broken_gate_file_is_named(tmp_path):
@@ -92,6 +100,16 @@ def test_a_broken_gate_file_is_named(tmp_path):
         load_gate(bad)
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_gate(tmp_path / "missing.json")
+    data = json.loads(PACKAGED_GATE.read_text())
+    data["genre_feedback"] = {"weight": 1.5, "depth": 20, "lexical_weight": 0.5}
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="genre_feedback"):
+        load_gate(bad)
+
+
+def test_packaged_gate_blends_the_classifier_with_feedback():
+    feedback = load_gate().feedback
+    assert 0.0 < feedback["weight"] < 1.0 and feedback["depth"] >= 1
 
 
 # --- mode gated on a tiny labelled catalogue ----------------------------------------------------
@@ -112,18 +130,25 @@ def labelled(tmp_path_factory, base):
 
 
 def _gated_by_hand(service: SearchService, query: str) -> dict[str, float]:
-    """cosine + lw * BM25 / best BM25 + iw * p(genre), (lw, iw) from the gate, every item."""
+    """cosine + lw * BM25 / best BM25 + iw * p(genre), (lw, iw) from the gate, every item;
+    p(genre) = (1 - a) * classifier + a * the genre shares of the top `depth` items by
+    cosine + lexical_weight * BM25 / best BM25 (the gate's genre_feedback)."""
     qvec = service.encoder.encode_query(query)
     tokens = service.lexical._tokens([query])[0]
     bm25 = np.asarray(service.lexical.retriever.get_scores(tokens), dtype=np.float64)
     p = service.intent.probabilities(qvec)[0]
     gate = service.gate
     lw, iw = gate.weights(gate.p_specific(gate_features(query, float(p.max()), bm25.max())))
+    ids = service.lexical.ids
+    cosine = np.array([float(service.items_index.vector(i) @ qvec) for i in ids])
+    col = np.array([service.intent.index[service.items.loc[i, "genre"]] for i in ids])
+    fb = gate.feedback
+    top = np.argsort(-(cosine + fb["lexical_weight"] * bm25 / bm25.max()))[: fb["depth"]]
+    shares = np.bincount(col[top], minlength=len(p)) / len(top)
+    p = (1 - fb["weight"]) * p + fb["weight"] * shares
     return {
-        item_id: float(service.items_index.vector(item_id) @ qvec)
-        + lw * bm25[i] / bm25.max()
-        + iw * float(p[service.intent.index[service.items.loc[item_id, "genre"]]])
-        for i, item_id in enumerate(service.lexical.ids)
+        item_id: cosine[i] + lw * bm25[i] / bm25.max() + iw * float(p[col[i]])
+        for i, item_id in enumerate(ids)
     }
 
 
@@ -142,6 +167,22 @@ def test_gated_is_the_default_and_scores_the_documented_sum(labelled, base):
         assert [h.score for h in hits] == pytest.approx(
             [expected[h.item_id] for h in hits], abs=1e-5
         )
+
+
+def test_feedback_mixes_the_neighbours_genres_into_the_classifier(labelled, base):
+    store, settings = labelled
+    service = SearchService(store, settings, base)
+    c = service.candidates("rockets and astronauts", kind=None)
+    # weight 0: the classifier's p(genre) unchanged
+    assert np.array_equal(c.feedback_genre_p(0.0, 5, 0.5), c.genre_p)
+    # weight 1: the share of each genre among the top 5 by cosine + 0.5 * BM25 / best
+    top = np.argsort(-(c.cosine + 0.5 * c.lexical), kind="stable")[:5]
+    genres = [service.items.loc[c.keys[i], "genre"] for i in top]
+    alone = c.feedback_genre_p(1.0, 5, 0.5)
+    for i, key in enumerate(c.keys):
+        assert alone[i] == pytest.approx(genres.count(service.items.loc[key, "genre"]) / 5)
+    half = c.feedback_genre_p(0.5, 5, 0.5)
+    assert half == pytest.approx(0.5 * c.genre_p + 0.5 * alone)
 
 
 def test_gated_keeps_the_genre_for_broad_queries_and_the_show_for_specific_ones(labelled, base):

@@ -11,6 +11,12 @@ one keeps its lexical and semantic match.
     score = cosine + lexical_weight(g) * BM25 / best BM25 + intent_weight(g) * p(item's genre | query)
     w(g) = (1 - g) * w_broad + g * w_specific
 
+p(genre | query) is the intent classifier's, blended with pseudo-relevance feedback (the
+gate's `genre_feedback`): (1 - weight) * classifier + weight * the genre shares of the query's
+top `depth` candidates by cosine + `lexical_weight` * BM25 / best BM25 (dense and BM25
+neighbours), chosen on the tuning halves (benchmarks/query_genre_routes.py). A gate file
+without `genre_feedback` uses the classifier alone.
+
 The fitted gate ships as `coldstart/content/query_gate.json` (coefficients, both weight sets
 and a manifest saying how and on what it was fitted); `embed.query_gate` points elsewhere.
 """
@@ -23,10 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GATE_FEATURES", "PACKAGED_GATE", "QueryGate", "gate_features", "load_gate"]
+__all__ = [
+    "GATE_FEATURES",
+    "NO_FEEDBACK",
+    "PACKAGED_GATE",
+    "QueryGate",
+    "gate_features",
+    "load_gate",
+]
 
 GATE_FEATURES = ("words", "confidence", "best_bm25")
 PACKAGED_GATE = Path(__file__).with_name("query_gate.json")
+NO_FEEDBACK = {"weight": 0.0, "depth": 20, "lexical_weight": 0.5}
 
 
 def gate_features(query: str, confidence: float, best_bm25: float) -> np.ndarray:
@@ -43,6 +57,8 @@ class QueryGate:
     broad: dict[str, float]  # {"lexical_weight", "intent_weight"} for a broad query
     specific: dict[str, float]  # ... and for a specific one
     manifest: dict = field(default_factory=dict)
+    # p(genre | query) = (1 - weight) * classifier + weight * genre shares of the top `depth`
+    feedback: dict[str, float] = field(default_factory=lambda: dict(NO_FEEDBACK))
 
     def p_specific(self, features: np.ndarray) -> float:
         z = float(((features - self.mean) / self.scale) @ self.coef + self.intercept)
@@ -64,6 +80,7 @@ class QueryGate:
         specific: dict[str, float],
         c: float = 1.0,
         manifest: dict | None = None,
+        feedback: dict[str, float] | None = None,
     ) -> QueryGate:
         from sklearn.linear_model import LogisticRegression
 
@@ -73,7 +90,7 @@ class QueryGate:
         model = LogisticRegression(C=c).fit((features - mean) / scale, np.asarray(is_specific))
         return cls(
             mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), broad, specific,
-            manifest or {},
+            manifest or {}, dict(feedback or NO_FEEDBACK),
         )  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -86,6 +103,7 @@ class QueryGate:
             "intercept": self.intercept,
             "broad": self.broad,
             "specific": self.specific,
+            "genre_feedback": self.feedback,
         }
 
     def save(self, path: Path) -> None:
@@ -107,8 +125,20 @@ def load_gate(path: Path | None = None) -> QueryGate:
             broad={k: float(data["broad"][k]) for k in ("lexical_weight", "intent_weight")},
             specific={k: float(data["specific"][k]) for k in ("lexical_weight", "intent_weight")},
             manifest=data.get("manifest", {}),
+            feedback=_feedback(data.get("genre_feedback", NO_FEEDBACK)),
         )
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no query gate file (embed.query_gate)") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a query gate file ({exc})") from exc
+
+
+def _feedback(data: dict) -> dict[str, float]:
+    feedback = {
+        "weight": float(data["weight"]),
+        "depth": int(data["depth"]),
+        "lexical_weight": float(data["lexical_weight"]),
+    }
+    if not 0.0 <= feedback["weight"] <= 1.0 or feedback["depth"] < 1:
+        raise ValueError(f"genre_feedback {data}: weight must be in [0, 1] and depth at least 1")
+    return feedback

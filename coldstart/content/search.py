@@ -158,6 +158,8 @@ class Candidates:
     confidence: float  # the classifier's top probability for this query (0: no classifier)
     in_dense: np.ndarray  # True: among the dense top candidates (else only from BM25)
     gate_features: np.ndarray  # the query's inputs to the query-type gate (GATE_FEATURES)
+    class_p: np.ndarray  # the classifier's p(genre | query) over its genres (zeros(1): none)
+    genre_col: np.ndarray  # each candidate's genre column in class_p (-1: none it knows)
 
     def score(self, lexical_weight: float, intent_weight: float, power: float) -> np.ndarray:
         boost = intent_weight * self.confidence**power if intent_weight else 0.0
@@ -166,6 +168,26 @@ class Candidates:
     def gated_weights(self, gate: QueryGate) -> tuple[float, float]:
         """(lexical_weight, intent_weight) of mode gated for this query."""
         return gate.weights(gate.p_specific(self.gate_features))
+
+    def feedback_genre_p(self, weight: float, depth: int, lexical_weight: float) -> np.ndarray:
+        """p(each candidate's genre | query) blended with pseudo-relevance feedback:
+        (1 - weight) * the classifier's p + weight * the genre shares of the top `depth`
+        candidates by cosine + lexical_weight * BM25 / best BM25 (ties: candidate order)."""
+        if not weight or self.confidence == 0.0 or not len(self.keys):
+            return self.genre_p
+        top = np.argsort(-(self.cosine + lexical_weight * self.lexical), kind="stable")[:depth]
+        cols = self.genre_col[top]
+        cols = cols[cols >= 0]
+        if not len(cols):
+            return self.genre_p
+        shares = np.bincount(cols, minlength=len(self.class_p)) / len(cols)
+        p = (1 - weight) * self.class_p + weight * shares
+        return np.where(self.genre_col >= 0, p[np.maximum(self.genre_col, 0)], 0.0)
+
+    def gated_score(self, gate: QueryGate) -> np.ndarray:
+        """Mode gated: cosine + lw(g) * BM25 / best + iw(g) * p(genre) with the gate's feedback."""
+        lw, iw = self.gated_weights(gate)
+        return self.cosine + lw * self.lexical + iw * self.feedback_genre_p(**gate.feedback)
 
 
 class SearchService:
@@ -258,7 +280,7 @@ class SearchService:
             c = self._candidates(
                 query, qvec, max(depth, self.settings.embed.intent_depth), filt, True
             )
-            scores = c.score(*c.gated_weights(self.gate), 0.0)
+            scores = c.gated_score(self.gate)
             ranked = sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
         else:
             cfg = self.settings.embed
@@ -411,6 +433,8 @@ class SearchService:
             confidence=confidence,
             in_dense=np.arange(len(keys)) < in_dense,
             gate_features=gate_features(query, confidence, best_bm25),
+            class_p=np.asarray(p, dtype=np.float64),
+            genre_col=cols,
         )
 
     def _boosted(
