@@ -2,7 +2,8 @@
 intent (dense + a soft boost from the query's predicted genre), fused (dense + weighted
 BM25 + the intent boost) and gated (fused, with weights set per query by the query-type
 gate of coldstart/content/query_gate.py: broad queries get the genre boost, specific ones
-keep their lexical and semantic match).
+keep their lexical and semantic match; its p(genre | query) blends the classifier with the
+genre shares of the query's top fused candidates, the gate's `genre_feedback`).
 
 `SearchService` loads the indexes, the catalog metadata, a BM25 index and the intent
 classifier once, then answers `search(query, ...)` and `similar(item_id, ...)` with
