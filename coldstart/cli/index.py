@@ -153,7 +153,7 @@ def search(
     mode: str = typer.Option(
         None,
         "--mode",
-        help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)",
+        help="dense | lexical | hybrid | intent | fused | gated (default: settings.embed.search_mode)",
     ),
     passages: bool = typer.Option(
         False,
