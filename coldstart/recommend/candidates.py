@@ -36,6 +36,7 @@ __all__ = [
     "AffinitySource",
     "RecommenderSource",
     "ContentSource",
+    "ContentNeighbours",
     "EditorialSource",
 ]
 
@@ -162,3 +163,54 @@ class EditorialSource(CandidateSource):
     def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
         excluded = set(exclude)
         return SourceResult([Candidate(p, self.name, 1.0) for p in self.pins if p not in excluded])
+
+
+class ContentNeighbours:
+    """`ContentSource` over arrays: the content neighbours of seed items as catalogue
+    rows and scores, from one batched faiss query whose id selector (the recommendable
+    items of one kind) is built once per load, not per request."""
+
+    name = "content"
+
+    def __init__(self, index, columns, kind: str) -> None:
+        self.index, self.columns = index, columns
+        code = columns.kinds.get(kind, -2)
+        allowed = sorted(i for i in columns.ids[columns.kind == code].tolist() if i in index)
+        self.allowed = len(allowed)
+        if not allowed:
+            return
+        ids = index.ids_of(allowed)
+        self.selector = faiss.IDSelectorBatch(ids)  # kept alive with the parameters
+        if isinstance(index.index, faiss.IndexIVF):
+            self.params = faiss.SearchParametersIVF(sel=self.selector, nprobe=index.index.nprobe)
+        else:
+            self.params = faiss.SearchParameters(sel=self.selector)
+        by_id = np.argsort(ids)
+        self.faiss_ids = ids[by_id]
+        self.faiss_rows = columns.rows(allowed)[by_id]
+
+    def expand(
+        self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the best `k` neighbours of the seeds, best first (ties by
+        item id), each item once with its best score, `excluded_rows` left out."""
+        index = self.index
+        seeds = [s for s in seed_ids if s in index]
+        empty = np.zeros(0, np.int64), np.zeros(0)
+        if not seeds or not self.allowed or len(index) == 0 or k <= 0:
+            return empty
+        queries = np.ascontiguousarray(np.stack([index.vector(s) for s in seeds]), np.float32)
+        n = min(k, self.allowed, len(index))
+        scores, labels = index.index.search(queries, n, params=self.params)
+        found = labels.ravel() >= 0
+        labels, scores = labels.ravel()[found], scores.ravel()[found].astype(np.float64)
+        rows = self.faiss_rows[np.searchsorted(self.faiss_ids, labels)]
+        keep = ~np.isin(rows, excluded_rows)
+        rows, scores = rows[keep], scores[keep]
+        if not len(rows):
+            return empty
+        unique, inverse = np.unique(rows, return_inverse=True)
+        best = np.full(len(unique), -np.inf)
+        np.maximum.at(best, inverse, scores)
+        order = np.lexsort((self.columns.id_rank[unique], -best))[:k]
+        return unique[order], best[order]
