@@ -180,14 +180,30 @@ class ContentNeighbours:
         if not allowed:
             return
         ids = index.ids_of(allowed)
+        rows = columns.rows(allowed)
+        flat = index.index
+        if isinstance(flat, faiss.IndexIDMap2) and isinstance(
+            faiss.downcast_index(flat.index), faiss.IndexFlat
+        ):
+            # An exact index: the allowed vectors in an index of their own, in the order
+            # they hold in the whole one (the same scores and the same order of ties as a
+            # search of the whole index restricted to them, without scanning the rest).
+            position = {int(i): n for n, i in enumerate(faiss.vector_to_array(flat.id_map))}
+            by_position = np.argsort([position[int(i)] for i in ids], kind="stable")
+            self.search_index = faiss.IndexFlat(flat.d, flat.metric_type)
+            self.search_index.add(np.stack([flat.reconstruct(int(i)) for i in ids[by_position]]))
+            self.params = None
+            self.label_rows = rows[by_position]  # label = position in the sub-index
+            return
+        self.search_index = flat
         self.selector = faiss.IDSelectorBatch(ids)  # kept alive with the parameters
-        if isinstance(index.index, faiss.IndexIVF):
-            self.params = faiss.SearchParametersIVF(sel=self.selector, nprobe=index.index.nprobe)
+        if isinstance(flat, faiss.IndexIVF):
+            self.params = faiss.SearchParametersIVF(sel=self.selector, nprobe=flat.nprobe)
         else:
             self.params = faiss.SearchParameters(sel=self.selector)
         by_id = np.argsort(ids)
         self.faiss_ids = ids[by_id]
-        self.faiss_rows = columns.rows(allowed)[by_id]
+        self.label_rows = rows[by_id]
 
     def expand(
         self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
@@ -201,12 +217,17 @@ class ContentNeighbours:
             return empty
         queries = np.ascontiguousarray(np.stack([index.vector(s) for s in seeds]), np.float32)
         n = min(k, self.allowed, len(index))
-        scores, labels = index.index.search(queries, n, params=self.params)
+        scores, labels = self.search_index.search(queries, n, params=self.params)
         found = labels.ravel() >= 0
         labels, scores = labels.ravel()[found], scores.ravel()[found].astype(np.float64)
-        rows = self.faiss_rows[np.searchsorted(self.faiss_ids, labels)]
-        keep = ~np.isin(rows, excluded_rows)
-        rows, scores = rows[keep], scores[keep]
+        if self.params is not None:  # labels are faiss ids of the whole index
+            labels = np.searchsorted(self.faiss_ids, labels)
+        rows = self.label_rows[labels]
+        if len(excluded_rows):
+            keep = np.ones(len(rows), bool)
+            for row in excluded_rows.tolist():  # a few seeds
+                keep &= rows != row
+            rows, scores = rows[keep], scores[keep]
         if not len(rows):
             return empty
         unique, inverse = np.unique(rows, return_inverse=True)

@@ -54,26 +54,29 @@ class RankedList:
 
     def items(self, columns: CatalogColumns, k: int | None) -> list[ScoredItem]:
         """The first `k` items in order, as `ScoredItem`s."""
-        out = []
-        metadata = columns.metadata
         order = self.order if k is None else self.order[:k]
-        for i in order.tolist():
-            item_id = columns.ids[self.rows[i]]
-            meta = metadata[item_id]
+        rows = self.rows[order].tolist()
+        scores = self.scores[order].tolist()
+        touched = self.touched[:, order].T.tolist()
+        ids, metadata = columns.ids, columns.metadata
+        out = []
+        for n, i in enumerate(order.tolist()):
             reasons = self.base_reasons(i)
-            reasons += [RULE_REASONS[r] for r in np.flatnonzero(self.touched[:, i]).tolist()]
+            reasons += [reason for reason, hit in zip(RULE_REASONS, touched[n]) if hit]
+            item_id = ids[rows[n]]
+            meta = metadata[item_id]
             out.append(
                 ScoredItem(
-                    item_id=item_id,
-                    kind=meta["kind"],
-                    score=float(self.scores[i]),
-                    reasons=reasons,
-                    title=meta.get("title"),
-                    language=meta.get("language"),
-                    genre=meta.get("genre"),
-                    explicit=bool(meta.get("explicit")),
-                    show_id=meta.get("show_id"),
-                    published_at=meta.get("published_at"),
+                    item_id,
+                    meta["kind"],
+                    scores[n],
+                    reasons,
+                    meta["title"],
+                    meta["language"],
+                    meta["genre"],
+                    bool(meta["explicit"]),
+                    meta["show_id"],
+                    meta["published_at"],
                 )
             )
         return out
@@ -120,8 +123,10 @@ def merge_sources(
     labels = [f"source:{name}" for name in names]
     tail = ["fallback:popularity"] if fallback else []
 
+    by_item = present.T.tolist()
+
     def base_reasons(i: int) -> list[str]:
-        mine = np.flatnonzero(present[:, i]).tolist()
+        mine = [s for s, hit in enumerate(by_item[i]) if hit]
         if len(mine) > 1:  # strongest first, then by name
             mine.sort(key=lambda s: (-contribution[s, i], names[s]))
         return [labels[s] for s in mine] + tail
