@@ -181,6 +181,7 @@ class ContentNeighbours:
             return
         ids = index.ids_of(allowed)
         rows = columns.rows(allowed)
+        self.position_of: dict[str, int] = {}
         flat = index.index
         if isinstance(flat, faiss.IndexIDMap2) and isinstance(
             faiss.downcast_index(flat.index), faiss.IndexFlat
@@ -191,7 +192,9 @@ class ContentNeighbours:
             position = {int(i): n for n, i in enumerate(faiss.vector_to_array(flat.id_map))}
             by_position = np.argsort([position[int(i)] for i in ids], kind="stable")
             self.search_index = faiss.IndexFlat(flat.d, flat.metric_type)
-            self.search_index.add(np.stack([flat.reconstruct(int(i)) for i in ids[by_position]]))
+            self.vectors = np.stack([flat.reconstruct(int(i)) for i in ids[by_position]])
+            self.search_index.add(self.vectors)
+            self.position_of = {allowed[n]: p for p, n in enumerate(by_position.tolist())}
             self.params = None
             self.label_rows = rows[by_position]  # label = position in the sub-index
             return
@@ -215,7 +218,12 @@ class ContentNeighbours:
         empty = np.zeros(0, np.int64), np.zeros(0)
         if not seeds or not self.allowed or len(index) == 0 or k <= 0:
             return empty
-        queries = np.ascontiguousarray(np.stack([index.vector(s) for s in seeds]), np.float32)
+        position_of = self.position_of
+        if all(s in position_of for s in seeds):  # seeds of this kind: vectors at hand
+            queries = self.vectors[[position_of[s] for s in seeds]]
+        else:
+            queries = np.stack([index.vector(s) for s in seeds])
+        queries = np.ascontiguousarray(queries, np.float32)
         n = min(k, self.allowed, len(index))
         scores, labels = self.search_index.search(queries, n, params=self.params)
         found = labels.ravel() >= 0
@@ -230,8 +238,8 @@ class ContentNeighbours:
             rows, scores = rows[keep], scores[keep]
         if not len(rows):
             return empty
-        unique, inverse = np.unique(rows, return_inverse=True)
-        best = np.full(len(unique), -np.inf)
-        np.maximum.at(best, inverse, scores)
-        order = np.lexsort((self.columns.id_rank[unique], -best))[:k]
-        return unique[order], best[order]
+        # Best first (ties by item id): an item's first place holds its best score.
+        order = np.lexsort((self.columns.id_rank[rows], -scores))
+        rows, scores = rows[order], scores[order]
+        first = np.sort(np.unique(rows, return_index=True)[1])[:k]
+        return rows[first], scores[first]

@@ -109,16 +109,19 @@ def merge_sources(
         parts.append((rows[keep], part[keep]))
     every = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
     rows, inverse = np.unique(every, return_inverse=True)
-    total = np.zeros(len(rows))
+    # Summed per item in candidate order (bincount adds its weights in input order),
+    # as the object path's running sums do.
+    weights_in_order = np.concatenate([p for _, p in parts]) if parts else np.zeros(0)
+    total = np.bincount(inverse, weights=weights_in_order, minlength=len(rows))
     present = np.zeros((len(names), len(rows)), bool)
     contribution = np.zeros((len(names), len(rows)))
     start = 0
     for s, (_, part) in enumerate(parts):
         at = inverse[start : start + len(part)]
         start += len(part)
-        np.add.at(total, at, part)  # in source order, as the object path sums
         present[s, at] = True
-        np.maximum.at(contribution[s], at, part)
+        # An item appears once per source (a pin named twice: the same value twice).
+        contribution[s, at] = np.maximum(part, 0.0)
     order = np.lexsort((columns.id_rank[rows], -total))
     labels = [f"source:{name}" for name in names]
     tail = ["fallback:popularity"] if fallback else []
