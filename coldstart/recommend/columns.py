@@ -16,12 +16,14 @@ import datetime as dt
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from coldstart.core.config import RulesSettings
 
-__all__ = ["CatalogColumns", "RuleColumns", "EPOCH", "micros"]
+__all__ = ["EPOCH", "CatalogColumns", "RuleColumns", "micros"]
 
 EPOCH = dt.datetime(1970, 1, 1)
+_COLUMNS = ("kind", "language", "genre", "explicit", "show_id", "published_at")
 _MICRO = dt.timedelta(microseconds=1)
 
 
@@ -30,14 +32,13 @@ def micros(when: dt.datetime) -> int:
     return (when - EPOCH) // _MICRO
 
 
-def _codes(values: list, truthy: bool) -> tuple[np.ndarray, dict]:
+def _codes(values: pd.Series, truthy: bool) -> tuple[np.ndarray, dict]:
     """Integer codes of `values`; -1 for None (and for empty strings when `truthy`)."""
-    table: dict = {}
-    codes = np.full(len(values), -1, np.int64)
-    for n, value in enumerate(values):
-        if value is None or (truthy and not value):
-            continue
-        codes[n] = table.setdefault(value, len(table))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    table = {value: n for n, value in enumerate(uniques.tolist())}
+    if truthy and "" in table:
+        codes[codes == table.pop("")] = -1
     return codes, table
 
 
@@ -45,28 +46,34 @@ class CatalogColumns:
     """Every item of a `Catalog` as one row of typed columns."""
 
     def __init__(
-        self, metadata: Mapping[str, dict], episodes: Mapping[str, list[str]], per_show: int
+        self,
+        metadata: Mapping[str, dict],
+        episodes: Mapping[str, list[str]],
+        per_show: int,
     ):
         self.metadata = metadata
         ids = list(metadata)
+        frame = pd.DataFrame.from_records(
+            list(metadata.values()), columns=list(_COLUMNS), coerce_float=False
+        )
         self.ids = np.array(ids, dtype=object)
-        self.row_of: dict[str, int] = {item_id: n for n, item_id in enumerate(ids)}
-        order = sorted(range(len(ids)), key=ids.__getitem__)
+        self.row_of: dict[str, int] = dict(zip(ids, range(len(ids))))
         self.id_rank = np.empty(len(ids), np.int64)
-        self.id_rank[order] = np.arange(len(ids))
-        metas = list(metadata.values())
-        self.kind, self.kinds = _codes([m["kind"] for m in metas], truthy=False)
+        self.id_rank[np.argsort(self.ids, kind="stable")] = np.arange(len(ids))
+        self.kind, self.kinds = _codes(frame["kind"], truthy=False)
         # Language: a falsy language (None, "") matches every listener (`language_match`).
-        self.language, self.languages = _codes([m["language"] for m in metas], truthy=True)
-        genres = [m["genre"] for m in metas]
+        self.language, self.languages = _codes(frame["language"], truthy=True)
         # `genre_diversity` counts any genre that is not None; `boost` only truthy ones.
-        self.genre, self.genres = _codes(genres, truthy=False)
-        self.genre_names = genres
-        self.explicit = np.array([bool(m["explicit"]) for m in metas], bool)
-        self.show, self.shows = _codes([m["show_id"] for m in metas], truthy=True)
-        published = [m["published_at"] for m in metas]
-        self.has_published = np.array([p is not None for p in published], bool)
-        self.published = np.array([micros(p) if p is not None else 0 for p in published], np.int64)
+        self.genre, self.genres = _codes(frame["genre"], truthy=False)
+        self.genre_names = frame["genre"].tolist()
+        self.explicit = frame["explicit"].fillna(False).astype(bool).to_numpy()
+        self.show, self.shows = _codes(frame["show_id"], truthy=True)
+        published = pd.to_datetime(frame["published_at"])
+        self.has_published = published.notna().to_numpy()
+        # Integer microseconds since 1970 (the datetimes are microsecond-exact).
+        self.published = np.where(
+            self.has_published, published.to_numpy("datetime64[us]").astype(np.int64), 0
+        )
         episode = self.kinds.get("episode", -2)
         self.episode_with_show = (self.kind == episode) & (self.show >= 0)
         # The newest `per_show` episodes of every show, as rows (-1 pads).
@@ -84,7 +91,9 @@ class CatalogColumns:
     def rows(self, item_ids) -> np.ndarray:
         """Rows of `item_ids` (-1 for ids not in the catalogue)."""
         row_of = self.row_of
-        return np.fromiter((row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        return np.fromiter(
+            (row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids)
+        )
 
 
 class RuleColumns:
@@ -96,12 +105,16 @@ class RuleColumns:
         # `editorial_boost`: the item's own boost, plus its (truthy) genre's.
         self.boost = np.zeros(n, np.float64)
         if rules.boosts:
-            boosts = rules.boosts
-            for row, (item_id, genre) in enumerate(zip(columns.ids, columns.genre_names)):
-                extra = boosts.get(item_id, 0.0)
-                if genre:
-                    extra += boosts.get(f"genre:{genre}", 0.0)
-                self.boost[row] = extra
+            boosts = pd.Series(rules.boosts, dtype=np.float64)
+            own = (
+                pd.Series(columns.ids, dtype=object).map(boosts).fillna(0.0).to_numpy()
+            )
+            genres = pd.Series(columns.genre_names, dtype=object)
+            truthy = (genres.notna() & (genres != "")).to_numpy()
+            keys = "genre:" + genres[truthy].astype(str)
+            by_genre = np.zeros(n, np.float64)
+            by_genre[truthy] = keys.map(boosts).fillna(0.0).to_numpy()
+            self.boost = own + by_genre
         # `pin`: the position of the item in the configured pins (-1: not pinned).
         self.pin = np.full(n, -1, np.int64)
         for position, item_id in enumerate(rules.pins):
