@@ -91,9 +91,7 @@ class CatalogColumns:
     def rows(self, item_ids) -> np.ndarray:
         """Rows of `item_ids` (-1 for ids not in the catalogue)."""
         row_of = self.row_of
-        return np.fromiter(
-            (row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids)
-        )
+        return np.fromiter((row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
 
 
 class RuleColumns:
@@ -106,9 +104,7 @@ class RuleColumns:
         self.boost = np.zeros(n, np.float64)
         if rules.boosts:
             boosts = pd.Series(rules.boosts, dtype=np.float64)
-            own = (
-                pd.Series(columns.ids, dtype=object).map(boosts).fillna(0.0).to_numpy()
-            )
+            own = pd.Series(columns.ids, dtype=object).map(boosts).fillna(0.0).to_numpy()
             genres = pd.Series(columns.genre_names, dtype=object)
             truthy = (genres.notna() & (genres != "")).to_numpy()
             keys = "genre:" + genres[truthy].astype(str)
