@@ -113,6 +113,7 @@ def merge_sources(
     # as the object path's running sums do.
     weights_in_order = np.concatenate([p for _, p in parts]) if parts else np.zeros(0)
     total = np.bincount(inverse, weights=weights_in_order, minlength=len(rows))
+    total = total.astype(np.float64, copy=False)  # an empty bincount is int64
     present = np.zeros((len(names), len(rows)), bool)
     contribution = np.zeros((len(names), len(rows)))
     start = 0
