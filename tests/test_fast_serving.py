@@ -11,6 +11,7 @@ Douban slice (ID-only real data; books as shows, then as audiobooks).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 import serving_world
 
 from coldstart.artifacts.training import load_interaction_data
+from coldstart.content.search import SearchService
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.importers import douban
@@ -101,7 +103,9 @@ def assert_models_agree(model, users: list[UserProfile]) -> None:
         )
 
 
-def assert_pipelines_agree(models, settings: Settings, users: list[UserProfile]) -> None:
+def assert_pipelines_agree(
+    models, settings: Settings, users: list[UserProfile], now: dt.datetime | None = None
+) -> None:
     fast = OnboardingPipeline(models, settings)
     reference = OnboardingPipeline(models, settings, fast=False)
     assert any(
@@ -110,7 +114,7 @@ def assert_pipelines_agree(models, settings: Settings, users: list[UserProfile])
         for s in sources
     )
     for n, user in enumerate(users):
-        a, b = fast.recommend(user, 10), reference.recommend(user, 10)
+        a, b = fast.recommend(user, 10, now), reference.recommend(user, 10, now)
         for name in ("shows", "episodes", "audiobooks"):
             left, right = getattr(a, name), getattr(b, name)
             assert [i.item_id for i in left] == [i.item_id for i in right], f"{name} user {n}"
@@ -167,6 +171,34 @@ def test_demo_world_fast_pipeline_answers_as_the_reference(demo):
     finally:
         for (kind, target), blend in saved.items():
             models.trained[kind][target].blend = blend
+
+
+def test_demo_world_columns_path_with_content_and_every_rule_answers_as_the_objects(demo):
+    """The vectorised candidates, merge and rules (content neighbours from the faiss
+    item index, pins, boosts, freshness, explicit, genre caps) against the object path."""
+    models, settings, users = demo
+    models = dataclasses.replace(
+        models, search=SearchService(Store.from_settings(settings), settings)
+    )
+    shows = sorted(i for i, m in models.catalog.metadata.items() if m["kind"] == "show")
+    books = sorted(i for i, m in models.catalog.metadata.items() if m["kind"] == "audiobook")
+    newest = max(m["published_at"] for m in models.catalog.metadata.values() if m["published_at"])
+    genre = next(m["genre"] for m in models.catalog.metadata.values() if m["genre"])
+    variants = [
+        {},
+        {
+            "pins": [shows[3], books[5], "no-such-item", shows[1]],
+            "boosts": {f"genre:{genre}": 0.2, shows[7]: 0.3, books[2]: -0.1},
+            "max_per_genre": 1,
+            "freshness_days": 60,
+            "explicit_when_age_unknown": True,
+        },
+        {"match_language": False, "allow_explicit": False, "max_per_genre": 0},
+    ]
+    for update in variants:
+        rules = settings.rules.model_copy(update=update)
+        custom = settings.model_copy(update={"rules": rules})
+        assert_pipelines_agree(models, custom, users, now=newest + dt.timedelta(days=3))
 
 
 # --- a Douban slice (ID-only real data) ----------------------------------------------

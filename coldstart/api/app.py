@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from coldstart.api.hot import PATH as ONBOARDING_PATH
+from coldstart.api.hot import OnboardingRoute, invalid_response
 from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
 from coldstart.api.routes import router
@@ -21,24 +23,10 @@ from coldstart.core.store import Store
 __all__ = ["create_app", "app_from_env"]
 
 
-def _message(errors) -> str:
-    parts = []
-    for err in errors:
-        loc = list(err.get("loc", ()))
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid" and len(loc) == 2:  # loc is (body, character position)
-            loc, msg = loc[:1], f"not valid JSON (at character {loc[1]})"
-        parts.append(f"{'.'.join(str(p) for p in loc)}: {msg}")
-    return "; ".join(parts)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        errors = [
-            {k: v for k, v in dict(e).items() if k in ("loc", "msg", "type")} for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors, "message": _message(errors)}, status_code=422)
+        return invalid_response(exc.errors())
 
     @app.exception_handler(UploadError)
     async def bad_upload(request: Request, exc: UploadError):
@@ -126,6 +114,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(router)
+    hot = next(r for r in router.routes if getattr(r, "path", None) == ONBOARDING_PATH)
+    app.add_middleware(OnboardingRoute, route=hot)  # inside the body limit and the metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.serve.max_json_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -6,7 +6,6 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from coldstart.api.auth import require_token
+from coldstart.api.hot import onboarding_answer, validation_errors
 from coldstart.api.schemas import (
     OnboardingRequest,
     OnboardingResponse,
@@ -32,8 +32,6 @@ from coldstart.batch.uploads import (
     resolve_upload_path,
     upload_file_path,
 )
-from coldstart.recommend.merge import ScoredItem
-from training.data import UserProfile
 
 __all__ = ["router"]
 
@@ -54,20 +52,6 @@ def public(data):
     if isinstance(data, str):
         return _PATH.sub("<path>", data)
     return data
-
-
-def _item(item: ScoredItem) -> dict:
-    """One recommended item as `RecommendedItem` data."""
-    return {
-        "item_id": item.item_id,
-        "kind": item.kind,
-        "title": item.title,
-        "score": round(float(item.score), 6),
-        "reasons": item.reasons,
-        "language": item.language,
-        "genre": item.genre,
-        "show_id": item.show_id,
-    }
 
 
 # --- onboarding ----------------------------------------------------------------------------
@@ -115,31 +99,15 @@ async def onboarding(request: Request) -> Response:
     # pipeline runs inline on the event loop (a thread hop would cost more than it
     # frees, and the GIL serialises the work anyway), and the answer is serialised by
     # orjson as plain data: `OnboardingResponse` documents it without re-validating.
+    # `coldstart.api.hot.OnboardingRoute` answers this route in front of FastAPI's
+    # routing; this handler documents it and answers the same way without it.
     try:
-        body = OnboardingRequest.model_validate_json(await request.body())
+        payload = onboarding_answer(
+            request.app.state.serving.current().pipeline, await request.body()
+        )
     except ValidationError as exc:
         raise _validation_error(exc) from None
-    snapshot = request.app.state.serving.current()
-    music: dict[str, float] = {}
-    for entry in body.music:
-        music[entry.item_id] = music.get(entry.item_id, 0.0) + entry.weight
-    user = UserProfile(
-        "anonymous", music, country=body.country, language=body.language, age=body.age
-    )
-    result = snapshot.pipeline.recommend(user, body.k)
-    return Response(
-        orjson.dumps(
-            {
-                "shows": [_item(i) for i in result.shows],
-                "episodes": [_item(i) for i in result.episodes],
-                "audiobooks": [_item(i) for i in result.audiobooks],
-                "fallback": result.fallback,
-                "fallback_lists": result.fallback_lists,
-                "unknown_items": result.unknown_items,
-            }
-        ),
-        media_type="application/json",
-    )
+    return Response(payload, media_type="application/json")
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -156,13 +124,7 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
 
 
 def _validation_error(exc: ValidationError, prefix: str = "body") -> RequestValidationError:
-    errors = []
-    for err in exc.errors(include_url=False):
-        err = dict(err)
-        err["loc"] = (prefix, *err.get("loc", ()))
-        err.pop("ctx", None)
-        errors.append(err)
-    return RequestValidationError(errors)
+    return RequestValidationError(validation_errors(exc, prefix))
 
 
 async def _multipart(request: Request, settings, upload_id: str):

@@ -36,6 +36,7 @@ __all__ = [
     "AffinitySource",
     "RecommenderSource",
     "ContentSource",
+    "ContentNeighbours",
     "EditorialSource",
 ]
 
@@ -162,3 +163,83 @@ class EditorialSource(CandidateSource):
     def generate(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> SourceResult:
         excluded = set(exclude)
         return SourceResult([Candidate(p, self.name, 1.0) for p in self.pins if p not in excluded])
+
+
+class ContentNeighbours:
+    """`ContentSource` over arrays: the content neighbours of seed items as catalogue
+    rows and scores, from one batched faiss query whose id selector (the recommendable
+    items of one kind) is built once per load, not per request."""
+
+    name = "content"
+
+    def __init__(self, index, columns, kind: str) -> None:
+        self.index, self.columns = index, columns
+        code = columns.kinds.get(kind, -2)
+        allowed = sorted(i for i in columns.ids[columns.kind == code].tolist() if i in index)
+        self.allowed = len(allowed)
+        if not allowed:
+            return
+        ids = index.ids_of(allowed)
+        rows = columns.rows(allowed)
+        self.position_of: dict[str, int] = {}
+        flat = index.index
+        if isinstance(flat, faiss.IndexIDMap2) and isinstance(
+            faiss.downcast_index(flat.index), faiss.IndexFlat
+        ):
+            # An exact index: the allowed vectors in an index of their own, in the order
+            # they hold in the whole one (the same scores and the same order of ties as a
+            # search of the whole index restricted to them, without scanning the rest).
+            position = {int(i): n for n, i in enumerate(faiss.vector_to_array(flat.id_map))}
+            by_position = np.argsort([position[int(i)] for i in ids], kind="stable")
+            self.search_index = faiss.IndexFlat(flat.d, flat.metric_type)
+            self.vectors = np.stack([flat.reconstruct(int(i)) for i in ids[by_position]])
+            self.search_index.add(self.vectors)
+            self.position_of = {allowed[n]: p for p, n in enumerate(by_position.tolist())}
+            self.params = None
+            self.label_rows = rows[by_position]  # label = position in the sub-index
+            return
+        self.search_index = flat
+        self.selector = faiss.IDSelectorBatch(ids)  # kept alive with the parameters
+        if isinstance(flat, faiss.IndexIVF):
+            self.params = faiss.SearchParametersIVF(sel=self.selector, nprobe=flat.nprobe)
+        else:
+            self.params = faiss.SearchParameters(sel=self.selector)
+        by_id = np.argsort(ids)
+        self.faiss_ids = ids[by_id]
+        self.label_rows = rows[by_id]
+
+    def expand(
+        self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the best `k` neighbours of the seeds, best first (ties by
+        item id), each item once with its best score, `excluded_rows` left out."""
+        index = self.index
+        seeds = [s for s in seed_ids if s in index]
+        empty = np.zeros(0, np.int64), np.zeros(0)
+        if not seeds or not self.allowed or len(index) == 0 or k <= 0:
+            return empty
+        position_of = self.position_of
+        if all(s in position_of for s in seeds):  # seeds of this kind: vectors at hand
+            queries = self.vectors[[position_of[s] for s in seeds]]
+        else:
+            queries = np.stack([index.vector(s) for s in seeds])
+        queries = np.ascontiguousarray(queries, np.float32)
+        n = min(k, self.allowed, len(index))
+        scores, labels = self.search_index.search(queries, n, params=self.params)
+        found = labels.ravel() >= 0
+        labels, scores = labels.ravel()[found], scores.ravel()[found].astype(np.float64)
+        if self.params is not None:  # labels are faiss ids of the whole index
+            labels = np.searchsorted(self.faiss_ids, labels)
+        rows = self.label_rows[labels]
+        if len(excluded_rows):
+            keep = np.ones(len(rows), bool)
+            for row in excluded_rows.tolist():  # a few seeds
+                keep &= rows != row
+            rows, scores = rows[keep], scores[keep]
+        if not len(rows):
+            return empty
+        # Best first (ties by item id): an item's first place holds its best score.
+        order = np.lexsort((self.columns.id_rank[rows], -scores))
+        rows, scores = rows[order], scores[order]
+        first = np.sort(np.unique(rows, return_index=True)[1])[:k]
+        return rows[first], scores[first]

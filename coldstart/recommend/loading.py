@@ -25,6 +25,7 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.recommend.catalog import Catalog
+from coldstart.recommend.catalog_file import load_catalog
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
@@ -142,9 +143,9 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
     music_ids = frozenset(
         data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str)
     )
-    models = ServingModels(
-        Catalog.from_store(store), popularity, version=version, errors=errors, music_ids=music_ids
-    )
+    catalog, source = load_catalog(store, settings.home / "catalog")
+    models = ServingModels(catalog, popularity, version=version, errors=errors, music_ids=music_ids)
+    models.components["catalog"] = {"from": source, "items": len(catalog.metadata)}
 
     # Newest artifact of each (kind, target) wins.
     for row in _artifacts(store).to_dict("records"):

@@ -18,13 +18,16 @@ from coldstart.core.config import Settings
 from coldstart.recommend.candidates import (
     Candidate,
     CandidateSource,
+    ContentNeighbours,
     ContentSource,
     EditorialSource,
     RecommenderSource,
 )
+from coldstart.recommend.columns import CatalogColumns, RuleColumns
 from coldstart.recommend.fast import fast_scorer
 from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
+from coldstart.recommend.ranked import RankedList, apply_rule_columns, merge_sources
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
 
@@ -48,7 +51,9 @@ class OnboardingResult:
 class OnboardingPipeline:
     def __init__(self, models: ServingModels, settings: Settings, fast: bool = True) -> None:
         # `fast`: served models answer through `coldstart.recommend.fast` (scores prepared
-        # at load time); False runs each model's own `recommend`, the reference.
+        # at load time) and candidates, merge and rules run over catalogue columns
+        # (`columns.py`, `ranked.py`); False runs each model's own `recommend` and the
+        # object path (`rank_candidates`, `apply_rules`), the reference.
         self.models = models
         self.settings = settings
         self.fast = fast
@@ -59,6 +64,16 @@ class OnboardingPipeline:
         if models.search is not None:
             for target, kind in LIST_KIND.items():
                 self.content[target] = ContentSource(self._neighbours(kind))
+        if fast:
+            catalog = models.catalog
+            self.columns = CatalogColumns(catalog.metadata, catalog.episodes, EPISODES_PER_SHOW)
+            self.rule_columns = RuleColumns(self.columns, settings.rules)
+            self.episode_rule_columns = RuleColumns(self.columns, self._episode_rules)
+            self.neighbours: dict[str, ContentNeighbours] = {}
+            if models.search is not None:
+                index = models.search.items_index
+                for target, kind in LIST_KIND.items():
+                    self.neighbours[target] = ContentNeighbours(index, self.columns, kind)
 
     def _accepts(self, kind: str):
         catalog = self.models.catalog
@@ -137,6 +152,73 @@ class OnboardingPipeline:
                 item.touch("fallback:popularity")
         return apply_rules(ranked, self.settings.rules, ctx, k), fallback, unknown
 
+    def _rank_list_fast(self, target: str, user: UserProfile, k: int, ctx: RuleContext):
+        """`_rank_list` over catalogue rows: the same candidates, merge and rules."""
+        columns = self.columns
+        n = max(self.settings.serve.candidates_per_source, k)
+        exclude = list(user.spoken)
+        found: list[tuple[str, np.ndarray, np.ndarray]] = []
+        personal: list[list[str]] = []  # item ids per personalised source, best first
+        unknown: set[str] = set()
+        for source in self.sources[target]:
+            if isinstance(source, EditorialSource):
+                excluded = set(exclude)
+                pins = [p for p in source.pins if p not in excluded]
+                found.append((source.name, columns.rows(pins), np.ones(len(pins))))
+                continue
+            assert isinstance(source, RecommenderSource)
+            ranking = source.model.recommend(user, n, exclude)
+            unknown.update(ranking.unknown_items)
+            if ranking.fallback and not source.keep_fallback:
+                continue
+            ids = ranking.item_ids
+            scores = np.asarray(ranking.scores, np.float64)
+            found.append((source.name, columns.rows(ids), scores))
+            if source.name != "popularity" and ids:
+                personal.append(list(ids))
+        fallback = not personal
+        if personal and target in self.neighbours:
+            seeds: list[str] = []
+            for rank in range(max(len(ids) for ids in personal)):
+                for ids in personal:
+                    if rank < len(ids) and len(seeds) < CONTENT_SEEDS and ids[rank] not in seeds:
+                        seeds.append(ids[rank])
+                if len(seeds) == CONTENT_SEEDS:
+                    break
+            excluded = columns.rows(list(exclude) + seeds)
+            rows, scores = self.neighbours[target].expand(seeds, n, excluded[excluded >= 0])
+            found.append(("content", rows, scores))
+        ranked = merge_sources(found, self.settings.serve.source_weights, columns, fallback)
+        apply_rule_columns(ranked, self.settings.rules, self.rule_columns, columns, ctx)
+        return ranked.items(columns, k), fallback, unknown
+
+    def _episodes_fast(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
+        """`_episodes` over catalogue rows."""
+        columns = self.columns
+        show_rows = columns.rows([show.item_id for show in shows])
+        episodes = columns.episodes[show_rows[show_rows >= 0]]
+        shows = [show for show, row in zip(shows, show_rows.tolist()) if row >= 0]
+        factors = np.array([1.0 - 0.01 * n for n in range(EPISODES_PER_SHOW)])
+        show_scores = np.array([show.score for show in shows], np.float64).reshape(-1, 1)
+        mask = episodes >= 0
+        parent, nth = np.nonzero(mask)
+        rows = episodes[mask]
+        scores = (show_scores * factors)[mask]
+        trail = [
+            [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
+            + [f"show:{show.item_id}"]
+            for show in shows
+        ]
+        latest = ("rule:latest_episode", "rule:recent_episode")
+
+        def base_reasons(i: int) -> list[str]:
+            return trail[parent[i]] + [latest[min(int(nth[i]), 1)]]
+
+        order = np.lexsort((columns.id_rank[rows], -scores))
+        ranked = RankedList(rows, scores, order, base_reasons)
+        apply_rule_columns(ranked, self._episode_rules, self.episode_rule_columns, columns, ctx)
+        return ranked.items(columns, k)
+
     def _episodes(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
         catalog = self.models.catalog
         candidates: list[ScoredItem] = []
@@ -178,8 +260,9 @@ class OnboardingPipeline:
 
     def _recommend(self, user: UserProfile, k: int, now: dt.datetime | None) -> OnboardingResult:
         ctx = RuleContext(language=user.language, age=user.age, now=now)
-        shows, shows_fallback, unknown = self._rank_list("podcast", user, k, ctx)
-        books, books_fallback, unknown_books = self._rank_list("audiobook", user, k, ctx)
+        rank_list = self._rank_list_fast if self.fast else self._rank_list
+        shows, shows_fallback, unknown = rank_list("podcast", user, k, ctx)
+        books, books_fallback, unknown_books = rank_list("audiobook", user, k, ctx)
         fell_back = [
             name
             for name, flag in (("shows", shows_fallback), ("audiobooks", books_fallback))
@@ -187,7 +270,7 @@ class OnboardingPipeline:
         ]
         return OnboardingResult(
             shows=shows,
-            episodes=self._episodes(shows, k, ctx),
+            episodes=(self._episodes_fast if self.fast else self._episodes)(shows, k, ctx),
             audiobooks=books,
             fallback=bool(fell_back),
             unknown_items=sorted(

@@ -1,0 +1,123 @@
+"""The onboarding route's hot path: `POST /v1/onboarding` answered by a plain ASGI
+handler in front of FastAPI's routing.
+
+FastAPI would build a `Request`, solve the route's dependencies and wrap the handler
+in its exception and exit-stack middleware for every request; on this route that cost
+about as much as the recommendation itself. `OnboardingRoute` sits inside the body
+limit (413) and the metrics middleware, which still count the request under the
+`/v1/onboarding` route template; it reads the body, validates it in one pass with
+pydantic-core (`OnboardingRequest.model_validate_json`), runs the pipeline inline
+and writes the answer with orjson. Invalid input gets the same 422 body as every other
+route (`detail`: pydantic's errors with `loc`, `msg`, `type`; `message`: one line
+naming the fields). The FastAPI route stays registered: it documents the route in
+OpenAPI and answers the same way (`onboarding_answer`) if this handler is bypassed.
+"""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+from coldstart.api.schemas import OnboardingRequest
+from coldstart.recommend.merge import ScoredItem
+from training.data import UserProfile
+
+__all__ = ["PATH", "OnboardingRoute", "onboarding_answer", "validation_errors", "invalid_response"]
+
+PATH = "/v1/onboarding"
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _item(item: ScoredItem) -> dict:
+    """One recommended item as `RecommendedItem` data."""
+    return {
+        "item_id": item.item_id,
+        "kind": item.kind,
+        "title": item.title,
+        "score": round(float(item.score), 6),
+        "reasons": item.reasons,
+        "language": item.language,
+        "genre": item.genre,
+        "show_id": item.show_id,
+    }
+
+
+def onboarding_answer(pipeline, body: bytes) -> bytes:
+    """The JSON answer to one onboarding body; raises pydantic's `ValidationError`."""
+    request = OnboardingRequest.model_validate_json(body)
+    music: dict[str, float] = {}
+    for entry in request.music:
+        music[entry.item_id] = music.get(entry.item_id, 0.0) + entry.weight
+    user = UserProfile(
+        "anonymous", music, country=request.country, language=request.language, age=request.age
+    )
+    result = pipeline.recommend(user, request.k)
+    return orjson.dumps(
+        {
+            "shows": [_item(i) for i in result.shows],
+            "episodes": [_item(i) for i in result.episodes],
+            "audiobooks": [_item(i) for i in result.audiobooks],
+            "fallback": result.fallback,
+            "fallback_lists": result.fallback_lists,
+            "unknown_items": result.unknown_items,
+        }
+    )
+
+
+def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
+    """pydantic's errors with `loc` under `prefix` and no `ctx` (FastAPI's shape)."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        err = dict(err)
+        err["loc"] = (prefix, *err.get("loc", ()))
+        err.pop("ctx", None)
+        errors.append(err)
+    return errors
+
+
+def error_message(errors) -> str:
+    parts = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid" and len(loc) == 2:  # loc is (body, character position)
+            loc, msg = loc[:1], f"not valid JSON (at character {loc[1]})"
+        parts.append(f"{'.'.join(str(p) for p in loc)}: {msg}")
+    return "; ".join(parts)
+
+
+def invalid_response(errors) -> JSONResponse:
+    """The 422 every route answers for invalid input."""
+    errors = [{k: v for k, v in dict(e).items() if k in ("loc", "msg", "type")} for e in errors]
+    return JSONResponse({"detail": errors, "message": error_message(errors)}, status_code=422)
+
+
+class OnboardingRoute:
+    """ASGI middleware answering `POST /v1/onboarding`; everything else passes on."""
+
+    def __init__(self, app, route) -> None:
+        self.app = app
+        self.route = route  # the FastAPI route, for the metrics' route label
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        app = scope["app"]
+        scope["route"] = self.route
+        try:
+            payload = onboarding_answer(app.state.serving.current().pipeline, b"".join(chunks))
+        except ValidationError as exc:
+            await invalid_response(validation_errors(exc))(scope, receive, send)
+            return
+        headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,119 @@
+"""The serving catalogue as typed columns, for the pipeline's vectorised fast path.
+
+`CatalogColumns` holds, once per load, what the candidate merge and the business
+rules read of every recommendable item: a row number per item id, the rank of the id
+in sorted order (ties are broken by item id), kind, language, genre and show codes,
+the explicit flag, the publication time in integer microseconds, and the newest
+episodes of every show as a row matrix. `RuleColumns` adds what one `RulesSettings`
+makes of each row (editorial boosts, pin positions). A request then works on small
+integer and float arrays of its candidates; Python objects are made only for the `k`
+items answered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from coldstart.core.config import RulesSettings
+
+__all__ = ["EPOCH", "CatalogColumns", "RuleColumns", "micros"]
+
+EPOCH = dt.datetime(1970, 1, 1)
+_COLUMNS = ("kind", "language", "genre", "explicit", "show_id", "published_at")
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def micros(when: dt.datetime) -> int:
+    """A naive UTC datetime as integer microseconds since 1970 (exact, ordered as datetimes)."""
+    return (when - EPOCH) // _MICRO
+
+
+def _codes(values: pd.Series, truthy: bool) -> tuple[np.ndarray, dict]:
+    """Integer codes of `values`; -1 for None (and for empty strings when `truthy`)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    table = {value: n for n, value in enumerate(uniques.tolist())}
+    if truthy and "" in table:
+        codes[codes == table.pop("")] = -1
+    return codes, table
+
+
+class CatalogColumns:
+    """Every item of a `Catalog` as one row of typed columns."""
+
+    def __init__(
+        self,
+        metadata: Mapping[str, dict],
+        episodes: Mapping[str, list[str]],
+        per_show: int,
+    ):
+        self.metadata = metadata
+        ids = list(metadata)
+        frame = pd.DataFrame.from_records(
+            list(metadata.values()), columns=list(_COLUMNS), coerce_float=False
+        )
+        self.ids = np.array(ids, dtype=object)
+        self.row_of: dict[str, int] = dict(zip(ids, range(len(ids))))
+        self.id_rank = np.empty(len(ids), np.int64)
+        self.id_rank[np.argsort(self.ids, kind="stable")] = np.arange(len(ids))
+        self.kind, self.kinds = _codes(frame["kind"], truthy=False)
+        # Language: a falsy language (None, "") matches every listener (`language_match`).
+        self.language, self.languages = _codes(frame["language"], truthy=True)
+        # `genre_diversity` counts any genre that is not None; `boost` only truthy ones.
+        self.genre, self.genres = _codes(frame["genre"], truthy=False)
+        self.genre_names = frame["genre"].tolist()
+        self.explicit = frame["explicit"].fillna(False).astype(bool).to_numpy()
+        self.show, self.shows = _codes(frame["show_id"], truthy=True)
+        published = pd.to_datetime(frame["published_at"])
+        self.has_published = published.notna().to_numpy()
+        # Integer microseconds since 1970 (the datetimes are microsecond-exact).
+        self.published = np.where(
+            self.has_published, published.to_numpy("datetime64[us]").astype(np.int64), 0
+        )
+        episode = self.kinds.get("episode", -2)
+        self.episode_with_show = (self.kind == episode) & (self.show >= 0)
+        # The newest `per_show` episodes of every show, as rows (-1 pads).
+        self.episodes = np.full((len(ids), per_show), -1, np.int64)
+        for show_id, episode_ids in episodes.items():
+            row = self.row_of.get(show_id)
+            if row is None:
+                continue
+            rows = [self.row_of[e] for e in episode_ids[:per_show] if e in self.row_of]
+            self.episodes[row, : len(rows)] = rows
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, item_ids) -> np.ndarray:
+        """Rows of `item_ids` (-1 for ids not in the catalogue)."""
+        row_of = self.row_of
+        return np.fromiter((row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+
+
+class RuleColumns:
+    """What one `RulesSettings` makes of every catalogue row, computed once."""
+
+    def __init__(self, columns: CatalogColumns, rules: RulesSettings):
+        self.rules = rules
+        n = len(columns)
+        # `editorial_boost`: the item's own boost, plus its (truthy) genre's.
+        self.boost = np.zeros(n, np.float64)
+        if rules.boosts:
+            boosts = pd.Series(rules.boosts, dtype=np.float64)
+            own = pd.Series(columns.ids, dtype=object).map(boosts).fillna(0.0).to_numpy()
+            genres = pd.Series(columns.genre_names, dtype=object)
+            truthy = (genres.notna() & (genres != "")).to_numpy()
+            keys = "genre:" + genres[truthy].astype(str)
+            by_genre = np.zeros(n, np.float64)
+            by_genre[truthy] = keys.map(boosts).fillna(0.0).to_numpy()
+            self.boost = own + by_genre
+        # `pin`: the position of the item in the configured pins (-1: not pinned).
+        self.pin = np.full(n, -1, np.int64)
+        for position, item_id in enumerate(rules.pins):
+            row = columns.row_of.get(item_id)
+            if row is not None:
+                self.pin[row] = position

@@ -1,0 +1,140 @@
+"""The compact serving catalogue (`coldstart.recommend.catalog_file`) equals the one
+built from SQL, and a file that no longer matches the store is rebuilt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import update
+
+from coldstart.batch.uploads import register_upload
+from coldstart.core import tables as t
+from coldstart.core.config import RulesSettings, Settings
+from coldstart.core.store import Store
+from coldstart.data.ingest import ingest_dataset
+from coldstart.demo.world import WorldConfig, build_world, write_world
+from coldstart.recommend.catalog import Catalog
+from coldstart.recommend.catalog_file import load_catalog, read_catalog
+from coldstart.recommend.columns import CatalogColumns, RuleColumns, micros
+
+
+@pytest.fixture()
+def store(tmp_path):
+    world = build_world(
+        WorldConfig(users=80, artists=12, shows=6, episodes_per_show=3, audiobooks=8)
+    )
+    write_world(world, tmp_path / "dataset")
+    settings = Settings(home=tmp_path / "home")
+    store = Store.from_settings(settings)
+    ingest_dataset(store, tmp_path / "dataset")
+    return store
+
+
+def assert_same(left: Catalog, right: Catalog) -> None:
+    assert left.metadata == right.metadata
+    assert list(left.metadata) == list(right.metadata)
+    assert left.listeners == right.listeners
+    assert left.episodes == right.episodes
+
+
+def test_the_compact_catalogue_equals_the_sql_one_and_is_read_next_time(store, tmp_path):
+    directory = tmp_path / "catalog"
+    built, source = load_catalog(store, directory)
+    assert source == "sql"
+    assert_same(built, Catalog.from_store(store))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["kind"] == "serving_catalog" and manifest["items"] == len(built.metadata)
+    again, source = load_catalog(store, directory)
+    assert source == "file"
+    assert_same(again, Catalog.from_store(store))
+    assert any(m["published_at"] is not None for m in again.metadata.values())
+
+
+def test_a_stale_file_is_rebuilt(store, tmp_path):
+    directory = tmp_path / "catalog"
+    load_catalog(store, directory)
+    # A new play changes listener counts.
+    plays = pd.DataFrame(
+        {
+            "user_id": ["u-new"],
+            "item_id": [next(iter(Catalog.from_store(store).metadata))],
+            "timestamp": [1],
+            "weight": [1.0],
+        }
+    )
+    with store.engine.begin() as conn:
+        conn.execute(t.interactions.insert(), plays.to_dict("records"))
+    fresh, source = load_catalog(store, directory)
+    assert source == "sql"
+    assert_same(fresh, Catalog.from_store(store))
+    assert load_catalog(store, directory)[1] == "file"
+    # An upload: hidden until scored, then recommendable; both are seen.
+    show = next(i for i, m in fresh.metadata.items() if m["kind"] == "show")
+    audio = tmp_path / "a.ogg"
+    audio.write_bytes(b"x")
+    upload = register_upload(store, show_id=show, title="new", audio_path=audio)
+    hidden, source = load_catalog(store, directory)
+    assert source == "sql" and upload["item_id"] not in hidden.metadata
+    with store.engine.begin() as conn:
+        conn.execute(update(t.uploads).values(status="scored"))
+    shown, source = load_catalog(store, directory)
+    assert source == "sql" and upload["item_id"] in shown.metadata
+    assert_same(shown, Catalog.from_store(store))
+    assert_same(read_catalog(directory), shown)
+
+
+def test_an_unreadable_manifest_is_rebuilt(store, tmp_path):
+    directory = tmp_path / "catalog"
+    load_catalog(store, directory)
+    (directory / "manifest.json").write_text("{not json")
+    catalog, source = load_catalog(store, directory)
+    assert source == "sql"
+    assert_same(catalog, Catalog.from_store(store))
+    assert load_catalog(store, directory)[1] == "file"
+
+
+def test_catalogue_columns_hold_every_items_metadata(store):
+    """`CatalogColumns` (the fast path's view of the catalogue) decodes back to the
+    metadata, with empty languages and show ids treated as missing, as the rules do."""
+    catalog = Catalog.from_store(store)
+    metadata = dict(catalog.metadata)
+    first, second = list(metadata)[:2]
+    metadata[first] = {**metadata[first], "language": "", "genre": ""}
+    metadata[second] = {**metadata[second], "show_id": "", "genre": None}
+    columns = CatalogColumns(metadata, catalog.episodes, 3)
+
+    def decode(codes, table):
+        names = {code: name for name, code in table.items()}
+        return [names.get(c) for c in codes.tolist()]
+
+    ids = list(metadata)
+    assert list(columns.ids) == ids
+    assert [ids[i] for i in np.argsort(columns.id_rank)] == sorted(ids)
+    assert decode(columns.kind, columns.kinds) == [m["kind"] for m in metadata.values()]
+    assert decode(columns.language, columns.languages) == [
+        m["language"] or None for m in metadata.values()
+    ]
+    assert decode(columns.genre, columns.genres) == [m["genre"] for m in metadata.values()]
+    assert decode(columns.show, columns.shows) == [m["show_id"] or None for m in metadata.values()]
+    assert columns.explicit.tolist() == [bool(m["explicit"]) for m in metadata.values()]
+    published = [m["published_at"] for m in metadata.values()]
+    assert columns.has_published.tolist() == [p is not None for p in published]
+    assert [micros(p) if p is not None else 0 for p in published] == columns.published.tolist()
+    assert any(p is not None for p in published)
+    for show_id, episodes in catalog.episodes.items():
+        row = columns.row_of[show_id]
+        got = [ids[r] for r in columns.episodes[row].tolist() if r >= 0]
+        assert got == episodes[:3]
+    genre = next(m["genre"] for m in metadata.values() if m["genre"])
+    rules = RulesSettings(boosts={f"genre:{genre}": 0.2, ids[2]: 0.3, "genre:": 5.0}, pins=[ids[3]])
+    boosts = RuleColumns(columns, rules)
+    expected = [
+        rules.boosts.get(i, 0.0)
+        + (rules.boosts.get(f"genre:{m['genre']}", 0.0) if m["genre"] else 0.0)
+        for i, m in metadata.items()
+    ]
+    assert boosts.boost.tolist() == expected
+    assert np.flatnonzero(boosts.pin >= 0).tolist() == [3]
