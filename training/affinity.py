@@ -44,6 +44,7 @@ from training.cross_domain import fit_wide
 from training.data import TARGET_KINDS, InteractionData, UserProfile
 from training.metrics import per_user_metric, top_columns
 from training.ranking import popularity
+from training.sampling import sample_listeners
 from training.served import ServedModel
 from training.splits import profiles_for
 from training.taste import TasteConfig
@@ -79,6 +80,12 @@ class AffinityConfig:
     early_stopping: str = "ndcg"  # the validation metric (training.metrics.METRICS, per-user)
     val_fraction: float = 0.15
     val_k: int = 10
+    # Large audiences: train (and validate) on a seeded uniform sample of at most this
+    # many listeners with both music and target history (`training.sampling`); the item
+    # side (catalogue, popularity, warm items) still reads every interaction. Binds above
+    # 50k such listeners (the scale benchmark's large worlds), not on Douban or the demo
+    # world. 0: every listener. The manifest's metrics record both counts.
+    max_listeners: int = 50_000
     progress: bool = False
     # Wide part and blend (see the module docstring); False serves the network alone.
     blend: bool = True
@@ -217,10 +224,14 @@ class AffinityModel(ServedModel):
         return warm, position, self.content_matrix
 
     def _training_users(self, data: InteractionData, inter: pd.DataFrame, n_warm: int):
-        """Profiles and feature tensors of users with both music and target history;
-        sets the vocabularies and standardisation the features use."""
+        """Profiles and feature tensors of users with both music and target history (at
+        most `max_listeners` of them, a seeded sample); sets the vocabularies and
+        standardisation the features use, and the listener counts of the metrics."""
         music_users = set(data.music_interactions()["user_id"])
-        profiles = profiles_for(data, sorted(set(inter["user_id"]) & music_users))
+        eligible = sorted(set(inter["user_id"]) & music_users)
+        chosen, available = sample_listeners(eligible, self.config.max_listeners, self.config.seed)
+        self.metrics = {"target_listeners": available, "sampled_listeners": len(chosen)}
+        profiles = profiles_for(data, chosen)
         self.countries = {
             c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))
         }
@@ -266,6 +277,7 @@ class AffinityModel(ServedModel):
             **trained,
             "train_users": int(len(run.train_rows)),
             "val_users": int(len(run.val_rows)),
+            **self.metrics,  # listeners eligible and sampled (`_training_users`)
             "warm_items": run.n_ids,
             "catalog": len(self.item_ids),
             "content_items": 0 if content is None else int((np.abs(content).sum(1) > 0).sum()),

@@ -23,11 +23,13 @@ __all__ = ["Listeners", "Pairs", "label_pairs", "without_target_plays", "data_ha
 class Listeners:
     """Who trains and who validates (fit step 1)."""
 
-    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows
-    target_ev: pd.DataFrame  # ... of the target kind
-    histories: dict[str, dict[str, float]]  # user -> music history
-    listeners: list[str]  # target listeners with music
+    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows (every listener's)
+    target_ev: pd.DataFrame  # ... of the target kind (only the sample's when one is drawn)
+    histories: dict[str, dict[str, float]]  # user -> music history, for `listeners`
+    listeners: list[str]  # target listeners with music (at most `max_listeners`)
     val_users: set[str]
+    music_players: pd.Series  # music item id -> listeners who played it (every listener)
+    eligible: int  # target listeners with music before the sample
 
 
 @dataclass
