@@ -223,11 +223,13 @@ class AffinityModel(ServedModel):
         self.content_matrix = _content_matrix(data, self.item_ids)
         return warm, position, self.content_matrix
 
-    def _training_users(self, data: InteractionData, inter: pd.DataFrame, n_warm: int):
+    def _training_users(
+        self, data: InteractionData, inter: pd.DataFrame, music: pd.DataFrame, n_warm: int
+    ):
         """Profiles and feature tensors of users with both music and target history (at
         most `max_listeners` of them, a seeded sample); sets the vocabularies and
         standardisation the features use, and the listener counts of the metrics."""
-        music_users = set(data.music_interactions()["user_id"])
+        music_users = set(music["user_id"])
         eligible = sorted(set(inter["user_id"]) & music_users)
         chosen, available = sample_listeners(eligible, self.config.max_listeners, self.config.seed)
         self.metrics = {"target_listeners": available, "sampled_listeners": len(chosen)}
@@ -261,7 +263,10 @@ class AffinityModel(ServedModel):
         cfg = self.config
         inter = data.target_interactions(self.target)
         warm, position, content = self._build_catalog(data, inter)
-        profiles, feats = self._training_users(data, inter, n_warm=len(warm))
+        music = data.music_interactions()  # one pass over every play
+        profiles, feats = self._training_users(data, inter, music, n_warm=len(warm))
+        music_items = music["item_id"].astype(str).unique()  # the wide part's vocabulary
+        del music
         run = self._training_run(profiles, feats, inter, position, content, len(warm), rng)
         self.net = AffinityNet(
             self.taste.dim,
@@ -287,7 +292,7 @@ class AffinityModel(ServedModel):
         self._refresh_items()
         if cfg.blend:
             val_items = [set(run.warm_rows[list(t)].tolist()) for t in run.val_truth]
-            self._fit_wide_and_blend(data, inter, profiles, feats, run.val_rows, val_items)
+            self._fit_wide_and_blend(inter, music_items, profiles, feats, run.val_rows, val_items)
 
     # --- fit, step by step -------------------------------------------------------
 
@@ -371,7 +376,7 @@ class AffinityModel(ServedModel):
                 ]
         return float(np.mean(values))
 
-    def _fit_wide_and_blend(self, data, inter, profiles, feats, val_rows, val_items) -> None:
+    def _fit_wide_and_blend(self, inter, music_items, profiles, feats, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the
         network's weight next to it, on the validation users the network never saw
         (at most `MAX_BLEND_USERS` of them)."""
@@ -397,7 +402,6 @@ class AffinityModel(ServedModel):
             .reindex(self.item_ids, fill_value=0)
             .to_numpy(float)
         )
-        music_items = data.music_interactions()["item_id"].astype(str)
         wide = fit_wide(
             [p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k
         )
