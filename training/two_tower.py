@@ -42,15 +42,21 @@ from graph.fit import GNNConfig
 from training.blend import validation_sample
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
-from training.history import EventsByUser, target_matrix, user_histories
-from training.item_graph import ItemGraph, spoken_events
+from training.history import EventsByUser, target_matrix
+from training.item_graph import ItemGraph
 from training.metrics import per_user_metric
 from training.ranking import popularity, top_k
-from training.sampling import sample_listeners
 from training.served import ServedModel
 from training.taste import TasteConfig
 from training.threads import torch_threads
-from training.two_tower_data import Listeners, Pairs, data_hash, label_pairs, without_target_plays
+from training.two_tower_data import (
+    Listeners,
+    Pairs,
+    data_hash,
+    label_pairs,
+    split_listeners,
+    without_target_plays,
+)
 from training.two_tower_features import ITEM_KEYS, USER_KEYS, TwoTowerFeatures
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]
@@ -110,12 +116,9 @@ class TwoTowerConfig:
     val_k: int = 10
     max_items_per_user: int = 50
     window_days: float | None = None
-    # Large audiences: train, validate and fit the blend on a seeded uniform sample of at
-    # most this many listeners with both music and target history (`training.sampling`);
-    # the item side (catalogue, popularity, co-listening graph, music item counts) still
-    # reads every interaction. Binds above 50k such listeners (the scale benchmark's large
-    # worlds), not on Douban or the demo world. 0: every listener. The manifest's metrics
-    # record both counts.
+    # Train, validate and blend on a seeded sample of at most this many listeners with
+    # music and target history (`training.sampling`; 0: all); the item side reads every
+    # play. Not binding on Douban or the demo world. Both counts go in the metrics.
     max_listeners: int = 50_000
     seed: int = 0
     progress: bool = False
@@ -208,12 +211,9 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
 
     @property
     def _graph_pairs(self) -> set[tuple[str, str]]:
-        """(user, item) pairs of the graph's events (for the leak tests; built on
-        demand: at a million listeners a set of every play is gigabytes)."""
-        if self._graph_events is None:
-            return set()
-        ev = self._graph_events
-        return set(zip(ev["user_id"].astype(str), ev["item_id"].astype(str)))
+        """(user, item) pairs of the graph's events, for the leak tests (on demand)."""
+        ev = self._graph_events if self._graph_events is not None else pd.DataFrame(columns=[0, 1])
+        return set(zip(ev.iloc[:, 0].astype(str), ev.iloc[:, 1].astype(str)))
 
     # --- training ------------------------------------------------------------------
 
@@ -266,28 +266,13 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
 
     def _split_listeners(self, data: InteractionData, rng: np.random.Generator) -> Listeners:
         """Listeners of the target with known music taste (at most `max_listeners`, a
-        seeded sample); some are kept for validation. Only the sample's music histories
-        are built; the music items' listener counts come from every listener."""
+        seeded sample); some are kept for validation."""
         cfg = self.config
-        events = spoken_events(data)
-        target_ev = events[events["kind"] == self.item_kind]
-        music = data.music_interactions()
-        eligible = sorted(set(target_ev["user_id"]) & set(music["user_id"]))
-        if len(eligible) < 4:
-            raise ValueError(
-                f"need at least 4 users with both music and {self.target} history to train (found {len(eligible)})"
-            )
-        listeners, available = sample_listeners(eligible, cfg.max_listeners, cfg.seed)
-        if len(listeners) < available:
-            # Labels are drawn for the sample only; the others' plays all feed the graph.
-            target_ev = target_ev[target_ev["user_id"].isin(listeners)]
-        own = user_histories(music[music["user_id"].isin(listeners)])
-        histories = {u: own[str(u)] for u in listeners}
-        players = music["item_id"].astype(str).value_counts()  # rows are distinct (user, item)
-        n_val = max(1, int(round(cfg.val_fraction * len(listeners))))
-        val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
-        self.val_users = sorted(val_users)
-        return Listeners(events, target_ev, histories, listeners, val_users, players, available)
+        split = split_listeners(
+            data, self.target, self.item_kind, cfg.val_fraction, cfg.max_listeners, cfg.seed, rng
+        )
+        self.val_users = sorted(split.val_users)
+        return split
 
     def _catalog_frame(self, data: InteractionData, val_users: set[str]) -> pd.DataFrame:
         """Catalog, best-known first; popularity is also the answer when nothing is known.
