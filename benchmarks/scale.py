@@ -435,12 +435,19 @@ def _trained_model(world: World, model_cls, config_cls, target: str, kind: str, 
     taste model, then register it as an artifact (as `coldstart train` does)."""
     world.taste()
     data = world.data
-    cfg = config_cls(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend)
+    bound = os.environ.get("SCALE_MAX_LISTENERS")  # --max-listeners: another sample bound
+    extra = {} if bound is None else {"max_listeners": int(bound)}
+    cfg = config_cls(max_epochs=world.epochs, patience=world.epochs + 1, blend=world.blend, **extra)
 
     def done(model) -> dict:
         path = world.settings.artifacts_path / directory
         world.store.register_artifact(f"{kind}:{target}", path, model.save(path))
-        return {}
+        return {
+            "max_listeners": getattr(cfg, "max_listeners", None),
+            "target_listeners": model.metrics.get("target_listeners"),
+            "sampled_listeners": model.metrics.get("sampled_listeners"),
+            "store_read_seconds": world.store_read_seconds,  # this process's, before the stage
+        }
 
     return lambda: model_cls(target, 0, cfg).fit(data), done
 
@@ -811,8 +818,16 @@ def main() -> None:
         type=Path,
         help="keep each size's world in WORKDIR/<size> (default: a temporary directory, removed)",
     )
+    parser.add_argument(
+        "--max-listeners",
+        type=int,
+        help="train affinity and two-tower on at most this many listeners (their config's "
+        "max_listeners; default: the config's default)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.max_listeners is not None:  # read by the training stages, here or in a child
+        os.environ["SCALE_MAX_LISTENERS"] = str(args.max_listeners)
     stages = stages_to_run(args.stages, args.stop_after)
     if args.one:
         if args.workdir:

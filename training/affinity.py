@@ -44,6 +44,7 @@ from training.cross_domain import fit_wide
 from training.data import TARGET_KINDS, InteractionData, UserProfile
 from training.metrics import per_user_metric, top_columns
 from training.ranking import popularity
+from training.sampling import sample_listeners
 from training.served import ServedModel
 from training.splits import profiles_for
 from training.taste import TasteConfig
@@ -79,6 +80,12 @@ class AffinityConfig:
     early_stopping: str = "ndcg"  # the validation metric (training.metrics.METRICS, per-user)
     val_fraction: float = 0.15
     val_k: int = 10
+    # Large audiences: train (and validate) on a seeded uniform sample of at most this
+    # many listeners with both music and target history (`training.sampling`); the item
+    # side (catalogue, popularity, warm items) still reads every interaction. Binds above
+    # 50k such listeners (the scale benchmark's large worlds), not on Douban or the demo
+    # world. 0: every listener. The manifest's metrics record both counts.
+    max_listeners: int = 50_000
     progress: bool = False
     # Wide part and blend (see the module docstring); False serves the network alone.
     blend: bool = True
@@ -216,11 +223,17 @@ class AffinityModel(ServedModel):
         self.content_matrix = _content_matrix(data, self.item_ids)
         return warm, position, self.content_matrix
 
-    def _training_users(self, data: InteractionData, inter: pd.DataFrame, n_warm: int):
-        """Profiles and feature tensors of users with both music and target history;
-        sets the vocabularies and standardisation the features use."""
-        music_users = set(data.music_interactions()["user_id"])
-        profiles = profiles_for(data, sorted(set(inter["user_id"]) & music_users))
+    def _training_users(
+        self, data: InteractionData, inter: pd.DataFrame, music: pd.DataFrame, n_warm: int
+    ):
+        """Profiles and feature tensors of users with both music and target history (at
+        most `max_listeners` of them, a seeded sample); sets the vocabularies and
+        standardisation the features use, and the listener counts of the metrics."""
+        music_users = set(music["user_id"])
+        eligible = sorted(set(inter["user_id"]) & music_users)
+        chosen, available = sample_listeners(eligible, self.config.max_listeners, self.config.seed)
+        self.metrics = {"target_listeners": available, "sampled_listeners": len(chosen)}
+        profiles = profiles_for(data, chosen)
         self.countries = {
             c: i + 1 for i, c in enumerate(sorted({str(p.country) for p in profiles if p.country}))
         }
@@ -250,7 +263,10 @@ class AffinityModel(ServedModel):
         cfg = self.config
         inter = data.target_interactions(self.target)
         warm, position, content = self._build_catalog(data, inter)
-        profiles, feats = self._training_users(data, inter, n_warm=len(warm))
+        music = data.music_interactions()  # one pass over every play
+        profiles, feats = self._training_users(data, inter, music, n_warm=len(warm))
+        music_items = music["item_id"].astype(str).unique()  # the wide part's vocabulary
+        del music
         run = self._training_run(profiles, feats, inter, position, content, len(warm), rng)
         self.net = AffinityNet(
             self.taste.dim,
@@ -266,6 +282,7 @@ class AffinityModel(ServedModel):
             **trained,
             "train_users": int(len(run.train_rows)),
             "val_users": int(len(run.val_rows)),
+            **self.metrics,  # listeners eligible and sampled (`_training_users`)
             "warm_items": run.n_ids,
             "catalog": len(self.item_ids),
             "content_items": 0 if content is None else int((np.abs(content).sum(1) > 0).sum()),
@@ -275,7 +292,7 @@ class AffinityModel(ServedModel):
         self._refresh_items()
         if cfg.blend:
             val_items = [set(run.warm_rows[list(t)].tolist()) for t in run.val_truth]
-            self._fit_wide_and_blend(data, inter, profiles, feats, run.val_rows, val_items)
+            self._fit_wide_and_blend(inter, music_items, profiles, feats, run.val_rows, val_items)
 
     # --- fit, step by step -------------------------------------------------------
 
@@ -359,7 +376,7 @@ class AffinityModel(ServedModel):
                 ]
         return float(np.mean(values))
 
-    def _fit_wide_and_blend(self, data, inter, profiles, feats, val_rows, val_items) -> None:
+    def _fit_wide_and_blend(self, inter, music_items, profiles, feats, val_rows, val_items) -> None:
         """Wide part (ridge + popularity, k-fold over all training users), then the
         network's weight next to it, on the validation users the network never saw
         (at most `MAX_BLEND_USERS` of them)."""
@@ -385,7 +402,6 @@ class AffinityModel(ServedModel):
             .reindex(self.item_ids, fill_value=0)
             .to_numpy(float)
         )
-        music_items = data.music_interactions()["item_id"].astype(str)
         wide = fit_wide(
             [p.music for p in profiles], y, listeners, music_items, cfg.seed, k=cfg.val_k
         )

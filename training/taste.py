@@ -29,6 +29,7 @@ import pandas as pd
 from gensim.models import KeyedVectors, Word2Vec
 
 from training.data import MUSIC_KINDS, InteractionData
+from training.sampling import sample_listeners
 
 __all__ = [
     "TasteConfig",
@@ -100,14 +101,14 @@ def music_fingerprint(data: InteractionData) -> str:
 
 def _listener_sample(music: pd.DataFrame, cfg: TasteConfig) -> tuple[pd.DataFrame, int, int]:
     """(music rows of the listeners trained on, listeners, listeners used): all of
-    them, or a seeded uniform sample of `cfg.max_listeners` when there are more."""
+    them, or a seeded uniform sample of `cfg.max_listeners` when there are more
+    (`training.sampling.sample_listeners`)."""
     listeners = np.sort(music["user_id"].unique().astype(str))
-    if not cfg.max_listeners or len(listeners) <= cfg.max_listeners:
-        return music, len(listeners), len(listeners)
+    chosen, available = sample_listeners(listeners, cfg.max_listeners, cfg.seed)
+    if len(chosen) == available:
+        return music, available, available
     # its own stream: the shuffles below draw the same numbers as without a sample
-    rng = np.random.default_rng([cfg.seed, 1])
-    chosen = listeners[np.sort(rng.choice(len(listeners), cfg.max_listeners, replace=False))]
-    return music[music["user_id"].isin(chosen)], len(listeners), len(chosen)
+    return music[music["user_id"].isin(chosen)], available, len(chosen)
 
 
 def _sentences(

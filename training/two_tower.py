@@ -6,8 +6,8 @@ places every spoken-word item near the items its audience also plays; the user
 tower turns music taste, demographics and the mean graph embedding of whatever
 spoken-word items the user did play into one 128-d vector; the item tower turns
 an item's graph embedding, text embedding, language and genre into another.
-Retrieval is an inner product (faiss IndexFlatIP), and the user vector is computed
-at request time, so a new listener needs no retraining.
+Retrieval is an inner product (faiss IndexFlatIP); the user vector is computed at
+request time, so a new listener needs no retraining.
 
 fit(), top to bottom:
 1. taste vectors (training.taste) and a validation share of the target's listeners;
@@ -21,10 +21,10 @@ fit(), top to bottom:
    validation NDCG@k from music + non-target history;
 5. item vectors for the whole catalog into a faiss index.
 
-Ablations: `use_gnn=True` (the GNN item encoder; off by default, since it adds
-nothing measurable on the demo world or the Douban dev users) and
-`GNNOnlyRecommender` (score = graph embedding similarity to the user's own
-spoken-word items and to those of their music-taste neighbours).
+Ablations: `use_gnn=True` (the GNN item encoder; off by default: it adds nothing
+measurable on the demo world or the Douban dev users) and `GNNOnlyRecommender` (score =
+graph embedding similarity to the user's own spoken-word items and to those of their
+music-taste neighbours).
 """
 
 from __future__ import annotations
@@ -43,14 +43,21 @@ from training.blend import validation_sample
 from training.cross_domain import WidePart, fit_wide
 from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
 from training.history import EventsByUser, target_matrix
-from training.item_graph import ItemGraph, spoken_events
+from training.item_graph import ItemGraph
 from training.metrics import per_user_metric
 from training.ranking import popularity, top_k
 from training.served import ServedModel
 from training.taste import TasteConfig
 from training.threads import torch_threads
 from training.towers import ItemTower, UserTower
-from training.two_tower_data import Listeners, Pairs, data_hash, label_pairs, without_target_plays
+from training.two_tower_data import (
+    Listeners,
+    Pairs,
+    data_hash,
+    label_pairs,
+    split_listeners,
+    without_target_plays,
+)
 from training.two_tower_features import ITEM_KEYS, USER_KEYS, TwoTowerFeatures
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]
@@ -110,6 +117,10 @@ class TwoTowerConfig:
     val_k: int = 10
     max_items_per_user: int = 50
     window_days: float | None = None
+    # Train, validate and blend on a seeded sample of at most this many listeners with
+    # music and target history (`training.sampling`; 0: all); the item side reads every
+    # play. Not binding on Douban or the demo world. Both counts go in the metrics.
+    max_listeners: int = 50_000
     seed: int = 0
     progress: bool = False
     # Small sparse ops lose badly to thread hand-off on a shared CPU (measured: fit
@@ -188,7 +199,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         self.index: faiss.Index | None = None
         self.val_users: list[str] = []
         self._label_pairs: set[tuple[str, str]] = set()
-        self._graph_pairs: set[tuple[str, str]] = set()
+        self._graph_events: pd.DataFrame | None = None  # (user_id, item_id) of the graph
         self._catalog: pd.DataFrame | None = None
 
     @property
@@ -198,6 +209,12 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
     @property
     def item_tower(self) -> ItemTower:
         return self.net.item
+
+    @property
+    def _graph_pairs(self) -> set[tuple[str, str]]:
+        """(user, item) pairs of the graph's events, for the leak tests (on demand)."""
+        ev = self._graph_events if self._graph_events is not None else pd.DataFrame(columns=[0, 1])
+        return set(zip(ev.iloc[:, 0].astype(str), ev.iloc[:, 1].astype(str)))
 
     # --- training ------------------------------------------------------------------
 
@@ -210,7 +227,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         catalog = self._catalog_frame(data, split.val_users)
         graph_stats = self._fit_graph(data, split, rng)
         users_frame = data.users.drop_duplicates("user_id").set_index("user_id")
-        self._build_towers(users_frame, catalog, split.histories)
+        self._build_towers(users_frame, catalog, split.music_players)
         items_in = self._item_inputs(catalog, data.content)
         pairs = self._training_pairs(split, users_frame)
         val, blend_val = self._validation_halves(data, split, users_frame, rng)
@@ -224,6 +241,8 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
             "train_pairs": int(len(pairs.user)),
             "train_users": len(pairs.users),
             "val_users": len(split.val_users),
+            "target_listeners": split.eligible,  # before the sample (`max_listeners`)
+            "sampled_listeners": len(split.listeners),
             "catalog": len(self.item_ids),
             "content_items": int(items_in["has_content"].sum()),
             "history": history,
@@ -238,6 +257,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
             self._fit_wide_and_blend(
                 split.listeners,
                 split.histories,
+                split.music_players,
                 split.target_ev,
                 profiles + blend_music_only,
                 truth + truth,
@@ -246,22 +266,14 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
     # --- fit, step by step -------------------------------------------------------
 
     def _split_listeners(self, data: InteractionData, rng: np.random.Generator) -> Listeners:
-        """Listeners of the target with known music taste; some are kept for validation."""
-        events = spoken_events(data)
-        target_ev = events[events["kind"] == self.item_kind]
-        music = data.music_interactions()
-        histories = {
-            u: dict(zip(g["item_id"].astype(str), g["weight"])) for u, g in music.groupby("user_id")
-        }
-        listeners = sorted(set(target_ev["user_id"]) & set(histories))
-        if len(listeners) < 4:
-            raise ValueError(
-                f"need at least 4 users with both music and {self.target} history to train (found {len(listeners)})"
-            )
-        n_val = max(1, int(round(self.config.val_fraction * len(listeners))))
-        val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
-        self.val_users = sorted(val_users)
-        return Listeners(events, target_ev, histories, listeners, val_users)
+        """Listeners of the target with known music taste (at most `max_listeners`, a
+        seeded sample); some are kept for validation."""
+        cfg = self.config
+        split = split_listeners(
+            data, self.target, self.item_kind, cfg.val_fraction, cfg.max_listeners, cfg.seed, rng
+        )
+        self.val_users = sorted(split.val_users)
+        return split
 
     def _catalog_frame(self, data: InteractionData, val_users: set[str]) -> pd.DataFrame:
         """Catalog, best-known first; popularity is also the answer when nothing is known.
@@ -296,9 +308,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
             & ~is_label
         ]
         self._label_pairs = labels  # for the leak tests; not saved
-        self._graph_pairs = set(
-            zip(graph_events["user_id"].astype(str), graph_events["item_id"].astype(str))
-        )
+        self._graph_events = graph_events[["user_id", "item_id"]]
         self.graph, graph_stats = (None, {})
         if self.config.use_gnn:
             self.graph, graph_stats = ItemGraph.fit(data, graph_events, self.config)
@@ -309,9 +319,10 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         """Training rows: one per (listener, label item) pair, with each listener's
         graph history kept as sums so a batch can drop parts of it."""
         position = {i: p for p, i in enumerate(self.item_ids)}
-        spoken_of = EventsByUser.of(split.events, self.item_kind)
         labelled = self._label_pairs
         train_users = [u for u in split.listeners if u not in split.val_users]
+        events = split.events
+        spoken_of = EventsByUser.of(events[events["user_id"].isin(train_users)], self.item_kind)
         profiles = [user_profile(u, split.histories[u], {}, users_frame) for u in train_users]
         base, _, _ = self._user_inputs(profiles)
         # Per user: sum/count of GNN embeddings of other-kind items and of target items.
@@ -381,11 +392,12 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         ranked = [r.item_ids for r in self._network_rankings(profiles + music_only, k, ())]
         return float(np.mean([metric(r, t, k) for r, t in zip(ranked, truth + truth)]))
 
-    def _fit_wide(self, listeners, histories, target_ev) -> WidePart:
-        """Wide part (ridge + popularity) by k-fold over every listener with music."""
+    def _fit_wide(self, listeners, histories, music_players, target_ev) -> WidePart:
+        """Wide part (ridge + popularity) by k-fold over the training listeners (the
+        sample); its vocabulary is every music item anyone played."""
         y = target_matrix(target_ev[["user_id", "item_id"]], listeners, self.item_ids)
         counts = np.floor(self.pop_scores)  # all training listeners: each fold's own plays come out
-        music_items = sorted({i for h in histories.values() for i in h})
+        music_items = sorted(music_players.index)
         return fit_wide(
             [histories[u] for u in listeners],
             y,
@@ -395,11 +407,13 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
             k=self.config.val_k,
         )
 
-    def _fit_wide_and_blend(self, listeners, histories, target_ev, val_profiles, val_truth) -> None:
+    def _fit_wide_and_blend(
+        self, listeners, histories, music_players, target_ev, val_profiles, val_truth
+    ) -> None:
         """The towers' weight next to the wide part on the blend-validation users (both
         cold cases), whose wide scores are out of fold: the ridge that scored them never
         saw them."""
-        wide = self._fit_wide(listeners, histories, target_ev)
+        wide = self._fit_wide(listeners, histories, music_players, target_ev)
         y = target_matrix(target_ev[["user_id", "item_id"]], listeners, self.item_ids)
         counts = np.floor(self.pop_scores)
         row = {u: r for r, u in enumerate(listeners)}

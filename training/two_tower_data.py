@@ -13,21 +13,32 @@ import pandas as pd
 import torch
 
 from training.data import InteractionData
-from training.history import EventsByUser
+from training.history import EventsByUser, user_histories
+from training.item_graph import spoken_events
+from training.sampling import sample_listeners
 from training.splits import hidden_kinds
 
-__all__ = ["Listeners", "Pairs", "label_pairs", "without_target_plays", "data_hash"]
+__all__ = [
+    "Listeners",
+    "Pairs",
+    "split_listeners",
+    "label_pairs",
+    "without_target_plays",
+    "data_hash",
+]
 
 
 @dataclass
 class Listeners:
     """Who trains and who validates (fit step 1)."""
 
-    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows
-    target_ev: pd.DataFrame  # ... of the target kind
-    histories: dict[str, dict[str, float]]  # user -> music history
-    listeners: list[str]  # target listeners with music
+    events: pd.DataFrame  # spoken-word plays, episodes mapped to shows (every listener's)
+    target_ev: pd.DataFrame  # ... of the target kind (only the sample's when one is drawn)
+    histories: dict[str, dict[str, float]]  # user -> music history, for `listeners`
+    listeners: list[str]  # target listeners with music (at most `max_listeners`)
     val_users: set[str]
+    music_players: pd.Series  # music item id -> listeners who played it (every listener)
+    eligible: int  # target listeners with music before the sample
 
 
 @dataclass
@@ -43,6 +54,39 @@ class Pairs:
     tgt_sum: np.ndarray  # ... and of graph-side target items
     tgt_cnt: np.ndarray
     log_q: torch.Tensor  # per catalog item: log share of pairs (logQ correction)
+
+
+def split_listeners(
+    data: InteractionData,
+    target: str,
+    item_kind: str,
+    val_fraction: float,
+    max_listeners: int,
+    seed: int,
+    rng: np.random.Generator,
+) -> Listeners:
+    """Listeners of `target` (plays of `item_kind`) with known music taste (at most `max_listeners`, a seeded
+    sample: `training.sampling`), `val_fraction` of them drawn from `rng` to validate.
+    Only the sample's music histories are built; the music items' listener counts come
+    from every listener."""
+    events = spoken_events(data)
+    target_ev = events[events["kind"] == item_kind]
+    music = data.music_interactions()
+    eligible = sorted(set(target_ev["user_id"]) & set(music["user_id"]))
+    if len(eligible) < 4:
+        raise ValueError(
+            f"need at least 4 users with both music and {target} history to train (found {len(eligible)})"
+        )
+    listeners, available = sample_listeners(eligible, max_listeners, seed)
+    if len(listeners) < available:
+        # Labels are drawn for the sample only; the others' plays all feed the graph.
+        target_ev = target_ev[target_ev["user_id"].isin(listeners)]
+    own = user_histories(music[music["user_id"].isin(listeners)])
+    histories = {u: own[str(u)] for u in listeners}
+    players = music["item_id"].astype(str).value_counts()  # rows are distinct (user, item)
+    n_val = max(1, int(round(val_fraction * len(listeners))))
+    val_users = set(rng.choice(listeners, size=n_val, replace=False).tolist())
+    return Listeners(events, target_ev, histories, listeners, val_users, players, available)
 
 
 def label_pairs(

@@ -153,17 +153,18 @@ class TwoTowerFeatures:
         self,
         users_frame: pd.DataFrame,
         catalog: pd.DataFrame,
-        histories: dict[str, dict[str, float]],
+        music_players: pd.Series,
     ) -> None:
-        """Vocabularies (demographics, music items for the bag, labelled item ids) and
-        the two towers."""
+        """Vocabularies (demographics, music items for the bag: those with at least
+        `music_min_users` listeners in `music_players`, labelled item ids) and the two
+        towers."""
         cfg = self.config
         self.countries = vocabulary(users_frame["country"]) if "country" in users_frame else {}
         self.languages = vocabulary(users_frame["language"]) if "language" in users_frame else {}
         self.item_languages = vocabulary(catalog["language"]) if "language" in catalog else {}
         self.genres = vocabulary(catalog["genre"]) if "genre" in catalog else {}
 
-        players = pd.Series([i for h in histories.values() for i in h], dtype=object).value_counts()
+        players = music_players
         self.music_vocab = {
             str(i): c + 1
             for c, i in enumerate(sorted(players.index[players >= cfg.music_min_users].astype(str)))
