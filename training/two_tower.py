@@ -21,10 +21,9 @@ fit(), top to bottom:
    validation NDCG@k from music + non-target history;
 5. item vectors for the whole catalog into a faiss index.
 
-Ablations: `use_gnn=True` (the GNN item encoder; off by default: it adds nothing
-measurable on the demo world or the Douban dev users) and `GNNOnlyRecommender` (score =
-graph embedding similarity to the user's own spoken-word items and to those of their
-music-taste neighbours).
+Ablations: `use_gnn=True` (the GNN item encoder; off by default: no measurable gain on
+the demo world or Douban dev) and `GNNOnlyRecommender` (graph-embedding similarity to the
+user's own spoken-word items and to those of their music-taste neighbours).
 """
 
 from __future__ import annotations
