@@ -163,6 +163,16 @@ uploads = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# The version of a table whose columnar copy readers may use (coldstart/core/columns.py):
+# ingest writes a new one, in the same transaction, whenever it changes the interactions.
+data_versions = Table(
+    "data_versions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("version", String, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
 artifacts = Table(
     "artifacts",
     metadata,

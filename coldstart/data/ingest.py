@@ -27,6 +27,7 @@ import pyarrow as pa
 from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
+from coldstart.core import columns as interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert, utcnow
 from coldstart.data.contract import (
@@ -234,6 +235,11 @@ def ingest_dataset(
     rejected_values: dict = {}
     staged: dict[str, Table] = {}
     transcripts = None
+    # The interactions' good rows as Arrow columns, for their columnar copy (written
+    # after the commit from these rows, not by reading the table back).
+    staged_interactions: list[pa.Table] = []
+    previous_version = store.data_version("interactions")
+    versioned = None
 
     with store.begin() as conn:  # all or nothing
         if conn.dialect.name == "sqlite":
@@ -263,6 +269,8 @@ def ingest_dataset(
                         )
                         known = pd.concat([known[~known.index.isin(here.index)], here])
                     _bulk_insert(conn, stage, good)
+                    if name == "interactions" and store.columns is not None:
+                        staged_interactions.append(_arrow_interactions(good))
 
             if report.errors:
                 file_level = [e for e in report.errors if e.row is None]
@@ -277,7 +285,9 @@ def ingest_dataset(
             for name, stage in staged.items():
                 target = t.CONTRACT_TABLES[name]
                 rows = _staged_rows(stage, target)
-                report.tables[name] = _diff_counts(conn, rows, target)
+                report.tables[name] = counts = _diff_counts(conn, rows, target)
+                if name == "interactions" and store.columns is not None:
+                    versioned = _new_version(conn, counts)
                 _merge(conn, rows, target)
                 stage.drop(conn)
             if transcripts is not None:
@@ -285,7 +295,52 @@ def ingest_dataset(
         finally:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size=-2000")
+    if versioned is not None:
+        version, was_empty = versioned
+        _write_columns(store, version, None if was_empty else previous_version, staged_interactions)
     return report
+
+
+def _arrow_interactions(good: pd.DataFrame) -> pa.Table:
+    """A slice's good interactions as Arrow columns, ids dictionary-encoded (small)."""
+    return pa.table(
+        {
+            "user_id": pa.array(good["user_id"], pa.string()).dictionary_encode(),
+            "item_id": pa.array(good["item_id"], pa.string()).dictionary_encode(),
+            "timestamp": pa.array(good["timestamp"], pa.int64()),
+            "weight": pa.array(good["weight"], pa.float64()),
+        }
+    )
+
+
+def _new_version(conn, counts: dict[str, int]) -> tuple[str, bool] | None:
+    """A new version of the interactions when this ingest changes them, written in the
+    ingest's transaction; with whether the table was empty before."""
+    if counts["inserted"] == 0 and counts["updated"] == 0:
+        return None
+    was_empty = (
+        counts["updated"] == 0
+        and counts["unchanged"] == 0
+        and not conn.execute(select(t.interactions.c.user_id).limit(1)).first()
+    )
+    version = interaction_columns.new_version()
+    upsert(
+        conn,
+        t.data_versions,
+        [{"name": "interactions", "version": version, "updated_at": utcnow()}],
+    )
+    return version, was_empty
+
+
+def _write_columns(store: Store, version: str, previous: str | None, staged: list) -> None:
+    """The new version's columnar copy: the staged rows merged into the previous
+    version's copy (or alone, when the table was empty). Without the previous copy
+    nothing is written, and the first reader writes it from SQL."""
+    assert store.columns is not None
+    stored = store.columns.table(previous) if previous is not None else None
+    if previous is not None and stored is None:
+        return
+    store.columns.write(version, interaction_columns.merge_interactions(stored, staged))
 
 
 def _load_transcripts(conn, frame: pd.DataFrame) -> dict[str, int]:
