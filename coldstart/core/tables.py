@@ -64,6 +64,9 @@ interactions = Table(
     Column("timestamp", BigInteger, primary_key=True, default=0),
     Column("weight", Float, nullable=False, default=1.0),
     Index("ix_interactions_item", "item_id"),
+    # On SQLite the rows live in the primary key's B-tree: one tree to write per row
+    # instead of a rowid table plus a key index (a bulk load writes half as much).
+    sqlite_with_rowid=False,
 )
 
 users = Table(
