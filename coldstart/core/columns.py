@@ -53,57 +53,62 @@ def new_version() -> str:
     return uuid.uuid4().hex
 
 
-def _sorted_codes(*columns: pa.ChunkedArray) -> tuple[pa.Array, list[np.ndarray]]:
-    """One dictionary over the values of all `columns`, sorted, and each column's codes
-    into it (int32): byte order of the strings is the order of the codes."""
-    encoded = [pc.dictionary_encode(c).combine_chunks() for c in columns]
-    values = pa.concat_arrays([e.dictionary for e in encoded]).cast(pa.string())
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of a (dictionary) column, sorted, and each row's int32 code
+    into them: byte order of the strings is the order of the codes. Chunks are
+    re-coded one at a time, never concatenated as strings."""
+    chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in column.chunks]
+    if not chunks:
+        return pa.array([], pa.string()), np.zeros(0, np.int32)
+    values = pa.concat_arrays([c.dictionary.cast(pa.string()) for c in chunks])
     unique = pc.unique(values)
     unique = unique.take(pc.sort_indices(unique))
-    codes = [
-        pc.index_in(e.dictionary, value_set=unique)
-        .to_numpy(zero_copy_only=False)[e.indices.to_numpy(zero_copy_only=False)]
-        .astype(np.int32)
-        for e in encoded
-    ]
+    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
+    at = 0
+    for c in chunks:
+        rank = pc.index_in(c.dictionary.cast(pa.string()), value_set=unique).to_numpy(
+            zero_copy_only=False
+        )
+        codes[at : at + len(c)] = rank[c.indices.to_numpy(zero_copy_only=False)]
+        at += len(c)
     return unique, codes
 
 
-def merge_interactions(stored: pa.Table | None, staged: Iterable[pa.Table]) -> pa.Table:
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in column.chunks] or [[]])
+
+
+def merge_interactions(stored: pa.Table | None, staged: list[pa.Table]) -> pa.Table:
     """The table after an ingest: `stored` (the previous version, or None when the table
     was empty) with the `staged` rows merged in, as the SQL merge does: staged rows with
-    the same (user, item, timestamp) are summed, and a staged key replaces a stored one."""
-    parts = [p.select(COLUMNS).cast(SCHEMA) for p in staged]
-    new_rows = sum(len(p) for p in parts)
-    if stored is not None:
-        parts.insert(0, stored.select(COLUMNS).cast(SCHEMA))
+    the same (user, item, timestamp) are summed, and a staged key replaces a stored one.
+    `staged` is emptied as it is read (its slices are the ingest's largest holding)."""
+    parts = [] if stored is None else [stored.select(COLUMNS).cast(SCHEMA)]
+    new_rows = sum(len(p) for p in staged)
+    while staged:
+        parts.append(staged.pop(0).select(COLUMNS).cast(SCHEMA))
     if not parts:
         return SCHEMA.empty_table()
-    table = pa.concat_tables(parts).combine_chunks()
-    is_new = np.zeros(len(table), dtype=bool)
-    is_new[len(table) - new_rows :] = True
-    users, (user_codes,) = _sorted_codes(table["user_id"])
-    items, (item_codes,) = _sorted_codes(table["item_id"])
-    stamps = table["timestamp"].to_numpy()
-    weights = table["weight"].to_numpy()
+    table = pa.concat_tables(parts)
+    del parts
+    users, user_codes = _sorted_codes(table["user_id"])
+    items, item_codes = _sorted_codes(table["item_id"])
+    stamps, weights = _numbers(table["timestamp"]).astype(np.int64), _numbers(table["weight"])
     del table
+    is_new = np.zeros(len(stamps), dtype=bool)
+    is_new[len(stamps) - new_rows :] = True
     # Stored rows (is_new False) first within a key, then the staged ones in file order.
     order = np.lexsort((is_new, stamps, item_codes, user_codes))
     user_codes, item_codes = user_codes[order], item_codes[order]
     stamps, weights, is_new = stamps[order], weights[order], is_new[order]
     del order
-    starts = np.flatnonzero(
-        np.concatenate(
-            [
-                [True],
-                (user_codes[1:] != user_codes[:-1])
-                | (item_codes[1:] != item_codes[:-1])
-                | (stamps[1:] != stamps[:-1]),
-            ]
-        )
-    )
-    staged_sum = np.add.reduceat(np.where(is_new, weights, 0.0), starts)
-    has_staged = np.add.reduceat(is_new.astype(np.int32), starts) > 0
+    change = user_codes[1:] != user_codes[:-1]
+    change |= item_codes[1:] != item_codes[:-1]
+    change |= stamps[1:] != stamps[:-1]
+    starts = np.flatnonzero(np.concatenate([[len(stamps) > 0], change]))
+    del change
+    staged_sum = np.add.reduceat(np.where(is_new, weights, 0.0), starts) if len(starts) else weights
+    has_staged = np.add.reduceat(is_new.astype(np.int32), starts) > 0 if len(starts) else is_new
     weight = np.where(has_staged, staged_sum, weights[starts])
     return pa.table(
         {
@@ -181,4 +186,5 @@ class InteractionColumns:
 
     def write_frame(self, version: str, frame: pd.DataFrame) -> Path:
         """Write the copy from a frame of the table as read with SQL."""
-        return self.write(version, merge_interactions(None, [pa.Table.from_pandas(frame[COLUMNS])]))
+        whole = pa.Table.from_pandas(frame[COLUMNS], preserve_index=False)
+        return self.write(version, merge_interactions(None, [whole]))
