@@ -7,7 +7,8 @@
 `size.json` gives the interaction count). Each run is a fresh Python process (the
 checkout first on `PYTHONPATH`) that ingests the dataset into a new SQLite store, then a
 second fresh process that reads the store as the training stages do
-(`coldstart.recommend.models.interaction_data`). Old and new alternate, so the machine's
+(`coldstart.recommend.models.interaction_data`), each opening the store as a command
+does (with the columnar copy of the interactions where the code has one). Old and new alternate, so the machine's
 load falls on both alike. Peak RSS is the child's `ru_maxrss` (the whole process:
 interpreter and imports included); bytes per interaction = peak RSS / interactions.
 Results: one JSON line per run in `--results`, medians printed as a Markdown table.
@@ -34,17 +35,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-INGEST = """
-import sys
+# The store as a command opens it (`Store.from_settings`: with the columnar copy of the
+# interactions in <home>/columns where the code has one), whichever code runs.
+OPEN = """
+import inspect, sys
 from coldstart.core.store import Store
-from coldstart.data.ingest import ingest_dataset
-ingest_dataset(Store(sys.argv[1]), sys.argv[2])
+columns = {"columns_dir": sys.argv[2] + "/columns"}
+store = Store(sys.argv[1], **(columns if "columns_dir" in inspect.signature(Store).parameters else {}))
 """
-READ = """
-import sys
-from coldstart.core.store import Store
-from coldstart.recommend.models import interaction_data
-data = interaction_data(Store(sys.argv[1]))
+INGEST = OPEN + """
+from coldstart.data.ingest import ingest_dataset
+ingest_dataset(store, sys.argv[3])
+"""
+READ = OPEN + """
+try:
+    from coldstart.recommend.models import interaction_data
+except ImportError:  # renamed
+    from coldstart.recommend.loading import interaction_data
+data = interaction_data(store)
 print(len(data.interactions), len(data.items), len(data.users))
 """
 
@@ -120,7 +128,7 @@ def measure(args, new_database) -> None:
                     ("ingest", INGEST, [str(args.dataset)]),
                     ("read", READ, []),
                 ):
-                    seconds, cpu, peak, out = run_child(code, src, url, *extra)
+                    seconds, cpu, peak, out = run_child(code, src, url, str(home), *extra)
                     row = {
                         "code": label,
                         "database": url.split(":")[0],
