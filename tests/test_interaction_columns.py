@@ -1,4 +1,4 @@
-"""The columnar copy of the interactions (coldstart/core/columns.py) holds the table's
+"""The columnar copy of the interactions (coldstart/core/interaction_columns.py) holds the table's
 rows: after a first ingest, after an ingest that updates and adds rows, when it is
 written by a reader, and never when the version it carries is not the stored one."""
 
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coldstart.core import tables as t
-from coldstart.core.columns import KEY, merge_interactions
+from coldstart.core.interaction_columns import KEY, merge_interactions
 from coldstart.core.store import Store
 from coldstart.data.contract import ContractError
 from coldstart.data.ingest import ingest_dataset

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart.core import tables as t
-from coldstart.core.columns import InteractionColumns
+from coldstart.core.interaction_columns import InteractionColumns
 from coldstart.core.config import Settings
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
@@ -105,7 +105,7 @@ class Store:
 
     def __init__(self, url: str, columns_dir: Path | str | None = None) -> None:
         """`columns_dir`: where the columnar copy of the interactions lives
-        (coldstart/core/columns.py); without it every read goes through SQL."""
+        (coldstart/core/interaction_columns.py); without it every read goes through SQL."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url

@@ -166,7 +166,7 @@ uploads = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
-# The version of a table whose columnar copy readers may use (coldstart/core/columns.py):
+# The version of a table whose columnar copy readers may use (coldstart/core/interaction_columns.py):
 # ingest writes a new one, in the same transaction, whenever it changes the interactions.
 data_versions = Table(
     "data_versions",

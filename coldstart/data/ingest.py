@@ -29,7 +29,7 @@ import pyarrow as pa
 from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
-from coldstart.core import columns as interaction_columns
+from coldstart.core import interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert, utcnow
 from coldstart.data.contract import (
