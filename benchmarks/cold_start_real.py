@@ -37,7 +37,7 @@ RUNS = (("podcast", "show", "non-target"), ("audiobook", "audiobook", "music"))
 
 def _only(store: Store, target: str, cold_fraction, seeds, cold_history, names: list[str]) -> dict:
     """The protocol for the named default models only (`--models`)."""
-    from coldstart.models.artifacts import load_interaction_data
+    from coldstart.artifacts.training import load_interaction_data
     from training.evaluate import default_models, evaluate
 
     known = default_models(target, 0)

@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--hidden-fraction", type=float, default=0.2)
     parser.add_argument("--content", default="minilm", help="minilm | lsa")
     parser.add_argument("--home", type=Path, default=None, help="keep the store here")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="seeds run at once, one process each (same result)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -71,6 +74,7 @@ def main() -> None:
             args.hidden_fraction,
             progress=True,
             content=args.content,
+            jobs=args.jobs,
         )
     result["timings"] = {**timings, "evaluate_seconds": round(time.perf_counter() - started, 1)}
     stem = "cold_start_uploads" + (

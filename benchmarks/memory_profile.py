@@ -46,10 +46,10 @@ def main() -> None:
     import memray
     from scale import content_vectors, write_dataset
 
+    from coldstart.artifacts.training import load_interaction_data
     from coldstart.core.config import Settings
     from coldstart.core.store import Store
     from coldstart.data.ingest import ingest_dataset
-    from coldstart.recommend.models import interaction_data
     from training.affinity import AffinityConfig, AffinityModel
     from training.taste import TasteConfig, fit_taste
     from training.two_tower import TwoTowerConfig, TwoTowerRecommender
@@ -71,7 +71,7 @@ def main() -> None:
         stages.remove("ingest")
     if not stages:
         return
-    data = interaction_data(store)
+    data = load_interaction_data(store, content=False)
     data.content = content_vectors(data.items)
     taste = (
         TasteConfig(epochs=args.taste_epochs, min_words=0) if args.taste_epochs else TasteConfig()

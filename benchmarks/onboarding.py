@@ -63,7 +63,7 @@ def dump_answers(home: Path, bodies: int, out: Path) -> None:
     to compare two checkouts' answers (`--compare-answers`)."""
     from coldstart.core.config import get_settings
     from coldstart.core.store import Store
-    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.loading import load_serving_models
     from coldstart.recommend.pipeline import OnboardingPipeline
 
     settings = get_settings(home)
@@ -99,7 +99,7 @@ def compare_answers(old: Path, new: Path, tol: float = 1e-4) -> dict:
 def measure(home: Path, requests: int, bodies: int, profile: bool) -> dict:
     from coldstart.core.config import get_settings
     from coldstart.core.store import Store
-    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.loading import load_serving_models
     from coldstart.recommend.pipeline import OnboardingPipeline
     from training.threads import pin_process_threads
 

@@ -358,10 +358,10 @@ class World:
     def data(self):
         """The store's frames (and synthetic content vectors), read once per process."""
         if self._data is None:
-            from coldstart.recommend.models import interaction_data
+            from coldstart.artifacts.training import load_interaction_data
 
             started = time.perf_counter()
-            data = interaction_data(self.store)
+            data = load_interaction_data(self.store, content=False)
             self.store_read_seconds = round(time.perf_counter() - started, 1)
             if data.interactions.empty:
                 raise SystemExit(f"{self.workdir}: the store is empty; run the ingest stage first")
@@ -505,7 +505,7 @@ def _score_uploads(world: World):
 
 
 def _onboarding(world: World):
-    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.loading import load_serving_models
     from coldstart.recommend.pipeline import OnboardingPipeline
     from training.data import UserProfile
 

@@ -7,8 +7,9 @@
 `size.json` gives the interaction count). Each run is a fresh Python process (the
 checkout first on `PYTHONPATH`) that ingests the dataset into a new SQLite store, then a
 second fresh process that reads the store as the training stages do
-(`coldstart.recommend.models.interaction_data`), each opening the store as a command
-does (with the columnar copy of the interactions where the code has one). Old and new alternate, so the machine's
+(`coldstart.artifacts.training.load_interaction_data`, without content vectors), each
+opening the store as a command does (with the columnar copy of the interactions where
+the code has one). Old and new alternate, so the machine's
 load falls on both alike. Peak RSS is the child's `ru_maxrss` (the whole process:
 interpreter and imports included); bytes per interaction = peak RSS / interactions.
 Results: one JSON line per run in `--results`, medians printed as a Markdown table.
@@ -43,18 +44,26 @@ from coldstart.core.store import Store
 columns = {"columns_dir": sys.argv[2] + "/columns"}
 store = Store(sys.argv[1], **(columns if "columns_dir" in inspect.signature(Store).parameters else {}))
 """
-INGEST = OPEN + """
+INGEST = (
+    OPEN
+    + """
 from coldstart.data.ingest import ingest_dataset
 ingest_dataset(store, sys.argv[3])
 """
-READ = OPEN + """
+)
+READ = (
+    OPEN
+    + """
 try:
-    from coldstart.recommend.models import interaction_data
-except ImportError:  # renamed
-    from coldstart.recommend.loading import interaction_data
-data = interaction_data(store)
+    from coldstart.artifacts.training import load_interaction_data
+except ImportError:  # a checkout from before the rename (issue 27)
+    from coldstart.recommend.models import interaction_data as load_interaction_data
+    data = load_interaction_data(store)
+else:
+    data = load_interaction_data(store, content=False)
 print(len(data.interactions), len(data.items), len(data.users))
 """
+)
 
 
 def run_child(code: str, src: Path, *args: str) -> tuple[float, float, int, str]:

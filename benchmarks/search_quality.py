@@ -15,19 +15,24 @@ their own intent classifier (`coldstart/content/intent.py`) from `coldstart inde
 Weights are chosen on the TUNING halves of both query sets (`--tune` prints the grid):
 `intent_weight` for mode intent (genre precision alone, as before), and for mode fused
 `lexical_weight`, `fused_intent_weight` and `intent_confidence_power`, by the sum of
-tuning genre precision@10 and tuning known-item MRR@10. The tables report the
-VALIDATION halves, mean and standard error over queries. Latency is measured per query
+tuning genre precision@10 and tuning known-item MRR@10; for mode gated (the default) the
+query-type gate and its two weight sets, by the same sum (`tune_gate`), written with
+`--write-gate` (the packaged gate is coldstart/content/query_gate.json). The tables report
+the VALIDATION halves, mean and standard error over queries. Latency is measured per query
 with the real encoder (no cache), one query at a time, over every query of both sets,
 after two warm-up queries.
 
     .venv/bin/python benchmarks/search_quality.py /work/shared/data/apple-podcasts/podcasts_info.json \
-        --home /tmp/sq --tune --json benchmarks/results/search_quality.json
+        --home /tmp/sq --no-adapt --tune --write-gate coldstart/content/query_gate.json \
+        --json benchmarks/results/search_quality-gated.json
+    .venv/bin/python benchmarks/search_quality.py --report benchmarks/results/search_quality-gated.json
     .venv/bin/python benchmarks/search_quality.py     # the 200-show slice in tests/data (smoke run)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -47,6 +52,7 @@ from search_queries import QUERIES, split  # noqa: E402
 
 from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
 from coldstart.content.index import index_content  # noqa: E402
+from coldstart.content.query_gate import GATE_FEATURES, QueryGate  # noqa: E402
 from coldstart.content.search import SearchService  # noqa: E402
 from coldstart.core.config import Settings  # noqa: E402
 from coldstart.core.store import Store  # noqa: E402
@@ -58,7 +64,15 @@ INTENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 LEXICAL_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 FUSED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 POWER_GRID = (0.0, 1.0, 2.0, 4.0)
-MODES = ("dense", "lexical", "hybrid", "intent", "fused")
+# mode gated: each of its two weight sets (broad, specific) is lexical_weight x intent_weight
+GATED_LEXICAL_GRID = LEXICAL_GRID
+GATED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+GATE_C = 1.0
+# mode gated's p(genre | query): the classifier blended with the genre shares of the top 20
+# candidates by cosine + 0.5 * BM25 / best; chosen among the routes of
+# benchmarks/query_genre_routes.py on the tuning halves (issue 28)
+GATE_FEEDBACK = {"weight": 0.25, "depth": 20, "lexical_weight": 0.5}
+MODES = ("dense", "lexical", "hybrid", "intent", "fused", "gated")
 
 
 class CachedEncoder(Encoder):
@@ -196,6 +210,69 @@ def tune(service: SearchService) -> dict:
         "intent_weight": best_intent,
         "fused_grid (lexical_weight/fused_intent_weight/intent_confidence_power)": fused_grid,
         "fused": dict(zip(FUSED_PARAMS, map(float, best.split("/")))),
+        "gated": tune_gate(broad_c, known_c, genre_of),
+    }
+
+
+def _first(c, lw: float, iw: float, k: int = 10) -> np.ndarray:
+    """Indices of the top k candidates at these weights (ties by key, as `search` breaks them)."""
+    scores = c.score(lw, iw, 0.0)  # mode gated always ranks the dense and the BM25 candidates
+    return np.lexsort((c.key_rank, -scores))[:k]
+
+
+def tune_gate(broad_c: list, known_c: list, genre_of: dict) -> dict:
+    """Mode gated, on the tuning halves only: the gate (logistic regression, broad = 0 /
+    specific = 1, over GATE_FEATURES of the tuning queries of both sets), then its two weight
+    sets by broad precision@10 + known-item MRR@10, each query ranked with the gate's
+    out-of-fold probability (5 folds, seeded), so the weights are chosen with the gate's real
+    errors and not with its fit to the query itself. Ties: smaller weights."""
+    from sklearn.model_selection import StratifiedKFold
+
+    cands = [c for _, c in broad_c] + [c for _, c in known_c]
+    # p(genre | query) as mode gated reads it (the classifier + pseudo-relevance feedback)
+    cands = [dataclasses.replace(c, genre_p=c.feedback_genre_p(**GATE_FEEDBACK)) for c in cands]
+    for c in cands:  # for ties broken by key, as `search` breaks them
+        object.__setattr__(c, "key_rank", np.argsort(np.argsort(np.array(c.keys))))
+    X = np.stack([c.gate_features for c in cands])
+    y = np.array([0] * len(broad_c) + [1] * len(known_c))
+    oof = np.zeros(len(y))
+    unit = {"lexical_weight": 0.0, "intent_weight": 0.0}
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+        gate = QueryGate.fit(X[train], y[train], unit, unit, c=GATE_C)
+        oof[test] = [gate.p_specific(x) for x in X[test]]
+    cv_accuracy = float(np.mean((oof > 0.5) == y))
+    relevant = [np.array([genre_of.get(k) == g for k in c.keys]) for g, c in broad_c]
+    target = [np.array([k == item_id for k in c.keys]) for item_id, c in known_c]
+    sets = list(itertools.product(GATED_LEXICAL_GRID, GATED_INTENT_GRID))
+    # the top 10 of each query at every (broad, specific) pair of weight sets
+    grid = {}
+    for wb, ws in itertools.product(sets, sets):
+        prec, rr = [], []
+        for i, c in enumerate(cands):
+            g = oof[i]
+            top = _first(c, (1 - g) * wb[0] + g * ws[0], (1 - g) * wb[1] + g * ws[1])
+            if i < len(broad_c):
+                prec.append(relevant[i][top].mean())
+            else:
+                hit = np.flatnonzero(target[i - len(broad_c)][top])
+                rr.append(1.0 / (hit[0] + 1) if len(hit) else 0.0)
+        grid[wb + ws] = (float(np.mean(prec)), float(np.mean(rr)))
+    best = max(grid, key=lambda w: (round(sum(grid[w]), 9), *(-x for x in w)))
+    names = ("lexical_weight", "intent_weight")
+    return {
+        "features": list(GATE_FEATURES),
+        "C": GATE_C,
+        "genre_feedback": GATE_FEEDBACK,
+        "cv_accuracy": cv_accuracy,
+        "broad": dict(zip(names, best[:2])),
+        "specific": dict(zip(names, best[2:])),
+        "tuning_precision": grid[best][0],
+        "tuning_mrr": grid[best][1],
+        "grid_top10 (broad lw/iw, specific lw/iw: precision, mrr)": {
+            "/".join(map(str, w)): grid[w] for w in sorted(grid, key=lambda w: -sum(grid[w]))[:10]
+        },
+        "_features": X,
+        "_labels": y,
     }
 
 
@@ -249,7 +326,45 @@ def query_encoding(encoder: Encoder, queries: list[str]) -> dict:
     }
 
 
-def run_home(src: Path, home: Path, adapt: bool, do_tune: bool, timed: bool = True) -> dict:
+def fitted_gate(tuned: dict, model_id: str, catalogue: Path) -> QueryGate:
+    """The gate refitted on every tuning query, with the weight sets `tune_gate` chose."""
+    X, y = tuned.pop("_features"), tuned.pop("_labels")
+    manifest = {
+        "kind": "query-type-gate",
+        "model": "logistic regression (scikit-learn, lbfgs), standardised features",
+        "features": list(GATE_FEATURES),
+        "C": GATE_C,
+        "genre_feedback": "p(genre | query) = (1 - weight) * classifier + weight * genre shares "
+        "of the top `depth` candidates by cosine + lexical_weight * BM25 / best BM25; chosen "
+        "on the tuning halves by benchmarks/query_genre_routes.py",
+        "fitted_on": {
+            "catalogue": Path(catalogue).name,
+            "encoder": model_id,
+            "broad_queries": "benchmarks/search_queries.py, tuning half",
+            "known_item_queries": "benchmarks/known_item_queries.py, tuning half",
+            "broad": int((y == 0).sum()),
+            "specific": int((y == 1).sum()),
+        },
+        "cv_accuracy_5fold": round(tuned["cv_accuracy"], 4),
+        "tuning_precision_at_10": round(tuned["tuning_precision"], 4),
+        "tuning_mrr_at_10": round(tuned["tuning_mrr"], 4),
+        "command": "benchmarks/search_quality.py CATALOGUE --home DIR --tune --write-gate PATH",
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    return QueryGate.fit(
+        X, y, tuned["broad"], tuned["specific"], c=GATE_C, manifest=manifest,
+        feedback=GATE_FEEDBACK,
+    )  # fmt: skip
+
+
+def run_home(
+    src: Path,
+    home: Path,
+    adapt: bool,
+    do_tune: bool,
+    timed: bool = True,
+    write_gate: Path | None = None,
+) -> dict:
     store, settings, info = build(src, home, adapt)
     real = load_encoder(settings)
     service = SearchService(store, settings, CachedEncoder(real))
@@ -266,6 +381,10 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool, timed: bool = Tr
         cfg.intent_weight = out["tuning"]["intent_weight"]
         for name, value in out["tuning"]["fused"].items():
             setattr(cfg, name, value)
+        service.gate = fitted_gate(out["tuning"]["gated"], real.model_id, src)
+        if write_gate:
+            service.gate.save(write_gate)
+    out["gate"] = service.gate.to_dict()
     out["weights"] = {name: getattr(cfg, name) for name in ("intent_weight", *FUSED_PARAMS)}
     # the smoke run's 200-show slice lacks most of the known items: only those present count
     _present = lambda half: [q for q in known_split(half) if q[1] in service.items.index]  # noqa: E731
@@ -278,7 +397,8 @@ def run_home(src: Path, home: Path, adapt: bool, do_tune: bool, timed: bool = Tr
         }
     out["results"] = results
     if timed:
-        service = SearchService(store, settings, real)
+        gate, service = service.gate, SearchService(store, settings, real)
+        service.gate = gate
         texts = [q for _, q in split("all")] + [q for _, _, q in known_split("all")]
         out["latency"] = {m: latency(service, m, texts) for m in MODES}
         out["query_encoding"] = query_encoding(real, texts)
@@ -291,9 +411,11 @@ COLUMNS = [
     ("base", "hybrid", "hybrid (RRF)"),
     ("base", "intent", "intent-boosted"),
     ("base", "fused", "fused"),
+    ("base", "gated", "gated"),
     ("adapted", "dense", "adapted dense"),
     ("adapted", "intent", "adapted + intent"),
     ("adapted", "fused", "adapted fused"),
+    ("adapted", "gated", "adapted gated"),
 ]
 METRICS = (
     ("precision", "broad: genre precision@10"),
@@ -346,6 +468,49 @@ def per_genre(result: dict, half: str = "validation") -> str:
     return "\n".join(lines)
 
 
+def by_origin(result: dict) -> str:
+    """Broad precision@10 over both halves, the project's original 38 queries (positions 0
+    and 1 of each genre, the set the issue measured) apart from the 76 written later."""
+    cols = [c for c in COLUMNS if c[0] in result["homes"]]
+    pos = {
+        half: np.array([QUERIES[g].index(q) for g, q in split(half)])
+        for half in ("tuning", "validation")
+    }
+    lines = ["| queries | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for label, wanted in (
+        ("original 38 (positions 0-1)", (0, 1)),
+        ("later 76 (2-5)", (2, 3, 4, 5)),
+    ):
+        cells = []
+        for home, mode, _ in cols:
+            values = []
+            for half in ("tuning", "validation"):
+                prec = np.array(result["homes"][home]["results"][half][mode]["per_query_precision"])
+                values.extend(prec[np.isin(pos[half], wanted)])
+            cells.append(f"{np.mean(values):.3f} ± {_se(values):.3f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(result: dict) -> None:
+    for half in ("tuning", "validation"):
+        print(
+            f"\n{half} halves ({result['queries'][half]} broad, "
+            f"{result['known_item_queries'][half]} known-item queries), mean ± standard error:\n"
+        )
+        print(markdown(result, half))
+    print("\nvalidation halves, broad precision@10 / known-item MRR@10 per genre:\n")
+    print(per_genre(result))
+    print("\nbroad precision@10 by the queries' origin, both halves:\n")
+    print(by_origin(result))
+    for name, home in result["homes"].items():
+        print(
+            f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
+            f"query encoding {json.dumps(home.get('query_encoding'))}, "
+            f"weights {json.dumps(home['weights'])}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -367,9 +532,23 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="Write the results as JSON here.")
     parser.add_argument(
+        "--write-gate",
+        type=Path,
+        help="With --tune: write the fitted query-type gate here (the packaged one is "
+        "coldstart/content/query_gate.json).",
+    )
+    parser.add_argument(
         "--no-latency", action="store_true", help="Skip the latency pass (quality only)."
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="Print the tables of a result JSON written earlier; run nothing.",
+    )
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.home or Path(tmp)
         homes = {"base": False} if args.no_adapt else {"base": False, "adapted": True}
@@ -384,22 +563,14 @@ def main() -> None:
         }
         for name, adapt in homes.items():
             result["homes"][name] = run_home(
-                args.catalogue, root / name, adapt, args.tune, timed=not args.no_latency
+                args.catalogue,
+                root / name,
+                adapt,
+                args.tune,
+                timed=not args.no_latency,
+                write_gate=args.write_gate if name == "base" else None,
             )
-    for half in ("tuning", "validation"):
-        print(
-            f"\n{half} halves ({result['queries'][half]} broad, "
-            f"{result['known_item_queries'][half]} known-item queries), mean ± standard error:\n"
-        )
-        print(markdown(result, half))
-    print("\nvalidation halves, broad precision@10 / known-item MRR@10 per genre:\n")
-    print(per_genre(result))
-    for name, home in result["homes"].items():
-        print(
-            f"\n{name}: model {home['model_id']}, index {home['info']['index_seconds']} s, "
-            f"query encoding {json.dumps(home.get('query_encoding'))}, "
-            f"weights {json.dumps(home['weights'])}"
-        )
+    report(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

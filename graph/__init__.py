@@ -1,4 +1,4 @@
-"""Co-listening graph of spoken-word items and the GNN / two-tower operators trained on it.
+"""Co-listening graph of spoken-word items and the GNN operators trained on it.
 
 Works on pandas frames and tensors only; imports nothing from the other packages.
 """
@@ -9,7 +9,6 @@ from graph.encoder import ItemEncoder, NodeInput
 from graph.fit import FitHistory, GNNConfig, embed_nodes, fit_item_encoder, split_edges
 from graph.losses import in_batch_softmax, link_contrastive_loss
 from graph.sampler import CSR, EdgeTypeBalancedSampler, LinkBatch, Subgraph, sample_subgraph, to_csr
-from graph.towers import ItemTower, MusicBag, UserTower, augment_for_search
 
 __all__ = [
     "NODE_TYPES",
@@ -33,8 +32,4 @@ __all__ = [
     "Subgraph",
     "sample_subgraph",
     "to_csr",
-    "ItemTower",
-    "MusicBag",
-    "UserTower",
-    "augment_for_search",
 ]

@@ -251,7 +251,7 @@ class RecommenderContract:
     # --- the rest of the interface: persistence, similar items, new items ------------
 
     def _round_trip(self, tmp_path) -> Recommender:
-        from coldstart.models.registry import MODEL_KINDS, load_model
+        from coldstart.artifacts.registry import MODEL_KINDS, load_model
 
         model = self.fitted()
         manifest = model.save(tmp_path / "model", {"note": "contract"})

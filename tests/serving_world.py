@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 
 from coldstart.api.server import serve_in_thread
+from coldstart.artifacts.training import load_interaction_data
 from coldstart.content.embeddings import embed_items, item_vectors, load_encoder
 from coldstart.content.index import sync_indexes
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.ingest import ingest_dataset
 from coldstart.demo.world import ASSETS, WorldConfig, build_world, write_world
-from coldstart.recommend.models import interaction_data
 from training.affinity import AffinityConfig, AffinityModel
 from training.taste import TasteConfig
 
@@ -42,7 +42,7 @@ def build(root: Path) -> Path:
     encoder = load_encoder(settings)
     embed_items(store, settings, encoder=encoder, progress=False)
     sync_indexes(store, settings, encoder.model_id, dim=encoder.dim)
-    data = interaction_data(store)
+    data = load_interaction_data(store, content=False)
     data.content = item_vectors(store, encoder.model_id)
     for target in ("podcast", "audiobook"):
         cfg = AffinityConfig(max_epochs=12, patience=4, taste=TasteConfig(epochs=5))

@@ -197,10 +197,10 @@ def test_cli_evaluate_rejects_bad_input(home):
 
 
 def test_cli_train_registers_artifacts_that_load_for_serving(home, monkeypatch):
+    from coldstart.artifacts.training import load_models
     from coldstart.cli import app
     from coldstart.core.config import Settings
     from coldstart.core.store import Store
-    from coldstart.models.artifacts import load_models
     from training.data import UserProfile
 
     monkeypatch.setenv("COLDSTART_TRAIN__EPOCHS", "8")

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import serving_world
 
+from coldstart.artifacts.training import load_interaction_data
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.importers import douban
 from coldstart.data.ingest import ingest_dataset
 from coldstart.recommend.fast import ServedScorer, WideScorer, fast_scorer
-from coldstart.recommend.models import interaction_data, load_serving_models
+from coldstart.recommend.loading import load_serving_models
 from coldstart.recommend.pipeline import OnboardingPipeline
 from training.affinity import AffinityConfig, AffinityModel
 from training.blend import ScoreBlend
@@ -135,7 +136,9 @@ def demo(tmp_path_factory):
     models = load_serving_models(settings, store, search=False)
     config = TwoTowerConfig(max_epochs=3, patience=2, taste=TASTE)
     models.trained["two_tower"] = {
-        "audiobook": TwoTowerRecommender("audiobook", 0, config).fit(interaction_data(store))
+        "audiobook": TwoTowerRecommender("audiobook", 0, config).fit(
+            load_interaction_data(store, content=False)
+        )
     }
     return models, settings, _profiles(store, 40)
 
@@ -177,7 +180,7 @@ def douban_world(request, tmp_path_factory):
     settings = Settings(home=root / "home")
     store = Store.from_settings(settings)
     ingest_dataset(store, root / "dataset")
-    data = interaction_data(store)
+    data = load_interaction_data(store, content=False)
     target = "podcast" if kind == "show" else "audiobook"
     models = load_serving_models(settings, store, search=False)
     affinity = AffinityConfig(max_epochs=4, patience=2, taste=TASTE)

@@ -9,17 +9,14 @@ import torch
 from graph import (
     EdgeTypeBalancedSampler,
     ItemEncoder,
-    ItemTower,
-    MusicBag,
-    UserTower,
     WeightedSAGEConv,
-    augment_for_search,
     build_colisten_graph,
     in_batch_softmax,
     link_contrastive_loss,
     sample_subgraph,
     to_csr,
 )
+from training.towers import ItemTower, MusicBag, UserTower, augment_for_search
 
 
 def test_weighted_sage_conv_is_a_weighted_mean():

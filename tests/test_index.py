@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from coldstart.content.index import IndexError_, ModelMismatchError, VectorIndex, key_id, load_index
+from coldstart.content.index import (
+    ModelMismatchError,
+    VectorIndex,
+    VectorIndexError,
+    key_id,
+    load_index,
+)
 from coldstart.core.config import Settings
 
 
@@ -104,7 +110,7 @@ def test_large_catalog_gets_ivf_with_measured_recall(tmp_path):
 
 def test_incomplete_or_mismatched_index_is_a_clear_error(tmp_path):
     settings = Settings(home=tmp_path)
-    with pytest.raises(IndexError_, match="coldstart"):
+    with pytest.raises(VectorIndexError, match="coldstart"):
         load_index(settings, "items")
     index = VectorIndex.build(
         _keys(5), _unit_rows(5), model_id="model-a", unit="items", exact_max=10
@@ -115,5 +121,5 @@ def test_incomplete_or_mismatched_index_is_a_clear_error(tmp_path):
         load_index(settings, "items", model_id="model-b")
     assert len(load_index(settings, "items", model_id="model-a")) == 5
     (directory / "ids.parquet").unlink()
-    with pytest.raises(IndexError_, match="ids.parquet"):
+    with pytest.raises(VectorIndexError, match="ids.parquet"):
         load_index(settings, "items")

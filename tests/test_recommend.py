@@ -10,7 +10,7 @@ import serving_world
 from coldstart.core.config import RulesSettings, Settings
 from coldstart.core.store import Store
 from coldstart.recommend.candidates import AffinitySource
-from coldstart.recommend.models import load_serving_models, store_version
+from coldstart.recommend.loading import load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
 from training.data import UserProfile
 
@@ -116,11 +116,12 @@ def test_served_fallbacks_read_only_spoken_plays_and_rank_as_on_every_table(serv
     """The server fits its popularity fallbacks on the spoken-word plays alone (a large
     store is mostly music plays): same rankings, per segment and globally, as when they
     are fitted on the whole store."""
-    from coldstart.recommend.models import interaction_data, serving_data
+    from coldstart.artifacts.training import load_interaction_data
+    from coldstart.recommend.loading import load_popularity_data
     from training.baselines import SegmentPopularityRecommender
 
     store = Store(Settings(home=served_home).db_url)
-    whole, served = interaction_data(store), serving_data(store)
+    whole, served = load_interaction_data(store, content=False), load_popularity_data(store)
     kinds = whole.interactions.merge(whole.items[["item_id", "kind"]], on="item_id")["kind"]
     spoken = whole.interactions[kinds.isin(["show", "episode", "audiobook"]).to_numpy()]
     assert list(served.interactions.columns) == ["user_id", "item_id", "weight"]

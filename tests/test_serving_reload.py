@@ -8,7 +8,7 @@ from recommender_contract import toy_world
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.ingest import ingest_dataset
-from coldstart.recommend.models import load_serving_models
+from coldstart.recommend.loading import load_serving_models
 from training.data import UserProfile
 from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 

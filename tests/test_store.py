@@ -6,7 +6,7 @@ from __future__ import annotations
 from coldstart.batch.uploads import _set_status, get_upload, list_uploads, register_upload
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert
-from coldstart.recommend.models import store_version
+from coldstart.recommend.loading import store_version
 
 
 def test_artifacts_uploads_and_version(db_url, tmp_path):

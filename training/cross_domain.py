@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 
 from training.base import Recommender
-from training.blend import BLEND_SCORES, ScoreBlend
+from training.blend import BLEND_SCORES, ScoreBlend, choose_blend
 from training.data import InteractionData, Ranking, UserProfile
 from training.history import HistoryEncoder, target_matrix
 from training.metrics import mean_ndcg
@@ -118,8 +119,6 @@ class RidgeSolution:
 
     def state(self) -> dict:
         """Plain tensors and numbers (a `torch.load(weights_only=True)`-safe checkpoint part)."""
-        import torch
-
         x = self.x_train.tocsr()
         return {
             "x_indptr": torch.from_numpy(x.indptr.astype(np.int64)),
@@ -248,8 +247,6 @@ class WidePart:
         self.log_listeners = np.concatenate([self.log_listeners, np.zeros(n)])
 
     def state(self) -> dict:
-        import torch
-
         return {
             "items": self.encoder.state(),
             "ridge": self.ridge.state(),
@@ -268,8 +265,6 @@ class WidePart:
 
     @classmethod
     def from_state(cls, state: dict) -> WidePart:
-        from training.blend import ScoreBlend
-
         return cls(
             HistoryEncoder.from_state(list(state["items"]), binary=True),
             RidgeSolution.from_state(state["ridge"]),
@@ -343,8 +338,6 @@ def fit_wide(
 def _choose_ridge_blend(x, y, listeners, seed, n_folds, k, lambdas, one_se):
     """(λ, ridge/popularity blend, out-of-fold sources) with the best out-of-fold blend;
     each held-out fold's own plays are taken out of the popularity counts."""
-    from training.blend import choose_blend
-
     folds = _folds(x.shape[0], seed, n_folds)
     truth = [set(y[r].indices) for r in range(y.shape[0])]
     pop = np.zeros(y.shape, np.float64)

@@ -19,15 +19,13 @@ An evaluation baseline; not saved or served.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
 
-from training.base import Recommender
-from training.data import InteractionData, Ranking, UserProfile
-from training.joint_space import JointSpace
-from training.ranking import top_k
+from training.data import InteractionData, UserProfile
+from training.joint_space import JointSpaceRecommender
 
 __all__ = ["EASEConfig", "EASERecommender"]
 
@@ -43,7 +41,7 @@ class EASEConfig:
     solver: str = "auto"  # auto (the smaller system) | primal | dual
 
 
-class EASERecommender(Recommender):
+class EASERecommender(JointSpaceRecommender):
     name = "ease"
 
     def __init__(
@@ -54,10 +52,7 @@ class EASERecommender(Recommender):
 
     def fit(self, data: InteractionData) -> EASERecommender:
         cfg = self.config
-        self.space = JointSpace.fit(data, self.target, cfg.binary)
-        self._ids = self.space.target_ids
-        self._pop = self.space.target_popularity
-        x = self.space.training_matrix(data, self.target).tocsc()
+        x = self.fit_space(data).tocsc()
         mass = float(x.getnnz(axis=1).mean()) if x.shape[0] else 1.0
         self.lam = cfg.lam_scale * max(mass, 1.0)
         solver = cfg.solver
@@ -98,20 +93,7 @@ class EASERecommender(Recommender):
         music = rows[:, : self.space.n_music]
         return np.asarray(music @ self._weights), usable
 
-    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        return self.recommend_batch([user], k, exclude)[0]
-
-    def recommend_batch(
-        self, users: Sequence[UserProfile], k: int = 10, exclude: Sequence[str] = ()
-    ) -> list[Ranking]:
-        scores, usable = self.score_batch(users)
-        _, _, unknown = self.space.music_rows(users)
-        # Popularity orders the items the music says nothing about (score 0 ties).
-        tiebreak = 1e-9 * self._pop / (self._pop.max() + 1.0) if len(self._pop) else self._pop
-        return [
-            top_k(self._ids, s + tiebreak if ok else self._pop, k, exclude, not ok, missing)
-            for s, ok, missing in zip(scores, usable, unknown)
-        ]
-
-    def settings(self) -> dict:
-        return asdict(self.config)
+    def ranked_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Popularity orders the items the music says nothing about (score 0 ties)."""
+        pop = self._pop
+        return scores + (1e-9 * pop / (pop.max() + 1.0) if len(pop) else pop)

@@ -34,8 +34,10 @@ from training.cmf import CMFALSRecommender
 from training.cross_domain import CrossDomainRidge, MusicItemKNN
 from training.data import InteractionData
 from training.ease import EASERecommender
+from training.gnn_only import GNNOnlyRecommender
 from training.metrics import ndcg_at_k, summarise
 from training.splits import cold_user_split
+from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
 __all__ = ["default_models", "evaluate", "ModelFactory"]
 
@@ -56,8 +58,6 @@ def default_models(target: str, seed: int) -> dict[str, Callable[[], Recommender
     if target == "audiobook":
         # 2T-HGNN and its ablations (docs/audiobooks.md); imported here so other
         # targets do not pay for torch_geometric and faiss.
-        from training.gnn_only import GNNOnlyRecommender
-        from training.two_tower import TwoTowerConfig, TwoTowerRecommender
 
         models["two_tower"] = lambda: TwoTowerRecommender(target, seed)
         models["two_tower_gnn"] = lambda: TwoTowerRecommender(

@@ -9,16 +9,17 @@ a row that holds only their music: the target columns are what the model fills i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from training.data import InteractionData, UserProfile
-from training.ranking import popularity
+from training.base import Recommender
+from training.data import InteractionData, Ranking, UserProfile
+from training.ranking import popularity, top_k
 
-__all__ = ["JointSpace"]
+__all__ = ["JointSpace", "JointSpaceRecommender"]
 
 
 @dataclass
@@ -105,3 +106,44 @@ class JointSpace:
         if self.binary:
             matrix.data[:] = 1.0
         return matrix, np.diff(matrix.indptr) > 0, unknown
+
+
+class JointSpaceRecommender(Recommender):
+    """What `cmf_als` and `ease` share: the joint space fitted from the training data,
+    the target catalog in popularity order, and rankings from `score_batch` (a
+    subclass's scores of music-only rows), with popularity for a listener whose music
+    is all unknown. A subclass holds a dataclass `config` with a `binary` field."""
+
+    config: object
+
+    def fit_space(self, data: InteractionData) -> sparse.csr_matrix:
+        """Fit the joint space; returns the training listeners' joint matrix."""
+        self.space = JointSpace.fit(data, self.target, self.config.binary)
+        self._ids = self.space.target_ids
+        self._pop = self.space.target_popularity
+        return self.space.training_matrix(data, self.target)
+
+    def score_batch(self, users: Sequence[UserProfile]) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def ranked_scores(self, scores: np.ndarray) -> np.ndarray:
+        """What a known listener's catalog is ranked by (default: the scores)."""
+        return scores
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
+        return self.recommend_batch([user], k, exclude)[0]
+
+    def recommend_batch(
+        self, users: Sequence[UserProfile], k: int = 10, exclude: Sequence[str] = ()
+    ) -> list[Ranking]:
+        scores, usable = self.score_batch(users)
+        _, _, unknown = self.space.music_rows(users)
+        return [
+            top_k(
+                self._ids, self.ranked_scores(s) if ok else self._pop, k, exclude, not ok, missing
+            )
+            for s, ok, missing in zip(scores, usable, unknown)
+        ]
+
+    def settings(self) -> dict:
+        return asdict(self.config)

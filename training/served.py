@@ -74,7 +74,7 @@ class ServedModel(Recommender):
     Subclasses declare their own fitted state in `__init__` the same way.
     """
 
-    kind: ClassVar[str] = "served"  # the manifest kind (`coldstart.models.registry`)
+    kind: ClassVar[str] = "served"  # the manifest kind (`coldstart.artifacts.registry`)
     description: ClassVar[str] = ""  # the manifest's "model"
     config_class: ClassVar[type] = object  # has `from_dict`
     train_command: ClassVar[str] = "coldstart train"  # named when a checkpoint is missing

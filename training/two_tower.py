@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph import ItemTower, UserTower, in_batch_softmax
+from graph import in_batch_softmax
 from graph.fit import GNNConfig
 from training.blend import validation_sample
 from training.cross_domain import WidePart, fit_wide
@@ -49,6 +49,7 @@ from training.ranking import popularity, top_k
 from training.served import ServedModel
 from training.taste import TasteConfig
 from training.threads import torch_threads
+from training.towers import ItemTower, UserTower
 from training.two_tower_data import Listeners, Pairs, data_hash, label_pairs, without_target_plays
 from training.two_tower_features import ITEM_KEYS, USER_KEYS, TwoTowerFeatures
 

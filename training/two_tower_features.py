@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph import ItemTower, UserTower, augment_for_search
 from training.data import UserProfile, user_profile
 from training.history import EventsByUser
+from training.towers import ItemTower, UserTower, augment_for_search
 from training.two_tower_data import Pairs
 from training.two_tower_net import TwoTowerNet
 

@@ -1,4 +1,4 @@
-"""The two-tower model's network: a user tower and an item tower (`graph.towers`)
+"""The two-tower model's network: a user tower and an item tower (`training.towers`)
 trained together, as one module so that one optimiser, one state dict and one
 early-stopping copy hold both. `training.two_tower.TwoTowerRecommender` trains and
 serves it.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from graph import ItemTower, UserTower
+from training.towers import ItemTower, UserTower
 
 __all__ = ["TwoTowerNet"]
 

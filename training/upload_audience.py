@@ -41,6 +41,7 @@ __all__ = [
     "BLEND_SOURCES",
     "source_scores",
     "UploadAudienceModel",
+    "MIN_VALIDATION_UPLOADS",
 ]
 
 SOURCES = ("random", "activity", "group", "centroid", "max_sim", "item_knn")
@@ -48,6 +49,9 @@ SOURCES = ("random", "activity", "group", "centroid", "max_sim", "item_knn")
 BLEND_SOURCES = ("group", "item_knn", "max_sim", "centroid", "activity")
 # The blend's weight grid (3^5 - 2^5 = 211 points over five sources).
 UPLOAD_BLEND_GRID = (0.0, 0.5, 1.0)
+# Fewer validation uploads with a known listener than this: no blend is fitted (the
+# caller keeps its fallback scorer).
+MIN_VALIDATION_UPLOADS = 5
 # Uploads scored at once by max-sim: block x plays floats.
 _MAX_SIM_BLOCK = 64
 
@@ -153,11 +157,14 @@ def source_scores(
 
 @dataclass
 class UploadAudienceModel:
-    """The served audience scorer: a validation-chosen blend of `BLEND_SOURCES`."""
+    """The served audience scorer: a validation-chosen blend of `BLEND_SOURCES`, and a
+    logistic calibration of its score (fitted on the same validation uploads) that turns
+    a listener's blend score into the probability that they play the upload."""
 
     blend: ScoreBlend
     neighbours: int = 50
     k: int = 100  # the blend is chosen on NDCG@k over listeners (recall@100's cut)
+    calibration: tuple[float, float] = (1.0, 0.0)  # probability = sigmoid(a * score + b)
 
     @classmethod
     def choose(
@@ -169,12 +176,18 @@ class UploadAudienceModel:
     ) -> UploadAudienceModel:
         """Weights from validation uploads: `validation_sources` are their scores by a
         fit that never saw their plays; `validation_truth` their real listeners
-        (column positions)."""
+        (column positions). The calibration is fitted on the same uploads."""
         sources = {name: validation_sources[name] for name in BLEND_SOURCES}
-        return cls(choose_blend(sources, validation_truth, k, UPLOAD_BLEND_GRID), neighbours, k)
+        model = cls(choose_blend(sources, validation_truth, k, UPLOAD_BLEND_GRID), neighbours, k)
+        model.calibration = _calibrate(model.scores(sources), validation_truth)
+        return model
 
     def scores(self, sources: dict[str, np.ndarray]) -> np.ndarray:
         return self.blend.apply({n: sources[n] for n in BLEND_SOURCES if n in sources})
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * np.asarray(scores, np.float64) + b)))
 
     def __call__(
         self, data: AudienceData, upload_vectors: np.ndarray, upload_groups: sparse.csr_matrix
@@ -183,3 +196,35 @@ class UploadAudienceModel:
         return self.scores(
             source_scores(data, upload_vectors, upload_groups, used, neighbours=self.neighbours)
         )
+
+    def to_dict(self) -> dict:
+        return {
+            "weights": dict(self.blend.weights),
+            "validation": dict(self.blend.validation),
+            "neighbours": self.neighbours,
+            "k": self.k,
+            "calibration": list(self.calibration),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UploadAudienceModel:
+        blend = ScoreBlend(
+            {n: float(w) for n, w in data["weights"].items()},
+            {n: float(v) for n, v in data.get("validation", {}).items()},
+        )
+        a, b = data.get("calibration", (1.0, 0.0))
+        return cls(blend, int(data["neighbours"]), int(data["k"]), (float(a), float(b)))
+
+
+def _calibrate(scores: np.ndarray, truth: Sequence[set[int]]) -> tuple[float, float]:
+    """(a, b) of a logistic regression of 'played' on the blend score over every
+    (validation upload, listener) pair."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.zeros(scores.shape, dtype=bool)
+    for r, positives in enumerate(truth):
+        labels[r, list(positives)] = True
+    if labels.all() or not labels.any():
+        return (0.0, float(np.log(max(labels.mean(), 1e-9) / max(1 - labels.mean(), 1e-9))))
+    fit = LogisticRegression(C=1e4).fit(scores.reshape(-1, 1), labels.ravel())
+    return (float(fit.coef_[0, 0]), float(fit.intercept_[0]))

@@ -21,18 +21,29 @@ the mean and standard error of the paired per-item difference.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from training.metrics import per_user_ndcg
-from training.upload_audience import SOURCES, AudienceData, UploadAudienceModel, source_scores
+from training.upload_audience import (
+    BLEND_SOURCES,
+    MIN_VALIDATION_UPLOADS,
+    SOURCES,
+    AudienceData,
+    UploadAudienceModel,
+    source_scores,
+)
 
 __all__ = [
     "UploadCatalog",
     "evaluate_uploads",
+    "fit_served",
+    "served_audience",
     "auc_per_row",
     "recall_per_row",
     "BASELINES",
@@ -136,20 +147,31 @@ def _cohort(value: int, cohorts: dict) -> str:
     return "other"
 
 
-def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: int, neighbours: int):
-    rng = np.random.default_rng(seed)
-    eligible = np.flatnonzero(catalog.has_text & (catalog.listeners() > 0))
-    hidden = _choose(rng, eligible, fraction)
-    train, known = catalog.hide(hidden)
-
-    # Validation uploads inside the training side, hidden the same way: the blend's weights.
-    rest = np.setdiff1d(eligible, hidden)
-    val = _choose(rng, rest, fraction)
+def fit_served(
+    catalog: UploadCatalog,
+    pool: np.ndarray,
+    rng: np.random.Generator,
+    hidden: np.ndarray | None = None,
+    fraction: float = 0.2,
+    neighbours: int = 50,
+    seed: int = 0,
+) -> tuple[UploadAudienceModel | None, dict]:
+    """(the served blend, or None when there are too few validation uploads; facts
+    about the fit). Validation uploads are `fraction` of `pool` (at most
+    `MAX_VALIDATION_UPLOADS`, drawn with `rng`), hidden with `hidden` (the test
+    items, in the protocol) exactly as a test upload is; the weights and the
+    calibration are chosen on them. `coldstart train-upload-audience` and the
+    protocol both fit the served scorer here."""
+    hidden = np.zeros(0, np.int64) if hidden is None else np.asarray(hidden, np.int64)
+    val = _choose(rng, pool, fraction)
     if len(val) > MAX_VALIDATION_UPLOADS:
         val = np.sort(rng.choice(val, size=MAX_VALIDATION_UPLOADS, replace=False))
     val_train, val_known = catalog.hide(np.concatenate([hidden, val]))
     val_truth = _truth(catalog, val, val_known)
     val_used = [i for i, t in enumerate(val_truth) if len(t)]
+    facts = {"validation_items": len(val_used), "known_listeners": int(len(val_known))}
+    if len(val_used) < MIN_VALIDATION_UPLOADS or len(val_known) < 2:
+        return None, facts
     val_sources = source_scores(
         val_train,
         catalog.vectors[val][val_used],
@@ -160,6 +182,35 @@ def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: in
     served = UploadAudienceModel.choose(
         val_sources, [set(val_truth[i].tolist()) for i in val_used], neighbours=neighbours
     )
+    return served, facts
+
+
+def served_audience(
+    model: UploadAudienceModel,
+    catalog: UploadCatalog,
+    uploads: np.ndarray,
+    hidden: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """([uploads x known listeners] served scores, known-listener rows of `catalog`):
+    the blend for catalog items `uploads`, from the catalog without any play of
+    `hidden` (default: the uploads themselves). What `coldstart score-uploads` writes
+    and what the protocol's `served` row measures."""
+    uploads = np.asarray(uploads, np.int64)
+    train, known = catalog.hide(uploads if hidden is None else np.asarray(hidden, np.int64))
+    return model(train, catalog.vectors[uploads], catalog.groups[uploads]), known
+
+
+def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: int, neighbours: int):
+    rng = np.random.default_rng(seed)
+    eligible = np.flatnonzero(catalog.has_text & (catalog.listeners() > 0))
+    hidden = _choose(rng, eligible, fraction)
+    hidden_all = hidden
+    train, known = catalog.hide(hidden)
+
+    # Validation uploads inside the training side, hidden the same way: the blend's weights.
+    served, facts = fit_served(
+        catalog, np.setdiff1d(eligible, hidden), rng, hidden, fraction, neighbours, seed
+    )
 
     truth = _truth(catalog, hidden, known)
     used = np.array([i for i, t in enumerate(truth) if len(t)], dtype=np.int64)
@@ -167,7 +218,11 @@ def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: in
     scores = source_scores(
         train, catalog.vectors[hidden], catalog.groups[hidden], seed=seed, neighbours=neighbours
     )
-    scores["served"] = served.scores(scores)
+    if served is None:  # too few validation uploads: the fallback source alone
+        scores["served"] = scores[BLEND_SOURCES[0]]
+    else:  # the same call as `coldstart score-uploads`, with every test item hidden
+        scores["served"], served_known = served_audience(served, catalog, hidden, hidden_all)
+        assert np.array_equal(served_known, known)
 
     group_sizes = np.asarray((catalog.groups[hidden] @ train.groups.T).todense())
     group_sizes = (group_sizes > 0).sum(axis=1)
@@ -198,9 +253,10 @@ def _seed_run(catalog: UploadCatalog, seed: int, fraction: float, k_listener: in
         "known_listeners": int(len(known)),
         "listeners_with_hidden_items": len(listener_rows),
         "top_1pct_listeners": top_share,
-        "served_blend": served.blend.weights,
-        "served_validation": served.blend.validation,
-        "validation_items": len(val_used),
+        "served_blend": served.blend.weights if served else None,
+        "served_validation": served.blend.validation if served else None,
+        "served_calibration": list(served.calibration) if served else None,
+        "validation_items": facts["validation_items"],
     }
     return items, per_listener, split
 
@@ -241,19 +297,34 @@ def evaluate_uploads(
     k_listener: int = 10,
     neighbours: int = 50,
     progress: bool = False,
+    jobs: int = 1,
 ) -> dict:
-    """Run the protocol on every seed; the JSON-ready result (docs/uploads-evaluation.md)."""
-    from tqdm.auto import tqdm
-
+    """Run the protocol on every seed (`jobs` seeds at once, in forked processes); the
+    JSON-ready result (docs/uploads-evaluation.md)."""
     if not 0 < hidden_fraction < 1:
         raise ValueError(f"hidden fraction must be between 0 and 1, got {hidden_fraction}")
     frames: list = []
     listener_ndcg: dict = {}
     splits: list = []
-    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
-        items, per_listener, split = _seed_run(
-            catalog, int(seed), hidden_fraction, k_listener, neighbours
-        )
+    run = partial(
+        _seed_run,
+        catalog,
+        fraction=hidden_fraction,
+        k_listener=k_listener,
+        neighbours=neighbours,
+    )
+    seeds = [int(seed) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:  # seeds are independent: the same result in parallel
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=get_context("fork")) as pool:
+            runs = list(
+                tqdm(pool.map(run, seeds), total=len(seeds), desc="seeds", disable=not progress)
+            )
+    else:
+        runs = (run(seed) for seed in tqdm(seeds, desc="seeds", disable=not progress))
+    for items, per_listener, split in runs:
         frames.append(items)
         splits.append(split)
         for name, values in per_listener.items():

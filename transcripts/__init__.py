@@ -18,9 +18,9 @@ from transcripts.engines import (
     load_engine,
     prepare_model,
 )
-from transcripts.models import BUNDLED_MODELS, ModelRef, resolve_model
 from transcripts.transcribe import transcribe_file
 from transcripts.types import AudioError, ModelError, Segment, Transcript
+from transcripts.weights import BUNDLED_MODELS, ModelRef, resolve_model
 
 __all__ = [
     "SAMPLE_RATE",

@@ -12,6 +12,7 @@ after the previous cut, so a cut lands in a pause rather than inside a word.
 from __future__ import annotations
 
 import numpy as np
+from faster_whisper.vad import get_vad_model
 
 __all__ = ["pause_chunks", "speech_probabilities", "CHUNK_SECONDS", "MIN_CHUNK_SECONDS"]
 
@@ -28,8 +29,6 @@ SMOOTH_FRAMES = 5
 
 def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     """Silero VAD's speech probability for each 512-sample frame of 16 kHz audio."""
-    from faster_whisper.vad import get_vad_model
-
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     padded = np.pad(audio, (0, -audio.size % FRAME))
     if padded.size == 0:

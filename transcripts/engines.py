@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from transcripts.chunks import pause_chunks
-from transcripts.models import ModelRef, resolve_model
 from transcripts.types import ModelError, Segment
+from transcripts.weights import ModelRef, resolve_model
 
 __all__ = [
     "DecodeOptions",
@@ -98,7 +99,6 @@ class FasterWhisperEngine(Engine):
 
     def __init__(self, model: ModelRef, options: DecodeOptions, cpu_threads: int = 0) -> None:
         super().__init__(model, options)
-        from faster_whisper import WhisperModel
 
         try:
             self._model = WhisperModel(
@@ -108,8 +108,6 @@ class FasterWhisperEngine(Engine):
             raise ModelError(f"faster-whisper cannot load {model.path}: {exc}") from exc
         self._batched = None
         if options.batch_size > 0:
-            from faster_whisper import BatchedInferencePipeline
-
             self._batched = BatchedInferencePipeline(self._model)
 
     def transcribe(self, audio, language=None):
@@ -161,13 +159,16 @@ class OpenAIWhisperEngine(Engine):
         self, model: ModelRef, options: DecodeOptions, cache_dir: Path, cpu_threads: int = 0
     ) -> None:
         super().__init__(model, options)
+        # Imported here: only this engine needs openai-whisper and torch (about 6 s to
+        # import, `python -X importtime -c 'import whisper'`); the default CTranslate2
+        # engine and `import transcripts` do without them.
         import torch
         import whisper
 
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
 
-        from transcripts.convert import ensure_openai_checkpoint
+        from transcripts.convert import ensure_openai_checkpoint  # imports torch: see above
 
         checkpoint = ensure_openai_checkpoint(model.path, Path(cache_dir) / f"{model.slug}.pt")
         try:
@@ -212,6 +213,8 @@ def prepare_model(engine: str, model: str, cache_dir: Path | str | None = None) 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     ref = resolve_model(model, cache)
     if engine == OpenAIWhisperEngine.name:
+        # Imported here: the converter imports torch (about 4.5 s), which only the openai
+        # engine needs.
         from transcripts.convert import ensure_openai_checkpoint
 
         ensure_openai_checkpoint(ref.path, cache / f"{ref.slug}.pt")

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
+import jiwer
+from whisper.normalizers import EnglishTextNormalizer
+
 __all__ = ["normalize_english", "word_error_rate", "corpus_word_error_rate"]
 
 
 @lru_cache(maxsize=1)
 def _normalizer():
-    from whisper.normalizers import EnglishTextNormalizer
-
     return EnglishTextNormalizer()
 
 
@@ -36,8 +37,6 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 def corpus_word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Total edits over total reference words (the corpus-level WER Whisper reports)."""
-    import jiwer
-
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     refs = [normalize_english(r) for r in references]

@@ -318,7 +318,7 @@ def search(
     kind: str | None = Query(None, pattern="^(show|episode|audiobook)$"),
     language: str | None = Query(None, pattern="^[a-z]{2}$"),
     genre: str | None = Query(None, max_length=100),
-    mode: str | None = Query(None, pattern="^(dense|lexical|hybrid|intent|fused)$"),
+    mode: str | None = Query(None, pattern="^(dense|lexical|hybrid|intent|fused|gated)$"),
 ) -> SearchResponse:
     from coldstart.content.search import EmptyQueryError
 

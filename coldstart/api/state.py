@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.recommend.models import ServingModels, load_serving_models, store_version
+from coldstart.recommend.loading import ServingModels, load_serving_models, store_version
 from coldstart.recommend.pipeline import OnboardingPipeline
 
 __all__ = ["ServingState", "Snapshot"]

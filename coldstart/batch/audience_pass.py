@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import faiss
 import numpy as np
 
 __all__ = ["SAMPLED_CATALOG_MIN", "TAIL_SAMPLE", "sampled_catalog_summary"]
@@ -42,8 +43,6 @@ def _index(items: np.ndarray, nlist: int, seed: int):
     """An IVF index whose L2 nearest neighbours of `[q, 0]` are the items of highest
     inner product with `q`: every item gets one more coordinate that brings all of
     them to the same norm (the usual reduction of inner-product search to L2 search)."""
-    import faiss
-
     norms = np.linalg.norm(items, axis=1)
     lift = np.sqrt(np.maximum(norms.max() ** 2 - norms**2, 0.0))
     lifted = np.ascontiguousarray(np.hstack([items, lift[:, None]]).astype(np.float32))

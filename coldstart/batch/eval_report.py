@@ -1,19 +1,22 @@
 """The offline evaluation report: run the cold-start harness (`training.evaluate`) on
 the store's data and write it as JSON, a PNG, a Markdown and a rich table.
 
-Training and loading the served models lives in `coldstart.models.artifacts`.
+Training and loading the served models lives in `coldstart.artifacts.training`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from rich.table import Column, Table
 
+from coldstart.artifacts.training import check_target, load_interaction_data
 from coldstart.core.store import Store
-from coldstart.models.artifacts import check_target, load_interaction_data
-from training.evaluate import evaluate
+from coldstart.recommend.served import ServedPipeline
+from training.evaluate import default_models, evaluate
 from training.metrics import METRICS
 
 __all__ = [
@@ -43,9 +46,6 @@ def run_evaluation(
     check_target(data, target)
     models = None
     if served:
-        from coldstart.recommend.served import ServedPipeline
-        from training.evaluate import default_models
-
         models = {
             name: (lambda t, s, name=name: default_models(t, s)[name]())
             for name in default_models(target, 0)
@@ -64,8 +64,6 @@ def run_evaluation(
     )
     result["content_items"] = len(data.content)
     if json_path is not None:
-        import json
-
         json_path = Path(json_path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
@@ -75,6 +73,8 @@ def run_evaluation(
 
 def plot_results(result: dict, path: Path) -> Path:
     """Grouped bars: one group per metric, one bar per model, std as error bars."""
+    # Imported here: the Agg backend is chosen only for the process that draws (not for
+    # every importer of this module), and pyplot takes about 2 s to import.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,8 +144,6 @@ def results_markdown(results: dict) -> str:
 
 def write_results(results: dict, directory: Path, stem: str) -> str:
     """`results` (by target) as `stem`.json and `stem`.md in `directory`; returns the Markdown."""
-    import json
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -156,8 +154,6 @@ def write_results(results: dict, directory: Path, stem: str) -> str:
 
 def results_table(result: dict):
     """A rich table of an evaluation result: mean, and std on a second dim line."""
-    from rich.table import Column, Table
-
     k, split = result["k"], result["splits"][0]
     table = Table(
         Column("model", no_wrap=True),

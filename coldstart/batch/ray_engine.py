@@ -32,16 +32,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import and_, bindparam, delete
 
 from coldstart.batch.ray_stages import Embed, Transcribe, transcript_from_json
 from coldstart.batch.upload_pipeline import LocalEngine, UploadRun, score_uploads
 from coldstart.batch.uploads import ScoreReport
-from coldstart.content.embeddings import SPOKEN_KINDS, EmbedReport, _segments, model_id_for
+from coldstart.content.embeddings import (
+    SPOKEN_KINDS,
+    EmbedReport,
+    model_id_for,
+    transcript_segments,
+)
 from coldstart.content.speech import (
-    _transcribed,
     model_cache_dir,
     resolve_audio_path,
+    transcribed_engines,
+    transcription_lease,
     write_failure,
     write_transcript,
 )
@@ -66,7 +74,7 @@ class RayUnavailable(RuntimeError):
 
 
 def _ray():
-    try:
+    try:  # imported here: Ray is the optional `ray` extra
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:  # the default install has no Ray
@@ -106,9 +114,6 @@ def _run_stage(
     """rows -> actor pool of `stage` -> one Parquet file per output batch in `out_dir`
     -> back as one frame. The driver pulls the batches (`iter_batches`), so no task
     besides the actors needs a CPU slot: a pool that takes every CPU cannot deadlock."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     ray = _ray()
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = max(1, min(len(rows), workers * 4))
@@ -167,7 +172,7 @@ def _embed_rows(store: Store, model_id: str, item_ids: list[str] | None) -> pd.D
     items = store.items(SPOKEN_KINDS)
     if item_ids is not None:
         items = items[items["item_id"].isin(set(item_ids))]
-    segments = _segments(store, items.loc[items["kind"] == "episode", "item_id"].tolist())
+    segments = transcript_segments(store, items.loc[items["kind"] == "episode", "item_id"].tolist())
     cv = t.content_vectors
     stored = store.frame(cv, cv.c.model_id == model_id, ["item_id", "passage", "text_hash"])
     known: dict[str, dict[str, str]] = {}
@@ -360,13 +365,15 @@ class RayEngine(LocalEngine):
         transcribed under the episode's transcription lease, as `transcribe --pending`
         takes it."""
         store, settings, owner = run.store, run.settings, run.owner
-        done = _transcribed(store)
+        done = transcribed_engines(store)
         kept = [k for k, u in uploads.items() if u["item_id"] in done]
         run.advance(kept, UploadStatus.TRANSCRIBED)
         step = {k: u for k, u in uploads.items() if k not in kept}
         with Leases(store, owner, settings.lease_seconds) as transcribing:
-            refused = set(transcribing.claim(f"transcribe:{u['item_id']}" for u in step.values()))
-            run.drop(k for k, u in step.items() if f"transcribe:{u['item_id']}" in refused)
+            refused = set(
+                transcribing.claim(transcription_lease(u["item_id"]) for u in step.values())
+            )
+            run.drop(k for k, u in step.items() if transcription_lease(u["item_id"]) in refused)
             step = {k: u for k, u in step.items() if k in run.live}
             if not step:
                 return

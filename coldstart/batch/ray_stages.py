@@ -14,6 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+
+from coldstart.content.embeddings import TextUnit, item_text, load_encoder, split_passages
+from coldstart.content.speech import engine_for, transcribe_one
+from coldstart.core.config import Settings
+from transcripts import Segment, Transcript
 
 __all__ = ["Transcribe", "Embed", "transcript_to_json", "transcript_from_json"]
 
@@ -31,8 +37,6 @@ def transcript_to_json(transcript) -> str:
 
 
 def transcript_from_json(text: str):
-    from transcripts import Segment, Transcript
-
     data = json.loads(text)
     segments = [
         Segment(float(a), float(b), str(c), None if d is None else float(d))
@@ -42,8 +46,6 @@ def transcript_from_json(text: str):
 
 
 def _settings(settings_json: str):
-    from coldstart.core.config import Settings
-
     return Settings.model_validate_json(settings_json)
 
 
@@ -51,18 +53,14 @@ class Transcribe:
     """Rows (item_id, path) -> (item_id, transcript JSON or "", error or "", audio seconds)."""
 
     def __init__(self, settings_json: str, threads: int = 0) -> None:
-        from coldstart.content.speech import engine_for
-
         self.settings = _settings(settings_json)
         self.engine = engine_for(self.settings, threads=threads or None)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from coldstart.content.speech import _transcribe_one
-
         cfg = self.settings.transcribe
         out = {"item_id": [], "transcript": [], "error": [], "seconds": []}
         for item_id, path in zip(batch["item_id"], batch["path"]):
-            transcript, error = _transcribe_one(
+            transcript, error = transcribe_one(
                 self.engine, Path(path), cfg.chunk_seconds, cfg.language
             )
             out["item_id"].append(str(item_id))
@@ -78,18 +76,12 @@ class Embed:
     stored vector's text is unchanged). Passages are split exactly as `embed_items` does."""
 
     def __init__(self, settings_json: str, threads: int = 0) -> None:
-        from coldstart.content.embeddings import load_encoder
-
         self.settings = _settings(settings_json)
         if threads:
-            import torch
-
             torch.set_num_threads(threads)
         self.encoder = load_encoder(self.settings)
 
     def units(self, item: dict, segments: list) -> list:
-        from coldstart.content.embeddings import TextUnit, item_text, split_passages
-
         units = []
         own = item_text(item)
         if own:

@@ -18,8 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from coldstart.artifacts.training import content_model_id
+from coldstart.content.embeddings import item_text, item_vectors, load_encoder
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
+from training.upload_protocol import UploadCatalog, evaluate_uploads
 
 __all__ = ["UPLOAD_KINDS", "load_upload_catalog", "run_upload_evaluation", "uploads_markdown"]
 
@@ -36,7 +39,7 @@ MODEL_LABELS = {
     "centroid": "content kNN, centroid",
     "max_sim": "content kNN, max-sim",
     "item_knn": "content item-kNN through plays (50 nearest items)",
-    "served": "**served blend (chosen on validation uploads)**",
+    "served": "**served blend (what `score-uploads` writes; chosen on validation uploads)**",
 }
 
 
@@ -63,6 +66,8 @@ def _groups(items: pd.DataFrame, kind: str) -> sparse.csr_matrix:
 def lsa_vectors(texts: list[str | None], seed: int = 0) -> np.ndarray:
     """Unit LSA vectors of `texts` (zero rows for no text): TF-IDF (sublinear, words and
     word pairs) reduced to `LSA_DIMENSIONS` by a seeded truncated SVD."""
+    # Imported here: scikit-learn's decomposition takes ~7 s to import on this machine
+    # (`python -X importtime`), and only the LSA baseline (`--content lsa`) needs it.
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -88,10 +93,6 @@ def load_upload_catalog(
     content: str = "minilm",
 ):
     """The `training.upload_protocol.UploadCatalog` of one kind from the store."""
-    from coldstart.content.embeddings import item_text, item_vectors, load_encoder
-    from coldstart.models.artifacts import content_model_id
-    from training.upload_protocol import UploadCatalog
-
     if kind not in UPLOAD_KINDS:
         raise ValueError(f"unknown upload kind {kind!r}; expected one of {', '.join(UPLOAD_KINDS)}")
     items = store.items([kind]).sort_values("item_id").reset_index(drop=True)
@@ -135,11 +136,10 @@ def run_upload_evaluation(
     json_path: Path | None = None,
     progress: bool = False,
     content: str = "minilm",
+    jobs: int = 1,
 ) -> dict:
-    from training.upload_protocol import evaluate_uploads
-
     catalog = load_upload_catalog(store, settings, kind, progress, content)
-    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress)
+    result = evaluate_uploads(catalog, seeds, hidden_fraction, progress=progress, jobs=jobs)
     result["kind"] = kind
     result["content"] = content
     if json_path is not None:

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import update
 from tqdm.auto import tqdm
 
+from coldstart.batch.upload_audience import blend_audiences, load_upload_audience
 from coldstart.batch.uploads import (
     ScoreReport,
     UploadNotFound,
@@ -43,6 +44,7 @@ from coldstart.batch.uploads import (
     get_upload,
     list_uploads,
     picks_per_listener,
+    save_audience,
     write_audience,
 )
 from coldstart.content.embeddings import embed_items, item_vectors, load_encoder, model_id_for
@@ -130,6 +132,7 @@ class UploadRun:
     live: dict[str, dict] = field(default_factory=dict)
     _encoder: Any = None
     _audience: tuple | None = None
+    _blends: dict = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -138,6 +141,16 @@ class UploadRun:
     def encoder(self):
         self._encoder = self._encoder or load_encoder(self.settings)
         return self._encoder
+
+    def blend(self, kind: str):
+        """The registered audience blend for uploads of `kind`, or None (loaded once a run)."""
+        if kind not in self._blends:
+            self._blends[kind] = load_upload_audience(self.store, kind)
+        return self._blends[kind]
+
+    def item_kinds(self, item_ids: list[str]) -> dict[str, str]:
+        frame = self.store.frame(t.items, t.items.c.item_id.in_(item_ids), ["item_id", "kind"])
+        return dict(zip(frame["item_id"], frame["kind"]))
 
     def audience_inputs(self) -> tuple:
         """(affinity model, listener profiles, picks per listener), loaded once a run."""
@@ -245,32 +258,73 @@ class LocalEngine:
         run.advance(uploads, S.INDEXED)
 
     def audience(self, run: UploadRun, uploads: dict[str, dict]) -> None:
-        """One affinity model against every listener (`write_audience`), upload by upload."""
+        """Uploads of a kind with a fitted blend (`coldstart train-upload-audience`):
+        the blend, all at once (`upload_audience.blend_audiences`); the others: one
+        affinity model against every listener (`write_audience`), upload by upload."""
+        kinds = run.item_kinds([u["item_id"] for u in uploads.values()])
+        by_blend: dict[str, dict[str, dict]] = {}
+        rest = {}
+        for upload_id, u in uploads.items():
+            kind = kinds.get(u["item_id"], "episode")
+            if run.blend(kind) is not None:
+                by_blend.setdefault(kind, {})[upload_id] = u
+            else:
+                rest[upload_id] = u
+        for kind, group in by_blend.items():
+            try:
+                scored = blend_audiences(
+                    run.store,
+                    run.settings,
+                    run.blend(kind),
+                    kind,
+                    [u["item_id"] for u in group.values()],
+                )
+            except Exception as exc:  # these uploads fail; the others go on
+                run.fail(group, f"audience: {type(exc).__name__}: {exc}")
+                continue
+            for upload_id, u in group.items():
+                summary, frame = scored[u["item_id"]]
+                self._finish(
+                    run,
+                    upload_id,
+                    lambda s=summary, f=frame, k=upload_id: save_audience(run.settings, k, s, f),
+                )
+        if not rest:
+            return
         model, profiles, picks = run.audience_inputs()
         vectors = item_vectors(
-            run.store, run.model_id, ["episode"], [u["item_id"] for u in uploads.values()]
+            run.store, run.model_id, ["episode"], [u["item_id"] for u in rest.values()]
         )
-        for upload_id, u in uploads.items():
-            if not run.confirmed([upload_id]):
-                continue
-            try:
-                summary = write_audience(
+        for upload_id, u in rest.items():
+            self._finish(
+                run,
+                upload_id,
+                lambda u=u, k=upload_id: write_audience(
                     run.settings,
                     model,
                     profiles,
                     picks,
-                    upload_id,
+                    k,
                     u["item_id"],
                     u["show_id"],
                     vectors.get(u["item_id"]),
-                )
-                if self.name != "local":
-                    summary["engine"] = self.name
-                if run.advance([upload_id], S.SCORED, audience=summary):
-                    run.report.scored.append(upload_id)
-                    del run.live[upload_id]
-            except Exception as exc:  # one bad upload must not stop the batch
-                run.fail([upload_id], f"audience: {type(exc).__name__}: {exc}")
+                ),
+            )
+
+    def _finish(self, run: UploadRun, upload_id: str, summarise) -> None:
+        """Record an upload scored with the summary `summarise()` returns (its table
+        written), or failed with the reason."""
+        if not run.confirmed([upload_id]):
+            return
+        try:
+            summary = summarise()
+            if self.name != "local":
+                summary["engine"] = self.name
+            if run.advance([upload_id], S.SCORED, audience=summary):
+                run.report.scored.append(upload_id)
+                del run.live[upload_id]
+        except Exception as exc:  # one bad upload must not stop the batch
+            run.fail([upload_id], f"audience: {type(exc).__name__}: {exc}")
 
     def run_stage(self, run: UploadRun, stage: str, statuses: tuple[str, ...]) -> None:
         uploads = run.at(statuses)

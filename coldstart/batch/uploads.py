@@ -54,6 +54,8 @@ __all__ = [
     "ScoreReport",
     "predict_audience",
     "write_audience",
+    "audience_summary",
+    "save_audience",
     "affinity_artifact",
     "picks_per_listener",
 ]
@@ -324,6 +326,15 @@ def predict_audience(
     frame = frame[known].reset_index(drop=True)
     frame["listens"] = 1.0 - (1.0 - frame["probability"]) ** picks
     frame["in_top_k"] = frame["rank"].le(top_k).fillna(False).astype(bool)
+    return audience_summary(frame, method, "affinity:podcast", picks, top_k, top_users), frame
+
+
+def audience_summary(
+    frame: pd.DataFrame, method: str, model: str, picks: float, top_k: int, top_users: int
+) -> dict:
+    """What an upload's row stores from its per-listener table (`predict_audience`'s
+    columns): the expected audience overall and per (country, language) segment, the
+    most likely listeners, and how many have it in their top `top_k`."""
     top = _top_users(frame, top_users)
     segments = (
         frame.fillna({"country": "unknown", "language": "unknown"})
@@ -334,9 +345,9 @@ def predict_audience(
         .sort_values("expected", ascending=False)
     )
     expected = float(frame["listens"].sum())
-    summary = {
+    return {
         "method": method,
-        "model": "affinity:podcast",
+        "model": model,
         "listeners_scored": int(len(frame)),
         "picks_per_listener": round(picks, 3),
         "expected_listeners": round(expected, 1),
@@ -362,7 +373,6 @@ def predict_audience(
             for (c, lang), row in segments.iterrows()
         ],
     }
-    return summary, frame
 
 
 def write_audience(
@@ -388,6 +398,12 @@ def write_audience(
         settings.serve.audience_top_users,
         picks,
     )
+    return save_audience(settings, upload_id, summary, frame)
+
+
+def save_audience(settings: Settings, upload_id: str, summary: dict, frame: pd.DataFrame) -> dict:
+    """Write the per-listener table to `<home>/audiences/<upload_id>.parquet`; returns
+    the summary to store, with the table's path and the time."""
     out_dir = settings.home / "audiences"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{upload_id}.parquet"

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from coldstart.core.config import Settings, get_settings
+from coldstart.core.store import Store
 
 __all__ = ["app", "console", "err_console", "settings_of", "store_of", "emit_json", "fail"]
 
@@ -36,8 +38,6 @@ def _global_options(
 
 def _settings(home: Path | None = None) -> Settings:
     """Settings, or a clear error naming the bad variable (e.g. an empty API token)."""
-    from pydantic import ValidationError
-
     try:
         return get_settings(home)
     except ValidationError as exc:
@@ -56,8 +56,6 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def store_of(ctx: typer.Context):
-    from coldstart.core.store import Store
-
     return Store.from_settings(settings_of(ctx))
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
+from coldstart.data.contract import ContractError
+from coldstart.data.importers import (
+    SourceFormatError,
+    apple_podcasts,
+    douban,
+    goodbooks,
+    lastfm_hetrec,
+)
+from coldstart.data.ingest import ingest_dataset
 
 import_app = typer.Typer(
     help="Convert public datasets into contract datasets.", no_args_is_help=True
@@ -78,9 +88,6 @@ def ingest(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Validate a contract dataset and load it into the store (all or nothing)."""
-    from coldstart.data.contract import ContractError
-    from coldstart.data.ingest import ingest_dataset
-
     try:
         report = ingest_dataset(
             store_of(ctx), dataset_dir, skip_bad_rows=skip_bad_rows, rejects_path=rejects
@@ -104,8 +111,6 @@ def ingest(
 
 
 def _import_report(out: Path, run, src: Path, json: bool) -> None:
-    from coldstart.data.importers import SourceFormatError
-
     try:
         counts = run(src, out)
     except SourceFormatError as exc:
@@ -124,8 +129,6 @@ def import_lastfm(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Last.fm HetRec 2011: artists (top tag as genre) and user-artist play counts."""
-    from coldstart.data.importers import lastfm_hetrec
-
     _import_report(out, lastfm_hetrec, src, json)
 
 
@@ -136,8 +139,6 @@ def import_apple(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Apple Podcasts catalogue: shows with genre and description."""
-    from coldstart.data.importers import apple_podcasts
-
     _import_report(out, apple_podcasts, src, json)
 
 
@@ -148,8 +149,6 @@ def import_goodbooks(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """goodbooks-10k: books as audiobooks, ratings as interaction weights."""
-    from coldstart.data.importers import goodbooks
-
     _import_report(out, goodbooks, src, json)
 
 
@@ -163,8 +162,4 @@ def import_douban(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Douban cross-domain ratings: music as tracks, books as shows or audiobooks (ID-only)."""
-    from functools import partial
-
-    from coldstart.data.importers import douban
-
     _import_report(out, partial(douban, target=target), src, json)

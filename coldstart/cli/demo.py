@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from coldstart.cli.app import app, settings_of
+from coldstart.demo.world import WorldConfig
 
 
 @app.command()
@@ -18,8 +19,8 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Build a deterministic demo world into --home and run every stage on it."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.demo.run import run_demo
-    from coldstart.demo.world import WorldConfig
 
     config = WorldConfig(
         users=users,

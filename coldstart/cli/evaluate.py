@@ -11,7 +11,7 @@ from rich.table import Table
 from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -62,6 +62,7 @@ def evaluate(
     ),
 ) -> None:
     """Hide the target history of some users, train on the rest, rank for them from music alone."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.eval_report import results_table, run_evaluation
 
     store = store_of(ctx)
@@ -71,7 +72,7 @@ def evaluate(
             store,
             target,
             cold_fraction,
-            _seeds(seeds),
+            parse_seeds(seeds),
             k,
             json_path,
             progress=True,
@@ -96,7 +97,8 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Fit taste vectors and the affinity MLP on the whole store; save and register them."""
-    from coldstart.models.artifacts import load_interaction_data, train_model
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
+    from coldstart.artifacts.training import load_interaction_data, train_model
 
     settings, store = settings_of(ctx), store_of(ctx)
     data = load_interaction_data(store)

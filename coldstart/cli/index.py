@@ -33,6 +33,7 @@ def index(
     With `embed.adapt` on, the encoder is first adapted to the catalogue (once per home, or
     again with --adapt). The query-intent classifier is retrained on every run.
     """
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.content.embeddings import current_adapted, resolve_model_path
     from coldstart.content.index import index_content
 
@@ -45,6 +46,7 @@ def index(
     if engine not in ("local", "ray"):
         fail(f"unknown engine {engine!r}: choose local or ray")
     if engine == "ray":  # embed on Ray first; the local pass below then finds every text unchanged
+        # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
         from coldstart.batch.ray_engine import RayUnavailable, embed_catalogue_ray
 
         if settings.embed.adapt and (adapt or current_adapted(settings) is None):
@@ -98,12 +100,13 @@ def index(
 
 
 def _service(ctx: typer.Context):
-    from coldstart.content.index import IndexError_
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
+    from coldstart.content.index import VectorIndexError
     from coldstart.content.search import SearchService
 
     try:
         return SearchService(store_of(ctx), settings_of(ctx))
-    except (IndexError_, FileNotFoundError) as exc:
+    except (VectorIndexError, FileNotFoundError) as exc:
         fail(str(exc))
 
 
@@ -150,7 +153,7 @@ def search(
     mode: str = typer.Option(
         None,
         "--mode",
-        help="dense | lexical | hybrid | intent | fused (default: settings.embed.search_mode)",
+        help="dense | lexical | hybrid | intent | fused | gated (default: settings.embed.search_mode)",
     ),
     passages: bool = typer.Option(
         False,
@@ -161,6 +164,7 @@ def search(
 ) -> None:
     """Search shows, episodes and audiobooks by content; episodes come with a timed snippet.
     With --passages: the transcript passages that answer the query, with their timestamps."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.content.search import EmptyQueryError
 
     service = _service(ctx)
@@ -195,6 +199,7 @@ def similar(
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Items whose content is most like ITEM_ID's."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.content.search import NoContentVectorError, UnknownItemError
 
     service = _service(ctx)

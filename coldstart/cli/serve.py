@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
@@ -27,10 +29,10 @@ def serve(
     ),
 ) -> None:
     """Run the HTTP API (OpenAPI page at /docs). Models load once at start-up."""
-    import os
-
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     import uvicorn
 
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.api import create_app
     from coldstart.api.auth import InsecureBind, check_bind
 
@@ -61,8 +63,6 @@ def serve(
 def default_workers() -> int:
     """One worker per CPU core this process may use (its affinity mask, e.g. a container's
     cpuset), at least one."""
-    import os
-
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -86,12 +86,14 @@ def score_uploads_command(
     workers: int = typer.Option(1, "--workers", min=1, help="--engine ray: actors per stage."),
 ) -> None:
     """Transcribe, embed, index and predict the audience of every pending upload."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.upload_pipeline import score_uploads
     from coldstart.batch.uploads import UploadNotFound, get_upload
 
     store = store_of(ctx)
     try:
         if engine == "ray":
+            # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
             from coldstart.batch.ray_engine import RayUnavailable, score_uploads_ray
 
             try:
@@ -152,10 +154,9 @@ def recommend(
     ),
 ) -> None:
     """Onboarding recommendations for one listener, from the command line."""
-    from pydantic import ValidationError
-
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.api.schemas import OnboardingRequest
-    from coldstart.recommend.models import load_serving_models
+    from coldstart.recommend.loading import load_serving_models
     from coldstart.recommend.pipeline import OnboardingPipeline
     from training.data import UserProfile
 

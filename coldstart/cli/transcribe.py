@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from tqdm import tqdm
 
 from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
 
@@ -28,8 +29,7 @@ def _file_result(path: Path, transcript) -> dict:
 
 def _progress_bar(path: Path):
     """A tqdm bar in audio minutes on stderr, shown only on a terminal."""
-    from tqdm import tqdm
-
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from transcripts import AudioError, probe_duration
 
     try:
@@ -48,6 +48,7 @@ def _progress_bar(path: Path):
 
 
 def _transcribe_files(settings, files: list[Path], as_json: bool) -> int:
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.content.speech import engine_for
     from transcripts import AudioError, transcribe_file
 
@@ -160,6 +161,7 @@ def transcribe(
     if bool(files) + pending + bool(items) != 1:
         fail("give audio FILES, --pending, or --item ID (exactly one of them)")
 
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from transcripts import ModelError
 
     try:
@@ -168,6 +170,7 @@ def transcribe(
             if failures:
                 raise typer.Exit(1)
             return
+        # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
         from coldstart.content.speech import transcribe_items
 
         store = store_of(ctx)

@@ -15,8 +15,9 @@ def train_two_tower_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Fit the co-listening GNN + two-tower audiobook model on the whole store; save and register it."""
-    from coldstart.models.artifacts import train_model
-    from coldstart.models.registry import SERVED_KINDS
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
+    from coldstart.artifacts.registry import SERVED_KINDS
+    from coldstart.artifacts.training import train_model
 
     settings, store = settings_of(ctx), store_of(ctx)
     artifact = SERVED_KINDS["two_tower"].artifact("audiobook")

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from coldstart.cli.app import app, console, fail, settings_of, store_of
-from coldstart.cli.evaluate import _seeds
+from coldstart.cli.app import app, console, emit_json, fail, settings_of, store_of
+from coldstart.cli.evaluate import parse_seeds
 
 
 @app.command("evaluate-uploads")
@@ -31,12 +31,13 @@ def evaluate_uploads(
 ) -> None:
     """Hide every play of some items with text, train on the rest, score every known
     listener for each hidden item, compare with its real listeners."""
+    # lazy: keeps `coldstart --help` fast (benchmarks/cli_startup.py)
     from coldstart.batch.upload_eval import MODEL_LABELS, run_upload_evaluation
 
     settings, store = settings_of(ctx), store_of(ctx)
     try:
         result = run_upload_evaluation(
-            store, settings, kind, _seeds(seeds), hidden_fraction, json_path, True, content
+            store, settings, kind, parse_seeds(seeds), hidden_fraction, json_path, True, content
         )
     except ValueError as exc:
         fail(str(exc))
@@ -61,3 +62,37 @@ def evaluate_uploads(
         )
     if json_path is not None:
         console.print(f"wrote {json_path} and {Path(json_path).with_suffix('.md')}")
+
+
+@app.command("train-upload-audience")
+def train_upload_audience(
+    ctx: typer.Context,
+    kind: list[str] = typer.Option(
+        ["audiobook"], "--kind", help="audiobook and/or episode (repeatable)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation uploads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
+) -> None:
+    """Fit the audience blend `score-uploads` serves for new uploads of each kind (the
+    `served` row of evaluate-uploads), on the whole store; save and register it."""
+    from coldstart.batch.upload_audience import fit_upload_audience
+
+    settings, store = settings_of(ctx), store_of(ctx)
+    manifests = {}
+    for name in kind:
+        try:
+            manifests[name] = fit_upload_audience(store, settings, name, seed, progress=not as_json)
+        except ValueError as exc:
+            fail(str(exc))
+    if as_json:
+        emit_json(manifests)
+        return
+    for name, manifest in manifests.items():
+        if manifest["blend"]:
+            weights = ", ".join(f"{k} {v:g}" for k, v in manifest["weights"].items() if v)
+            console.print(
+                f"{name}: blend of {weights} on {manifest['validation_items']} validation "
+                f"uploads, {manifest['listeners']} listeners"
+            )
+        else:
+            console.print(f"{name}: no blend fitted; {manifest['fallback']}")

@@ -31,18 +31,21 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     Encoder,
-    _clean,
     adapted_dir,
+    clean_text,
     current_adapted,
     item_text,
     model_id_of,
 )
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
+from training.threads import torch_threads
 
 __all__ = ["AdaptReport", "adapted_dir", "current_adapted", "training_pairs", "adapt_encoder"]
 
@@ -82,7 +85,7 @@ def training_pairs(
         genre_of[r["item_id"]] = g
         if text:
             own[r["item_id"]] = text
-        title, description = _clean(r.get("title")), _clean(r.get("description"))
+        title, description = clean_text(r.get("title")), clean_text(r.get("description"))
         if title and description and title != description:
             pairs.append((title, description))
             genres.append(g)
@@ -130,11 +133,8 @@ def adapt_encoder(
     Skipped (and nothing changes) when the catalogue yields fewer than
     `embed.adapt_min_pairs` pairs. Same store, settings and seed: same weights.
     """
-    import torch
-    import torch.nn.functional as F
+    # Imported here: sentence-transformers takes 10-19 s to import (see embeddings.py).
     from sentence_transformers import SentenceTransformer
-
-    from training.threads import torch_threads
 
     cfg = settings.embed
     seed = settings.train.seed

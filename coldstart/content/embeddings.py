@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sqlalchemy import and_, bindparam, delete, select
 from tqdm.auto import tqdm
 
@@ -56,6 +57,8 @@ __all__ = [
     "embed_items",
     "item_vectors",
     "passage_rows",
+    "transcript_segments",
+    "clean_text",
 ]
 
 
@@ -167,8 +170,6 @@ class Encoder:
         vectors of the same weights agree to a cosine of 0.99999, so a fp32 query searches
         bf16 item vectors as well; int8 models keep their own arithmetic.
         """
-        import torch
-
         if self.precision == "int8":
             return self.encode([text])[0]
         with torch.inference_mode(), torch_threads(1):
@@ -178,8 +179,6 @@ class Encoder:
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        import torch
-
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         kwargs = dict(
@@ -215,20 +214,19 @@ def load_encoder_at(path: Path, settings: Settings) -> Encoder:
     if key not in _ENCODERS:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # Imported here, after the variables above: sentence-transformers (with
+        # transformers) takes 10-19 s to import on this machine, and every reader of
+        # stored vectors (training, batch scoring, `coldstart train`) imports this module.
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight-loading bar is noise on every command
 
         if settings.embed.threads > 0:
-            import torch
-
             torch.set_num_threads(settings.embed.threads)
         model = SentenceTransformer(str(path), device="cpu")
         model.eval()
         if precision == "int8":
-            import torch
-
             model = torch.ao.quantization.quantize_dynamic(
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
@@ -254,7 +252,7 @@ class TextUnit:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def _clean(value) -> str:
+def clean_text(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return " ".join(str(value).split())
@@ -262,9 +260,13 @@ def _clean(value) -> str:
 
 def item_text(item: dict) -> str | None:
     """An item's own text, or None when it has none."""
-    title, description = _clean(item.get("title")), _clean(item.get("description"))
-    if item.get("kind") == "audiobook" and _clean(item.get("author")):
-        title = f"{title} by {_clean(item.get('author'))}" if title else _clean(item.get("author"))
+    title, description = clean_text(item.get("title")), clean_text(item.get("description"))
+    if item.get("kind") == "audiobook" and clean_text(item.get("author")):
+        title = (
+            f"{title} by {clean_text(item.get('author'))}"
+            if title
+            else clean_text(item.get("author"))
+        )
     if not (title and description):
         return title or description or None
     joiner = " " if title.endswith((".", "!", "?")) else ". "
@@ -279,7 +281,7 @@ def split_passages(
     A passage never cuts a segment, so its start/end are those of its first/last
     segment; a single segment longer than the budget becomes a passage on its own.
     """
-    texts = [_clean(x) for x in segments["text"]]
+    texts = [clean_text(x) for x in segments["text"]]
     sizes = count_tokens(texts)
     passages: list[tuple[float, float, str]] = []
     cur: list[int] = []
@@ -320,7 +322,7 @@ def text_units(
             raise KeyError(f"unknown item id(s): {', '.join(sorted(unknown)[:5])}")
         items = items[items["item_id"].isin(wanted)]
     episode_ids = items.loc[items["kind"] == "episode", "item_id"].tolist()
-    segments = _segments(store, episode_ids)
+    segments = transcript_segments(store, episode_ids)
     units: list[TextUnit] = []
     no_text: list[str] = []
     for item in items.to_dict("records"):
@@ -338,7 +340,7 @@ def text_units(
     return units, items["item_id"].tolist(), no_text
 
 
-def _segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
+def transcript_segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
     """Transcript segments per episode; a transcript without segments is one segment."""
     if not episode_ids:
         return {}
@@ -351,7 +353,7 @@ def _segments(store: Store, episode_ids: list[str]) -> dict[str, pd.DataFrame]:
     }
     trans = store.frame(t.transcripts, columns=["item_id", "text", "duration"])
     for row in trans[trans["item_id"].isin(wanted)].itertuples():
-        if row.item_id not in out and _clean(row.text):
+        if row.item_id not in out and clean_text(row.text):
             end = float(row.duration) if row.duration and not np.isnan(row.duration) else 0.0
             out[row.item_id] = pd.DataFrame({"start": [0.0], "end": [end], "text": [row.text]})
     return out

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from coldstart.content.adapt import adapt_encoder
 from coldstart.content.embeddings import (
     SPOKEN_KINDS,
     EmbedReport,
@@ -41,12 +42,13 @@ from coldstart.content.embeddings import (
     passage_rows,
     resolve_model_path,
 )
+from coldstart.content.intent import train_intent
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 
 __all__ = [
     "INDEX_UNITS",
-    "IndexError_",
+    "VectorIndexError",
     "ModelMismatchError",
     "VectorIndex",
     "SyncReport",
@@ -61,11 +63,11 @@ __all__ = [
 INDEX_UNITS = ("items", "passages")
 
 
-class IndexError_(RuntimeError):
+class VectorIndexError(RuntimeError):
     """An index is missing or unusable (named with its path)."""
 
 
-class ModelMismatchError(IndexError_):
+class ModelMismatchError(VectorIndexError):
     """The index was built with another encoder than the one asked to query it."""
 
 
@@ -288,14 +290,14 @@ class VectorIndex:
         paths = {n: directory / n for n in ("index.faiss", "ids.parquet", "manifest.json")}
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            raise IndexError_(
+            raise VectorIndexError(
                 f"index at {directory} is incomplete: missing {', '.join(missing)}; run `coldstart index`"
             )
         manifest = json.loads(paths["manifest.json"].read_text())
         index = faiss.read_index(str(paths["index.faiss"]))
         table = pd.read_parquet(paths["ids.parquet"])
         if index.ntotal != len(table):
-            raise IndexError_(
+            raise VectorIndexError(
                 f"{directory}: index holds {index.ntotal} vectors but the id table {len(table)}"
             )
         if isinstance(index, faiss.IndexIVF):
@@ -338,7 +340,7 @@ def load_index(settings: Settings, unit: str, model_id: str | None = None) -> Ve
     """Load `unit`; with `model_id`, refuse an index built by another encoder."""
     directory = index_dir(settings, unit)
     if not directory.exists():
-        raise IndexError_(
+        raise VectorIndexError(
             f"no {unit} index at {directory}; run `coldstart --home {settings.home} index` first"
         )
     index = VectorIndex.load(directory)
@@ -492,12 +494,8 @@ def index_content(
     when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
     everything is embedded with it. The intent classifier is retrained on every full run.
     """
-    from coldstart.content.intent import train_intent
-
     adapted = None
     if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
-        from coldstart.content.adapt import adapt_encoder
-
         base = load_encoder_at(resolve_model_path(settings.embed.model), settings)
         adapted = adapt_encoder(store, settings, base, progress=bool(progress))
         encoder = None  # the adapted model, when trained, is the encoder from now on

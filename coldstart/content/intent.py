@@ -123,6 +123,9 @@ def train_intent(store: Store, settings: Settings, model_id: str) -> IntentRepor
     Deterministic: lbfgs from zeros, a seeded 80/20 split for the held-out accuracy in
     the manifest, then a refit on every labelled item.
     """
+    # Imported here: scikit-learn's linear models take about 5 s to import and only
+    # training needs them; the served classifier (`IntentModel`) is numpy weights, so
+    # search and the API start without it.
     from sklearn.linear_model import LogisticRegression
 
     cfg = settings.embed

@@ -1,6 +1,9 @@
 """Content queries over the catalog: dense, lexical (BM25), hybrid (reciprocal rank fusion),
-intent (dense + a soft boost from the query's predicted genre) and fused (dense + weighted
-BM25 + the intent boost).
+intent (dense + a soft boost from the query's predicted genre), fused (dense + weighted
+BM25 + the intent boost) and gated (fused, with weights set per query by the query-type
+gate of coldstart/content/query_gate.py: broad queries get the genre boost, specific ones
+keep their lexical and semantic match; its p(genre | query) blends the classifier with the
+genre shares of the query's top fused candidates, the gate's `genre_feedback`).
 
 `SearchService` loads the indexes, the catalog metadata, a BM25 index and the intent
 classifier once, then answers `search(query, ...)` and `similar(item_id, ...)` with
@@ -20,6 +23,7 @@ import pandas as pd
 from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.content.index import load_index, passage_key
 from coldstart.content.intent import load_intent
+from coldstart.content.query_gate import QueryGate, gate_features, load_gate
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
@@ -36,7 +40,7 @@ __all__ = [
     "reciprocal_rank_fusion",
 ]
 
-MODES = ("dense", "lexical", "hybrid", "intent", "fused")
+MODES = ("dense", "lexical", "hybrid", "intent", "fused", "gated")
 SNIPPET_CHARS = 240
 
 
@@ -154,10 +158,37 @@ class Candidates:
     genre_p: np.ndarray  # p(the item's genre | query); 0 without a genre the classifier knows
     confidence: float  # the classifier's top probability for this query (0: no classifier)
     in_dense: np.ndarray  # True: among the dense top candidates (else only from BM25)
+    gate_features: np.ndarray  # the query's inputs to the query-type gate (GATE_FEATURES)
+    class_p: np.ndarray  # the classifier's p(genre | query) over its genres (zeros(1): none)
+    genre_col: np.ndarray  # each candidate's genre column in class_p (-1: none it knows)
 
     def score(self, lexical_weight: float, intent_weight: float, power: float) -> np.ndarray:
         boost = intent_weight * self.confidence**power if intent_weight else 0.0
         return self.cosine + lexical_weight * self.lexical + boost * self.genre_p
+
+    def gated_weights(self, gate: QueryGate) -> tuple[float, float]:
+        """(lexical_weight, intent_weight) of mode gated for this query."""
+        return gate.weights(gate.p_specific(self.gate_features))
+
+    def feedback_genre_p(self, weight: float, depth: int, lexical_weight: float) -> np.ndarray:
+        """p(each candidate's genre | query) blended with pseudo-relevance feedback:
+        (1 - weight) * the classifier's p + weight * the genre shares of the top `depth`
+        candidates by cosine + lexical_weight * BM25 / best BM25 (ties: candidate order)."""
+        if not weight or self.confidence == 0.0 or not len(self.keys):
+            return self.genre_p
+        top = np.argsort(-(self.cosine + lexical_weight * self.lexical), kind="stable")[:depth]
+        cols = self.genre_col[top]
+        cols = cols[cols >= 0]
+        if not len(cols):
+            return self.genre_p
+        shares = np.bincount(cols, minlength=len(self.class_p)) / len(cols)
+        p = (1 - weight) * self.class_p + weight * shares
+        return np.where(self.genre_col >= 0, p[np.maximum(self.genre_col, 0)], 0.0)
+
+    def gated_score(self, gate: QueryGate) -> np.ndarray:
+        """Mode gated: cosine + lw(g) * BM25 / best + iw(g) * p(genre) with the gate's feedback."""
+        lw, iw = self.gated_weights(gate)
+        return self.cosine + lw * self.lexical + iw * self.feedback_genre_p(**gate.feedback)
 
 
 class SearchService:
@@ -205,6 +236,8 @@ class SearchService:
                     self._genre_col[item_id] = self.intent.index[" ".join(genre.split())]
         self._filters: dict[tuple, _Filter] = {}
         self._rows = self.items.to_dict("index")
+        # mode gated: the query-type gate and its two weight sets (embed.query_gate, else packaged)
+        self.gate = load_gate(settings.embed.query_gate)
 
     # --- queries ---------------------------------------------------------------
 
@@ -244,6 +277,12 @@ class SearchService:
             dense = [key for key, _ in self._dense(qvec, depth, filt)]
             lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
             ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
+        elif mode == "gated":
+            c = self._candidates(
+                query, qvec, max(depth, self.settings.embed.intent_depth), filt, True
+            )
+            scores = c.gated_score(self.gate)
+            ranked = sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
         else:
             cfg = self.settings.embed
             fused = mode == "fused"
@@ -374,9 +413,11 @@ class SearchService:
         scores = dict(self._dense(qvec, depth, filt))
         in_dense = len(scores)
         bm25: dict[str, float] = {}
+        best_bm25 = 0.0
         if lexical:
             hits = self.lexical.rank(query, depth, filt.lexical)
             top = hits[0][1] if hits else 1.0
+            best_bm25 = hits[0][1] if hits else 0.0
             for key, value in hits:
                 if key not in scores and key in self.items_index:
                     scores[key] = float(self.items_index.vector(key) @ qvec)
@@ -384,13 +425,17 @@ class SearchService:
         keys = list(scores)
         p = self.intent.probabilities(qvec)[0] if self.intent is not None else np.zeros(1)
         cols = np.fromiter((self._genre_col.get(key, -1) for key in keys), np.int64, len(keys))
+        confidence = float(p.max()) if self.intent is not None else 0.0
         return Candidates(
             keys=keys,
             cosine=np.fromiter(scores.values(), np.float64, len(keys)),
             lexical=np.fromiter((bm25.get(key, 0.0) for key in keys), np.float64, len(keys)),
             genre_p=np.where(cols >= 0, p[np.maximum(cols, 0)], 0.0).astype(np.float64),
-            confidence=float(p.max()) if self.intent is not None else 0.0,
+            confidence=confidence,
             in_dense=np.arange(len(keys)) < in_dense,
+            gate_features=gate_features(query, confidence, best_bm25),
+            class_p=np.asarray(p, dtype=np.float64),
+            genre_col=cols,
         )
 
     def _boosted(

@@ -11,10 +11,10 @@ Relative `audio_path` values resolve against COLDSTART_HOME (`settings.home`);
 absolute paths are used as they are.
 
 Several `transcribe --pending` processes may run at once: each item is transcribed
-under a lease (`Store.claim`, `transcribe:<item_id>`, `settings.lease_seconds`),
-taken just before the work starts and released when its result is written. An
-item leased by another live worker is reported `busy`; a killed worker's items are
-taken over once their leases expire.
+under a lease (`coldstart.core.leases.Leases` on `transcription_lease(item_id)`,
+`settings.lease_seconds`), taken just before the work starts and released when its
+result is written. An item leased by another live worker is reported `busy`; a killed
+worker's items are taken over once their leases expire.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
+from coldstart.core.leases import Leases
 from coldstart.core.store import Store, upsert, utcnow, worker_id
 from transcripts import (
     AudioError,
@@ -50,6 +51,9 @@ __all__ = [
     "transcribe_items",
     "transcribe_pending",
     "engine_for",
+    "transcription_lease",
+    "transcribe_one",
+    "transcribed_engines",
 ]
 
 
@@ -139,7 +143,13 @@ def _audio_paths(store: Store, item_ids: list[str] | None) -> dict[str, str | No
     return paths
 
 
-def _transcribed(store: Store) -> dict[str, str]:
+def transcription_lease(item_id: str) -> str:
+    """The lease a worker holds while it transcribes `item_id` (`coldstart.core.leases`)."""
+    return f"transcribe:{item_id}"
+
+
+def transcribed_engines(store: Store) -> dict[str, str]:
+    """item_id -> the engine that wrote its stored transcript ("provided" when ingested)."""
     with store.connect() as conn:
         return dict(conn.execute(select(t.transcripts.c.item_id, t.transcripts.c.engine)).all())
 
@@ -154,7 +164,7 @@ def _failed(store: Store) -> set[str]:
 
 def pending_items(store: Store, force: bool = False, retry_failed: bool = False) -> list[str]:
     """Episodes with audio and no transcript (all machine-made ones with `force`)."""
-    transcribed = _transcribed(store)
+    transcribed = transcribed_engines(store)
     failed = _failed(store)
     out = []
     for item_id, audio_path in sorted(_audio_paths(store, None).items()):
@@ -253,7 +263,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
 
 
-def _transcribe_one(
+def transcribe_one(
     engine, path: Path, chunk_seconds: float, language: str | None, on_progress=None
 ):
     """(transcript or None, error or None); model errors propagate: they fail every item."""
@@ -278,7 +288,7 @@ def _worker_init(settings_json: str, threads: int) -> None:
 
 
 def _worker_run(item_id: str, path: str, chunk_seconds: float, language: str | None):
-    transcript, error = _transcribe_one(_WORKER_ENGINE, Path(path), chunk_seconds, language)
+    transcript, error = transcribe_one(_WORKER_ENGINE, Path(path), chunk_seconds, language)
     return item_id, transcript, error
 
 
@@ -313,7 +323,7 @@ def transcribe_items(
         paths = _audio_paths(store, todo)
     else:
         paths = _audio_paths(store, list(dict.fromkeys(item_ids)))
-        transcribed = _transcribed(store)
+        transcribed = transcribed_engines(store)
         todo = []
         for item_id in paths:
             engine = transcribed.get(item_id)
@@ -350,29 +360,29 @@ def transcribe_items(
     )
 
     clock = {"start": time.perf_counter()}  # reset once the models are loaded
-    owner, lease = worker_id(), settings.lease_seconds
+    leases = Leases(store, worker_id(), settings.lease_seconds)
 
     def claim(item_id: str) -> bool:
         """Take the item's lease; False (reported busy or skipped) when another worker
         holds it or finished it since the list was made."""
-        if not store.claim(f"transcribe:{item_id}", owner, lease):
+        if leases.claim([transcription_lease(item_id)]):
             report.busy.append(item_id)
             return False
-        if not force and item_id in _transcribed(store):
-            store.release(f"transcribe:{item_id}", owner)
+        if not force and item_id in transcribed_engines(store):
+            leases.release(transcription_lease(item_id))
             report.skipped.append(item_id)
             return False
         return True
 
     def renew(item_ids) -> None:
         for item_id in item_ids:
-            store.renew(f"transcribe:{item_id}", owner, lease)
+            leases.confirm(transcription_lease(item_id))
 
     def finish(item_id: str, transcript: Transcript | None, error: str | None) -> None:
         try:
             _finish(item_id, transcript, error)
         finally:
-            store.release(f"transcribe:{item_id}", owner)
+            leases.release(transcription_lease(item_id))
 
     def _finish(item_id: str, transcript: Transcript | None, error: str | None) -> None:
         if transcript is not None:
@@ -394,26 +404,23 @@ def transcribe_items(
             bar.refresh()
 
     try:
-        if workers == 1:
-            engine = engine_for(settings)
-            clock["start"] = time.perf_counter()
-            for item_id in todo:
-                if not claim(item_id):
-                    continue
-                try:
-                    transcript, error = _transcribe_one(
+        with leases:  # releases every lease still held on the way out
+            if workers == 1:
+                engine = engine_for(settings)
+                clock["start"] = time.perf_counter()
+                for item_id in todo:
+                    if not claim(item_id):
+                        continue
+                    transcript, error = transcribe_one(
                         engine,
                         resolved[item_id],
                         cfg.chunk_seconds,
                         cfg.language,
                         on_progress=within,
                     )
-                except BaseException:
-                    store.release(f"transcribe:{item_id}", owner)
-                    raise
-                finish(item_id, transcript, error)
-        else:
-            _run_pool(settings, todo, resolved, workers, finish, claim, renew)
+                    finish(item_id, transcript, error)
+            else:
+                _run_pool(settings, todo, resolved, workers, finish, claim, renew)
     finally:
         if bar is not None:
             bar.close()

@@ -69,8 +69,9 @@ class EmbedSettings(BaseModel):
     threads: int = 0
     # Default query mode (chosen on the tuning halves of benchmarks/search_quality.py's broad and
     # known-item queries, see docs/search.md); hybrid = reciprocal rank fusion of the dense and
-    # BM25 rankings; fused = the weighted sum below (serves broad and one-show queries).
-    search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused"] = "fused"
+    # BM25 rankings; fused = the weighted sum below; gated = fused with weights set per query by the
+    # query-type gate (broad query: genre boost; one-show query: lexical + semantic match).
+    search_mode: Literal["dense", "lexical", "hybrid", "intent", "fused", "gated"] = "gated"
     rrf_k: int = 60
     # Query intent (coldstart/content/intent.py): a genre classifier over the catalogue's own labelled
     # vectors; modes "intent" and "fused" add intent_weight * p(item's genre | query) to the
@@ -86,6 +87,10 @@ class EmbedSettings(BaseModel):
     lexical_weight: float = 0.5
     fused_intent_weight: float = 0.5
     intent_confidence_power: float = 1.0
+    # "gated": the query-type gate and its two weight sets (coldstart/content/query_gate.py), fitted
+    # on the tuning halves by benchmarks/search_quality.py --tune; None = the packaged
+    # coldstart/content/query_gate.json (its manifest says how it was fitted).
+    query_gate: Path | None = None
     # search_passages: cosine + passage_lexical_weight * BM25 / best BM25 over transcript passages.
     passage_lexical_weight: float = 0.3
     # Domain adaptation (coldstart/content/adapt.py), run by `coldstart index` when no adapted model

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart.core import tables as t
-from coldstart.core.interaction_columns import InteractionColumns
 from coldstart.core.config import Settings
+from coldstart.core.interaction_columns import InteractionColumns
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
 
@@ -44,10 +47,6 @@ def utcnow() -> dt.datetime:
 
 def worker_id() -> str:
     """A lease owner name unique to this process: host, pid and a random tag."""
-    import os
-    import socket
-    import uuid
-
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 

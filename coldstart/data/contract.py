@@ -8,6 +8,8 @@ Row numbers are 1-based data rows (the CSV header is not counted).
 
 from __future__ import annotations
 
+import csv
+import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from training.data import MUSIC_KINDS, SPOKEN_KINDS
 
@@ -149,17 +153,12 @@ def find_dataset_files(dataset_dir: Path) -> dict[str, Path]:
 
 
 def _csv_header(path: Path) -> list[str]:
-    import csv
-    import gzip
-
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", newline="", encoding="utf-8") as f:
         return next(csv.reader(f), [])
 
 
 def _arrow_strings(arrow_type):
-    import pyarrow as pa
-
     if arrow_type in (pa.string(), pa.large_string()):
         return pd.StringDtype("pyarrow")
     return None
@@ -169,10 +168,6 @@ def iter_table(path: Path, rows: int | None = None) -> Iterator[tuple[int, pd.Da
     """A contract file in slices of about `rows` rows (all of it at once when None):
     (1-based number of the slice's first data row, frame). CSV columns are read as Arrow
     strings, blanks as missing; Parquet keeps its types. Memory is one slice's."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     first = 1
     try:
         if path.name.endswith(".parquet"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from coldstart.models.artifacts import load_interaction_data, train_model
-from coldstart.models.registry import SERVED_KINDS
+from coldstart.artifacts.registry import SERVED_KINDS
+from coldstart.artifacts.training import load_interaction_data, train_model
 from training.baselines import PopularityRecommender
 from training.cross_domain import MusicItemKNN
 from training.evaluate import evaluate

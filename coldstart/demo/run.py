@@ -15,9 +15,14 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from coldstart.content.embeddings import load_encoder
+from coldstart.content.index import index_content
+from coldstart.content.search import SearchService
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.ingest import ingest_dataset
+from coldstart.demo.audiobooks import stage_audiobooks as audiobooks
+from coldstart.demo.stages import podcast_stage, transcribe_stage
 from coldstart.demo.world import ASSETS, World, WorldConfig, build_world, write_world
 
 __all__ = ["DemoContext", "STAGES", "run_demo"]
@@ -66,16 +71,10 @@ def stage_ingest(ctx: DemoContext) -> None:
 
 
 def stage_transcribe(ctx: DemoContext) -> None:
-    from coldstart.demo.stages import transcribe_stage
-
     transcribe_stage(ctx.store, ctx.settings, ctx.console)
 
 
 def stage_embed_index(ctx: DemoContext) -> None:
-    from coldstart.content.embeddings import load_encoder
-    from coldstart.content.index import index_content
-    from coldstart.content.search import SearchService
-
     encoder = load_encoder(ctx.settings)
     report, syncs = index_content(ctx.store, ctx.settings, encoder=encoder)
     r = report.to_dict()
@@ -103,18 +102,15 @@ def stage_embed_index(ctx: DemoContext) -> None:
 
 
 def stage_podcast_evaluation(ctx: DemoContext) -> None:
-    from coldstart.demo.stages import podcast_stage
-
     podcast_stage(ctx)
 
 
 def stage_audiobooks(ctx: DemoContext) -> None:
-    from coldstart.demo.audiobooks import stage_audiobooks as audiobooks
-
     audiobooks(ctx)
 
 
 def stage_serving(ctx: DemoContext) -> None:
+    # Imported here: it starts the API, which needs the optional `serve` extra (FastAPI).
     from coldstart.demo.serving import stage_serving as serving
 
     serving(ctx)

@@ -13,7 +13,9 @@ import numpy as np
 from rich.table import Table
 
 from coldstart.api.server import serve_in_thread
+from coldstart.artifacts.training import train_model
 from coldstart.batch.upload_pipeline import score_uploads
+from coldstart.batch.uploads import affinity_artifact
 from coldstart.demo.world import ASSETS, AUDIO_CLIPS
 
 __all__ = ["stage_serving"]
@@ -75,11 +77,7 @@ def _clip_and_show(store):
 
 def _ensure_affinity(ctx) -> None:
     """Upload scoring needs the podcast affinity model; train it if no stage did."""
-    from coldstart.batch.uploads import affinity_artifact
-
     if affinity_artifact(ctx.store) is None:
-        from coldstart.models.artifacts import train_model
-
         ctx.console.print(
             "no podcast affinity model registered yet: training one (as `coldstart train` does)"
         )

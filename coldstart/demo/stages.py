@@ -9,12 +9,12 @@ from __future__ import annotations
 from rich.table import Table
 from sqlalchemy import select
 
+from coldstart.artifacts.training import train_model
 from coldstart.batch.eval_report import results_table, run_evaluation
 from coldstart.content.speech import TranscriptionReport, pending_items, transcribe_items
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.models.artifacts import train_model
 
 __all__ = ["transcribe_stage", "podcast_stage"]
 

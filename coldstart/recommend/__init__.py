@@ -7,13 +7,12 @@ result.shows / result.episodes / result.audiobooks  # ScoredItem with .reasons
 """
 
 from coldstart.recommend.candidates import Candidate, CandidateSource, SourceResult
-from coldstart.recommend.merge import ScoredItem, rank_candidates
-from coldstart.recommend.models import (
+from coldstart.recommend.loading import (
     ServingModels,
-    interaction_data,
     load_serving_models,
     store_version,
 )
+from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.pipeline import OnboardingPipeline, OnboardingResult
 from coldstart.recommend.rules import RULES, RuleContext, apply_rules
 
@@ -22,7 +21,6 @@ __all__ = [
     "CandidateSource",
     "SourceResult",
     "ServingModels",
-    "interaction_data",
     "load_serving_models",
     "store_version",
     "OnboardingPipeline",

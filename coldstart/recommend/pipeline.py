@@ -23,8 +23,8 @@ from coldstart.recommend.candidates import (
     RecommenderSource,
 )
 from coldstart.recommend.fast import fast_scorer
+from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
-from coldstart.recommend.models import ServingModels
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
 

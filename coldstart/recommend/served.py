@@ -18,11 +18,13 @@ import numpy as np
 
 from coldstart.core.config import Settings
 from coldstart.recommend.catalog import SPOKEN_KINDS, Catalog
-from coldstart.recommend.models import ServingModels
+from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.pipeline import OnboardingPipeline
+from training.affinity import AffinityModel
 from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, InteractionData, Ranking, UserProfile
+from training.two_tower import TwoTowerRecommender
 
 __all__ = ["ServedPipeline"]
 
@@ -37,8 +39,6 @@ class ServedPipeline(Recommender):
         self.settings = settings or Settings()
 
     def fit(self, data: InteractionData) -> ServedPipeline:
-        from training.affinity import AffinityModel
-
         plays = data.interactions.merge(data.items[["item_id", "kind"]], on="item_id")
         listeners = plays[plays["kind"].isin(SPOKEN_KINDS)].groupby("item_id")["user_id"].nunique()
         catalog = Catalog.from_frames(data.items, {str(i): int(n) for i, n in listeners.items()})
@@ -54,8 +54,6 @@ class ServedPipeline(Recommender):
         # evaluated default configs.
         models.trained["affinity"] = {self.target: AffinityModel(self.target, self.seed).fit(data)}
         if self.target == "audiobook":
-            from training.two_tower import TwoTowerRecommender
-
             models.trained["two_tower"] = {
                 self.target: TwoTowerRecommender(self.target, self.seed).fit(data)
             }

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import func, select
 
+from coldstart.artifacts.registry import MODEL_KINDS, load_model
+from coldstart.artifacts.training import content_model_id
+from coldstart.content.embeddings import item_vectors
+from coldstart.content.search import SearchService
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
@@ -26,15 +29,11 @@ from training.base import Recommender
 from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
 
-if TYPE_CHECKING:
-    from coldstart.content.search import SearchService
-
 __all__ = [
     "ServingModels",
     "load_serving_models",
     "store_version",
-    "interaction_data",
-    "serving_data",
+    "load_popularity_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,20 +51,11 @@ def store_version(store: Store) -> tuple:
     return (tuple(arts), tuple(ups))
 
 
-def interaction_data(store: Store) -> InteractionData:
-    """The store's contract tables as the frames `training` expects (no content)."""
-    items = store.items()
-    inter = store.interactions()
-    return InteractionData(
-        items=items, interactions=inter, users=store.users(), playlists=store.playlists()
-    )
-
-
-def serving_data(store: Store) -> InteractionData:
+def load_popularity_data(store: Store) -> InteractionData:
     """What the server fits its popularity fallbacks on: the catalogue, the listeners, and
     the spoken-word plays with user, item and weight only. The fallbacks rank shows and
     audiobooks from those plays alone, so they are the same as when fitted on every table
-    (`interaction_data`); music plays, timestamps and playlists, most of a large store,
+    (`coldstart.artifacts.training.load_interaction_data`); music plays, timestamps and playlists, most of a large store,
     are not read."""
     plays = store.plays_of(SPOKEN_KINDS, ["user_id", "item_id", "weight"])
     return InteractionData(items=store.items(), interactions=plays, users=store.users())
@@ -119,13 +109,10 @@ def _add_new_items(
     new = catalog[~catalog["item_id"].astype(str).isin(set(model.known_items()))]
     if new.empty:
         return []
-    from coldstart.models.artifacts import content_model_id
 
     model_id = content_model_id(store)
     vectors = {}
     if model_id:
-        from coldstart.content.embeddings import item_vectors
-
         wanted = set(new["item_id"].astype(str))
         vectors = {
             i: v
@@ -140,16 +127,12 @@ def _add_new_items(
 
 
 def _load_search(settings: Settings, store: Store):
-    from coldstart.content.search import SearchService
-
     return SearchService(store, settings)
 
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
-    from coldstart.models.registry import MODEL_KINDS, load_model
-
     version = store_version(store)  # read first: a change during loading triggers another reload
-    data = serving_data(store)
+    data = load_popularity_data(store)
     popularity = {}
     errors: dict[str, str] = {}
     for target in TARGETS:

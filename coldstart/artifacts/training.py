@@ -3,12 +3,12 @@
 * `load_interaction_data(store)` is what every model trains on: the contract tables
   plus the spoken-word items' content vectors when the embedding stage has run.
 * `train_model(store, settings, kind, target)` fits any served kind
-  (`coldstart.models.registry.SERVED_KINDS`: "affinity", "two_tower"), saves it with
+  (`coldstart.artifacts.registry.SERVED_KINDS`: "affinity", "two_tower"), saves it with
   its manifest and registers it; `coldstart train` and `coldstart train-two-tower`
   both call it.
 * `load_models(settings, store, kind)` returns `{target: model}` for every target with
   a registered artifact of that kind. The server loads any kind through
-  `coldstart.models.registry`.
+  `coldstart.artifacts.registry`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import time
 
 from sqlalchemy import func, select
 
+from coldstart.artifacts.registry import SERVED_KINDS
+from coldstart.content.embeddings import item_vectors
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.models.registry import SERVED_KINDS
 from training.data import TARGET_KINDS, InteractionData
 from training.served import ServedModel
 
@@ -57,8 +58,6 @@ def load_interaction_data(store: Store, content: bool = True) -> InteractionData
     )
     model_id = content_model_id(store) if content else None
     if model_id:
-        from coldstart.content.embeddings import item_vectors
-
         data.content = item_vectors(store, model_id, kinds=("show", "audiobook"))
     return data
 

@@ -4,7 +4,7 @@
   `load_model` loads any of them the same way (no branching on kind).
 * `SERVED_KINDS`: `{kind: ServedKind}` for the trained models (`training.served.ServedModel`
   subclasses): the class, the config built from `Settings`, and the artifact names.
-  `coldstart.models.artifacts.train_model` trains any of them the same way.
+  `coldstart.artifacts.training.train_model` trains any of them the same way.
 
 Adding a served model is one entry in each table (docs/served_models.md).
 """
