@@ -7,7 +7,9 @@
 `size.json` gives the interaction count). Each run is a fresh Python process (the
 checkout first on `PYTHONPATH`) that ingests the dataset into a new SQLite store, then a
 second fresh process that reads the store as the training stages do
-(`coldstart.artifacts.training.load_interaction_data`, without content vectors). Old and new alternate, so the machine's
+(`coldstart.artifacts.training.load_interaction_data`, without content vectors), each
+opening the store as a command does (with the columnar copy of the interactions where
+the code has one). Old and new alternate, so the machine's
 load falls on both alike. Peak RSS is the child's `ru_maxrss` (the whole process:
 interpreter and imports included); bytes per interaction = peak RSS / interactions.
 Results: one JSON line per run in `--results`, medians printed as a Markdown table.
@@ -34,24 +36,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-INGEST = """
-import sys
+# The store as a command opens it (`Store.from_settings`: with the columnar copy of the
+# interactions in <home>/columns where the code has one), whichever code runs.
+OPEN = """
+import inspect, sys
 from coldstart.core.store import Store
-from coldstart.data.ingest import ingest_dataset
-ingest_dataset(Store(sys.argv[1]), sys.argv[2])
+columns = {"columns_dir": sys.argv[2] + "/columns"}
+store = Store(sys.argv[1], **(columns if "columns_dir" in inspect.signature(Store).parameters else {}))
 """
-READ = """
-import sys
-from coldstart.core.store import Store
+INGEST = (
+    OPEN
+    + """
+from coldstart.data.ingest import ingest_dataset
+ingest_dataset(store, sys.argv[3])
+"""
+)
+READ = (
+    OPEN
+    + """
 try:
     from coldstart.artifacts.training import load_interaction_data
 except ImportError:  # a checkout from before the rename (issue 27)
     from coldstart.recommend.models import interaction_data as load_interaction_data
-    data = load_interaction_data(Store(sys.argv[1]))
+    data = load_interaction_data(store)
 else:
-    data = load_interaction_data(Store(sys.argv[1]), content=False)
+    data = load_interaction_data(store, content=False)
 print(len(data.interactions), len(data.items), len(data.users))
 """
+)
 
 
 def run_child(code: str, src: Path, *args: str) -> tuple[float, float, int, str]:
@@ -125,7 +137,7 @@ def measure(args, new_database) -> None:
                     ("ingest", INGEST, [str(args.dataset)]),
                     ("read", READ, []),
                 ):
-                    seconds, cpu, peak, out = run_child(code, src, url, *extra)
+                    seconds, cpu, peak, out = run_child(code, src, url, str(home), *extra)
                     row = {
                         "code": label,
                         "database": url.split(":")[0],

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
+from coldstart.core.interaction_columns import InteractionColumns
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
 
@@ -101,10 +102,13 @@ _SQLITE_PLAIN_TYPES = (String, Integer, Float, DateTime, Boolean)
 class Store:
     """Owns the database engine. Readers return pandas frames; writers take dict rows."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, columns_dir: Path | str | None = None) -> None:
+        """`columns_dir`: where the columnar copy of the interactions lives
+        (coldstart/core/interaction_columns.py); without it every read goes through SQL."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
+        self.columns = InteractionColumns(columns_dir) if columns_dir else None
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -113,7 +117,7 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         settings.home.mkdir(parents=True, exist_ok=True)
-        return cls(settings.db_url)
+        return cls(settings.db_url, columns_dir=settings.home / "columns")
 
     def begin(self):
         """A transaction: everything inside commits together or not at all."""
@@ -179,12 +183,49 @@ class Store:
         return self.frame(t.items, where)
 
     def interactions(self) -> pd.DataFrame:
-        return self.frame(t.interactions)
+        """Every interaction, from the columnar copy when it is current (rows in key
+        order), else with SQL (and the copy is written for the next reader)."""
+        copy = self._interaction_columns()
+        return copy if copy is not None else self.frame(t.interactions)
 
     def plays_of(self, kinds: Iterable[str], columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """The interactions with items of these kinds (filtered in SQL), these columns only."""
-        of_kinds = select(t.items.c.item_id).where(t.items.c.kind.in_(list(kinds)))
+        """The interactions with items of these kinds, these columns only (filtered in
+        the columnar copy when it is current, else in SQL)."""
+        kinds = list(kinds)
+        of_kinds = select(t.items.c.item_id).where(t.items.c.kind.in_(kinds))
+        if self.data_version("interactions") is not None:
+            with self.connect() as conn:
+                item_ids = conn.execute(of_kinds).scalars().all()
+            copy = self._interaction_columns(list(columns) if columns else None, item_ids)
+            if copy is not None:
+                return copy
         return self.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
+
+    def data_version(self, name: str) -> str | None:
+        """The stored version of table `name` (None: never versioned, or no copies)."""
+        if self.columns is None:
+            return None
+        with self.connect() as conn:
+            return conn.execute(
+                select(t.data_versions.c.version).where(t.data_versions.c.name == name)
+            ).scalar_one_or_none()
+
+    def _interaction_columns(self, columns=None, item_ids=None) -> pd.DataFrame | None:
+        """The interactions from their columnar copy, written first from SQL when the
+        current version has none; None when the table has no version."""
+        version = self.data_version("interactions")
+        if version is None or self.columns is None:
+            return None
+        copy = self.columns.frame(version, columns, item_ids)
+        if copy is None:
+            # One statement reads the rows from one snapshot of the table; the version is
+            # unchanged after it only if no ingest committed meanwhile (versions are unique).
+            whole = self.frame(t.interactions)
+            if self.data_version("interactions") != version:
+                return None
+            self.columns.write_frame(version, whole)
+            copy = self.columns.frame(version, columns, item_ids)
+        return copy
 
     def users(self) -> pd.DataFrame:
         return self.frame(t.users)

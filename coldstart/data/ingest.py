@@ -19,14 +19,17 @@ slice's, whatever the size of the file.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
+from coldstart.core import interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert, utcnow
 from coldstart.data.contract import (
@@ -46,6 +49,8 @@ __all__ = ["IngestReport", "ingest_dataset", "ROWS_PER_SLICE"]
 # tables' checks - duplicate ids, show references - span the whole file).
 ROWS_PER_SLICE = 500_000
 SLICED_TABLES = ("interactions",)
+# Tables loaded without staging when empty (`_direct_load`).
+DIRECT_TABLES = ("interactions",)
 # SQLite page cache of the ingest connection while it loads (KiB, as PRAGMA cache_size
 # takes a negative size): the B-tree inserts of a large load stay in memory.
 SQLITE_CACHE_KIB = 262_144
@@ -183,6 +188,22 @@ def _diff_counts(conn, rows, target: Table) -> dict[str, int]:
     return {"inserted": new, "updated": total - new - unchanged, "unchanged": unchanged}
 
 
+def _is_empty(conn, target: Table) -> bool:
+    return conn.execute(select(true()).select_from(target).limit(1)).first() is None
+
+
+@contextmanager
+def _indexes_rebuilt(conn, target: Table):
+    """Drop `target`'s secondary indexes for a bulk load into the empty table and build
+    them again after it: one sort per index instead of a random B-tree insert per row
+    (at 1M listeners the item index of the interactions outgrows the page cache)."""
+    for index in target.indexes:
+        index.drop(conn)
+    yield
+    for index in target.indexes:
+        index.create(conn)
+
+
 def _merge(conn, rows, target: Table) -> None:
     """Upsert the staged rows into `target` in one statement."""
     insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
@@ -234,6 +255,12 @@ def ingest_dataset(
     rejected_values: dict = {}
     staged: dict[str, Table] = {}
     transcripts = None
+    # The interactions' good rows as Arrow columns, for their columnar copy (written
+    # after the commit from these rows, not by reading the table back).
+    staged_interactions: list[pa.Table] = []
+    previous_version = store.data_version("interactions")
+    versioned = None
+    loaded: pa.Table | None = None  # the interactions, when loaded directly
 
     with store.begin() as conn:  # all or nothing
         if conn.dialect.name == "sqlite":
@@ -249,7 +276,10 @@ def ingest_dataset(
                     transcripts = _prepare(name, good)
                     continue
                 target = t.CONTRACT_TABLES[name]
-                stage = staged[name] = _stage_table(conn, target)
+                direct = name in DIRECT_TABLES and _direct_load(conn, target)
+                stage = None if direct else _stage_table(conn, target)
+                if stage is not None:
+                    staged[name] = stage
                 per_slice = ROWS_PER_SLICE if name in SLICED_TABLES else None
                 for first, raw in iter_table(path, per_slice):
                     good, errors = validate_table(name, raw, str(path), known, first)
@@ -262,7 +292,10 @@ def ingest_dataset(
                             pd.Series(good["kind"].to_numpy(object), index=good["item_id"])
                         )
                         known = pd.concat([known[~known.index.isin(here.index)], here])
-                    _bulk_insert(conn, stage, good)
+                    if stage is not None:
+                        _bulk_insert(conn, stage, good)
+                    if name == "interactions" and (direct or store.columns is not None):
+                        staged_interactions.append(_arrow_interactions(good))
 
             if report.errors:
                 file_level = [e for e in report.errors if e.row is None]
@@ -274,18 +307,117 @@ def ingest_dataset(
                 _write_rejects(report.errors, rejected_values, Path(rejects_path))
                 report.rejects_path = str(rejects_path)
 
+            if "interactions" in files and "interactions" not in staged:
+                loaded = interaction_columns.merge_interactions(None, staged_interactions)
+                staged_interactions = []
+                with _indexes_rebuilt(conn, t.interactions):
+                    _insert_sorted(conn, t.interactions, loaded)
+                report.tables["interactions"] = {
+                    "inserted": len(loaded),
+                    "updated": 0,
+                    "unchanged": 0,
+                }
+                if store.columns is not None:
+                    versioned = _new_version(conn, report.tables["interactions"], True)
             for name, stage in staged.items():
                 target = t.CONTRACT_TABLES[name]
                 rows = _staged_rows(stage, target)
-                report.tables[name] = _diff_counts(conn, rows, target)
-                _merge(conn, rows, target)
+                was_empty = _is_empty(conn, target)
+                if was_empty:  # every staged row is new: count them as they are merged
+                    with _indexes_rebuilt(conn, target):
+                        _merge(conn, rows, target)
+                    inserted = conn.execute(select(func.count()).select_from(target)).scalar_one()
+                    counts = {"inserted": inserted, "updated": 0, "unchanged": 0}
+                else:
+                    counts = _diff_counts(conn, rows, target)
+                    _merge(conn, rows, target)
+                report.tables[name] = counts
+                if name == "interactions" and store.columns is not None:
+                    versioned = _new_version(conn, counts, was_empty)
                 stage.drop(conn)
             if transcripts is not None:
                 report.tables["transcripts"] = _load_transcripts(conn, transcripts)
         finally:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size=-2000")
+    if versioned is not None:
+        version, was_empty = versioned
+        if loaded is not None:  # the table as loaded directly is its copy
+            store.columns.write(version, loaded)
+        else:
+            previous = None if was_empty else previous_version
+            _write_columns(store, version, previous, staged_interactions)
     return report
+
+
+def _direct_load(conn, target: Table) -> bool:
+    """Load `target` without a staging table: on SQLite, into an empty table. Its rows
+    are merged in Arrow (`merge_interactions`) and inserted in key order, so neither a
+    staging table nor SQL's GROUP BY sort is written (PostgreSQL stages with COPY and
+    merges in the server, which is its bulk path)."""
+    return conn.dialect.name == "sqlite" and _is_empty(conn, target)
+
+
+def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
+    """Insert `rows` (in key order) into `target`, `ROWS_PER_SLICE` rows per
+    `executemany`; a key already stored (a concurrent writer) takes the new weight."""
+    cols = [c.name for c in target.columns]
+    keys = ", ".join(c.name for c in target.primary_key.columns)
+    sql = (
+        f"INSERT INTO {target.name} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET weight = excluded.weight"
+    )
+    for batch in rows.select(cols).to_batches(ROWS_PER_SLICE):
+        conn.exec_driver_sql(
+            sql, list(zip(*[_python_values(c) for c in batch.columns], strict=True))
+        )
+
+
+def _python_values(column: pa.Array) -> list:
+    """A column as the Python values the driver binds; a dictionary column's rows share
+    one string object per distinct value (no string is made per row)."""
+    if pa.types.is_dictionary(column.type):
+        values = np.array(column.dictionary.to_pylist() + [None], dtype=object)
+        codes = column.indices.fill_null(len(column.dictionary)).to_numpy()
+        return values[codes].tolist()
+    return column.to_numpy(zero_copy_only=False).tolist()
+
+
+def _arrow_interactions(good: pd.DataFrame) -> pa.Table:
+    """A slice's good interactions as Arrow columns, ids dictionary-encoded (small)."""
+    return pa.table(
+        {
+            "user_id": pa.array(good["user_id"], pa.string()).dictionary_encode(),
+            "item_id": pa.array(good["item_id"], pa.string()).dictionary_encode(),
+            "timestamp": pa.array(good["timestamp"], pa.int64()),
+            "weight": pa.array(good["weight"], pa.float64()),
+        }
+    )
+
+
+def _new_version(conn, counts: dict[str, int], was_empty: bool) -> tuple[str, bool] | None:
+    """A new version of the interactions when this ingest changes them, written in the
+    ingest's transaction; with whether the table was empty before."""
+    if counts["inserted"] == 0 and counts["updated"] == 0:
+        return None
+    version = interaction_columns.new_version()
+    upsert(
+        conn,
+        t.data_versions,
+        [{"name": "interactions", "version": version, "updated_at": utcnow()}],
+    )
+    return version, was_empty
+
+
+def _write_columns(store: Store, version: str, previous: str | None, staged: list) -> None:
+    """The new version's columnar copy: the staged rows merged into the previous
+    version's copy (or alone, when the table was empty). Without the previous copy
+    nothing is written, and the first reader writes it from SQL."""
+    assert store.columns is not None
+    stored = store.columns.table(previous) if previous is not None else None
+    if previous is not None and stored is None:
+        return
+    store.columns.write(version, interaction_columns.merge_interactions(stored, staged))
 
 
 def _load_transcripts(conn, frame: pd.DataFrame) -> dict[str, int]:
