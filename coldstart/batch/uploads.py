@@ -38,6 +38,9 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 from coldstart.core.upload_status import UNFINISHED, UploadStatus
+from training.affinity import AffinityModel
+from training.data import MUSIC_KINDS, episodes_to_shows, user_profile
+from training.history import user_histories
 
 __all__ = [
     "UploadError",
@@ -232,9 +235,6 @@ def _set_status(
 def _listener_profiles(store: Store):
     """Every known listener with music history, as `UserProfile`s (plays of an item at
     several times add up, as in training)."""
-    from training.data import MUSIC_KINDS, user_profile
-    from training.history import user_histories
-
     # Only the music rows and the columns a history needs come out of the store: at a
     # million listeners the whole table as Python rows does not fit beside the model.
     histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
@@ -250,8 +250,6 @@ def picks_per_listener(store: Store) -> float:
     inter = store.plays_of(kinds, ["user_id", "item_id"]).merge(items, on="item_id")
     if inter.empty:
         return 1.0
-    from training.data import episodes_to_shows
-
     inter["show"] = episodes_to_shows(inter)["item_id"]
     return float(max(inter.groupby("user_id")["show"].nunique().mean(), 1.0))
 
@@ -564,8 +562,6 @@ def affinity_artifact(store: Store) -> dict | None:
 
 
 def _affinity_model(store: Store):
-    from training.affinity import AffinityModel
-
     row = affinity_artifact(store)
     if row is None:
         raise RuntimeError(
