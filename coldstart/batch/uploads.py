@@ -61,6 +61,8 @@ __all__ = [
     "save_audience",
     "affinity_artifact",
     "picks_per_listener",
+    "listener_profiles",
+    "served_affinity_model",
 ]
 
 STATUSES = tuple(UploadStatus)
@@ -232,7 +234,7 @@ def _set_status(
 # --- audience ------------------------------------------------------------------------------
 
 
-def _listener_profiles(store: Store):
+def listener_profiles(store: Store):
     """Every known listener with music history, as `UserProfile`s (plays of an item at
     several times add up, as in training)."""
     # Only the music rows and the columns a history needs come out of the store: at a
@@ -561,7 +563,7 @@ def affinity_artifact(store: Store) -> dict | None:
     return max(rows, key=lambda row: row["created_at"]) if rows else None
 
 
-def _affinity_model(store: Store):
+def served_affinity_model(store: Store):
     row = affinity_artifact(store)
     if row is None:
         raise RuntimeError(
