@@ -21,7 +21,7 @@ in one fresh process, timed, with its peak RSS sampled every 20 ms:
 - index: `VectorIndex.build` over one vector per show, episode and audiobook (synthetic
   vectors: MiniLM cannot embed a million texts on 2 cores in the time; the encoder's own
   throughput is in benchmarks/ray_throughput.py);
-- score_uploads: the audience of 100 new episodes (`_listener_profiles`, then
+- score_uploads: the audience of 100 new episodes (`listener_profiles`, then
   `predict_audience` per episode: what score-uploads runs after indexing);
 - onboarding: `OnboardingPipeline.recommend` for 200 new listeners with music only
   (models loaded from registered artifacts, as the service does); p50/p95 latency.
@@ -486,10 +486,10 @@ def _index(world: World):
 
 def _score_uploads(world: World):
     from coldstart.batch.uploads import (
-        _affinity_model,
-        _listener_profiles,
+        listener_profiles,
         picks_per_listener,
         predict_audience,
+        served_affinity_model,
     )
 
     # Not `world.data`: the command reads the store itself, and a second copy of the
@@ -502,8 +502,8 @@ def _score_uploads(world: World):
     del vectors
 
     def score_100() -> None:
-        model = _affinity_model(store)
-        profiles = _listener_profiles(store)
+        model = served_affinity_model(store)
+        profiles = listener_profiles(store)
         picks = picks_per_listener(store)
         for i, (row, vector) in enumerate(zip(episodes.itertuples(), new_vectors)):
             predict_audience(model, profiles, f"new-{i}", row.show_id, vector, 10, 20, picks)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import serving_world
 
-from coldstart.batch.uploads import _affinity_model, _listener_profiles, predict_audience
+from coldstart.batch.uploads import listener_profiles, predict_audience, served_affinity_model
 from coldstart.content.embeddings import item_vectors, model_id_for
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
@@ -59,7 +59,7 @@ def world(tmp_path_factory):
     home = serving_world.build(tmp_path_factory.mktemp("world"))
     settings = Settings(home=home)
     store = Store.from_settings(settings)
-    return settings, store, _affinity_model(store), _listener_profiles(store)
+    return settings, store, served_affinity_model(store), listener_profiles(store)
 
 
 @pytest.mark.parametrize("batch_users", [7, 64, 100_000])
@@ -202,5 +202,5 @@ def test_listener_profiles_add_plays_of_one_item_at_several_times(tmp_path):
     )
     store = Store.from_settings(Settings(home=tmp_path / "home"))
     ingest_dataset(store, ds)
-    profiles = {p.user_id: p.music for p in _listener_profiles(store)}
+    profiles = {p.user_id: p.music for p in listener_profiles(store)}
     assert profiles == {"u1": {"t1": 5.0, "t2": 1.0}, "u3": {"t2": 7.0}}  # u2: no music

@@ -219,6 +219,7 @@ class UploadAudienceModel:
 def _calibrate(scores: np.ndarray, truth: Sequence[set[int]]) -> tuple[float, float]:
     """(a, b) of a logistic regression of 'played' on the blend score over every
     (validation upload, listener) pair."""
+    # Imported here: scikit-learn takes 5-7 s to import; only fitting the blend needs it.
     from sklearn.linear_model import LogisticRegression
 
     labels = np.zeros(scores.shape, dtype=bool)

@@ -9,16 +9,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from coldstart.api.hot import PATH as ONBOARDING_PATH
 from coldstart.api.hot import OnboardingRoute, invalid_response
 from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
 from coldstart.api.routes import router
+from coldstart.api.state import ServingState
 from coldstart.batch.uploads import UploadError, UploadNotFound, UploadRefused, UploadTooLarge
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
+from training.threads import pin_process_threads, unpin_process_threads
 
 __all__ = ["create_app", "app_from_env"]
 
@@ -51,10 +56,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _install_offline_docs(app: FastAPI) -> None:
     """Serve the OpenAPI page with Swagger UI files from `swagger-ui-bundle`, not a CDN:
     the service runs where the internet may not be reachable."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
-
     app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)
@@ -79,9 +80,6 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from coldstart.api.state import ServingState
-        from training.threads import pin_process_threads, unpin_process_threads
-
         # Many small requests: no intra-op thread pools. Their idle threads spin-wait
         # (OpenMP) and steal the cores the next requests need. Set once per process:
         # model code's per-call thread settings are no-ops from here on.

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -32,6 +33,7 @@ from coldstart.batch.uploads import (
     resolve_upload_path,
     upload_file_path,
 )
+from coldstart.content.search import EmptyQueryError, NoContentVectorError, UnknownItemError
 
 __all__ = ["router"]
 
@@ -282,8 +284,6 @@ def search(
     genre: str | None = Query(None, max_length=100),
     mode: str | None = Query(None, pattern="^(dense|lexical|hybrid|intent|fused|gated)$"),
 ) -> SearchResponse:
-    from coldstart.content.search import EmptyQueryError
-
     service = _search_service(request)
     try:
         hits = service.search(q, k=k, kind=kind, language=language, genre=genre, mode=mode)
@@ -303,8 +303,6 @@ def search_passages(
     genre: str | None = Query(None, max_length=100),
 ) -> SearchResponse:
     """Transcript passages that answer the query: episode, passage text, start and end (s)."""
-    from coldstart.content.search import EmptyQueryError
-
     service = _search_service(request)
     try:
         hits = service.search_passages(q, k=k, language=language, genre=genre)
@@ -322,8 +320,6 @@ def similar(
     k: int = Query(10, ge=1, le=100),
     kind: str | None = Query(None, pattern="^(show|episode|audiobook|any)$"),
 ) -> SearchResponse:
-    from coldstart.content.search import NoContentVectorError, UnknownItemError
-
     service = _search_service(request)
     try:
         hits = service.similar(item_id, k=k, kind=kind)
@@ -343,8 +339,6 @@ def healthz(request: Request) -> dict:
 
 @router.get("/metrics", tags=["operations"])
 def metrics(request: Request) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

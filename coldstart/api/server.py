@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from coldstart.api.app import create_app
 from coldstart.core.config import Settings
 
 __all__ = ["free_port", "serve_in_thread"]
@@ -26,8 +27,6 @@ def serve_in_thread(
     settings: Settings, host: str = "127.0.0.1", timeout: float = 120.0
 ) -> Iterator[str]:
     """Start the app, yield its base URL once it accepts requests, stop it on exit."""
-    from coldstart.api.app import create_app
-
     port = free_port(host)
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="warning", lifespan="on"

@@ -39,12 +39,12 @@ from coldstart.batch.upload_audience import blend_audiences, load_upload_audienc
 from coldstart.batch.uploads import (
     ScoreReport,
     UploadNotFound,
-    _affinity_model,
-    _listener_profiles,
     get_upload,
     list_uploads,
+    listener_profiles,
     picks_per_listener,
     save_audience,
+    served_affinity_model,
     write_audience,
 )
 from coldstart.content.embeddings import embed_items, item_vectors, load_encoder, model_id_for
@@ -156,8 +156,8 @@ class UploadRun:
         """(affinity model, listener profiles, picks per listener), loaded once a run."""
         if self._audience is None:
             self._audience = (
-                _affinity_model(self.store),
-                _listener_profiles(self.store),
+                served_affinity_model(self.store),
+                listener_profiles(self.store),
                 picks_per_listener(self.store),
             )
         return self._audience

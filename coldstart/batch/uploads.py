@@ -38,6 +38,9 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 from coldstart.core.upload_status import UNFINISHED, UploadStatus
+from training.affinity import AffinityModel
+from training.data import MUSIC_KINDS, episodes_to_shows, user_profile
+from training.history import user_histories
 
 __all__ = [
     "UploadError",
@@ -58,6 +61,8 @@ __all__ = [
     "save_audience",
     "affinity_artifact",
     "picks_per_listener",
+    "listener_profiles",
+    "served_affinity_model",
 ]
 
 STATUSES = tuple(UploadStatus)
@@ -229,12 +234,9 @@ def _set_status(
 # --- audience ------------------------------------------------------------------------------
 
 
-def _listener_profiles(store: Store):
+def listener_profiles(store: Store):
     """Every known listener with music history, as `UserProfile`s (plays of an item at
     several times add up, as in training)."""
-    from training.data import MUSIC_KINDS, user_profile
-    from training.history import user_histories
-
     # Only the music rows and the columns a history needs come out of the store: at a
     # million listeners the whole table as Python rows does not fit beside the model.
     histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
@@ -250,8 +252,6 @@ def picks_per_listener(store: Store) -> float:
     inter = store.plays_of(kinds, ["user_id", "item_id"]).merge(items, on="item_id")
     if inter.empty:
         return 1.0
-    from training.data import episodes_to_shows
-
     inter["show"] = episodes_to_shows(inter)["item_id"]
     return float(max(inter.groupby("user_id")["show"].nunique().mean(), 1.0))
 
@@ -563,9 +563,7 @@ def affinity_artifact(store: Store) -> dict | None:
     return max(rows, key=lambda row: row["created_at"]) if rows else None
 
 
-def _affinity_model(store: Store):
-    from training.affinity import AffinityModel
-
+def served_affinity_model(store: Store):
     row = affinity_artifact(store)
     if row is None:
         raise RuntimeError(

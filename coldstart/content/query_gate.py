@@ -82,6 +82,8 @@ class QueryGate:
         manifest: dict | None = None,
         feedback: dict[str, float] | None = None,
     ) -> QueryGate:
+        # Imported here: scikit-learn takes 5-7 s to import on this machine, and only
+        # fitting a gate (benchmarks/search_quality.py --tune) needs it, not serving one.
         from sklearn.linear_model import LogisticRegression
 
         features = np.asarray(features, dtype=np.float64)

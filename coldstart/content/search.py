@@ -17,8 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import bm25s
 import numpy as np
 import pandas as pd
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_SPANISH
 
 from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
 from coldstart.content.index import load_index, passage_key
@@ -102,10 +105,6 @@ class _Lexical:
     """BM25 (bm25s) over each item's own text plus its transcript, English stemming."""
 
     def __init__(self, ids: list[str], documents: list[str]) -> None:
-        import bm25s
-        import Stemmer
-        from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_SPANISH
-
         self.ids = ids
         self._stem = Stemmer.Stemmer("english").stemWords
         self._stopwords = sorted(set(STOPWORDS_EN) | set(STOPWORDS_SPANISH))

@@ -16,7 +16,7 @@ from training.data import SPOKEN_KINDS
 
 __all__ = ["Catalog", "SPOKEN_KINDS"]
 
-_META = ("kind", "title", "language", "genre", "explicit", "show_id", "published_at")
+METADATA_COLUMNS = ("kind", "title", "language", "genre", "explicit", "show_id", "published_at")
 
 
 def _clean(value):
@@ -59,7 +59,7 @@ class Catalog:
         """From an items frame (contract columns; spoken-word rows are kept) and listener counts."""
         items = items[items["kind"].isin(SPOKEN_KINDS)]
         metadata = {
-            str(row["item_id"]): {col: _clean(row.get(col)) for col in _META}
+            str(row["item_id"]): {col: _clean(row.get(col)) for col in METADATA_COLUMNS}
             for row in items.to_dict("records")
         }
         for meta in metadata.values():

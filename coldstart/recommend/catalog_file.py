@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.store import Store
-from coldstart.recommend.catalog import _META, Catalog
+from coldstart.recommend.catalog import METADATA_COLUMNS, Catalog
 from training.data import SPOKEN_KINDS
 
 __all__ = ["FORMAT", "catalog_fingerprint", "write_catalog", "read_catalog", "load_catalog"]
@@ -74,7 +74,7 @@ def write_catalog(catalog: Catalog, directory: Path, fingerprint: dict) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     ids = list(catalog.metadata)
     items = pd.DataFrame(
-        {"item_id": ids, **{c: [catalog.metadata[i][c] for i in ids] for c in _META}}
+        {"item_id": ids, **{c: [catalog.metadata[i][c] for i in ids] for c in METADATA_COLUMNS}}
     )
     items["explicit"] = items["explicit"].astype(bool)
     items["published_at"] = pd.to_datetime(items["published_at"])

@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from training.blend import ScoreBlend
 from training.data import Ranking, UserProfile
@@ -149,8 +151,6 @@ def _linear(module) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _mlp(sequential) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
     """(weight, bias, relu after) per Linear of an eval-mode Sequential (Dropout: identity)."""
-    from torch import nn
-
     layers: list[tuple[np.ndarray, np.ndarray | None, bool]] = []
     for module in sequential:
         if isinstance(module, nn.Linear):
@@ -214,8 +214,6 @@ class _TwoTowerNetwork:
     """`TwoTowerRecommender.network_scores` for one listener, in numpy."""
 
     def __init__(self, model) -> None:
-        import torch
-
         tower = model.user_tower
         self.model = model
         self.country = tower.country.weight.detach().numpy().astype(np.float32)
