@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ class JointSpaceRecommender(Recommender):
     subclass's scores of music-only rows), with popularity for a listener whose music
     is all unknown. A subclass holds a dataclass `config` with a `binary` field."""
 
-    config: object
+    config: Any  # the subclass's dataclass config
 
     def fit_space(self, data: InteractionData) -> sparse.csr_matrix:
         """Fit the joint space; returns the training listeners' joint matrix."""

@@ -20,7 +20,7 @@ the mean and standard error of the paired per-item difference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing import get_context
@@ -318,7 +318,7 @@ def evaluate_uploads(
     seeds = [int(seed) for seed in seeds]
     if jobs > 1 and len(seeds) > 1:  # seeds are independent: the same result in parallel
         with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=get_context("fork")) as pool:
-            runs = list(
+            runs: Iterable = list(
                 tqdm(pool.map(run, seeds), total=len(seeds), desc="seeds", disable=not progress)
             )
     else:

@@ -67,9 +67,9 @@ def onboarding_answer(pipeline, body: bytes) -> bytes:
 
 def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
     """pydantic's errors with `loc` under `prefix` and no `ctx` (FastAPI's shape)."""
-    errors = []
-    for err in exc.errors(include_url=False):
-        err = dict(err)
+    errors: list[dict] = []
+    for detail in exc.errors(include_url=False):
+        err: dict = dict(detail)
         err["loc"] = (prefix, *err.get("loc", ()))
         err.pop("ctx", None)
         errors.append(err)

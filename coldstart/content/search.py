@@ -187,7 +187,16 @@ class Candidates:
     def gated_score(self, gate: QueryGate) -> np.ndarray:
         """Mode gated: cosine + lw(g) * BM25 / best + iw(g) * p(genre) with the gate's feedback."""
         lw, iw = self.gated_weights(gate)
-        return self.cosine + lw * self.lexical + iw * self.feedback_genre_p(**gate.feedback)
+        return (
+            self.cosine
+            + lw * self.lexical
+            + iw
+            * self.feedback_genre_p(
+                gate.feedback["weight"],
+                int(gate.feedback["depth"]),
+                gate.feedback["lexical_weight"],
+            )
+        )
 
 
 class SearchService:
@@ -267,37 +276,44 @@ class SearchService:
     def _search(
         self, query: str, k: int, filt: _Filter, depth: int, mode: str
     ) -> list[SearchResult]:
-        qvec = self.encoder.encode_query(query) if mode != "lexical" else None
-        if mode == "dense":
-            ranked = self._dense(qvec, depth, filt)
-        elif mode == "lexical":
+        qvec: np.ndarray | None = None
+        if mode == "lexical":
             ranked = self.lexical.rank(query, depth, filt.lexical)
-        elif mode == "hybrid":
-            dense = [key for key, _ in self._dense(qvec, depth, filt)]
-            lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
-            ranked = reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
-        elif mode == "gated":
-            c = self._candidates(
-                query, qvec, max(depth, self.settings.embed.intent_depth), filt, True
-            )
-            scores = c.gated_score(self.gate)
-            ranked = sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
         else:
-            cfg = self.settings.embed
-            fused = mode == "fused"
-            ranked = self._boosted(
-                query,
-                qvec,
-                max(depth, cfg.intent_depth),
-                filt,
-                lexical_weight=cfg.lexical_weight if fused else 0.0,
-                intent_weight=cfg.fused_intent_weight if fused else cfg.intent_weight,
-                confidence_power=cfg.intent_confidence_power if fused else 0.0,
-            )
+            qvec = self.encoder.encode_query(query)
+            ranked = self._ranked(query, qvec, depth, filt, mode)
         ranked = ranked[:k]
         if qvec is None and any(item_id in self._passages_of for item_id, _ in ranked):
             qvec = self.encoder.encode_query(query)  # lexical mode: only to pick episode snippets
         return [self._result(item_id, score, qvec) for item_id, score in ranked]
+
+    def _ranked(
+        self, query: str, qvec: np.ndarray, depth: int, filt: _Filter, mode: str
+    ) -> list[tuple[str, float]]:
+        """The modes that embed the query: dense, hybrid, gated, boosted and fused."""
+        if mode == "dense":
+            return self._dense(qvec, depth, filt)
+        if mode == "hybrid":
+            dense = [key for key, _ in self._dense(qvec, depth, filt)]
+            lexical = [key for key, _ in self.lexical.rank(query, depth, filt.lexical)]
+            return reciprocal_rank_fusion([dense, lexical], k=self.settings.embed.rrf_k)
+        if mode == "gated":
+            c = self._candidates(
+                query, qvec, max(depth, self.settings.embed.intent_depth), filt, True
+            )
+            scores = c.gated_score(self.gate)
+            return sorted(zip(c.keys, scores.tolist()), key=lambda kv: (-kv[1], kv[0]))
+        cfg = self.settings.embed
+        fused = mode == "fused"
+        return self._boosted(
+            query,
+            qvec,
+            max(depth, cfg.intent_depth),
+            filt,
+            lexical_weight=cfg.lexical_weight if fused else 0.0,
+            intent_weight=cfg.fused_intent_weight if fused else cfg.intent_weight,
+            confidence_power=cfg.intent_confidence_power if fused else 0.0,
+        )
 
     def similar(self, item_id: str, k: int = 10, kind: str | None = None) -> list[SearchResult]:
         """Items whose content is closest to `item_id`'s; same kind unless `kind` ("any" = all)."""

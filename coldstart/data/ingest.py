@@ -340,7 +340,7 @@ def ingest_dataset(
         finally:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size=-2000")
-    if versioned is not None:
+    if versioned is not None and store.columns is not None:
         version, was_empty = versioned
         if loaded is not None:  # the table as loaded directly is its copy
             store.columns.write(version, loaded)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -195,15 +195,17 @@ class ContentNeighbours:
             self.vectors = np.stack([flat.reconstruct(int(i)) for i in ids[by_position]])
             self.search_index.add(self.vectors)
             self.position_of = {allowed[n]: p for p, n in enumerate(by_position.tolist())}
-            self.params = None
+            self.params: Any = None
             self.label_rows = rows[by_position]  # label = position in the sub-index
             return
         self.search_index = flat
         self.selector = faiss.IDSelectorBatch(ids)  # kept alive with the parameters
         if isinstance(flat, faiss.IndexIVF):
-            self.params = faiss.SearchParametersIVF(sel=self.selector, nprobe=flat.nprobe)
+            self.params = faiss.SearchParametersIVF()
+            self.params.nprobe = flat.nprobe
         else:
-            self.params = faiss.SearchParameters(sel=self.selector)
+            self.params = faiss.SearchParameters()
+        self.params.sel = self.selector
         by_id = np.argsort(ids)
         self.faiss_ids = ids[by_id]
         self.label_rows = rows[by_id]

@@ -185,8 +185,10 @@ class OnboardingPipeline:
                         seeds.append(ids[rank])
                 if len(seeds) == CONTENT_SEEDS:
                     break
-            excluded = columns.rows(list(exclude) + seeds)
-            rows, scores = self.neighbours[target].expand(seeds, n, excluded[excluded >= 0])
+            excluded_rows = columns.rows(list(exclude) + seeds)
+            rows, scores = self.neighbours[target].expand(
+                seeds, n, excluded_rows[excluded_rows >= 0]
+            )
             found.append(("content", rows, scores))
         ranked = merge_sources(found, self.settings.serve.source_weights, columns, fallback)
         apply_rule_columns(ranked, self.settings.rules, self.rule_columns, columns, ctx)
