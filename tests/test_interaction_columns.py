@@ -112,6 +112,18 @@ def test_a_reader_writes_a_missing_copy_from_sql(store, tmp_path):
     pd.testing.assert_frame_equal(by_key(store.interactions()), by_key(sql_rows(store)))
 
 
+def test_a_writer_outside_ingest_retires_the_copy(store, tmp_path):
+    ingest_dataset(store, write(tmp_path / "a", FIRST))
+    before = store.interactions()
+    with store.begin() as conn:
+        conn.execute(t.interactions.delete().where(t.interactions.c.user_id == "u1"))
+        store.interactions_changed(conn)
+    after = store.interactions()
+    assert "u1" in set(before["user_id"]) and "u1" not in set(after["user_id"])
+    pd.testing.assert_frame_equal(by_key(after), by_key(sql_rows(store)))
+    assert store.columns.path(store.data_version("interactions")).exists()
+
+
 def test_a_damaged_copy_is_not_used(store, tmp_path):
     ingest_dataset(store, write(tmp_path / "a", FIRST))
     store.columns.path(store.data_version("interactions")).write_bytes(b"not parquet")

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from coldstart.core import interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.interaction_columns import InteractionColumns
@@ -200,6 +201,19 @@ class Store:
             if copy is not None:
                 return copy
         return self.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
+
+    @staticmethod
+    def interactions_changed(conn) -> str:
+        """Give the interactions a new version inside the writer's transaction. Every
+        writer of the table calls it (ingest does): readers then stop using the columnar
+        copy of the rows as they were, and the next reader writes the new one from SQL."""
+        version = interaction_columns.new_version()
+        upsert(
+            conn,
+            t.data_versions,
+            [{"name": "interactions", "version": version, "updated_at": utcnow()}],
+        )
+        return version
 
     def data_version(self, name: str) -> str | None:
         """The stored version of table `name` (None: never versioned, or no copies)."""

@@ -400,13 +400,7 @@ def _new_version(conn, counts: dict[str, int], was_empty: bool) -> tuple[str, bo
     ingest's transaction; with whether the table was empty before."""
     if counts["inserted"] == 0 and counts["updated"] == 0:
         return None
-    version = interaction_columns.new_version()
-    upsert(
-        conn,
-        t.data_versions,
-        [{"name": "interactions", "version": version, "updated_at": utcnow()}],
-    )
-    return version, was_empty
+    return Store.interactions_changed(conn), was_empty
 
 
 def _write_columns(store: Store, version: str, previous: str | None, staged: list) -> None:
