@@ -17,8 +17,10 @@ from coldstart.core.store import Store
 from coldstart.data.ingest import ingest_dataset
 from coldstart.demo.world import WorldConfig, build_world, write_world
 from coldstart.recommend.catalog import Catalog
-from coldstart.recommend.catalog_file import load_catalog, read_catalog
+from coldstart.recommend.catalog_file import load_catalog, load_popularity, read_catalog
 from coldstart.recommend.columns import CatalogColumns, RuleColumns, micros
+from coldstart.recommend.loading import load_popularity_data
+from training.data import UserProfile
 
 
 @pytest.fixture()
@@ -94,6 +96,67 @@ def test_an_unreadable_manifest_is_rebuilt(store, tmp_path):
     assert source == "sql"
     assert_same(catalog, Catalog.from_store(store))
     assert load_catalog(store, directory)[1] == "file"
+
+
+def _rankings(models) -> dict:
+    """Every segment's and the global top 10 of each target's fallback."""
+    users = [
+        UserProfile("a", {}, country=c, language=lang)
+        for c in ("US", "GB", None)
+        for lang in ("en", None)
+    ]
+    return {
+        target: [model.recommend(user, k=10).item_ids for user in users]
+        for target, model in models.items()
+    }
+
+
+def test_popularity_fallbacks_are_saved_and_refitted_when_the_tables_change(store, tmp_path):
+    directory, targets = tmp_path / "catalog", ["podcast", "audiobook"]
+    fits: list[int] = []
+
+    def data():
+        fits.append(1)
+        return load_popularity_data(store)
+
+    fitted, source = load_popularity(store, directory, targets, data)
+    assert source == "fitted" and len(fits) == 1
+    saved, source = load_popularity(store, directory, targets, data)
+    assert source == "file" and len(fits) == 1
+    assert _rankings(saved) == _rankings(fitted)
+    # A listener moves to another country: the segments change, so they are fitted again.
+    user = store.users()["user_id"].iloc[0]
+    (tmp_path / "more").mkdir()
+    items = next((tmp_path / "dataset").glob("items.*"))
+    (tmp_path / "more" / items.name).write_bytes(items.read_bytes())  # unchanged
+    pd.DataFrame({"user_id": [user], "country": ["ZZ"], "language": ["en"], "age": [30]}).to_csv(
+        tmp_path / "more" / "users.csv", index=False
+    )
+    ingest_dataset(store, tmp_path / "more")
+    refitted, source = load_popularity(store, directory, targets, data)
+    assert source == "fitted" and len(fits) == 2
+    assert _rankings(refitted) == _rankings(
+        {t: type(m)(t).fit(load_popularity_data(store)) for t, m in refitted.items()}
+    )
+    # A write outside ingest that says so (an upload's item) is seen too.
+    show = store.items(("show",))["item_id"].iloc[0]
+    audio = tmp_path / "a.ogg"
+    audio.write_bytes(b"x")
+    register_upload(store, show_id=show, title="new", audio_path=audio)
+    assert load_popularity(store, directory, targets, data)[1] == "fitted"
+    assert load_popularity(store, directory, targets, data)[1] == "file"
+
+
+def test_popularity_is_not_cached_for_a_store_without_versions(store, tmp_path):
+    with store.begin() as conn:
+        conn.execute(t.data_versions.delete())
+    directory = tmp_path / "catalog"
+    for _ in range(2):
+        _, source = load_popularity(
+            store, directory, ["podcast"], lambda: load_popularity_data(store)
+        )
+        assert source == "fitted"
+    assert not directory.exists() or not any(directory.iterdir())
 
 
 def test_catalogue_columns_hold_every_items_metadata(store):

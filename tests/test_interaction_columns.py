@@ -117,7 +117,7 @@ def test_a_writer_outside_ingest_retires_the_copy(store, tmp_path):
     before = store.interactions()
     with store.begin() as conn:
         conn.execute(t.interactions.delete().where(t.interactions.c.user_id == "u1"))
-        store.interactions_changed(conn)
+        store.table_changed(conn, "interactions")
     after = store.interactions()
     assert "u1" in set(before["user_id"]) and "u1" not in set(after["user_id"])
     pd.testing.assert_frame_equal(by_key(after), by_key(sql_rows(store)))

@@ -47,7 +47,7 @@ def _as_uploads(store: Store, item_ids) -> None:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with store.begin() as conn:
         conn.execute(t.interactions.delete().where(t.interactions.c.item_id.in_(item_ids)))
-        store.interactions_changed(conn)  # a writer of interactions outside ingest
+        store.table_changed(conn, "interactions")  # a writer of interactions outside ingest
         for n, item_id in enumerate(item_ids):
             conn.execute(
                 t.uploads.insert().values(
@@ -125,7 +125,7 @@ def test_train_upload_audience_registers_a_blend_or_says_why_not(slice_home, tmp
         keep = conn.execute(t.interactions.select().limit(8)).mappings().all()
         conn.execute(t.interactions.delete())
         conn.execute(t.interactions.insert(), [dict(r) for r in keep])
-        store.interactions_changed(conn)
+        store.table_changed(conn, "interactions")
     thin = runner.invoke(app, ["--home", str(home), "train-upload-audience", "--json"])
     assert thin.exit_code == 0, thin.output
     manifest = json.loads(thin.output)["audiobook"]

@@ -180,6 +180,7 @@ def register_upload(
                 published_at=now,
             )
         )
+        store.table_changed(conn, "items")
         conn.execute(
             t.uploads.insert().values(
                 upload_id=upload_id,

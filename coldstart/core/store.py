@@ -203,22 +203,18 @@ class Store:
         return self.frame(t.interactions, t.interactions.c.item_id.in_(of_kinds), columns)
 
     @staticmethod
-    def interactions_changed(conn) -> str:
-        """Give the interactions a new version inside the writer's transaction. Every
-        writer of the table calls it (ingest does): readers then stop using the columnar
-        copy of the rows as they were, and the next reader writes the new one from SQL."""
+    def table_changed(conn, name: str) -> str:
+        """Give table `name` (interactions, users, items) a new version inside the
+        writer's transaction. Every writer of these tables calls it (ingest and
+        `register_upload` do): a copy derived from the table as it was (the columnar copy
+        of the interactions, the server's cached popularity fallbacks) is then no longer
+        used, and its next reader rebuilds it."""
         version = interaction_columns.new_version()
-        upsert(
-            conn,
-            t.data_versions,
-            [{"name": "interactions", "version": version, "updated_at": utcnow()}],
-        )
+        upsert(conn, t.data_versions, [{"name": name, "version": version, "updated_at": utcnow()}])
         return version
 
     def data_version(self, name: str) -> str | None:
-        """The stored version of table `name` (None: never versioned, or no copies)."""
-        if self.columns is None:
-            return None
+        """The stored version of table `name` (None: never versioned)."""
         with self.connect() as conn:
             return conn.execute(
                 select(t.data_versions.c.version).where(t.data_versions.c.name == name)

@@ -51,6 +51,9 @@ ROWS_PER_SLICE = 500_000
 SLICED_TABLES = ("interactions",)
 # Tables loaded without staging when empty (`_direct_load`).
 DIRECT_TABLES = ("interactions",)
+# Tables whose changes give them a new version (`Store.table_changed`; the interactions'
+# version also names their columnar copy, below).
+VERSIONED_TABLES = ("users", "items")
 # SQLite page cache of the ingest connection while it loads (KiB, as PRAGMA cache_size
 # takes a negative size): the B-tree inserts of a large load stay in memory.
 SQLITE_CACHE_KIB = 262_144
@@ -317,8 +320,7 @@ def ingest_dataset(
                     "updated": 0,
                     "unchanged": 0,
                 }
-                if store.columns is not None:
-                    versioned = _new_version(conn, report.tables["interactions"], True)
+                versioned = _new_version(conn, report.tables["interactions"], True)
             for name, stage in staged.items():
                 target = t.CONTRACT_TABLES[name]
                 rows = _staged_rows(stage, target)
@@ -332,7 +334,9 @@ def ingest_dataset(
                     counts = _diff_counts(conn, rows, target)
                     _merge(conn, rows, target)
                 report.tables[name] = counts
-                if name == "interactions" and store.columns is not None:
+                if name in VERSIONED_TABLES and (counts["inserted"] or counts["updated"]):
+                    Store.table_changed(conn, name)
+                if name == "interactions":
                     versioned = _new_version(conn, counts, was_empty)
                 stage.drop(conn)
             if transcripts is not None:
@@ -400,7 +404,7 @@ def _new_version(conn, counts: dict[str, int], was_empty: bool) -> tuple[str, bo
     ingest's transaction; with whether the table was empty before."""
     if counts["inserted"] == 0 and counts["updated"] == 0:
         return None
-    return Store.interactions_changed(conn), was_empty
+    return Store.table_changed(conn, "interactions"), was_empty
 
 
 def _write_columns(store: Store, version: str, previous: str | None, staged: list) -> None:

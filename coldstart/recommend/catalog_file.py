@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,9 +31,17 @@ from sqlalchemy import func, select
 from coldstart.core import tables as t
 from coldstart.core.store import Store
 from coldstart.recommend.catalog import METADATA_COLUMNS, Catalog
-from training.data import SPOKEN_KINDS
+from training.baselines import SegmentPopularityRecommender
+from training.data import SPOKEN_KINDS, InteractionData
 
-__all__ = ["FORMAT", "catalog_fingerprint", "write_catalog", "read_catalog", "load_catalog"]
+__all__ = [
+    "FORMAT",
+    "catalog_fingerprint",
+    "write_catalog",
+    "read_catalog",
+    "load_catalog",
+    "load_popularity",
+]
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -103,10 +113,12 @@ def read_catalog(directory: Path) -> Catalog:
     return Catalog.from_frames(items, counts)
 
 
-def load_catalog(store: Store, directory: Path) -> tuple[Catalog, str]:
+def load_catalog(
+    store: Store, directory: Path, fingerprint: dict | None = None
+) -> tuple[Catalog, str]:
     """The catalogue from `directory` when it matches the store, else from SQL (and the
     file rewritten). Returns (catalog, "file" or "sql")."""
-    fingerprint = catalog_fingerprint(store)
+    fingerprint = fingerprint or catalog_fingerprint(store)
     manifest_path = directory / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -122,3 +134,61 @@ def load_catalog(store: Store, directory: Path) -> tuple[Catalog, str]:
     except OSError as exc:  # a read-only home still serves, from SQL
         log.warning("could not write the catalogue file %s: %s", directory, exc)
     return catalog, "sql"
+
+
+def popularity_key(store: Store, fingerprint: dict) -> dict | None:
+    """What the popularity fallbacks are fitted from: the versions of the interactions,
+    users and items (`Store.table_changed`), and the catalogue fingerprint. None when a
+    table has no version (a store written before versions): then nothing is cached."""
+    versions = {name: store.data_version(name) for name in ("interactions", "users", "items")}
+    if None in versions.values():
+        return None
+    return {"versions": versions, "fingerprint": fingerprint}
+
+
+def load_popularity(
+    store: Store,
+    directory: Path,
+    targets: list[str],
+    fit_data: Callable[[], InteractionData],
+    fingerprint: dict | None = None,
+) -> tuple[dict[str, SegmentPopularityRecommender], str]:
+    """The segment-popularity fallback of each target, read from `directory` when saved
+    there from the same tables, else fitted on `fit_data()` (the spoken-word plays, which
+    at a million listeners take a minute to read and fit) and saved for the next start.
+    Returns (models, "file" or "fitted")."""
+    key = popularity_key(store, fingerprint or catalog_fingerprint(store))
+    saved: dict[str, SegmentPopularityRecommender] = {}
+    for target in targets if key is not None else []:
+        path = directory / f"popularity-{target}"
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            if manifest.get("fitted_from") == key:
+                saved[target] = SegmentPopularityRecommender.load(path)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as exc:  # unreadable: fitted again below
+            log.warning("popularity fallback %s unreadable, fitting it again: %s", path, exc)
+    if len(saved) == len(targets):
+        return saved, "file"
+    data = fit_data()
+    models = {target: SegmentPopularityRecommender(target).fit(data) for target in targets}
+    if key is not None:
+        for target, model in models.items():
+            try:
+                _save_model(model, directory / f"popularity-{target}", {"fitted_from": key})
+            except OSError as exc:  # a read-only home still serves, fitted each start
+                log.warning("could not save the popularity fallback in %s: %s", directory, exc)
+    return models, "fitted"
+
+
+def _save_model(model, path: Path, extra_manifest: dict) -> None:
+    """Save into a new directory, then swap it in: a reader sees the old or the new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp, extra_manifest)
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)

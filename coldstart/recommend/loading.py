@@ -25,9 +25,8 @@ from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.recommend.catalog import Catalog
-from coldstart.recommend.catalog_file import load_catalog
+from coldstart.recommend.catalog_file import catalog_fingerprint, load_catalog, load_popularity
 from training.base import Recommender
-from training.baselines import SegmentPopularityRecommender
 from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
 
 __all__ = [
@@ -52,14 +51,15 @@ def store_version(store: Store) -> tuple:
     return (tuple(arts), tuple(ups))
 
 
-def load_popularity_data(store: Store) -> InteractionData:
+def load_popularity_data(store: Store, items: pd.DataFrame | None = None) -> InteractionData:
     """What the server fits its popularity fallbacks on: the catalogue, the listeners, and
     the spoken-word plays with user, item and weight only. The fallbacks rank shows and
     audiobooks from those plays alone, so they are the same as when fitted on every table
     (`coldstart.artifacts.training.load_interaction_data`); music plays, timestamps and playlists, most of a large store,
     are not read."""
     plays = store.plays_of(SPOKEN_KINDS, ["user_id", "item_id", "weight"])
-    return InteractionData(items=store.items(), interactions=plays, users=store.users())
+    items = store.items() if items is None else items
+    return InteractionData(items=items, interactions=plays, users=store.users())
 
 
 @dataclass
@@ -133,19 +133,21 @@ def _load_search(settings: Settings, store: Store):
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
     version = store_version(store)  # read first: a change during loading triggers another reload
-    data = load_popularity_data(store)
-    popularity = {}
-    errors: dict[str, str] = {}
-    for target in TARGETS:
-        if data.catalog(target).empty:
-            continue
-        popularity[target] = SegmentPopularityRecommender(target).fit(data)
-    music_ids = frozenset(
-        data.items.loc[data.items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str)
+    items = store.items()
+    data = InteractionData(items=items, interactions=pd.DataFrame(columns=["user_id", "item_id"]))
+    directory, fingerprint = settings.home / "catalog", catalog_fingerprint(store)
+    targets = [target for target in TARGETS if not data.catalog(target).empty]
+    popularity, fitted = load_popularity(
+        store, directory, targets, lambda: load_popularity_data(store, items), fingerprint
     )
-    catalog, source = load_catalog(store, settings.home / "catalog")
-    models = ServingModels(catalog, popularity, version=version, errors=errors, music_ids=music_ids)
+    errors: dict[str, str] = {}
+    music_ids = frozenset(items.loc[items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
+    catalog, source = load_catalog(store, directory, fingerprint)
+    models = ServingModels(
+        catalog, dict(popularity), version=version, errors=errors, music_ids=music_ids
+    )
     models.components["catalog"] = {"from": source, "items": len(catalog.metadata)}
+    models.components["popularity"] = {"from": fitted, "targets": targets}
 
     # Newest artifact of each (kind, target) wins.
     for row in _artifacts(store).to_dict("records"):
