@@ -63,7 +63,8 @@ def dump_answers(home: Path, bodies: int, out: Path) -> None:
     to compare two checkouts' answers (`--compare-answers`)."""
     from coldstart.core.config import get_settings
     from coldstart.core.store import Store
-    from coldstart.recommend.loading import load_serving_models
+
+    load_serving_models = _loader()
     from coldstart.recommend.pipeline import OnboardingPipeline
 
     settings = get_settings(home)
@@ -96,10 +97,21 @@ def compare_answers(old: Path, new: Path, tol: float = 1e-4) -> dict:
     return differ
 
 
+def _loader():
+    """`load_serving_models` from the tree on PYTHONPATH: `coldstart.recommend.loading`,
+    `coldstart.recommend.models` in a baseline from before the rename."""
+    try:
+        from coldstart.recommend.loading import load_serving_models
+    except ModuleNotFoundError:
+        from coldstart.recommend.models import load_serving_models  # type: ignore[no-redef]
+    return load_serving_models
+
+
 def measure(home: Path, requests: int, bodies: int, profile: bool) -> dict:
     from coldstart.core.config import get_settings
     from coldstart.core.store import Store
-    from coldstart.recommend.loading import load_serving_models
+
+    load_serving_models = _loader()
     from coldstart.recommend.pipeline import OnboardingPipeline
     from training.threads import pin_process_threads
 

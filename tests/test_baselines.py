@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 from recommender_contract import RecommenderContract, cluster_items, toy_world
 
 from training.baselines import (
@@ -11,6 +13,7 @@ from training.baselines import (
     SegmentPopularityRecommender,
 )
 from training.data import InteractionData, UserProfile
+from training.ranking import best_positions
 from training.taste import TasteConfig
 
 SMALL_TASTE = TasteConfig(dim=16, epochs=5)
@@ -102,3 +105,19 @@ def test_knn_votes_come_from_taste_neighbours():
         ranking = model.recommend(user, 3)
         assert set(ranking.item_ids) & set(cluster_items("podcast", c)), ranking.item_ids
         assert ranking.scores[0] > ranking.scores[-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_positions_are_the_stable_sorts_head(seed):
+    """The partition-then-sort top k (`training.ranking.best_positions`, every list the
+    fallbacks answer over a catalogue) equals the head of the full stable sort, with
+    ties at the cut, negative zeros, NaN and k beyond the length."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    cost = rng.integers(-5, 5, n).astype(float)  # many ties
+    cost[rng.random(n) < 0.05] = -0.0
+    if seed % 2:
+        cost[rng.random(n) < 0.2] = np.nan
+    for k in (0, 1, 3, 10, n - 1, n, n + 5):
+        expected = np.argsort(cost, kind="stable")[: max(k, 0)]
+        np.testing.assert_array_equal(best_positions(cost, k), expected)

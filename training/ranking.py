@@ -9,7 +9,7 @@ import pandas as pd
 
 from training.data import MUSIC_KINDS, InteractionData, Ranking
 
-__all__ = ["popularity", "top_k", "music_catalog"]
+__all__ = ["popularity", "top_k", "best_positions", "music_catalog"]
 
 
 def popularity(data: InteractionData, target: str) -> pd.Series:
@@ -48,14 +48,26 @@ def top_k(
     if exclude:
         keep &= ~np.isin(item_ids, np.asarray(list(exclude), dtype=object))
     idx = np.flatnonzero(keep)
-    # Stable sort on -score: equal scores keep catalog order, so results are deterministic.
-    order = idx[np.argsort(-scores[idx], kind="stable")][: max(int(k), 0)]
+    order = idx[best_positions(-scores[idx], max(int(k), 0))]
     return Ranking(
         item_ids=[str(i) for i in item_ids[order]],
         scores=scores[order].astype(np.float32),
         fallback=fallback,
         unknown_items=list(unknown_items),
     )
+
+
+def best_positions(cost: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` smallest costs in a stable ascending sort (equal costs keep
+    their order, so results are deterministic), without sorting every cost: the k-th
+    smallest cost is found by partition, and only the costs up to it (ties included) are
+    sorted. The same positions as `np.argsort(cost, kind="stable")[:k]`."""
+    if 0 < k < len(cost):
+        kth = np.partition(cost, k - 1)[k - 1]
+        if not np.isnan(kth):  # NaN sorts last: then the whole sort decides
+            head = np.flatnonzero(cost <= kth)
+            return head[np.argsort(cost[head], kind="stable")][:k]
+    return np.argsort(cost, kind="stable")[:k]
 
 
 def music_catalog(data: InteractionData) -> set[str]:

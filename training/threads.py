@@ -1,6 +1,6 @@
 """One way to pin CPU threads for a block of work.
 
-On a small shared CPU, OpenMP pools that spin-wait (torch's and faiss's) slow
+On a small shared CPU, OpenMP pools that spin-wait (torch's, faiss's and numpy's BLAS) slow
 everything down when they compete; short requests run fastest on one thread.
 
 A server sets its thread counts once per process with `pin_process_threads`; from
@@ -14,22 +14,27 @@ from contextlib import contextmanager
 
 import faiss
 import torch
+from threadpoolctl import threadpool_limits
 
 __all__ = ["torch_threads", "pin_process_threads", "unpin_process_threads"]
 
 _PINNED: list[int] = []  # the pinned count while a server runs in this process
+_BLAS_LIMITS: list = []  # numpy's BLAS pool limits set by `pin_process_threads`
 
 
 def pin_process_threads(n: int) -> None:
-    """Set torch and faiss to `n` threads for the whole process, once."""
+    """Set torch, faiss and numpy's BLAS to `n` threads for the whole process, once."""
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
+    _BLAS_LIMITS.append(threadpool_limits(n, user_api="blas"))
     _PINNED.append(n)
 
 
 def unpin_process_threads() -> None:
     if _PINNED:
         _PINNED.pop()
+    if _BLAS_LIMITS:
+        _BLAS_LIMITS.pop().restore_original_limits()
 
 
 @contextmanager

@@ -93,11 +93,14 @@ class WideScorer:
             self.weights = np.ascontiguousarray(weights)
             self.bias = ridge.y_mean - mean[played] @ weights
         else:
+            # kernel @ alpha = (shared plays) @ alpha - (sum of the played means - mean @ mean)
+            # * alpha_sum - xm @ alpha: only the training rows that share a played item
+            # are gathered per request; the rest is computed here once.
             self.x_cols = x.tocsc()
-            self.xm = xm
             self.mm = float(mean @ mean)
-            self.alpha = alpha
-            self.y_mean = np.asarray(ridge.y_mean, np.float64)
+            self.alpha = np.ascontiguousarray(alpha)
+            self.alpha_sum = alpha_sum
+            self.offset = np.asarray(ridge.y_mean, np.float64) - xm @ alpha
         self.width = len(self.log_listeners)
         # Popularity is the same for every listener: its blend term is computed once.
         weight = self.blend.weights.get("popularity", 0.0)
@@ -124,9 +127,13 @@ class WideScorer:
             vals = np.concatenate(
                 [x.data[x.indptr[c] : x.indptr[c + 1]] for c in cols] or [np.zeros(0)]
             )
-            kernel = np.bincount(hits, weights=vals, minlength=x.shape[0])
-            kernel = kernel - self.x_mean[cols].sum() - self.xm + self.mm
-            scores = self.y_mean + kernel @ self.alpha
+            rows, at = np.unique(hits, return_inverse=True)
+            shared = np.bincount(at, weights=vals, minlength=len(rows))
+            scores = (
+                self.offset
+                + shared @ self.alpha[rows]
+                - (self.x_mean[cols].sum() - self.mm) * self.alpha_sum
+            )
         if self.columns is None:
             return scores
         assert self.column_means is not None  # set whenever columns is
