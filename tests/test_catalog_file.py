@@ -201,3 +201,27 @@ def test_catalogue_columns_hold_every_items_metadata(store):
     ]
     assert boosts.boost.tolist() == expected
     assert np.flatnonzero(boosts.pin >= 0).tolist() == [3]
+
+
+def test_a_catalogue_from_frames_without_optional_columns():
+    """An items frame with only the contract's required columns (no publication dates,
+    genres or languages): missing metadata is None and episodes order by listeners,
+    then id."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["s1", "e1", "e2", "e3", "b1"],
+            "kind": ["show", "episode", "episode", "episode", "audiobook"],
+            "show_id": [None, "s1", "s1", "s1", None],
+        }
+    )
+    catalog = Catalog.from_frames(items, {"e2": 5, "e3": 5, "e1": 1})
+    assert catalog.episodes == {"s1": ["e2", "e3", "e1"]}
+    assert catalog.metadata["b1"] == {
+        "kind": "audiobook",
+        "title": None,
+        "language": None,
+        "genre": None,
+        "explicit": False,
+        "show_id": None,
+        "published_at": None,
+    }

@@ -35,6 +35,13 @@ def _column_values(items: pd.DataFrame, col: str) -> list:
     return values.tolist()
 
 
+def _published(items: pd.DataFrame) -> np.ndarray:
+    """Each item's publication time; the oldest date where it has none."""
+    if "published_at" not in items:
+        return np.full(len(items), OLDEST.to_datetime64())
+    return pd.to_datetime(items["published_at"]).fillna(OLDEST).to_numpy()
+
+
 def _episodes_by_show(items: pd.DataFrame, ids: list[str], listeners: dict[str, int]) -> dict:
     """show_id -> its episode ids: newest first; among equally dated episodes the most
     listened; then by id."""
@@ -49,7 +56,7 @@ def _episodes_by_show(items: pd.DataFrame, ids: list[str], listeners: dict[str, 
         {
             "show": shows[keep].astype(str).to_numpy(),
             "item_id": np.asarray(ids, dtype=object)[keep],
-            "published": pd.to_datetime(items.loc[keep, "published_at"]).fillna(OLDEST).to_numpy(),
+            "published": _published(items)[keep],
         }
     )
     episodes["listeners"] = episodes["item_id"].map(listeners).fillna(0).to_numpy()
