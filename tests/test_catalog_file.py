@@ -124,6 +124,13 @@ def test_popularity_fallbacks_are_saved_and_refitted_when_the_tables_change(stor
     saved, source = load_popularity(store, directory, targets, data)
     assert source == "file" and len(fits) == 1
     assert _rankings(saved) == _rankings(fitted)
+    # Fallbacks saved with other settings are fitted again, not served.
+    manifest_path = directory / "popularity-podcast" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["fitted_from"]["min_users"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    assert load_popularity(store, directory, targets, data)[1] == "fitted" and len(fits) == 2
+    assert load_popularity(store, directory, targets, data)[1] == "file"
     # A listener moves to another country: the segments change, so they are fitted again.
     user = store.users()["user_id"].iloc[0]
     (tmp_path / "more").mkdir()
@@ -134,7 +141,7 @@ def test_popularity_fallbacks_are_saved_and_refitted_when_the_tables_change(stor
     )
     ingest_dataset(store, tmp_path / "more")
     refitted, source = load_popularity(store, directory, targets, data)
-    assert source == "fitted" and len(fits) == 2
+    assert source == "fitted" and len(fits) == 3
     assert _rankings(refitted) == _rankings(
         {t: type(m)(t).fit(load_popularity_data(store)) for t, m in refitted.items()}
     )

@@ -158,6 +158,8 @@ def load_popularity(
     at a million listeners take a minute to read and fit) and saved for the next start.
     Returns (models, "file" or "fitted")."""
     key = popularity_key(store, fingerprint or catalog_fingerprint(store))
+    if key is not None:  # a saved model fitted with other settings is not this one
+        key["min_users"] = SegmentPopularityRecommender().min_users
     saved: dict[str, SegmentPopularityRecommender] = {}
     for target in targets if key is not None else []:
         path = directory / f"popularity-{target}"
