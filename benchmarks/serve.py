@@ -163,7 +163,8 @@ def wait_idle(proc: subprocess.Popen, deadline: float, busy_percent: float = 15.
     while time.monotonic() < deadline:
         tree = [server, *server.children(recursive=True)]
         for p in tree:
-            p.cpu_percent(None)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.cpu_percent(None)
         time.sleep(1.0)
         busy = 0.0
         for p in tree:
