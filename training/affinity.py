@@ -41,7 +41,7 @@ from training.affinity_net import AffinityNet, UserFeatures
 from training.base import new_item_ids
 from training.blend import validation_sample
 from training.cross_domain import fit_wide
-from training.data import TARGET_KINDS, InteractionData, UserProfile
+from training.data import TARGET_KINDS, InteractionData, UserProfile, id_set
 from training.metrics import per_user_metric, top_columns
 from training.ranking import popularity
 from training.sampling import sample_listeners
@@ -229,8 +229,7 @@ class AffinityModel(ServedModel):
         """Profiles and feature tensors of users with both music and target history (at
         most `max_listeners` of them, a seeded sample); sets the vocabularies and
         standardisation the features use, and the listener counts of the metrics."""
-        music_users = set(music["user_id"])
-        eligible = sorted(set(inter["user_id"]) & music_users)
+        eligible = sorted(id_set(inter["user_id"]) & id_set(music["user_id"]))
         chosen, available = sample_listeners(eligible, self.config.max_listeners, self.config.seed)
         self.metrics = {"target_listeners": available, "sampled_listeners": len(chosen)}
         profiles = profiles_for(data, chosen)

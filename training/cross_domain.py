@@ -28,7 +28,7 @@ from scipy import sparse
 
 from training.base import Recommender
 from training.blend import BLEND_SCORES, ScoreBlend, choose_blend
-from training.data import InteractionData, Ranking, UserProfile
+from training.data import InteractionData, Ranking, UserProfile, id_set
 from training.history import HistoryEncoder, target_matrix
 from training.metrics import mean_ndcg
 from training.ranking import popularity, top_k
@@ -79,7 +79,7 @@ def training_pairs(
         u: dict(zip(g["item_id"].astype(str), g["weight"].astype(float)))
         for u, g in music.groupby("user_id")
     }
-    users = sorted(set(inter["user_id"]) & set(histories))
+    users = sorted(id_set(inter["user_id"]) & set(histories))
     return users, [histories[u] for u in users], inter[inter["user_id"].isin(set(users))]
 
 

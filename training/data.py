@@ -21,6 +21,7 @@ __all__ = [
     "episodes_to_shows",
     "episode_shows",
     "user_profile",
+    "id_set",
 ]
 
 MUSIC_KINDS = ("artist", "track")
@@ -43,23 +44,50 @@ class InteractionData:
     )
     # item_id -> normalised content vector, for items that have text (may be empty).
     content: dict[str, np.ndarray] = field(default_factory=dict)
+    # Views derived from the frames (`_derived`), keyed by the frames' identities.
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _cache_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)  # the derived views are not shipped to other processes
+        state.update(_cache={}, _cache_key=None)
+        return state
 
     def kind_of(self) -> pd.Series:
         return self.items.set_index("item_id")["kind"]
 
     def target_interactions(self, target: str) -> pd.DataFrame:
-        """Interactions mapped onto the target's catalog (episode plays -> their show)."""
+        """Interactions mapped onto the target's catalog (episode plays -> their show),
+        summed per (user_id, item_id), sorted by both."""
         kinds = TARGET_KINDS[target]
-        inter = self.interactions.merge(self.items[["item_id", "kind", "show_id"]], on="item_id")
-        if target == "podcast":
-            inter = episodes_to_shows(inter)
-        inter = inter[inter["kind"].isin(kinds) & inter["item_id"].notna()]
-        return inter.groupby(["user_id", "item_id"], as_index=False)["weight"].sum()
+        return self._derived(f"target:{target}", kinds, episodes_to_show=target == "podcast")
 
     def music_interactions(self) -> pd.DataFrame:
-        inter = self.interactions.merge(self.items[["item_id", "kind"]], on="item_id")
-        inter = inter[inter["kind"].isin(MUSIC_KINDS)]
-        return inter.groupby(["user_id", "item_id"], as_index=False)["weight"].sum()
+        """Music plays summed per (user_id, item_id), sorted by both."""
+        return self._derived("music", MUSIC_KINDS)
+
+    def _derived(
+        self, name: str, kinds: tuple[str, ...], episodes_to_show: bool = False
+    ) -> pd.DataFrame:
+        """`_sum_per_user_item` of the frames, once per pair of frames (computed again
+        when `interactions` or `items` is replaced by another frame); the interactions'
+        item rows and user codes are shared by every view. Callers get a shallow copy:
+        under pandas' copy-on-write their edits never reach the cached frame."""
+        key = (id(self.interactions), id(self.items))
+        if self._cache_key != key:
+            # the frames are held, so their ids cannot be reused while cached
+            self._cache, self._cache_key = {"frames": (self.interactions, self.items)}, key
+        cache = self._cache
+        if name not in cache:
+            inter = self.interactions
+            if "item_row" not in cache:
+                cache["item_row"] = _item_rows(self.items, inter["item_id"])
+                codes, users = pd.factorize(inter["user_id"], sort=True)
+                cache["user_codes"] = (codes.astype(np.int64), users)
+            cache[name] = _sum_per_user_item(
+                inter, self.items, cache["item_row"], cache["user_codes"], kinds, episodes_to_show
+            )
+        return cache[name].copy(deep=False)
 
     def catalog(self, target: str) -> pd.DataFrame:
         return self.items[self.items["kind"].isin(TARGET_KINDS[target])].reset_index(drop=True)
@@ -86,6 +114,69 @@ class Ranking:
     scores: np.ndarray
     fallback: bool = False
     unknown_items: list[str] = field(default_factory=list)
+
+
+def id_set(ids: pd.Series) -> set[str]:
+    """The distinct ids of a column as a set: the column's own unique (columnar) first,
+    so only distinct values become Python strings (not one per row)."""
+    return set(ids.dropna().unique().tolist())
+
+
+def _item_rows(items: pd.DataFrame, item_ids: pd.Series) -> np.ndarray:
+    """Each id's row in `items` (-1: not an item), by one hash lookup per interaction."""
+    index = pd.Index(items["item_id"])
+    if not index.is_unique:
+        raise ValueError("items: item_id must be unique (found repeated ids)")
+    return index.get_indexer(item_ids)
+
+
+def _counted_items(
+    items: pd.DataFrame, kinds: tuple[str, ...], episodes_to_show: bool
+) -> tuple[np.ndarray, pd.Index]:
+    """(code of the id each item's plays count under, -1 when they count for none of
+    `kinds`; those ids, sorted: code i is id i). With `episodes_to_show` an episode's
+    plays count under its show_id, as a show."""
+    kind = items["kind"]
+    counted = items["item_id"]
+    if episodes_to_show:
+        episode = (kind == "episode").to_numpy(dtype=bool, na_value=False)
+        counted = counted.where(~episode, items["show_id"])
+        kind = kind.where(~episode, "show")
+    codes, ids = pd.factorize(counted, sort=True)
+    codes = codes.astype(np.int64)
+    codes[~kind.isin(kinds).to_numpy(dtype=bool, na_value=False)] = -1
+    return codes, ids
+
+
+def _sum_per_user_item(
+    inter: pd.DataFrame,
+    items: pd.DataFrame,
+    item_row: np.ndarray,
+    user_codes: tuple[np.ndarray, pd.Index],
+    kinds: tuple[str, ...],
+    episodes_to_show: bool = False,
+) -> pd.DataFrame:
+    """The interactions whose item is of one of `kinds` (with `episodes_to_show`: an
+    episode play counts as a play of its show), weights summed per (user_id, item_id)
+    and sorted by both. The same frame as merging `items` in and grouping by the two
+    string ids (`tests/test_training_data.py` compares them), computed over integer
+    codes: one gather per interaction and one groupby over an int64 key."""
+    item_codes, item_ids = _counted_items(items, kinds, episodes_to_show)
+    user_code, user_ids = user_codes
+    code = np.where(item_row >= 0, item_codes[item_row], -1)
+    keep = (code >= 0) & (user_code >= 0)
+    width = max(len(item_ids), 1)
+    key = user_code[keep] * width + code[keep]
+    weight = pd.Series(inter["weight"].to_numpy(dtype=np.float64)[keep])
+    sums = weight.groupby(key, sort=True).sum()
+    keys = sums.index.to_numpy()
+    return pd.DataFrame(
+        {
+            "user_id": user_ids.take(keys // width).array,
+            "item_id": item_ids.take(keys % width).array,
+            "weight": sums.to_numpy(),
+        }
+    )
 
 
 def episodes_to_shows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData, UserProfile, user_profile
+from training.data import (
+    MUSIC_KINDS,
+    SPOKEN_KINDS,
+    InteractionData,
+    UserProfile,
+    id_set,
+    user_profile,
+)
 from training.history import user_histories
 
 __all__ = [
@@ -96,8 +103,9 @@ def cold_user_split(
             f"unknown cold history {cold_history!r}; expected one of {', '.join(COLD_HISTORIES)}"
         )
     target_inter = data.target_interactions(target)
-    music_users = set(data.music_interactions()["user_id"])
-    eligible = sorted(set(target_inter["user_id"]) & music_users)
+    eligible = sorted(
+        id_set(target_inter["user_id"]) & id_set(data.music_interactions()["user_id"])
+    )
     cold = _chosen_cold_users(eligible, cold_users, cold_fraction, seed, target)
 
     kinds = data.kind_of()

@@ -88,7 +88,7 @@ def epochs_for(words: int, cfg: TasteConfig) -> int:
 
 def music_fingerprint(data: InteractionData) -> str:
     """A hash of the music side of `data` (what a taste model is trained on)."""
-    music = data.music_interactions().sort_values(["user_id", "item_id"])
+    music = data.music_interactions()  # sorted by user_id, item_id
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(music, index=False).values.tobytes())
     if len(data.playlists):
@@ -130,14 +130,23 @@ def _sentences(
     if counts is not None:
         counts.update(listeners=listeners, sampled_listeners=used)
     music = music.sort_values(["user_id", "item_id"])
-    for _, group in music.groupby("user_id", sort=True):
-        repeats = np.minimum(
-            cfg.max_repeats, 1 + np.floor(np.log2(1 + group["weight"].clip(lower=0).to_numpy()))
-        )
-        words = np.repeat(group["item_id"].astype(str).to_numpy(), repeats.astype(int))
+    # One listener's history at a time (in user order, the items in id order), the
+    # repeats computed for every row at once.
+    repeats = np.minimum(
+        cfg.max_repeats, 1 + np.floor(np.log2(1 + music["weight"].clip(lower=0).to_numpy()))
+    ).astype(int)
+    items = music["item_id"].astype(str).to_numpy()
+    user_codes, _ = pd.factorize(music["user_id"])
+    keep = user_codes >= 0  # a listener without an id has no history (groupby drops it)
+    items, repeats, user_codes = items[keep], repeats[keep], user_codes[keep]
+    bounds = np.flatnonzero(np.diff(user_codes)) + 1
+    for start, stop in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(items)].tolist()):
+        if start == stop:
+            continue
+        words = np.repeat(items[start:stop], repeats[start:stop])
         rng.shuffle(words)
-        for start in range(0, len(words), cfg.max_sentence):
-            chunk = words[start : start + cfg.max_sentence].tolist()
+        for at in range(0, len(words), cfg.max_sentence):
+            chunk = words[at : at + cfg.max_sentence].tolist()
             if len(chunk) > 1:
                 sentences.append(chunk)
     return sentences
@@ -163,7 +172,10 @@ class TasteModel:
         return self.config.dim
 
     @classmethod
-    def fit(cls, data: InteractionData, config: TasteConfig | None = None) -> TasteModel:
+    def fit(
+        cls, data: InteractionData, config: TasteConfig | None = None, fingerprint: str = ""
+    ) -> TasteModel:
+        """`fingerprint`: `music_fingerprint(data)` when the caller has it already."""
         cfg = config or TasteConfig()
         counts: dict = {}
         sentences = _sentences(data, cfg, counts)
@@ -204,7 +216,7 @@ class TasteModel:
             "trained_words": int(trained_words),  # over all epochs, after downsampling
             "music_listeners": counts["listeners"],
             "sampled_listeners": counts["sampled_listeners"],  # histories trained on
-            "data_hash": music_fingerprint(data),
+            "data_hash": fingerprint or music_fingerprint(data),
             "settings": asdict(cfg),
             "gensim": __import__("gensim").__version__,
         }
@@ -272,7 +284,7 @@ def fit_taste(data: InteractionData, config: TasteConfig | None = None) -> Taste
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    model = TasteModel.fit(data, cfg)
+    model = TasteModel.fit(data, cfg, fingerprint=key[0])
     _CACHE[key] = model
     while len(_CACHE) > 4:
         _CACHE.popitem(last=False)

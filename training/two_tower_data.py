@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.data import InteractionData
+from training.data import InteractionData, id_set
 from training.history import EventsByUser, user_histories
 from training.item_graph import spoken_events
 from training.sampling import sample_listeners
@@ -72,7 +72,7 @@ def split_listeners(
     events = spoken_events(data)
     target_ev = events[events["kind"] == item_kind]
     music = data.music_interactions()
-    eligible = sorted(set(target_ev["user_id"]) & set(music["user_id"]))
+    eligible = sorted(id_set(target_ev["user_id"]) & id_set(music["user_id"]))
     if len(eligible) < 4:
         raise ValueError(
             f"need at least 4 users with both music and {target} history to train (found {len(eligible)})"
