@@ -24,7 +24,7 @@ from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from coldstart.data.importers import douban
 from coldstart.data.ingest import ingest_dataset
-from coldstart.recommend.fast import ServedScorer, WideScorer, fast_scorer
+from coldstart.recommend.fast import ServedScorer, WideScorer, fast_scorer, popularity_lists
 from coldstart.recommend.loading import load_serving_models
 from coldstart.recommend.pipeline import OnboardingPipeline
 from training.affinity import AffinityConfig, AffinityModel
@@ -261,3 +261,25 @@ def test_a_model_kind_without_a_fast_scorer_is_served_by_its_own_recommend(demo)
     other = dataclasses.make_dataclass("Other", [("kind", str), ("net", object)])("other", object())
     assert fast_scorer(other) is None
     assert fast_scorer(model) is not None
+
+
+def test_popularity_lists_answer_as_the_model_for_every_segment(demo):
+    """Lists kept per (segment, k) give the model's own rankings, unknown items per
+    listener, and a listener who excludes items is ranked by the model itself."""
+    models, _, users = demo
+    for target, model in models.popularity.items():
+        lists = popularity_lists(model)
+        assert lists is not None, target
+        for round_ in range(2):  # the second round answers from the kept lists
+            for n, user in enumerate(users):
+                k = 5 if n % 2 else 10
+                exclude = list(model._ids[:3]) if n % 5 == 0 else []
+                mine, theirs = lists.recommend(user, k, exclude), model.recommend(user, k, exclude)
+                tag = f"{target} round {round_} user {n}"
+                assert mine.item_ids == theirs.item_ids, tag
+                np.testing.assert_array_equal(mine.scores, theirs.scores, err_msg=tag)
+                assert (mine.fallback, mine.unknown_items) == (
+                    theirs.fallback,
+                    theirs.unknown_items,
+                ), tag
+        assert lists.lists, target  # some lists were kept

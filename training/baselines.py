@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import sparse
 
 from training.base import Recommender, new_item_ids, read_state, write_state
-from training.data import InteractionData, Ranking, UserProfile
+from training.data import InteractionData, Ranking, UserProfile, id_set
 from training.ranking import music_catalog, popularity, top_k
 from training.taste import TasteConfig, TasteModel, fit_taste
 
@@ -97,15 +97,20 @@ class SegmentPopularityRecommender(Recommender):
                 self._tables[(columns, tuple(str(v) for v in key))] = scores
         return self
 
-    def _segment_scores(self, user: UserProfile) -> np.ndarray | None:
+    def segment_of(self, user: UserProfile) -> tuple | None:
+        """The key of the segment table that ranks `user` (None: global popularity)."""
         for columns in self.SEGMENTS:
             values = tuple(getattr(user, c) for c in columns)
             if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
                 continue
-            scores = self._tables.get((columns, tuple(str(v) for v in values)))
-            if scores is not None:
-                return scores
+            key = (columns, tuple(str(v) for v in values))
+            if key in self._tables:
+                return key
         return None
+
+    def _segment_scores(self, user: UserProfile) -> np.ndarray | None:
+        key = self.segment_of(user)
+        return None if key is None else self._tables[key]
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
         unknown = [i for i in user.music if i not in self._music]
@@ -185,7 +190,7 @@ class MusicKNNRecommender(Recommender):
         inter = data.target_interactions(self.target)
         music = data.music_interactions()
         histories = {u: dict(zip(g["item_id"], g["weight"])) for u, g in music.groupby("user_id")}
-        users = sorted(set(inter["user_id"]) & set(histories))
+        users = sorted(id_set(inter["user_id"]) & set(histories))
         vectors, known = self.taste.user_matrix([histories[u] for u in users])
         users = [u for u, ok in zip(users, known) if ok]
         self._user_vectors = vectors[known]

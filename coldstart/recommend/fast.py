@@ -33,11 +33,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from coldstart.recommend.fused_blend import KeyMoments, WideMoments, blended, coefficients
 from training.blend import ScoreBlend
 from training.data import Ranking, UserProfile
 from training.ranking import top_k
 
-__all__ = ["PRIMAL_MAX_CELLS", "WideScorer", "ServedScorer", "fast_scorer"]
+__all__ = [
+    "PRIMAL_MAX_CELLS",
+    "WideScorer",
+    "ServedScorer",
+    "PopularityLists",
+    "fast_scorer",
+    "popularity_lists",
+]
 
 # Largest primal weight matrix (music items played in training x modelled target items)
 # held as float64: 2**25 cells = 256 MiB. The demo world and the Douban data are far
@@ -104,9 +112,9 @@ class WideScorer:
         self.width = len(self.log_listeners)
         # Popularity is the same for every listener: its blend term is computed once.
         weight = self.blend.weights.get("popularity", 0.0)
-        self.constant = (
-            {} if weight == 0.0 else {"popularity": weight * _standardise_row(self.log_listeners)}
-        )
+        pop_std = _standardise_row(self.log_listeners)
+        self.constant = {} if weight == 0.0 else {"popularity": weight * pop_std}
+        self.moments = WideMoments(self.log_listeners, self.columns, self.column_means, pop_std)
 
     def columns_of(self, music: dict[str, float]) -> np.ndarray:
         """Vocabulary columns of the music items of a history (binary: each once)."""
@@ -115,6 +123,17 @@ class WideScorer:
         return np.fromiter(cols, np.int64, len(cols))
 
     def ridge(self, cols: np.ndarray) -> np.ndarray:
+        """The ridge scores of every target column (the unmodelled ones: their means)."""
+        scores = self.modelled(cols)
+        if self.columns is None:
+            return scores
+        assert self.column_means is not None  # set whenever columns is
+        full = self.column_means.copy()
+        full[self.columns] = scores
+        return full
+
+    def modelled(self, cols: np.ndarray) -> np.ndarray:
+        """The ridge scores of the modelled columns (every column in an uncapped fit)."""
         if self.primal:
             rows = self.row_of[cols]
             rows = rows[rows >= 0]
@@ -134,12 +153,7 @@ class WideScorer:
                 + shared @ self.alpha[rows]
                 - (self.x_mean[cols].sum() - self.mm) * self.alpha_sum
             )
-        if self.columns is None:
-            return scores
-        assert self.column_means is not None  # set whenever columns is
-        full = self.column_means.copy()
-        full[self.columns] = scores
-        return full
+        return scores
 
     def scores(self, music: dict[str, float]) -> np.ndarray:
         """The wide part's blended scores of one history (`WidePart.scores` of one row)."""
@@ -148,6 +162,25 @@ class WideScorer:
 
     def knows(self, music: dict[str, float]) -> bool:
         return any(i in self.vocabulary for i in music)
+
+
+# The last taste vector computed: the served models of both lists read the same
+# listener's vector from the same taste model, so each request computes it once.
+_LAST_TASTE: tuple = (None, (), (None, []))
+
+
+def _taste_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
+    """`taste.user_vector(music)`, reused when the previous call had the same taste
+    model and the same history (compared by value: a dict edited in place is not
+    mistaken for the one seen before)."""
+    global _LAST_TASTE
+    last_taste, last_history, result = _LAST_TASTE  # one read: safe across threads
+    history = tuple(music.items())
+    if last_taste is not taste or last_history != history:
+        result = taste.user_vector(music)
+        _LAST_TASTE = (taste, history, result)
+    vec, unknown = result
+    return vec, list(unknown)
 
 
 def _linear(module) -> tuple[np.ndarray, np.ndarray | None]:
@@ -192,12 +225,20 @@ class _AffinityNetwork:
             self.language = net.language.weight.detach().numpy().astype(np.float32)
         self.layers = _mlp(net.user)
         self.skip = None if net.skip is None else _linear(net.skip)[0]
-        self.item_vecs_t = np.ascontiguousarray(model._item_vecs.T)
-        self.item_bias = model._item_bias
+        self.keys_t = np.ascontiguousarray(model._item_vecs.T)
+        self.bias = model._item_bias
 
     def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
+        query, unknown = self.query(user)
+        return (None if query is None else self.product(query)), unknown
+
+    def product(self, query: np.ndarray) -> np.ndarray:
+        return (query @ self.keys_t + self.bias)[0]
+
+    def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
+        """The listener's side of the scores `query @ keys_t + bias` (1 x d)."""
         model = self.model
-        vec, unknown = model.taste.user_vector(user.music)
+        vec, unknown = _taste_vector(model.taste, user.music)
         if vec is None:
             return None, unknown
         parts = [((vec - model.taste_mean) / model.taste_std).astype(np.float32)]
@@ -214,7 +255,7 @@ class _AffinityNetwork:
         u = _run_mlp(self.layers, x)
         if self.skip is not None:
             u = u + x @ self.skip
-        return (u @ self.item_vecs_t + self.item_bias)[0], unknown
+        return u, unknown
 
 
 class _TwoTowerNetwork:
@@ -236,6 +277,7 @@ class _TwoTowerNetwork:
                 probe, torch.from_numpy(model.item_vectors), model._items_in["popularity"]
             )
         self.keys_t = np.ascontiguousarray(keys.numpy().astype(np.float32).T)
+        self.bias = None
         self.popularity = model.config.item_popularity
         self.temperature = np.float32(model.config.temperature)
         self.weight = (
@@ -243,8 +285,16 @@ class _TwoTowerNetwork:
         )
 
     def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
+        query, unknown = self.query(user)
+        return (None if query is None else self.product(query)), unknown
+
+    def product(self, query: np.ndarray) -> np.ndarray:
+        return (query @ self.keys_t)[0]
+
+    def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
+        """The listener's side of the scores `query @ keys_t` (1 x d)."""
         model = self.model
-        vec, unknown = model.taste.user_vector(user.music)
+        vec, unknown = _taste_vector(model.taste, user.music)
         usable = vec is not None
         taste = vec if vec is not None else np.zeros(model.taste.dim, np.float32)
         gnn = np.zeros(self.gnn_dim, np.float32)
@@ -276,7 +326,7 @@ class _TwoTowerNetwork:
         if self.popularity:
             assert self.weight is not None  # read with the popularity column
             query = np.concatenate([query, self.weight[None, :]], axis=1)
-        return (query @ self.keys_t)[0], unknown
+        return query, unknown
 
     def _bag(self, music: dict[str, float]) -> np.ndarray:
         vocab = self.model.music_vocab
@@ -306,29 +356,95 @@ class ServedScorer:
         self.blend_knows_wide = model.kind == "two_tower"  # `_blend_usable`
         self.ids = model._ids
         self.pop_scores = model.pop_scores
+        self.keys = (
+            None if self.wide is None else KeyMoments(self.network.keys_t, self.network.bias)
+        )
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
         model = self.model
         if self.wide is None:  # the network alone: its own path
             return model.recommend(user, k, exclude)
-        network, unknown = self.network.scores(user)
-        usable = network is not None or (self.blend_knows_wide and self.wide.knows(user.music))
+        query, unknown = self.network.query(user)
+        usable = query is not None or (self.blend_knows_wide and self.wide.knows(user.music))
         if not usable:
             return top_k(
                 self.ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
             )
         width = len(self.ids)
-        if network is None:  # the blend still multiplies the network's (meaningless) row
-            network = self._unusable_network(user)
+        scores = None
+        if query is not None and len(self.wide.log_listeners) == width:
+            scores = self._fused(query, user.music)
+        if scores is None:
+            scores = self._reference_blend(user, query, width)
+        return top_k(self.ids, scores, k, exclude, unknown_items=unknown)
+
+    def _fused(self, query: np.ndarray, music: dict[str, float]) -> np.ndarray | None:
+        """The blend in one pass (`fused_blend`), or None where it must not be used."""
+        wide = self.wide
+        assert wide is not None and self.keys is not None  # a blended model
+        ridge = wide.modelled(wide.columns_of(music))
+        moments = wide.moments
+        coef = coefficients(
+            self.model.blend.weights,
+            wide.blend.weights,
+            self.keys.of(query),
+            moments.of(ridge),
+            (moments.pop_sum / moments.items, moments.pop_square / moments.items),
+        )
+        if coef is None:
+            return None
+        return blended(coef, self.network.product(query), ridge, moments)
+
+    def _reference_blend(self, user: UserProfile, query, width: int) -> np.ndarray:
+        """Each source standardised over the catalogue, then blended (as the model)."""
+        model = self.model
+        assert self.wide is not None
+        # without a query the blend still multiplies the network's (meaningless) row
+        network = self._unusable_network(user) if query is None else self.network.product(query)
         wide = self.wide.scores(user.music)
         if len(wide) < width:  # items added since, unknown to the wide part
             wide = np.concatenate([wide, np.zeros(width - len(wide))])
-        scores = _apply_blend(model.blend, {"wide": wide, "network": network})
-        return top_k(self.ids, scores, k, exclude, unknown_items=unknown)
+        return _apply_blend(model.blend, {"wide": wide, "network": network})
 
     def _unusable_network(self, user: UserProfile) -> np.ndarray:
         scores, _, _ = self.model.network_scores([user])
         return scores[0]
+
+
+class PopularityLists:
+    """A popularity model's lists for listeners who exclude nothing (every new
+    listener), computed once per (segment, k): the ranking depends on nothing else.
+    A listener who excludes items is ranked by the model itself."""
+
+    MAX_LISTS = 4096  # (segment, k) pairs kept; past it, lists are computed per request
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.music = model._music
+        self.lists: dict[tuple, Ranking] = {}
+
+    def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
+        if exclude:
+            return self.model.recommend(user, k, exclude)
+        key = (self.model.segment_of(user), k)
+        ranking = self.lists.get(key)
+        if ranking is None:
+            ranking = self.model.recommend(user, k)
+            if len(self.lists) < self.MAX_LISTS:
+                self.lists[key] = ranking
+            return ranking
+        music = self.music
+        return Ranking(
+            list(ranking.item_ids),
+            ranking.scores,
+            ranking.fallback,
+            [i for i in user.music if i not in music],
+        )
+
+
+def popularity_lists(model) -> PopularityLists | None:
+    """`PopularityLists` for a segment popularity model, else None."""
+    return PopularityLists(model) if hasattr(model, "segment_of") else None
 
 
 def fast_scorer(model) -> ServedScorer | None:

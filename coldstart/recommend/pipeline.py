@@ -24,7 +24,7 @@ from coldstart.recommend.candidates import (
     RecommenderSource,
 )
 from coldstart.recommend.columns import CatalogColumns, RuleColumns
-from coldstart.recommend.fast import fast_scorer
+from coldstart.recommend.fast import fast_scorer, popularity_lists
 from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.ranked import RankedList, apply_rule_columns, merge_sources
@@ -113,9 +113,9 @@ class OnboardingPipeline:
                 EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target]))
             )
         if target in self.models.popularity:
-            sources.append(
-                RecommenderSource("popularity", self.models.popularity[target], keep_fallback=True)
-            )
+            model = self.models.popularity[target]
+            model = (self.fast and popularity_lists(model)) or model
+            sources.append(RecommenderSource("popularity", model, keep_fallback=True))
         return sources
 
     # --- one list -------------------------------------------------------------------
