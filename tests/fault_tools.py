@@ -20,16 +20,24 @@ __all__ = ["server_process", "kill9", "hammer", "onboarding_bodies"]
 
 
 @contextmanager
-def server_process(home: Path, token: str, extra_env: dict | None = None, timeout: float = 240.0):
-    """`coldstart --home HOME serve` on a free loopback port: yields (process, base URL)."""
+def server_process(
+    home: Path,
+    token: str,
+    extra_env: dict | None = None,
+    timeout: float = 240.0,
+    workers: int | None = None,
+):
+    """`coldstart --home HOME serve [--workers N]` on a free loopback port: yields
+    (process, base URL)."""
     port = free_port()
     exe = Path(sys.executable).with_name("coldstart")
     env = {**os.environ, "COLDSTART_API_TOKEN": token, **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
     )
+    command = [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
-        [str(exe), "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command + ([] if workers is None else ["--workers", str(workers)]),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

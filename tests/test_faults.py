@@ -84,6 +84,43 @@ def test_upload_survives_a_server_kill_and_is_scored_after_restart(home):
     assert stored.read_bytes() == audio  # the file the 201 promised is complete
 
 
+# --- worker processes forked from one load ------------------------------------------------------
+
+
+def _workers(proc) -> set[int]:
+    return {child.pid for child in psutil.Process(proc.pid).children()}
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_forked_workers_replace_a_killed_worker_and_stop_together(home):
+    """`serve --workers 2` loads once and forks: a SIGKILLed worker is forked again from
+    the loaded parent while the other answers; SIGTERM to the parent stops them all."""
+    body = onboarding_bodies(Store.from_settings(Settings(home=home)), n=1)[0]
+    with server_process(home, TOKEN, workers=2) as (proc, url):
+        _wait_for(lambda: len(_workers(proc)) == 2)
+        first = _workers(proc)
+        answer = httpx.post(f"{url}/v1/onboarding", json=body, timeout=30)
+        assert answer.status_code == 200
+        os.kill(min(first), 9)
+        for _ in range(20):  # the other worker answers meanwhile
+            again = httpx.post(f"{url}/v1/onboarding", json=body, timeout=30)
+            assert again.status_code == 200 and again.json() == answer.json()
+        _wait_for(lambda: len(_workers(proc)) == 2 and min(first) not in _workers(proc))
+        after = _workers(proc)
+        assert httpx.post(f"{url}/v1/onboarding", json=body, timeout=30).json() == answer.json()
+        proc.terminate()  # SIGTERM to the parent alone
+        proc.wait(timeout=30)
+    assert not [
+        pid for pid in after if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
+
+
 # --- model reload under load -----------------------------------------------------------------
 
 

@@ -69,8 +69,9 @@ def _install_offline_docs(app: FastAPI) -> None:
         )
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    """The API for `settings.home`. Loading happens when the server starts (lifespan)."""
+def create_app(settings: Settings, store: Store | None = None, preload: bool = False) -> FastAPI:
+    """The API for `settings.home`. Loading happens when the server starts (lifespan),
+    or here with `preload` (`coldstart.api.workers`: load once, then fork workers)."""
     if settings.api_token is not None and not settings.api_token.get_secret_value().strip():
         raise ValueError(
             "COLDSTART_API_TOKEN is set but empty: refusing to start (it would match an empty header)"
@@ -78,16 +79,20 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     store = store or Store.from_settings(settings)
     metrics = Metrics(store)
 
+    def load() -> None:
+        settings.uploads_path.mkdir(parents=True, exist_ok=True)
+        app.state.serving = ServingState(
+            settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc()
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Many small requests: no intra-op thread pools. Their idle threads spin-wait
         # (OpenMP) and steal the cores the next requests need. Set once per process:
         # model code's per-call thread settings are no-ops from here on.
         pin_process_threads(1)
-        settings.uploads_path.mkdir(parents=True, exist_ok=True)
-        app.state.serving = ServingState(
-            settings, store, on_reload=lambda r: metrics.reloads.labels(r).inc()
-        )
+        if not preload:  # preloaded: the state loaded before the fork serves
+            load()
         watcher = asyncio.create_task(app.state.serving.watch(), name="coldstart-version-check")
         try:
             yield
@@ -116,6 +121,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(OnboardingRoute, route=hot)  # inside the body limit and the metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.serve.max_json_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if preload:
+        load()
     return app
 
 

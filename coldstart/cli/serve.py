@@ -54,8 +54,12 @@ def serve(
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(settings, store_of(ctx)), **options)
-    else:
-        # Worker processes build their own app from the environment.
+    elif hasattr(os, "fork"):
+        # One load in this process, then `workers` forked workers share it.
+        from coldstart.api.workers import serve_preforked
+
+        serve_preforked(settings, store_of(ctx), workers, **options)
+    else:  # no fork (Windows): worker processes build their own app from the environment
         os.environ["COLDSTART_HOME"] = str(settings.home.resolve())
         uvicorn.run("coldstart.api.app:app_from_env", factory=True, workers=workers, **options)
 

@@ -120,6 +120,11 @@ class Store:
         settings.home.mkdir(parents=True, exist_ok=True)
         return cls(settings.db_url, columns_dir=settings.home / "columns")
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled connections (never use a
+        database connection across a fork); new ones open on first use."""
+        self.engine.dispose(close=False)
+
     def begin(self):
         """A transaction: everything inside commits together or not at all."""
         return self.engine.begin()
