@@ -85,8 +85,8 @@ def serve_preforked(settings: Settings, store: Store, workers: int, **options) -
                 break
             except InterruptedError:
                 continue
-            number = children.pop(pid, None)
-            if number is None or stopping:
+            number = children.pop(pid, -1)
+            if number < 0 or stopping:
                 continue
             log.warning(
                 "worker %d (pid %d) exited with status %d; starting it again",

@@ -113,9 +113,9 @@ class OnboardingPipeline:
                 EditorialSource(self.settings.rules.pins, self._accepts(LIST_KIND[target]))
             )
         if target in self.models.popularity:
-            model = self.models.popularity[target]
-            model = (self.fast and popularity_lists(model)) or model
-            sources.append(RecommenderSource("popularity", model, keep_fallback=True))
+            fitted = self.models.popularity[target]
+            lists = popularity_lists(fitted) if self.fast else None
+            sources.append(RecommenderSource("popularity", lists or fitted, keep_fallback=True))
         return sources
 
     # --- one list -------------------------------------------------------------------
