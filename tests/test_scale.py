@@ -204,3 +204,36 @@ def test_listener_profiles_add_plays_of_one_item_at_several_times(tmp_path):
     ingest_dataset(store, ds)
     profiles = {p.user_id: p.music for p in listener_profiles(store)}
     assert profiles == {"u1": {"t1": 5.0, "t2": 1.0}, "u3": {"t2": 7.0}}  # u2: no music
+
+
+def test_listener_demographics_and_picks_per_listener_on_awkward_rows(tmp_path):
+    """Profiles carry each listener's country, language and age (None where the users
+    table has none, or no row); picks count distinct shows per podcast listener, an
+    episode's plays counting for its show, and a listener whose episodes name no show
+    counting 0 shows."""
+    from coldstart.batch.uploads import picks_per_listener
+    from coldstart.data.ingest import ingest_dataset
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "items.csv").write_text(
+        "item_id,kind,show_id\nt1,track,\ns1,show,\ns2,show,\ns3,show,\n"
+        "e1,episode,s1\ne2,episode,s2\ne3,episode,s1\ne9,episode,\n"
+    )
+    (ds / "users.csv").write_text("user_id,country,language,age\nu1,SE,sv,31\nu2,US,,\n")
+    (ds / "interactions.csv").write_text(
+        "user_id,item_id,weight,timestamp\n"
+        "u1,t1,2,\nu2,t1,1,\nu3,t1,4,\n"  # u3: no users row
+        "u1,s1,1,\nu1,e1,1,\nu1,e3,1,\nu1,e2,1,\nu1,s3,2,\n"  # u1: s1, s2, s3
+        "u2,e1,1,\n"  # u2: s1
+        "u4,e9,1,\n"  # u4: an episode without a show
+    )
+    store = Store.from_settings(Settings(home=tmp_path / "home"))
+    ingest_dataset(store, ds)
+    profiles = {p.user_id: (p.country, p.language, p.age) for p in listener_profiles(store)}
+    assert profiles == {
+        "u1": ("SE", "sv", 31.0),
+        "u2": ("US", None, None),
+        "u3": (None, None, None),
+    }
+    assert picks_per_listener(store) == pytest.approx((3 + 1 + 0) / 3)

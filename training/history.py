@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-__all__ = ["EventsByUser", "HistoryEncoder", "target_matrix", "user_histories"]
+__all__ = ["EventsByUser", "HistoryEncoder", "sum_per_pair", "target_matrix", "user_histories"]
 
 
 @dataclass
@@ -97,18 +97,42 @@ def user_histories(pairs: pd.DataFrame) -> dict[str, dict[str, float]]:
     largest Python structure of training and scoring."""
     if pairs.empty:
         return {}
-    grouped = pairs.groupby(["user_id", "item_id"], as_index=False, sort=True)["weight"].sum()
-    user_codes, users = pd.factorize(grouped["user_id"])  # sorted: codes never decrease
-    item_codes, items = pd.factorize(grouped["item_id"])
-    names = [str(i) for i in items]
-    keys = [names[c] for c in item_codes]
-    weights = grouped["weight"].astype(float).tolist()
-    ends = [*(np.flatnonzero(np.diff(user_codes)) + 1).tolist(), len(grouped)]
+    user_codes, item_codes, weights = sum_per_pair(
+        pairs["user_id"], pairs["item_id"], pairs["weight"]
+    )
+    if not len(weights):
+        return {}
+    users = [str(u) for u in user_codes.categories]
+    names = [str(i) for i in item_codes.categories]
+    keys = [names[c] for c in item_codes.codes.tolist()]
+    weights = weights.tolist()
+    codes = user_codes.codes
+    ends = [*(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
     starts = [0, *ends[:-1]]
     return {
-        str(user): dict(zip(keys[lo:hi], weights[lo:hi]))
-        for user, lo, hi in zip(users, starts, ends)
+        users[codes[lo]]: dict(zip(keys[lo:hi], weights[lo:hi])) for lo, hi in zip(starts, ends)
     }
+
+
+def sum_per_pair(
+    users: pd.Series, items: pd.Series, weights: pd.Series
+) -> tuple[pd.Categorical, pd.Categorical, np.ndarray]:
+    """Weights summed per (user, item), sorted by user then item, as (users, items,
+    sums): what grouping by the two string columns gives (pairs with a missing id
+    dropped, the same summation), computed over integer codes. The users and items are
+    categoricals whose categories are the distinct ids in sorted order."""
+    user_codes, user_ids = pd.factorize(users, sort=True)
+    item_codes, item_ids = pd.factorize(items, sort=True)
+    keep = (user_codes >= 0) & (item_codes >= 0)
+    width = max(len(item_ids), 1)
+    key = user_codes[keep].astype(np.int64) * width + item_codes[keep]
+    sums = pd.Series(weights.to_numpy(dtype=np.float64)[keep]).groupby(key, sort=True).sum()
+    keys = sums.index.to_numpy()
+    return (
+        pd.Categorical.from_codes(keys // width, categories=user_ids),
+        pd.Categorical.from_codes(keys % width, categories=item_ids),
+        sums.to_numpy(),
+    )
 
 
 @dataclass(frozen=True)

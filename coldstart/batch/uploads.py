@@ -39,7 +39,7 @@ from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 from coldstart.core.upload_status import UNFINISHED, UploadStatus
 from training.affinity import AffinityModel
-from training.data import MUSIC_KINDS, episodes_to_shows, user_profile
+from training.data import MUSIC_KINDS, UserProfile, episodes_to_shows
 from training.history import user_histories
 
 __all__ = [
@@ -242,7 +242,19 @@ def listener_profiles(store: Store):
     # million listeners the whole table as Python rows does not fit beside the model.
     histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
     users = store.users().drop_duplicates("user_id").set_index("user_id")
-    return [user_profile(u, music, {}, users) for u, music in histories.items()]
+    # What `user_profile` reads per listener, read for all of them in one reindex.
+    ids = list(histories)
+    known = users.reindex(ids)
+    columns = [
+        [None if pd.isna(v) else v for v in known[c].tolist()]
+        if c in known.columns
+        else [None] * len(ids)
+        for c in ("country", "language", "age")
+    ]
+    return [
+        UserProfile(u, histories[u], {}, country, language, age)
+        for u, country, language, age in zip(ids, *columns)
+    ]
 
 
 def picks_per_listener(store: Store) -> float:
@@ -250,11 +262,21 @@ def picks_per_listener(store: Store) -> float:
     their show): how many draws from the model's distribution one listener makes."""
     kinds = ["show", "episode"]
     items = store.frame(t.items, t.items.c.kind.in_(kinds), ["item_id", "kind", "show_id"])
-    inter = store.plays_of(kinds, ["user_id", "item_id"]).merge(items, on="item_id")
-    if inter.empty:
+    plays = store.plays_of(kinds, ["user_id", "item_id"])
+    # Over integer codes (no merge, no string groupby): each play's item row, the show
+    # it counts for (an episode's show_id), distinct (listener, show) pairs per listener.
+    rows = pd.Index(items["item_id"]).get_indexer(plays["item_id"])
+    user_codes, _ = pd.factorize(plays["user_id"])
+    played = (rows >= 0) & (user_codes >= 0)
+    if not played.any():
         return 1.0
-    inter["show"] = episodes_to_shows(inter)["item_id"]
-    return float(max(inter.groupby("user_id")["show"].nunique().mean(), 1.0))
+    shows = episodes_to_shows(items)["item_id"]
+    show_codes, show_ids = pd.factorize(shows)
+    users, show = user_codes[played], show_codes[rows[played]]
+    listeners = np.unique(users)
+    pairs = np.unique(users[show >= 0].astype(np.int64) * max(len(show_ids), 1) + show[show >= 0])
+    per_listener = len(pairs) / len(listeners)  # listeners whose shows are all unknown count 0
+    return float(max(per_listener, 1.0))
 
 
 def predict_audience(
