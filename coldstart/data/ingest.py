@@ -9,7 +9,8 @@ changes nothing and ingesting an updated one updates rows.
 How it scales (docs/scale.md): a file is read in slices of `ROWS_PER_SLICE` rows as
 Arrow string columns, each slice is validated column-wise and bulk-loaded into a
 temporary staging table (large `executemany` batches on SQLite, `COPY` on
-PostgreSQL), all inside the one transaction. Only when every slice of every table
+PostgreSQL), all inside the one transaction (an empty interactions table skips the
+staging: its rows are merged in Arrow and inserted in key order, `_direct_load`). Only when every slice of every table
 is valid are the staged rows merged into the store's tables, with one
 `INSERT ... SELECT ... ON CONFLICT` per table (interactions summed per
 (user, item, time) in SQL, so repeated plays add up across slices). Memory is one
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -355,16 +357,21 @@ def ingest_dataset(
 
 
 def _direct_load(conn, target: Table) -> bool:
-    """Load `target` without a staging table: on SQLite, into an empty table. Its rows
-    are merged in Arrow (`merge_interactions`) and inserted in key order, so neither a
-    staging table nor SQL's GROUP BY sort is written (PostgreSQL stages with COPY and
-    merges in the server, which is its bulk path)."""
-    return conn.dialect.name == "sqlite" and _is_empty(conn, target)
+    """Load `target` without a staging table when it is empty. Its rows are merged in
+    Arrow (`merge_interactions`) and inserted in key order, so neither a staging table
+    nor SQL's GROUP BY sort (nor, on PostgreSQL, the merge's conflict checks) is
+    written: `executemany` on SQLite, `COPY` straight into the table on PostgreSQL."""
+    return _is_empty(conn, target)
 
 
 def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
-    """Insert `rows` (in key order) into `target`, `ROWS_PER_SLICE` rows per
-    `executemany`; a key already stored (a concurrent writer) takes the new weight."""
+    """Insert `rows` (in key order, one row per key) into `target`, `ROWS_PER_SLICE`
+    rows per `executemany` on SQLite, where a key already stored (a concurrent writer)
+    takes the new weight; on PostgreSQL by `COPY`, where such a key fails the ingest
+    (nothing is written)."""
+    if conn.dialect.name == "postgresql":
+        _copy_sorted(conn, target, rows)
+        return
     cols = [c.name for c in target.columns]
     keys = ", ".join(c.name for c in target.primary_key.columns)
     sql = (
@@ -375,6 +382,31 @@ def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
         conn.exec_driver_sql(
             sql, list(zip(*[_python_values(c) for c in batch.columns], strict=True))
         )
+
+
+def _copy_sorted(conn, target: Table, rows: pa.Table) -> None:
+    """`COPY target FROM STDIN` of `rows`, written as CSV by Arrow a batch at a time
+    (no Python value per row); a null is an unquoted empty field (NULL)."""
+    cols = [c.name for c in target.columns]
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    driver = conn.connection.driver_connection
+    with (
+        driver.cursor() as cur,
+        cur.copy(f"COPY {target.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        for batch in rows.select(cols).to_batches(ROWS_PER_SLICE):
+            plain = pa.Table.from_batches([batch]).cast(
+                pa.schema(
+                    pa.field(
+                        f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+                    )
+                    for f in batch.schema
+                )
+            )
+            sink = pa.BufferOutputStream()
+            pa_csv.write_csv(plain, sink, options)
+            copy.write(sink.getvalue().to_pybytes())
 
 
 def _python_values(column: pa.Array) -> list:
