@@ -336,11 +336,12 @@ def predict_audience(
     )
     if method == "content" and show_id in model.item_ids:
         method = "content (calibrated to its show)"
+    listeners = _listener_columns(model, profiles)
     frame = pd.DataFrame(
         {
-            "user_id": [p.user_id for p in profiles],
-            "country": [p.country for p in profiles],
-            "language": [p.language for p in profiles],
+            "user_id": listeners["user_id"],
+            "country": listeners["country"],
+            "language": listeners["language"],
             "score": mine.astype(np.float64),
             "rank": pd.Series(rank, dtype="Int64").mask(rank == 0),
             "probability": probability.astype(np.float64),
@@ -513,6 +514,24 @@ def _catalog_summary(model, u, vecs, bias, catalog_size: int, depth: int, batch:
             best[lo : lo + batch] = np.sort(kept, axis=1)
     model._audience_catalog = (key, lse, best, u)  # keeps `u` alive, so its id stays unique
     return lse, best
+
+
+def _listener_columns(model, profiles) -> pd.DataFrame:
+    """The listeners' ids, countries and languages as columns, built once per (model,
+    profiles list) like their user vectors: each upload's table reuses them."""
+    key = (id(profiles), len(profiles))
+    cached = getattr(model, "_audience_listeners", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    columns = pd.DataFrame(
+        {
+            "user_id": [p.user_id for p in profiles],
+            "country": [p.country for p in profiles],
+            "language": [p.language for p in profiles],
+        }
+    )
+    model._audience_listeners = (key, columns, profiles)  # keeps `profiles` alive
+    return columns
 
 
 def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
