@@ -37,6 +37,10 @@ __all__ = ["serve_preforked"]
 log = logging.getLogger(__name__)
 
 RESPAWN_PAUSE_SECONDS = 1.0  # between forks of a worker that keeps dying
+# A worker that exits within this many seconds of its start, this many times in a row,
+# cannot start at all (a port taken, a broken lifespan): the server stops, with an error.
+QUICK_EXIT_SECONDS = 5.0
+QUICK_EXITS = 3
 
 
 def serve_preforked(settings: Settings, store: Store, workers: int, **options) -> None:
@@ -48,8 +52,9 @@ def serve_preforked(settings: Settings, store: Store, workers: int, **options) -
     app = create_app(settings, store, preload=True)
     config = uvicorn.Config(app, lifespan="on", **options)
     sock = config.bind_socket()
-    children: dict[int, int] = {}  # pid -> worker number
+    children: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
     stopping = False
+    quick_exits = 0
 
     def start(number: int) -> None:
         pid = os.fork()
@@ -65,7 +70,7 @@ def serve_preforked(settings: Settings, store: Store, workers: int, **options) -
                 code = 1
             finally:
                 os._exit(code)
-        children[pid] = number
+        children[pid] = (number, time.monotonic())
 
     def stop(signum, frame) -> None:
         nonlocal stopping
@@ -85,14 +90,19 @@ def serve_preforked(settings: Settings, store: Store, workers: int, **options) -
                 break
             except InterruptedError:
                 continue
-            number = children.pop(pid, -1)
+            number, started = children.pop(pid, (-1, 0.0))
             if number < 0 or stopping:
                 continue
+            code = os.waitstatus_to_exitcode(status)
+            quick_exits = quick_exits + 1 if time.monotonic() - started < QUICK_EXIT_SECONDS else 0
+            if quick_exits >= QUICK_EXITS:
+                stop(signal.SIGTERM, None)
+                raise RuntimeError(
+                    f"worker {number} exited with status {code} within {QUICK_EXIT_SECONDS:.0f} s "
+                    f"of its start {QUICK_EXITS} times in a row; stopping the server (see the log)"
+                )
             log.warning(
-                "worker %d (pid %d) exited with status %d; starting it again",
-                number,
-                pid,
-                os.waitstatus_to_exitcode(status),
+                "worker %d (pid %d) exited with status %d; starting it again", number, pid, code
             )
             time.sleep(RESPAWN_PAUSE_SECONDS)
             if not stopping:

@@ -58,7 +58,10 @@ def serve(
         # One load in this process, then `workers` forked workers share it.
         from coldstart.api.workers import serve_preforked
 
-        serve_preforked(settings, store_of(ctx), workers, **options)
+        try:
+            serve_preforked(settings, store_of(ctx), workers, **options)
+        except RuntimeError as exc:  # the workers cannot start
+            fail(str(exc))
     else:  # no fork (Windows): worker processes build their own app from the environment
         os.environ["COLDSTART_HOME"] = str(settings.home.resolve())
         uvicorn.run("coldstart.api.app:app_from_env", factory=True, workers=workers, **options)
