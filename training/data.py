@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from training.history import sum_per_code_pair
+
 __all__ = [
     "InteractionData",
     "UserProfile",
@@ -168,21 +170,18 @@ def _sum_per_user_item(
     episode play counts as a play of its show), weights summed per (user_id, item_id)
     and sorted by both. The same frame as merging `items` in and grouping by the two
     string ids (`tests/test_training_data.py` compares them), computed over integer
-    codes: one gather per interaction and one groupby over an int64 key."""
+    codes: one gather per interaction, then `sum_per_code_pair`."""
     item_codes, item_ids = _counted_items(items, kinds, episodes_to_show)
     user_code, user_ids = user_codes
     code = np.where(item_row >= 0, item_codes[item_row], -1)
-    keep = (code >= 0) & (user_code >= 0)
-    width = max(len(item_ids), 1)
-    key = user_code[keep].astype(np.int64) * width + code[keep]
-    weight = pd.Series(inter["weight"].to_numpy(dtype=np.float64)[keep])
-    sums = weight.groupby(key, sort=True).sum()
-    keys = sums.index.to_numpy()
+    user_of, item_of, sums = sum_per_code_pair(
+        user_code, code, len(item_ids), inter["weight"].to_numpy(dtype=np.float64)
+    )
     return pd.DataFrame(
         {
-            "user_id": user_ids.take(keys // width).array,
-            "item_id": item_ids.take(keys % width).array,
-            "weight": sums.to_numpy(),
+            "user_id": user_ids.take(user_of).array,
+            "item_id": item_ids.take(item_of).array,
+            "weight": sums,
         }
     )
 

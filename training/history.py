@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-__all__ = ["EventsByUser", "HistoryEncoder", "sum_per_pair", "target_matrix", "user_histories"]
+__all__ = [
+    "EventsByUser",
+    "HistoryEncoder",
+    "sum_per_code_pair",
+    "sum_per_pair",
+    "target_matrix",
+    "user_histories",
+]
 
 
 @dataclass
@@ -123,16 +130,29 @@ def sum_per_pair(
     categoricals whose categories are the distinct ids in sorted order."""
     user_codes, user_ids = pd.factorize(users, sort=True)
     item_codes, item_ids = pd.factorize(items, sort=True)
-    keep = (user_codes >= 0) & (item_codes >= 0)
-    width = max(len(item_ids), 1)
-    key = user_codes[keep].astype(np.int64) * width + item_codes[keep]
-    sums = pd.Series(weights.to_numpy(dtype=np.float64)[keep]).groupby(key, sort=True).sum()
-    keys = sums.index.to_numpy()
-    return (
-        pd.Categorical.from_codes(keys // width, categories=user_ids),
-        pd.Categorical.from_codes(keys % width, categories=item_ids),
-        sums.to_numpy(),
+    user_of, item_of, sums = sum_per_code_pair(
+        user_codes, item_codes, len(item_ids), weights.to_numpy(dtype=np.float64)
     )
+    return (
+        pd.Categorical.from_codes(user_of, categories=user_ids),
+        pd.Categorical.from_codes(item_of, categories=item_ids),
+        sums,
+    )
+
+
+def sum_per_code_pair(
+    user_codes: np.ndarray, item_codes: np.ndarray, items: int, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user code, item code, summed weight) per distinct pair of codes, sorted by user
+    then item code; a negative code (a missing id) drops its row. Summed by a groupby
+    over one int64 key (`items` is the number of item codes), as pandas sums a group:
+    in row order, NaN skipped."""
+    keep = (user_codes >= 0) & (item_codes >= 0)
+    width = max(items, 1)
+    key = user_codes[keep].astype(np.int64) * width + item_codes[keep]
+    sums = pd.Series(weights[keep]).groupby(key, sort=True).sum()
+    keys = sums.index.to_numpy()
+    return keys // width, keys % width, sums.to_numpy()
 
 
 @dataclass(frozen=True)
