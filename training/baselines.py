@@ -112,8 +112,12 @@ class SegmentPopularityRecommender(Recommender):
         key = self.segment_of(user)
         return None if key is None else self._tables[key]
 
+    def unknown_items(self, user: UserProfile) -> list[str]:
+        """The listener's music items the training data does not know."""
+        return [i for i in user.music if i not in self._music]
+
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        unknown = [i for i in user.music if i not in self._music]
+        unknown = self.unknown_items(user)
         seg = self._segment_scores(user)
         if seg is None:
             return top_k(self._ids, self._global, k, exclude, fallback=True, unknown_items=unknown)

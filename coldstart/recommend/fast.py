@@ -420,7 +420,6 @@ class PopularityLists:
 
     def __init__(self, model) -> None:
         self.model = model
-        self.music = model._music
         self.lists: dict[tuple, Ranking] = {}
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
@@ -433,12 +432,8 @@ class PopularityLists:
             if len(self.lists) < self.MAX_LISTS:
                 self.lists[key] = ranking
             return ranking
-        music = self.music
         return Ranking(
-            list(ranking.item_ids),
-            ranking.scores,
-            ranking.fallback,
-            [i for i in user.music if i not in music],
+            list(ranking.item_ids), ranking.scores, ranking.fallback, self.model.unknown_items(user)
         )
 
 
