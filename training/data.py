@@ -24,6 +24,7 @@ __all__ = [
     "episode_shows",
     "user_profile",
     "id_set",
+    "item_rows",
 ]
 
 MUSIC_KINDS = ("artist", "track")
@@ -84,7 +85,7 @@ class InteractionData:
             inter = self.interactions
             if "item_row" not in cache:
                 # int32 while the ids fit: 4 bytes per interaction each, not 8
-                cache["item_row"] = _narrow(_item_rows(self.items, inter["item_id"]))
+                cache["item_row"] = _narrow(item_rows(self.items, inter["item_id"]))
                 codes, users = pd.factorize(inter["user_id"], sort=True)
                 cache["user_codes"] = (_narrow(codes), users)
             cache[name] = _sum_per_user_item(
@@ -132,7 +133,7 @@ def _narrow(codes: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _item_rows(items: pd.DataFrame, item_ids: pd.Series) -> np.ndarray:
+def item_rows(items: pd.DataFrame, item_ids: pd.Series) -> np.ndarray:
     """Each id's row in `items` (-1: not an item), by one hash lookup per interaction."""
     index = pd.Index(items["item_id"])
     if not index.is_unique:

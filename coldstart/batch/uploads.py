@@ -39,7 +39,7 @@ from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 from coldstart.core.upload_status import UNFINISHED, UploadStatus
 from training.affinity import AffinityModel
-from training.data import MUSIC_KINDS, UserProfile, episodes_to_shows
+from training.data import MUSIC_KINDS, UserProfile, episodes_to_shows, item_rows
 from training.history import user_histories
 
 __all__ = [
@@ -265,7 +265,7 @@ def picks_per_listener(store: Store) -> float:
     plays = store.plays_of(kinds, ["user_id", "item_id"])
     # Over integer codes (no merge, no string groupby): each play's item row, the show
     # it counts for (an episode's show_id), distinct (listener, show) pairs per listener.
-    rows = pd.Index(items["item_id"]).get_indexer(plays["item_id"])
+    rows = item_rows(items, plays["item_id"])
     user_codes, _ = pd.factorize(plays["user_id"])
     played = (rows >= 0) & (user_codes >= 0)
     if not played.any():
