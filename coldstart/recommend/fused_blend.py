@@ -36,6 +36,7 @@ divide rounding noise), is left to the reference path (`coefficients` returns No
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,18 +115,14 @@ class WideMoments:
         return mean, float(square) / self.items - mean * mean, float(cross) / self.items
 
 
+@dataclass(frozen=True, slots=True)
 class BlendCoefficients:
     """total_j = network · network_j + ridge · ridge_j + popularity · std(pop)_j + constant."""
 
-    __slots__ = ("network", "ridge", "popularity", "constant")
-
-    def __init__(self, network: float, ridge: float, popularity: float, constant: float) -> None:
-        self.network, self.ridge, self.popularity, self.constant = (
-            network,
-            ridge,
-            popularity,
-            constant,
-        )
+    network: float
+    ridge: float
+    popularity: float
+    constant: float
 
 
 def _spread(mean: float, variance: float) -> float | None:
