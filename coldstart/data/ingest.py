@@ -140,13 +140,8 @@ def _bulk_insert(conn, stage: Table, frame: pd.DataFrame) -> None:
     frame = frame[cols]
     quoted = ", ".join(f'"{c}"' for c in cols)
     if conn.dialect.name == "postgresql":
-        driver = conn.connection.driver_connection
         text = frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-        with (
-            driver.cursor() as cur,
-            cur.copy(f"COPY {stage.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
-        ):
-            copy.write(text)
+        _copy_csv(conn, stage.name, cols, [text])
         return
     rows = list(zip(*[_sqlite_values(frame[c]) for c in cols]))
     marks = ", ".join("?" for _ in cols)
@@ -384,17 +379,25 @@ def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
         )
 
 
+def _copy_csv(conn, table: str, cols: list[str], chunks) -> None:
+    """`COPY table (cols) FROM STDIN` in CSV, the text written chunk by chunk."""
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    driver = conn.connection.driver_connection
+    with (
+        driver.cursor() as cur,
+        cur.copy(f"COPY {table} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
+    ):
+        for chunk in chunks:
+            copy.write(chunk)
+
+
 def _copy_sorted(conn, target: Table, rows: pa.Table) -> None:
     """`COPY target FROM STDIN` of `rows`, written as CSV by Arrow a batch at a time
     (no Python value per row); a null is an unquoted empty field (NULL)."""
     cols = [c.name for c in target.columns]
-    quoted = ", ".join(f'"{c}"' for c in cols)
     options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-    driver = conn.connection.driver_connection
-    with (
-        driver.cursor() as cur,
-        cur.copy(f"COPY {target.name} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
-    ):
+
+    def chunks():
         for batch in rows.select(cols).to_batches(ROWS_PER_SLICE):
             plain = pa.Table.from_batches([batch]).cast(
                 pa.schema(
@@ -406,7 +409,9 @@ def _copy_sorted(conn, target: Table, rows: pa.Table) -> None:
             )
             sink = pa.BufferOutputStream()
             pa_csv.write_csv(plain, sink, options)
-            copy.write(sink.getvalue().to_pybytes())
+            yield sink.getvalue().to_pybytes()
+
+    _copy_csv(conn, target.name, cols, chunks())
 
 
 def _python_values(column: pa.Array) -> list:
