@@ -12,7 +12,11 @@ distribution in the same scoring:
   show vectors, blended with the classifier: (1 - a) * classifier + a * prf;
 * `prf fused k`: the same over the top k by cosine + 0.5 * BM25 / best BM25 (dense and BM25
   neighbours);
-* `poe ...`: product of experts, classifier * (prf + 0.001)^a, renormalised.
+* `poe ...`: product of experts, classifier * (prf + 0.001)^a, renormalised;
+* `tree ...`: the genre tree (coldstart/content/genre_tree.json, Apple's subgenres per
+  genre): (1 - a - b) * classifier + a * prf fused 20 + b * softmax(the query's best cosine
+  to each genre's tree phrases / T), each name written as "podcasts about {name}" (the
+  file's phrase) or as the bare name.
 
 For each route the gate (GATE_FEATURES, unchanged: the classifier's confidence) is scored
 with its 5-fold out-of-fold probability on the tuning queries, and the two weight sets are
@@ -35,6 +39,7 @@ import dataclasses
 import itertools
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,12 +53,14 @@ from known_item_queries import split as known_split  # noqa: E402
 from search_quality import GATE_C, build  # noqa: E402
 from search_queries import split  # noqa: E402
 
+from coldstart.content.intent import IntentModel, _tree_phrases, load_genre_tree  # noqa: E402
 from coldstart.content.query_gate import QueryGate  # noqa: E402
 from coldstart.content.search import SearchService  # noqa: E402
 
 BROAD_GRID = list(itertools.product((0.3, 0.5, 0.75, 1.0), (0.75, 1.0, 1.5, 2.0, 3.0)))
 SPECIFIC_GRID = [(0.75, 0.0), (0.5, 0.0), (1.0, 0.0), (0.75, 0.1), (0.75, 0.2)]
-# (name, kind, a, k, T, source, power)
+# (name, kind, a, k, T, source, power); for kind "tree": (name, "tree", a, b, T, phrase, 1.0)
+TREE_PHRASES = {"about": "podcasts about {}", "bare": "{}"}
 ROUTES = [
     ("classifier", "clf", 0.0, 0, 0.0, "dense", 1.0),
     ("classifier^2", "clf", 0.0, 0, 0.0, "dense", 2.0),
@@ -68,6 +75,11 @@ ROUTES = [
     ("poe classifier x prf dense 20^0.5", "poe", 0.5, 20, 0.0, "dense", 1.0),
     ("poe classifier x prf fused 20^0.5", "poe", 0.5, 20, 0.0, "fused", 1.0),
     ("poe classifier x prf fused 50^1", "poe", 1.0, 50, 0.0, "fused", 1.0),
+] + [
+    (f"tree {phrase}, b {b}, T {t}, prf fused 20 a 0.25", "tree", 0.25, b, t, phrase, 1.0)
+    for phrase in TREE_PHRASES
+    for t in (0.02, 0.05, 0.1)
+    for b in (0.15, 0.3, 0.5)
 ]
 
 
@@ -80,6 +92,7 @@ class Query:
     p: np.ndarray  # the classifier's p(genre | query)
     cols: np.ndarray  # each candidate's genre column (-1: none the classifier knows)
     key_rank: np.ndarray
+    tree: dict  # phrase -> the query's best cosine to each genre's tree phrases
 
 
 def prf(q: Query, k: int, temperature: float, source: str, n_genres: int) -> np.ndarray:
@@ -98,7 +111,15 @@ def route_distribution(q: Query, route: tuple, n_genres: int) -> np.ndarray:
     _, kind, a, k, temperature, source, power = route
     p = q.p**power
     p = p / p.sum()
-    if kind == "lin":
+    if kind == "tree":
+        z = (q.tree[source] - q.tree[source].max()) / temperature
+        b = k
+        p = (
+            (1 - a - b) * p
+            + a * prf(q, 20, 0.0, "fused", n_genres)
+            + b * np.exp(z) / np.exp(z).sum()
+        )
+    elif kind == "lin":
         p = (1 - a) * p + a * prf(q, k, temperature, source, n_genres)
     elif kind == "poe":
         p = p * (prf(q, k, temperature, source, n_genres) + 1e-3) ** a
@@ -125,6 +146,26 @@ def rank_metrics(queries, genre_p, g, wb, ws, genre_of) -> tuple[float, float, f
     return float(np.mean(prec)), float(np.mean(rr)), float(np.mean(np.array(rr) > 0))
 
 
+def tree_model(service: SearchService, settings, phrase: str) -> IntentModel:
+    """The served classifier with the packaged genre tree's names embedded as `phrase`."""
+    tree = load_genre_tree(
+        settings.model_copy(
+            update={"embed": settings.embed.model_copy(update={"genre_tree": None})}
+        )
+    )
+    assert tree is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tree.json"
+        path.write_text(json.dumps({"phrase": phrase, "genres": tree[1]}))
+        embed = settings.embed.model_copy(update={"genre_tree": str(path)})
+        texts, owner, _ = _tree_phrases(
+            settings.model_copy(update={"embed": embed}), service.intent.labels
+        )
+    vectors = np.stack([service.encoder.encode_query(t) for t in texts])
+    m = service.intent
+    return IntentModel(m.labels, m.coef, m.intercept, m.manifest, vectors, owner)
+
+
 def main() -> None:
     from sklearn.model_selection import StratifiedKFold
 
@@ -139,6 +180,9 @@ def main() -> None:
     service = SearchService(store, settings)
     genre_of = service.items["genre"].to_dict()
     n_genres = len(service.intent.labels)
+    tree_models = {
+        name: tree_model(service, settings, phrase) for name, phrase in TREE_PHRASES.items()
+    }
     queries: list[Query] = []
     for half in ("tuning", "validation"):
         texts = [(True, g, q) for g, q in split(half)]
@@ -148,7 +192,9 @@ def main() -> None:
             p = service.intent.probabilities(service.encoder.encode_query(text))[0]
             cols = np.array([service._genre_col.get(key, -1) for key in c.keys])
             rank = np.argsort(np.argsort(np.array(c.keys)))
-            queries.append(Query(half, broad, target, c, p, cols, rank))
+            qvec = service.encoder.encode_query(text)
+            tree = {name: m.tree_similarity(qvec) for name, m in tree_models.items()}
+            queries.append(Query(half, broad, target, c, p, cols, rank, tree))
     tun = [q for q in queries if q.half == "tuning"]
     val = [q for q in queries if q.half == "validation"]
     X = np.stack([q.cand.gate_features for q in tun])

@@ -18,7 +18,9 @@ Weights are chosen on the TUNING halves of both query sets (`--tune` prints the 
 tuning genre precision@10 and tuning known-item MRR@10; for mode gated (the default) the
 query-type gate and its two weight sets, by the same sum (`tune_gate`), written with
 `--write-gate` (the packaged gate is coldstart/content/query_gate.json). The tables report
-the VALIDATION halves, mean and standard error over queries. Latency is measured per query
+the VALIDATION halves, mean and standard error over queries, and the fresh broad set
+(benchmarks/search_queries_fresh.py, written after the first validation half had been
+studied query by query; it never chooses anything). Latency is measured per query
 with the real encoder (no cache), one query at a time, over every query of both sets,
 after two warm-up queries.
 
@@ -49,6 +51,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from known_item_queries import split as known_split  # noqa: E402
 from search_queries import QUERIES, split  # noqa: E402
+from search_queries_fresh import fresh  # noqa: E402
 
 from coldstart.content.embeddings import Encoder, load_encoder  # noqa: E402
 from coldstart.content.index import index_content  # noqa: E402
@@ -66,12 +69,19 @@ FUSED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 POWER_GRID = (0.0, 1.0, 2.0, 4.0)
 # mode gated: each of its two weight sets (broad, specific) is lexical_weight x intent_weight
 GATED_LEXICAL_GRID = LEXICAL_GRID
-GATED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+GATED_INTENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 GATE_C = 1.0
 # mode gated's p(genre | query): the classifier blended with the genre shares of the top 20
-# candidates by cosine + 0.5 * BM25 / best; chosen among the routes of
+# candidates by cosine + 0.5 * BM25 / best and with a softmax (temperature 0.05) of the
+# query's best cosine to each genre's genre-tree phrases; chosen among the routes of
 # benchmarks/query_genre_routes.py on the tuning halves (issue 28)
-GATE_FEEDBACK = {"weight": 0.25, "depth": 20, "lexical_weight": 0.5}
+GATE_FEEDBACK = {
+    "weight": 0.25,
+    "depth": 20,
+    "lexical_weight": 0.5,
+    "tree_weight": 0.5,
+    "tree_temperature": 0.05,
+}
 MODES = ("dense", "lexical", "hybrid", "intent", "fused", "gated")
 
 
@@ -334,9 +344,10 @@ def fitted_gate(tuned: dict, model_id: str, catalogue: Path) -> QueryGate:
         "model": "logistic regression (scikit-learn, lbfgs), standardised features",
         "features": list(GATE_FEATURES),
         "C": GATE_C,
-        "genre_feedback": "p(genre | query) = (1 - weight) * classifier + weight * genre shares "
-        "of the top `depth` candidates by cosine + lexical_weight * BM25 / best BM25; chosen "
-        "on the tuning halves by benchmarks/query_genre_routes.py",
+        "genre_feedback": "p(genre | query) = (1 - weight - tree_weight) * classifier + weight "
+        "* genre shares of the top `depth` candidates by cosine + lexical_weight * BM25 / best "
+        "BM25 + tree_weight * softmax(best cosine to each genre's genre-tree phrases / "
+        "tree_temperature); chosen on the tuning halves by benchmarks/query_genre_routes.py",
         "fitted_on": {
             "catalogue": Path(catalogue).name,
             "encoder": model_id,
@@ -395,6 +406,8 @@ def run_home(
             m: {**score(service, m, split(half)), **score_known(service, m, _present(half))}
             for m in MODES
         }
+    # the fresh broad set (benchmarks/search_queries_fresh.py): reported, never used to choose
+    results["fresh"] = {m: score(service, m, fresh()) for m in MODES}
     out["results"] = results
     if timed:
         gate, service = service.gate, SearchService(store, settings, real)
@@ -492,6 +505,19 @@ def by_origin(result: dict) -> str:
     return "\n".join(lines)
 
 
+def fresh_table(result: dict) -> str:
+    """Genre precision@10 and nDCG@10 on the fresh broad set, every mode."""
+    cols = [c for c in COLUMNS if c[0] in result["homes"]]
+    lines = ["| metric | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for metric, label in METRICS[:2]:
+        cells = []
+        for home, mode, _ in cols:
+            r = result["homes"][home]["results"]["fresh"][mode]
+            cells.append(f"{r[metric]:.3f} ± {r[metric + '_se']:.3f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report(result: dict) -> None:
     for half in ("tuning", "validation"):
         print(
@@ -499,6 +525,9 @@ def report(result: dict) -> None:
             f"{result['known_item_queries'][half]} known-item queries), mean ± standard error:\n"
         )
         print(markdown(result, half))
+    if all("fresh" in home["results"] for home in result["homes"].values()):
+        print(f"\nfresh broad set ({len(fresh())} queries), mean ± standard error:\n")
+        print(fresh_table(result))
     print("\nvalidation halves, broad precision@10 / known-item MRR@10 per genre:\n")
     print(per_genre(result))
     print("\nbroad precision@10 by the queries' origin, both halves:\n")

@@ -16,6 +16,7 @@ from coldstart.content.index import sync_indexes
 from coldstart.content.intent import train_intent
 from coldstart.content.query_gate import (
     GATE_FEATURES,
+    NO_FEEDBACK,
     PACKAGED_GATE,
     QueryGate,
     gate_features,
@@ -83,8 +84,15 @@ def test_gate_fit_save_load_round_trip(tmp_path):
     x = np.array([12.0, 0.5, 12.0])
     assert again.p_specific(x) == pytest.approx(gate.p_specific(x)) and gate.p_specific(x) > 0.9
     assert again.broad == weights_b and again.manifest == {"kind": "query-type-gate"}
-    assert again.feedback == {"weight": 0.0, "depth": 20, "lexical_weight": 0.5}  # default: off
-    feedback = {"weight": 0.3, "depth": 7, "lexical_weight": 0.2}
+    assert again.feedback == NO_FEEDBACK  # default: off
+    assert again.feedback["weight"] == 0.0 and again.feedback["tree_weight"] == 0.0
+    feedback = {
+        "weight": 0.3,
+        "depth": 7,
+        "lexical_weight": 0.2,
+        "tree_weight": 0.4,
+        "tree_temperature": 0.1,
+    }
     gate = QueryGate.fit(
         np.vstack([broad, specific]), np.r_[np.zeros(40), np.ones(40)], weights_b, weights_s,
         feedback=feedback,

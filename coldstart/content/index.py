@@ -507,5 +507,5 @@ def index_content(
     if adapted is not None:
         report.adapt = adapted.to_dict()
     if item_ids is None:
-        report.intent = train_intent(store, settings, encoder.model_id).to_dict()
+        report.intent = train_intent(store, settings, encoder.model_id, encoder).to_dict()
     return report, syncs

@@ -40,7 +40,13 @@ __all__ = [
 
 GATE_FEATURES = ("words", "confidence", "best_bm25")
 PACKAGED_GATE = Path(__file__).with_name("query_gate.json")
-NO_FEEDBACK = {"weight": 0.0, "depth": 20, "lexical_weight": 0.5}
+NO_FEEDBACK = {
+    "weight": 0.0,
+    "depth": 20,
+    "lexical_weight": 0.5,
+    "tree_weight": 0.0,
+    "tree_temperature": 0.05,
+}
 
 
 def gate_features(query: str, confidence: float, best_bm25: float) -> np.ndarray:
@@ -92,7 +98,7 @@ class QueryGate:
         model = LogisticRegression(C=c).fit((features - mean) / scale, np.asarray(is_specific))
         return cls(
             mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), broad, specific,
-            manifest or {}, dict(feedback or NO_FEEDBACK),
+            manifest or {}, {**NO_FEEDBACK, **(feedback or {})},
         )  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -140,7 +146,14 @@ def _feedback(data: dict) -> dict[str, float]:
         "weight": float(data["weight"]),
         "depth": int(data["depth"]),
         "lexical_weight": float(data["lexical_weight"]),
+        # a gate file from before the genre tree has none of it
+        "tree_weight": float(data.get("tree_weight", 0.0)),
+        "tree_temperature": float(data.get("tree_temperature", NO_FEEDBACK["tree_temperature"])),
     }
     if not 0.0 <= feedback["weight"] <= 1.0 or feedback["depth"] < 1:
         raise ValueError(f"genre_feedback {data}: weight must be in [0, 1] and depth at least 1")
+    if not 0.0 <= feedback["tree_weight"] <= 1.0 - feedback["weight"]:
+        raise ValueError(f"genre_feedback {data}: tree_weight must be in [0, 1 - weight]")
+    if feedback["tree_temperature"] <= 0:
+        raise ValueError(f"genre_feedback {data}: tree_temperature must be positive")
     return feedback

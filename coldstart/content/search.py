@@ -160,6 +160,8 @@ class Candidates:
     gate_features: np.ndarray  # the query's inputs to the query-type gate (GATE_FEATURES)
     class_p: np.ndarray  # the classifier's p(genre | query) over its genres (zeros(1): none)
     genre_col: np.ndarray  # each candidate's genre column in class_p (-1: none it knows)
+    # the query's best cosine to each genre's genre-tree phrases (None: no tree)
+    tree_similarity: np.ndarray | None = None
 
     def score(self, lexical_weight: float, intent_weight: float, power: float) -> np.ndarray:
         boost = intent_weight * self.confidence**power if intent_weight else 0.0
@@ -169,19 +171,36 @@ class Candidates:
         """(lexical_weight, intent_weight) of mode gated for this query."""
         return gate.weights(gate.p_specific(self.gate_features))
 
-    def feedback_genre_p(self, weight: float, depth: int, lexical_weight: float) -> np.ndarray:
-        """p(each candidate's genre | query) blended with pseudo-relevance feedback:
-        (1 - weight) * the classifier's p + weight * the genre shares of the top `depth`
-        candidates by cosine + lexical_weight * BM25 / best BM25 (ties: candidate order)."""
-        if not weight or self.confidence == 0.0 or not len(self.keys):
+    def feedback_genre_p(
+        self,
+        weight: float,
+        depth: int,
+        lexical_weight: float,
+        tree_weight: float = 0.0,
+        tree_temperature: float = 0.05,
+    ) -> np.ndarray:
+        """p(each candidate's genre | query), the classifier's blended with two parts:
+        `weight` * the genre shares of the top `depth` candidates by cosine +
+        lexical_weight * BM25 / best BM25 (pseudo-relevance feedback; ties: candidate
+        order) and `tree_weight` * softmax(the query's best cosine to each genre's
+        genre-tree phrases / tree_temperature); the classifier keeps the rest. A part
+        that is missing (no neighbour with a known genre, no tree) leaves its weight
+        to the classifier."""
+        if self.confidence == 0.0 or not len(self.keys):
             return self.genre_p
-        top = np.argsort(-(self.cosine + lexical_weight * self.lexical), kind="stable")[:depth]
-        cols = self.genre_col[top]
-        cols = cols[cols >= 0]
-        if not len(cols):
+        p = self.class_p
+        if weight:
+            top = np.argsort(-(self.cosine + lexical_weight * self.lexical), kind="stable")[:depth]
+            cols = self.genre_col[top]
+            cols = cols[cols >= 0]
+            if len(cols):
+                shares = np.bincount(cols, minlength=len(p)) / len(cols)
+                p = p + weight * (shares - self.class_p)
+        if tree_weight and self.tree_similarity is not None:
+            z = (self.tree_similarity - self.tree_similarity.max()) / tree_temperature
+            p = p + tree_weight * (np.exp(z) / np.exp(z).sum() - self.class_p)
+        if p is self.class_p:
             return self.genre_p
-        shares = np.bincount(cols, minlength=len(self.class_p)) / len(cols)
-        p = (1 - weight) * self.class_p + weight * shares
         return np.where(self.genre_col >= 0, p[np.maximum(self.genre_col, 0)], 0.0)
 
     def gated_score(self, gate: QueryGate) -> np.ndarray:
@@ -195,6 +214,8 @@ class Candidates:
                 gate.feedback["weight"],
                 int(gate.feedback["depth"]),
                 gate.feedback["lexical_weight"],
+                gate.feedback["tree_weight"],
+                gate.feedback["tree_temperature"],
             )
         )
 
@@ -441,6 +462,7 @@ class SearchService:
         p = self.intent.probabilities(qvec)[0] if self.intent is not None else np.zeros(1)
         cols = np.fromiter((self._genre_col.get(key, -1) for key in keys), np.int64, len(keys))
         confidence = float(p.max()) if self.intent is not None else 0.0
+        tree = self.intent.tree_similarity(qvec) if self.intent is not None else None
         return Candidates(
             keys=keys,
             cosine=np.fromiter(scores.values(), np.float64, len(keys)),
@@ -451,6 +473,7 @@ class SearchService:
             gate_features=gate_features(query, confidence, best_bm25),
             class_p=np.asarray(p, dtype=np.float64),
             genre_col=cols,
+            tree_similarity=tree,
         )
 
     def _boosted(

@@ -91,6 +91,10 @@ class EmbedSettings(BaseModel):
     # on the tuning halves by benchmarks/search_quality.py --tune; None = the packaged
     # coldstart/content/query_gate.json (its manifest says how it was fitted).
     query_gate: Path | None = None
+    # The catalogue's genre tree (subgenre names per genre) that the intent classifier embeds
+    # for mode gated's p(genre | query); None = the packaged coldstart/content/genre_tree.json
+    # (Apple Podcasts' categories); "" = no tree.
+    genre_tree: str | None = None
     # search_passages: cosine + passage_lexical_weight * BM25 / best BM25 over transcript passages.
     passage_lexical_weight: float = 0.3
     # Domain adaptation (coldstart/content/adapt.py), run by `coldstart index` when no adapted model
