@@ -57,7 +57,7 @@ class IntentReport:
     manifest: dict | None = None
 
     def to_dict(self) -> dict:
-        out = {"action": self.action}
+        out: dict = {"action": self.action}
         if self.reason:
             out["reason"] = self.reason
         if self.manifest:
