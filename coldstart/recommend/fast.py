@@ -55,6 +55,9 @@ __all__ = [
 # held as float64: 2**25 cells = 256 MiB. The demo world and the Douban data are far
 # below; a larger wide part scores through the column-major kernel instead.
 PRIMAL_MAX_CELLS = 2**25
+# Up to this many items a stable sort of every score is cheaper than best_positions'
+# partition and its checks (the same positions either way).
+SORT_ALL = 1024
 
 
 def _standardise_row(v: np.ndarray) -> np.ndarray:
@@ -261,11 +264,14 @@ def _top_positions(
 ) -> TopPositions:
     """`training.ranking.top_k` as positions (the same order, ties and scores)."""
     scores = np.asarray(scores, dtype=np.float64)
+    k = max(int(k), 0)
     if exclude:
         idx = np.flatnonzero(~np.isin(ids, np.asarray(list(exclude), dtype=object)))
-        order = idx[best_positions(-scores[idx], max(int(k), 0))]
+        order = idx[best_positions(-scores[idx], k)]
+    elif len(scores) <= SORT_ALL:
+        order = np.argsort(-scores, kind="stable")[:k]  # best_positions' definition
     else:
-        order = best_positions(-scores, max(int(k), 0))
+        order = best_positions(-scores, k)
     return TopPositions(order, scores[order].astype(np.float32), fallback, list(unknown))
 
 

@@ -46,19 +46,19 @@ def _user_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, lis
     if index is None or unit is None:  # another taste model: its own method
         return taste.user_vector(music)
     get = index.get
-    rows, plays, unknown = [], [], []
-    for item_id, weight in music.items():
-        i = get(item_id) if type(item_id) is str else get(str(item_id))
-        if i is None:
-            unknown.append(str(item_id))
-        else:
-            rows.append(i)
-            plays.append(weight)
+    found = [get(i) if type(i) is str else get(str(i)) for i in music]
+    if None in found:
+        pairs = zip(found, music.items())
+        rows = [i for i, _ in pairs if i is not None]
+        plays = [w for i, (_, w) in zip(found, music.items()) if i is not None]
+        unknown = [str(item_id) for i, item_id in zip(found, music) if i is None]
+    else:  # every item known (the common case)
+        rows, plays, unknown = found, list(music.values()), []
     if not rows:
         return None, unknown
     w = np.log1p(np.maximum(np.array(plays, np.float64), 0.0)) + 1e-3
     vec = (unit[rows] * w[:, None]).sum(axis=0) / w.sum()
-    norm = np.linalg.norm(vec)
+    norm = np.sqrt(vec.dot(vec))  # np.linalg.norm of a 1-d vector, without its checks
     return (vec / norm if norm > 0 else vec).astype(np.float32), unknown
 
 
