@@ -39,6 +39,7 @@ RULE_REASONS = (
     "rule:genre_diversity",
 )
 _PIN = RULE_REASONS.index("rule:pin")
+DAY_MICROS = 86_400_000_000
 
 
 class RankedList:
@@ -117,8 +118,10 @@ def merge_sources(
     # as the object path's running sums do.
     total = np.bincount(inverse, weights=np.concatenate(source_parts), minlength=len(rows))
     order = np.lexsort((columns.id_rank[rows], -total))
-    ends = np.cumsum([len(r) for r in source_rows])[:-1]
-    slots = np.split(inverse, ends) if len(ends) else [inverse]
+    slots, start = [], 0
+    for part in source_parts:  # each source's candidates, as places among `rows`
+        slots.append(inverse[start : start + len(part)])
+        start += len(part)
     reasons = SourceReasons(names, slots, source_parts, len(rows), fallback)
     return RankedList(rows, total, order, reasons)
 
@@ -136,31 +139,25 @@ class SourceReasons:
         candidates: int,
         fallback: bool,
     ) -> None:
-        self.labels = [f"source:{name}" for name in names]
-        by_name = sorted(range(len(names)), key=names.__getitem__)
-        self.name_rank = np.empty(len(names), np.int64)
-        self.name_rank[by_name] = np.arange(len(names))
+        self.names = names
         self.slots, self.source_parts = slots, source_parts
         self.candidates = candidates
         self.tail = ["fallback:popularity"] if fallback else []
 
     def __call__(self, at: np.ndarray) -> list[list[str]]:
-        labels, tail = self.labels, self.tail
-        if len(labels) == 1:  # every candidate comes from the one source
-            return [[labels[0], *tail] for _ in range(len(at))]
+        names, tail = self.names, self.tail
+        if len(names) == 1:  # every candidate comes from the one source
+            return [[f"source:{names[0]}", *tail] for _ in range(len(at))]
         # What each source contributed to each candidate (-1: did not propose it); an
         # item appears once per source (a pin named twice: the same value twice).
-        contribution = np.full((len(labels), self.candidates), -1.0)
+        contribution = np.full((len(names), self.candidates), -1.0)
         for s, (slots, part) in enumerate(zip(self.slots, self.source_parts)):
             contribution[s, slots] = np.maximum(part, 0.0)
-        mine = contribution[:, at]
-        names = np.broadcast_to(self.name_rank[:, None], mine.shape)
-        order = np.lexsort((names, -mine), axis=0).T.tolist()
-        present = (mine >= 0.0).T.tolist()
-        return [
-            [labels[s] for s in places if proposed[s]] + tail
-            for places, proposed in zip(order, present)
-        ]
+        out = []
+        for values in contribution[:, at].T.tolist():
+            mine = sorted((-v, names[s]) for s, v in enumerate(values) if v >= 0.0)
+            out.append([f"source:{name}" for _, name in mine] + tail)
+        return out
 
 
 def apply_rule_columns(
@@ -192,9 +189,9 @@ def apply_rule_columns(
             touched[1, order] = True
     # freshness_boost
     if rules.freshness_boost != 0 and rules.freshness_days > 0:
-        now = ctx.now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        low = micros(now - dt.timedelta(days=rules.freshness_days))
-        high = micros(now + dt.timedelta(days=1))
+        now = micros(ctx.now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        low = now - rules.freshness_days * DAY_MICROS  # exact: whole microseconds
+        high = now + DAY_MICROS
         r = rows[order]
         published = columns.published[r]
         fresh = order[columns.has_published[r] & (low <= published) & (published <= high)]

@@ -11,13 +11,15 @@ array operation, and kept for the next call with the same taste model and histor
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from torch import nn
 
 from training.data import UserProfile
 
-__all__ = ["NETWORKS", "taste_vector"]
+__all__ = ["NETWORKS", "shared_taste", "taste_vector"]
 
 
 # The last taste vector computed: the served models of both lists read the same
@@ -39,6 +41,35 @@ def taste_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, lis
     return vec, list(unknown)
 
 
+# Taste models the towers read, one per distinct content (weakly held).
+_TASTES: list[weakref.ref] = []
+
+
+def shared_taste(taste):
+    """An equal taste model seen before (the same vocabulary and unit vectors: the
+    models of both lists are trained on the same data with the same settings, and each
+    artifact carries its own copy), else `taste`; the towers read the taste vector
+    through it, so `taste_vector` computes it once per request for both lists."""
+    index, unit = getattr(taste, "_index", None), getattr(taste, "_unit", None)
+    if index is None or unit is None:
+        return taste
+    _TASTES[:] = [ref for ref in _TASTES if ref() is not None]
+    for ref in _TASTES:
+        seen = ref()
+        if seen is taste:
+            return taste
+        if (
+            type(seen) is type(taste)
+            and seen._unit.shape == unit.shape
+            and seen._unit.dtype == unit.dtype
+            and seen._index == index
+            and np.array_equal(seen._unit, unit)
+        ):
+            return seen
+    _TASTES.append(weakref.ref(taste))
+    return taste
+
+
 def _user_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
     """`TasteModel.user_vector` with the play weights computed in one array operation
     instead of one numpy call per item (the same float64 values, the same sums)."""
@@ -48,9 +79,8 @@ def _user_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, lis
     get = index.get
     found = [get(i) if type(i) is str else get(str(i)) for i in music]
     if None in found:
-        pairs = zip(found, music.items())
-        rows = [i for i, _ in pairs if i is not None]
-        plays = [w for i, (_, w) in zip(found, music.items()) if i is not None]
+        known = [(i, w) for i, w in zip(found, music.values()) if i is not None]
+        rows, plays = [i for i, _ in known], [w for _, w in known]
         unknown = [str(item_id) for i, item_id in zip(found, music) if i is None]
     else:  # every item known (the common case)
         rows, plays, unknown = found, list(music.values()), []
@@ -98,6 +128,7 @@ class _AffinityNetwork:
     def __init__(self, model) -> None:
         net = model.net
         self.model = model
+        self.taste = shared_taste(model.taste)
         self.demographics = bool(net.cfg.demographics)
         if self.demographics:
             self.country = net.country.weight.detach().numpy().astype(np.float32)
@@ -117,7 +148,7 @@ class _AffinityNetwork:
     def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
         """The listener's side of the scores `query @ keys_t + bias` (1 x d)."""
         model = self.model
-        vec, unknown = taste_vector(model.taste, user.music)
+        vec, unknown = taste_vector(self.taste, user.music)
         if vec is None:
             return None, unknown
         parts = [((vec - model.taste_mean) / model.taste_std).astype(np.float32)]
@@ -143,6 +174,7 @@ class _TwoTowerNetwork:
     def __init__(self, model) -> None:
         tower = model.user_tower
         self.model = model
+        self.taste = shared_taste(model.taste)
         self.country = tower.country.weight.detach().numpy().astype(np.float32)
         self.language = tower.language.weight.detach().numpy().astype(np.float32)
         self.music = (
@@ -173,7 +205,7 @@ class _TwoTowerNetwork:
     def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
         """The listener's side of the scores `query @ keys_t` (1 x d)."""
         model = self.model
-        vec, unknown = taste_vector(model.taste, user.music)
+        vec, unknown = taste_vector(self.taste, user.music)
         usable = vec is not None
         taste = vec if vec is not None else np.zeros(model.taste.dim, np.float32)
         gnn = np.zeros(self.gnn_dim, np.float32)
