@@ -215,16 +215,15 @@ class OnboardingPipeline:
         parent, nth = np.nonzero(mask)
         rows = episodes[mask]
         scores = (show_scores * EPISODE_FACTORS)[mask]
-        trail = [
-            [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
-            + [f"show:{show.item_id}"]
-            for show in shows
-        ]
         latest = ("rule:latest_episode", "rule:recent_episode")
+
+        def trail(show: ScoredItem) -> list[str]:
+            kept = [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
+            return [*kept, f"show:{show.item_id}"]
 
         def base_reasons(at: np.ndarray) -> list[list[str]]:
             return [
-                [*trail[show], latest[min(n, 1)]]
+                [*trail(shows[show]), latest[min(n, 1)]]
                 for show, n in zip(parent[at].tolist(), nth[at].tolist())
             ]
 

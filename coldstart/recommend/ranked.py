@@ -153,10 +153,13 @@ class SourceReasons:
         contribution = np.full((len(names), self.candidates), -1.0)
         for s, (slots, part) in enumerate(zip(self.slots, self.source_parts)):
             contribution[s, slots] = np.maximum(part, 0.0)
+        labels = [f"source:{name}" for name in names]
         out = []
         for values in contribution[:, at].T.tolist():
-            mine = sorted((-v, names[s]) for s, v in enumerate(values) if v >= 0.0)
-            out.append([f"source:{name}" for _, name in mine] + tail)
+            mine = [(-v, names[s], labels[s]) for s, v in enumerate(values) if v >= 0.0]
+            if len(mine) > 1:  # strongest first, then by name
+                mine.sort()
+            out.append([label for _, _, label in mine] + tail)
         return out
 
 
@@ -180,31 +183,31 @@ def apply_rule_columns(
     else:
         minor = ctx.age < rules.explicit_min_age
     filter_explicit = not (rules.allow_explicit and not minor)
+    r = rows[order]  # the catalogue rows in the current order
     if match or filter_explicit:
         code = columns.languages.get(ctx.language, -2) if match else None
-        order = order[rule_columns.allowed(code, filter_explicit)[rows[order]]]
+        keep = rule_columns.allowed(code, filter_explicit)[r]
+        order, r = order[keep], r[keep]
         if match:
-            touched[0, order[columns.language[rows[order]] >= 0]] = True
+            touched[0, order[columns.has_language[r]]] = True
         if filter_explicit:
             touched[1, order] = True
     # freshness_boost
     if rules.freshness_boost != 0 and rules.freshness_days > 0:
         now = micros(ctx.now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
         low = now - rules.freshness_days * DAY_MICROS  # exact: whole microseconds
-        high = now + DAY_MICROS
-        r = rows[order]
-        published = columns.published[r]
-        fresh = order[columns.has_published[r] & (low <= published) & (published <= high)]
+        published = columns.published_or_never[r]
+        fresh = order[(low <= published) & (published <= now + DAY_MICROS)]
         scores[fresh] += rules.freshness_boost
         touched[2, fresh] = True
     # boost
     if rules.boosts:
-        extra = rule_columns.boost[rows[order]]
+        extra = rule_columns.boost[r]
         boosted = extra != 0
         scores[order[boosted]] += extra[boosted]
         touched[3, order[boosted]] = True
     # sort
-    order = order[np.lexsort((columns.id_rank[rows[order]], -scores[order]))]
+    order = order[np.lexsort((columns.id_rank[r], -scores[order]))]
     # pin
     if rules.pins:
         position = rule_columns.pin[rows[order]]
