@@ -39,6 +39,12 @@ RULE_REASONS = (
     "rule:genre_diversity",
 )
 _PIN = RULE_REASONS.index("rule:pin")
+_RULE_BITS = 1 << np.arange(len(RULE_REASONS), dtype=np.int64)
+# The reasons of every pattern of rules touching an item, in rule order.
+_RULE_TRAILS = [
+    tuple(r for n, r in enumerate(RULE_REASONS) if bits >> n & 1)
+    for bits in range(1 << len(RULE_REASONS))
+]
 DAY_MICROS = 86_400_000_000
 
 
@@ -66,18 +72,15 @@ class RankedList:
             return []
         rows = self.rows[order].tolist()
         scores = self.scores[order].tolist()
-        touched = self.touched[:, order]
-        rule_reasons = (
-            [[] for _ in rows]
-            if not touched.any()
-            else [[r for r, hit in zip(RULE_REASONS, hits) if hit] for hits in touched.T.tolist()]
-        )
+        # What the rules did to each item, as a bit pattern: its reasons from a table.
+        patterns = (_RULE_BITS @ self.touched[:, order]).tolist()
+        rule_reasons = [_RULE_TRAILS[bits] for bits in patterns]
         base = self.base_reasons(order)
         fields = columns.fields
         out = []
         for n, row in enumerate(rows):
             item_id, kind, *rest = fields(row)
-            out.append(ScoredItem(item_id, kind, scores[n], base[n] + rule_reasons[n], *rest))
+            out.append(ScoredItem(item_id, kind, scores[n], [*base[n], *rule_reasons[n]], *rest))
         return out
 
 
@@ -148,15 +151,16 @@ class SourceReasons:
         names, tail = self.names, self.tail
         if len(names) == 1:  # every candidate comes from the one source
             return [[f"source:{names[0]}", *tail] for _ in range(len(at))]
-        # What each source contributed to each candidate (-1: did not propose it); an
+        # What each source contributed to each candidate (-inf: did not propose it); an
         # item appears once per source (a pin named twice: the same value twice).
-        contribution = np.full((len(names), self.candidates), -1.0)
+        absent = -np.inf
+        contribution = np.full((len(names), self.candidates), absent)
         for s, (slots, part) in enumerate(zip(self.slots, self.source_parts)):
             contribution[s, slots] = np.maximum(part, 0.0)
         labels = [f"source:{name}" for name in names]
         out = []
         for values in contribution[:, at].T.tolist():
-            mine = [(-v, names[s], labels[s]) for s, v in enumerate(values) if v >= 0.0]
+            mine = [(-v, names[s], labels[s]) for s, v in enumerate(values) if v != absent]
             if len(mine) > 1:  # strongest first, then by name
                 mine.sort()
             out.append([label for _, _, label in mine] + tail)
