@@ -6,7 +6,8 @@ in its exception and exit-stack middleware for every request; on this route that
 about as much as the recommendation itself. `OnboardingRoute` sits inside the body
 limit (413) and the metrics middleware, which still count the request under the
 `/v1/onboarding` route template; it reads the body, validates it in one pass with
-pydantic-core (`OnboardingRequest.model_validate_json`), runs the pipeline inline
+pydantic-core into plain dicts (`schemas.ONBOARDING_BODY`, the constraints and errors
+of `OnboardingRequest` without a model per music item), runs the pipeline inline
 and writes the answer with orjson. Invalid input gets the same 422 body as every other
 route (`detail`: pydantic's errors with `loc`, `msg`, `type`; `message`: one line
 naming the fields). The FastAPI route stays registered: it documents the route in
@@ -19,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from coldstart.api.schemas import OnboardingRequest
+from coldstart.api.schemas import ONBOARDING_BODY, OnboardingRequest
 from coldstart.recommend.merge import ScoredItem
 from training.data import UserProfile
 
@@ -45,14 +46,25 @@ def _item(item: ScoredItem) -> dict:
 
 def onboarding_answer(pipeline, body: bytes) -> bytes:
     """The JSON answer to one onboarding body; raises pydantic's `ValidationError`."""
-    request = OnboardingRequest.model_validate_json(body)
+    try:
+        request = ONBOARDING_BODY.validate_json(body)
+    except ValidationError as exc:
+        # Refused: the errors are the documented model's (the same fields and messages;
+        # a non-object says `model_type` there), worked out only for a refused body.
+        OnboardingRequest.model_validate_json(body)
+        raise exc
     music: dict[str, float] = {}
-    for entry in request.music:
-        music[entry.item_id] = music.get(entry.item_id, 0.0) + entry.weight
+    for entry in request.get("music", ()):
+        item_id = entry["item_id"]
+        music[item_id] = music.get(item_id, 0.0) + entry.get("weight", 1.0)
     user = UserProfile(
-        "anonymous", music, country=request.country, language=request.language, age=request.age
+        "anonymous",
+        music,
+        country=request.get("country"),
+        language=request.get("language"),
+        age=request.get("age"),
     )
-    result = pipeline.recommend(user, request.k)
+    result = pipeline.recommend(user, request.get("k", 10))
     return orjson.dumps(
         {
             "shows": [_item(i) for i in result.shows],

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, NotRequired
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 __all__ = [
     "MusicItem",
     "OnboardingRequest",
+    "OnboardingBody",
+    "ONBOARDING_BODY",
     "RecommendedItem",
     "OnboardingResponse",
     "UploadByPath",
@@ -35,6 +40,29 @@ class OnboardingRequest(_Strict):
     language: str | None = Field(None, pattern=LANGUAGE, examples=["en"])
     age: float | None = Field(None, ge=0, le=130)
     k: int = Field(10, ge=1, le=100)
+
+
+# The same request as plain dicts: what the hot route validates (`api.hot`). pydantic-
+# core checks the same constraints and reports the same errors (`loc`, `msg`, `type`)
+# without making a model instance per music item; absent fields are absent (the
+# defaults above apply: weight 1.0, k 10, None otherwise). OnboardingRequest documents
+# the route; tests/test_api_validation.py holds the two to the same answers.
+class MusicEntry(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    item_id: Annotated[str, Field(min_length=1, max_length=200)]
+    weight: NotRequired[Annotated[float, Field(ge=0, le=1e9)]]
+
+
+class OnboardingBody(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    music: NotRequired[Annotated[list[MusicEntry], Field(max_length=10_000)]]
+    country: NotRequired[Annotated[str | None, Field(min_length=2, max_length=8)]]
+    language: NotRequired[Annotated[str | None, Field(pattern=LANGUAGE)]]
+    age: NotRequired[Annotated[float | None, Field(ge=0, le=130)]]
+    k: NotRequired[Annotated[int, Field(ge=1, le=100)]]
+
+
+ONBOARDING_BODY: TypeAdapter[OnboardingBody] = TypeAdapter(OnboardingBody)
 
 
 class RecommendedItem(BaseModel):

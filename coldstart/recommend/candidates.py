@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
+from coldstart.recommend.columns import first_places
 from training.data import Ranking, UserProfile
 
 __all__ = [
@@ -165,6 +166,10 @@ class EditorialSource(CandidateSource):
         return SourceResult([Candidate(p, self.name, 1.0) for p in self.pins if p not in excluded])
 
 
+# (seed, n) neighbour lists a `ContentNeighbours` keeps (about 0.5 KiB each at n = 30).
+NEAREST_KEPT = 65_536
+
+
 class ContentNeighbours:
     """`ContentSource` over arrays: the content neighbours of seed items as catalogue
     rows and scores, from one batched faiss query whose id selector (the recommendable
@@ -174,6 +179,7 @@ class ContentNeighbours:
 
     def __init__(self, index, columns, kind: str) -> None:
         self.index, self.columns = index, columns
+        self.nearest: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         code = columns.kinds.get(kind, -2)
         allowed = sorted(i for i in columns.ids[columns.kind == code].tolist() if i in index)
         self.allowed = len(allowed)
@@ -210,6 +216,28 @@ class ContentNeighbours:
         self.faiss_ids = ids[by_id]
         self.label_rows = rows[by_id]
 
+    def _nearest(self, seed: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the `n` nearest allowed items of one seed, as faiss ranks
+        them; kept per (seed, n). The index is exact or a fixed IVF probe, and faiss
+        answers each query of a small batch on its own, so a seed's neighbours are the
+        same alone as in the batch of seeds the reference sends."""
+        key = (seed, n)
+        kept = self.nearest.get(key)
+        if kept is not None:
+            return kept
+        position = self.position_of.get(seed)
+        vector = self.vectors[position] if position is not None else self.index.vector(seed)
+        query = np.ascontiguousarray(np.reshape(vector, (1, -1)), np.float32)
+        scores, labels = self.search_index.search(query, n, params=self.params)
+        found = labels[0] >= 0
+        labels, distances = labels[0][found], scores[0][found].astype(np.float64)
+        if self.params is not None:  # labels are faiss ids of the whole index
+            labels = np.searchsorted(self.faiss_ids, labels)
+        kept = (self.label_rows[labels], distances)
+        if len(self.nearest) < NEAREST_KEPT:
+            self.nearest[key] = kept
+        return kept
+
     def expand(
         self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -220,19 +248,13 @@ class ContentNeighbours:
         empty = np.zeros(0, np.int64), np.zeros(0)
         if not seeds or not self.allowed or len(index) == 0 or k <= 0:
             return empty
-        position_of = self.position_of
-        if all(s in position_of for s in seeds):  # seeds of this kind: vectors at hand
-            queries = self.vectors[[position_of[s] for s in seeds]]
-        else:
-            queries = np.stack([index.vector(s) for s in seeds])
-        queries = np.ascontiguousarray(queries, np.float32)
         n = min(k, self.allowed, len(index))
-        scores, labels = self.search_index.search(queries, n, params=self.params)
-        found = labels.ravel() >= 0
-        labels, scores = labels.ravel()[found], scores.ravel()[found].astype(np.float64)
-        if self.params is not None:  # labels are faiss ids of the whole index
-            labels = np.searchsorted(self.faiss_ids, labels)
-        rows = self.label_rows[labels]
+        hits = [self._nearest(seed, n) for seed in seeds]
+        if len(hits) == 1:
+            rows, scores = hits[0]
+        else:
+            rows = np.concatenate([r for r, _ in hits])
+            scores = np.concatenate([s for _, s in hits])
         if len(excluded_rows):
             keep = np.ones(len(rows), bool)
             for row in excluded_rows.tolist():  # a few seeds
@@ -243,5 +265,5 @@ class ContentNeighbours:
         # Best first (ties by item id): an item's first place holds its best score.
         order = np.lexsort((self.columns.id_rank[rows], -scores))
         rows, scores = rows[order], scores[order]
-        first = np.sort(np.unique(rows, return_index=True)[1])[:k]
+        first = first_places(rows)[:k]
         return rows[first], scores[first]

@@ -20,7 +20,15 @@ import pandas as pd
 
 from coldstart.core.config import RulesSettings
 
-__all__ = ["EPOCH", "CatalogColumns", "RuleColumns", "micros"]
+__all__ = [
+    "EPOCH",
+    "CatalogColumns",
+    "RuleColumns",
+    "micros",
+    "unique_inverse",
+    "first_places",
+    "sorted_groups",
+]
 
 EPOCH = dt.datetime(1970, 1, 1)
 _COLUMNS = ("kind", "language", "genre", "explicit", "show_id", "published_at")
@@ -30,6 +38,32 @@ _MICRO = dt.timedelta(microseconds=1)
 def micros(when: dt.datetime) -> int:
     """A naive UTC datetime as integer microseconds since 1970 (exact, ordered as datetimes)."""
     return (when - EPOCH) // _MICRO
+
+
+def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stable sort permutation of `values`, mask of the first of each value in it)."""
+    perm = values.argsort(kind="stable")
+    ordered = values[perm]
+    first = np.empty(len(ordered), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return perm, first
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` of a 1-d array, in fewer steps (a
+    request merges a few dozen candidate rows; np.unique's generality costs more)."""
+    perm, first = sorted_groups(values)
+    inverse = np.empty(len(values), np.intp)
+    inverse[perm] = first.cumsum() - 1
+    return values[perm[first]], inverse
+
+
+def first_places(values: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct value, ascending:
+    `np.sort(np.unique(values, return_index=True)[1])`."""
+    perm, first = sorted_groups(values)
+    return np.sort(perm[first])
 
 
 def _codes(values: pd.Series, truthy: bool) -> tuple[np.ndarray, dict]:
@@ -52,6 +86,7 @@ class CatalogColumns:
         per_show: int,
     ):
         self.metadata = metadata
+        self._fields: dict[int, tuple] = {}
         ids = list(metadata)
         frame = pd.DataFrame.from_records(
             list(metadata.values()), columns=list(_COLUMNS), coerce_float=False
@@ -63,6 +98,7 @@ class CatalogColumns:
         self.kind, self.kinds = _codes(frame["kind"], truthy=False)
         # Language: a falsy language (None, "") matches every listener (`language_match`).
         self.language, self.languages = _codes(frame["language"], truthy=True)
+        self.has_language = self.language >= 0
         # `genre_diversity` counts any genre that is not None; `boost` only truthy ones.
         self.genre, self.genres = _codes(frame["genre"], truthy=False)
         self.genre_names = frame["genre"].tolist()
@@ -73,6 +109,11 @@ class CatalogColumns:
         # Integer microseconds since 1970 (the datetimes are microsecond-exact).
         self.published = np.where(
             self.has_published, published.to_numpy("datetime64[us]").astype(np.int64), 0
+        )
+        # The same, with the smallest int64 where nothing is published: never within a
+        # window of real dates (one comparison pair instead of three masks per request).
+        self.published_or_never = np.where(
+            self.has_published, self.published, np.iinfo(np.int64).min
         )
         episode = self.kinds.get("episode", -2)
         self.episode_with_show = (self.kind == episode) & (self.show >= 0)
@@ -87,6 +128,27 @@ class CatalogColumns:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def fields(self, row: int) -> tuple:
+        """`ScoredItem`'s fields of a row but its score and reasons, in its order
+        (item_id, kind, title, language, genre, explicit, show_id, published_at); made
+        on a row's first use and kept."""
+        kept = self._fields.get(row)
+        if kept is None:
+            item_id = self.ids[row]
+            meta = self.metadata[item_id]
+            kept = (
+                item_id,
+                meta["kind"],
+                meta["title"],
+                meta["language"],
+                meta["genre"],
+                bool(meta["explicit"]),
+                meta["show_id"],
+                meta["published_at"],
+            )
+            self._fields[row] = kept
+        return kept
 
     def rows(self, item_ids) -> np.ndarray:
         """Rows of `item_ids` (-1 for ids not in the catalogue)."""
@@ -111,9 +173,28 @@ class RuleColumns:
             by_genre = np.zeros(n, np.float64)
             by_genre[truthy] = keys.map(boosts).fillna(0.0).to_numpy()
             self.boost = own + by_genre
+        self.columns = columns
+        # (language code or None, explicit filtered) -> rows the two filters keep
+        self._allowed: dict[tuple[int | None, bool], np.ndarray] = {}
         # `pin`: the position of the item in the configured pins (-1: not pinned).
         self.pin = np.full(n, -1, np.int64)
         for position, item_id in enumerate(rules.pins):
             row = columns.row_of.get(item_id)
             if row is not None:
                 self.pin[row] = position
+
+    def allowed(self, language: int | None, filter_explicit: bool) -> np.ndarray:
+        """Rows `language_match` (for the listener's language code; None: off) and
+        `explicit_filter` (when on) keep, as one mask over the catalogue; made once per
+        pair."""
+        key = (language, filter_explicit)
+        mask = self._allowed.get(key)
+        if mask is None:
+            columns = self.columns
+            mask = np.ones(len(columns), bool)
+            if language is not None:
+                mask &= (columns.language < 0) | (columns.language == language)
+            if filter_explicit:
+                mask &= ~columns.explicit
+            self._allowed[key] = mask
+        return mask

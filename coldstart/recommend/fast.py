@@ -16,8 +16,11 @@ from state prepared once when the models load:
   of the training rows instead (a gather of the listeners who share an item);
 * **networks**: the user towers (AffinityNet's MLP with its skip, the two-tower's
   `UserTower`) as numpy matrix products over weights taken from the modules once,
-  item vectors and biases precomputed;
-* blend, fallback and top-k exactly as `ServedModel` does them.
+  item vectors and biases precomputed (`towers.py`);
+* the blend in one pass (`fused_blend.py`); a wide part of weight 0 is not scored;
+* fallback and top-k exactly as `ServedModel` does them; `top` answers the top-k as
+  positions into the model's item ids, which the pipeline maps to catalogue rows
+  (`row_sources.py`) without making strings of them.
 
 Scores equal the reference's within float rounding (the sums run in another order);
 `tests/test_fast_serving.py` checks rankings and scores against the reference on the
@@ -28,20 +31,21 @@ its own `recommend` (`fast_scorer` returns None).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
-import torch
-from torch import nn
 
 from coldstart.recommend.fused_blend import KeyMoments, WideMoments, blended, coefficients
+from coldstart.recommend.towers import NETWORKS
 from training.blend import ScoreBlend
 from training.data import Ranking, UserProfile
-from training.ranking import top_k
+from training.ranking import best_positions
 
 __all__ = [
     "PRIMAL_MAX_CELLS",
     "WideScorer",
     "ServedScorer",
+    "TopPositions",
     "PopularityLists",
     "fast_scorer",
     "popularity_lists",
@@ -51,6 +55,9 @@ __all__ = [
 # held as float64: 2**25 cells = 256 MiB. The demo world and the Douban data are far
 # below; a larger wide part scores through the column-major kernel instead.
 PRIMAL_MAX_CELLS = 2**25
+# Up to this many items a stable sort of every score is cheaper than best_positions'
+# partition and its checks (the same positions either way).
+SORT_ALL = 1024
 
 
 def _standardise_row(v: np.ndarray) -> np.ndarray:
@@ -164,188 +171,6 @@ class WideScorer:
         return any(i in self.vocabulary for i in music)
 
 
-# The last taste vector computed: the served models of both lists read the same
-# listener's vector from the same taste model, so each request computes it once.
-_LAST_TASTE: tuple = (None, (), (None, []))
-
-
-def _taste_vector(taste, music: dict[str, float]) -> tuple[np.ndarray | None, list[str]]:
-    """`taste.user_vector(music)`, reused when the previous call had the same taste
-    model and the same history (compared by value: a dict edited in place is not
-    mistaken for the one seen before)."""
-    global _LAST_TASTE
-    last_taste, last_history, result = _LAST_TASTE  # one read: safe across threads
-    history = tuple(music.items())
-    if last_taste is not taste or last_history != history:
-        result = taste.user_vector(music)
-        _LAST_TASTE = (taste, history, result)
-    vec, unknown = result
-    return vec, list(unknown)
-
-
-def _linear(module) -> tuple[np.ndarray, np.ndarray | None]:
-    weight = module.weight.detach().numpy().astype(np.float32).T.copy()
-    bias = None if module.bias is None else module.bias.detach().numpy().astype(np.float32)
-    return weight, bias
-
-
-def _mlp(sequential) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
-    """(weight, bias, relu after) per Linear of an eval-mode Sequential (Dropout: identity)."""
-    layers: list[tuple[np.ndarray, np.ndarray | None, bool]] = []
-    for module in sequential:
-        if isinstance(module, nn.Linear):
-            layers.append((*_linear(module), False))
-        elif isinstance(module, nn.ReLU):
-            w, b, _ = layers[-1]
-            layers[-1] = (w, b, True)
-        elif not isinstance(module, nn.Dropout):
-            raise TypeError(f"no fast path for {type(module).__name__}")
-    return layers
-
-
-def _run_mlp(layers, x: np.ndarray) -> np.ndarray:
-    for weight, bias, relu in layers:
-        x = x @ weight
-        if bias is not None:
-            x = x + bias
-        if relu:
-            x = np.maximum(x, 0.0)
-    return x
-
-
-class _AffinityNetwork:
-    """`AffinityModel.network_scores` for one listener, in numpy."""
-
-    def __init__(self, model) -> None:
-        net = model.net
-        self.model = model
-        self.demographics = bool(net.cfg.demographics)
-        if self.demographics:
-            self.country = net.country.weight.detach().numpy().astype(np.float32)
-            self.language = net.language.weight.detach().numpy().astype(np.float32)
-        self.layers = _mlp(net.user)
-        self.skip = None if net.skip is None else _linear(net.skip)[0]
-        self.keys_t = np.ascontiguousarray(model._item_vecs.T)
-        self.bias = model._item_bias
-
-    def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
-        query, unknown = self.query(user)
-        return (None if query is None else self.product(query)), unknown
-
-    def product(self, query: np.ndarray) -> np.ndarray:
-        return (query @ self.keys_t + self.bias)[0]
-
-    def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
-        """The listener's side of the scores `query @ keys_t + bias` (1 x d)."""
-        model = self.model
-        vec, unknown = _taste_vector(model.taste, user.music)
-        if vec is None:
-            return None, unknown
-        parts = [((vec - model.taste_mean) / model.taste_std).astype(np.float32)]
-        if self.demographics:
-            age = np.zeros(2, np.float32)
-            if user.age is not None and not (isinstance(user.age, float) and np.isnan(user.age)):
-                age[:] = ((float(user.age) - model.age_stats[0]) / model.age_stats[1], 1.0)
-            parts += [
-                self.country[model.countries.get(str(user.country), 0)],
-                self.language[model.languages.get(str(user.language), 0)],
-                age,
-            ]
-        x = np.concatenate(parts)[None, :]
-        u = _run_mlp(self.layers, x)
-        if self.skip is not None:
-            u = u + x @ self.skip
-        return u, unknown
-
-
-class _TwoTowerNetwork:
-    """`TwoTowerRecommender.network_scores` for one listener, in numpy."""
-
-    def __init__(self, model) -> None:
-        tower = model.user_tower
-        self.model = model
-        self.country = tower.country.weight.detach().numpy().astype(np.float32)
-        self.language = tower.language.weight.detach().numpy().astype(np.float32)
-        self.music = (
-            None if tower.music is None else tower.music.vectors.weight.detach().numpy().copy()
-        )
-        self.gnn_dim = tower.gnn_dim
-        self.layers = _mlp(tower.net)
-        with torch.no_grad():
-            probe = torch.zeros(1, model.item_vectors.shape[1])
-            queries, keys = model._score_vectors(
-                probe, torch.from_numpy(model.item_vectors), model._items_in["popularity"]
-            )
-        self.keys_t = np.ascontiguousarray(keys.numpy().astype(np.float32).T)
-        self.bias = None
-        self.popularity = model.config.item_popularity
-        self.temperature = np.float32(model.config.temperature)
-        self.weight = (
-            tower.popularity_weight.detach().numpy().astype(np.float32) if self.popularity else None
-        )
-
-    def scores(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
-        query, unknown = self.query(user)
-        return (None if query is None else self.product(query)), unknown
-
-    def product(self, query: np.ndarray) -> np.ndarray:
-        return (query @ self.keys_t)[0]
-
-    def query(self, user: UserProfile) -> tuple[np.ndarray | None, list[str]]:
-        """The listener's side of the scores `query @ keys_t` (1 x d)."""
-        model = self.model
-        vec, unknown = _taste_vector(model.taste, user.music)
-        usable = vec is not None
-        taste = vec if vec is not None else np.zeros(model.taste.dim, np.float32)
-        gnn = np.zeros(self.gnn_dim, np.float32)
-        has_history = False
-        if model.graph is not None:
-            mean = model.graph.history_mean(user.spoken)
-            if mean is not None:
-                gnn, has_history, usable = np.asarray(mean, np.float32), True, True
-        if not usable:
-            return None, unknown
-        age_known = user.age is not None and not np.isnan(float(user.age))
-        age = np.float32(user.age) if age_known else np.float32(0)
-        parts = [
-            taste.astype(np.float32),
-            gnn * np.float32(has_history) if self.gnn_dim else np.zeros(0, np.float32),
-            np.array([has_history], np.float32),
-            self.country[model.countries.get(str(user.country), 0)],
-            self.language[model.languages.get(str(user.language), 0)],
-            np.array(
-                [(age - np.float32(40.0)) / np.float32(15.0) if age_known else 0.0], np.float32
-            ),
-            np.array([age_known], np.float32),
-        ]
-        if self.music is not None:
-            parts.append(self._bag(user.music))
-        u = _run_mlp(self.layers, np.concatenate(parts)[None, :])
-        u = u / max(float(np.sqrt((u * u).sum())), 1e-12)  # F.normalize
-        query = u / self.temperature
-        if self.popularity:
-            assert self.weight is not None  # read with the popularity column
-            query = np.concatenate([query, self.weight[None, :]], axis=1)
-        return query, unknown
-
-    def _bag(self, music: dict[str, float]) -> np.ndarray:
-        vocab = self.model.music_vocab
-        known = [(w, vocab[i]) for i, w in music.items() if i in vocab]
-        known.sort(key=lambda t: (-t[0], t[1]))
-        rows = [c for _, c in known[: self.model.config.max_music_items]]
-        bag = self.music
-        assert bag is not None  # only called when the model has a music bag
-        if not rows:
-            return bag[0].copy()
-        return bag[rows].sum(axis=0) / np.float32(len(rows))
-
-
-NETWORKS: dict[str, type[_AffinityNetwork] | type[_TwoTowerNetwork]] = {
-    "affinity": _AffinityNetwork,
-    "two_tower": _TwoTowerNetwork,
-}
-
-
 class ServedScorer:
     """`ServedModel.recommend` for one listener, from state prepared at load time."""
 
@@ -361,34 +186,43 @@ class ServedScorer:
         )
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        model = self.model
         if self.wide is None:  # the network alone: its own path
-            return model.recommend(user, k, exclude)
+            return self.model.recommend(user, k, exclude)
+        top = self.top(user, k, exclude)
+        return Ranking(
+            [str(i) for i in self.ids[top.positions]], top.scores, top.fallback, top.unknown
+        )
+
+    def top(self, user: UserProfile, k: int, exclude: Sequence[str] = ()) -> TopPositions:
+        """`recommend` as positions into the model's item ids (`top_k`'s order and its
+        float32 scores): the pipeline maps positions to catalogue rows with one gather.
+        Only for a blended model (`wide` set)."""
+        assert self.wide is not None
         query, unknown = self.network.query(user)
         usable = query is not None or (self.blend_knows_wide and self.wide.knows(user.music))
         if not usable:
-            return top_k(
-                self.ids, self.pop_scores, k, exclude, fallback=True, unknown_items=unknown
-            )
+            return _top_positions(self.ids, self.pop_scores, k, exclude, True, unknown)
         width = len(self.ids)
         scores = None
         if query is not None and len(self.wide.log_listeners) == width:
             scores = self._fused(query, user.music)
         if scores is None:
             scores = self._reference_blend(user, query, width)
-        return top_k(self.ids, scores, k, exclude, unknown_items=unknown)
+        return _top_positions(self.ids, scores, k, exclude, False, unknown)
 
     def _fused(self, query: np.ndarray, music: dict[str, float]) -> np.ndarray | None:
         """The blend in one pass (`fused_blend`), or None where it must not be used."""
         wide = self.wide
         assert wide is not None and self.keys is not None  # a blended model
-        ridge = wide.modelled(wide.columns_of(music))
         moments = wide.moments
+        weights = self.model.blend.weights
+        # A wide part of weight 0 takes no part in the sum (its coefficients are 0).
+        ridge = wide.modelled(wide.columns_of(music)) if weights.get("wide", 0.0) else None
         coef = coefficients(
-            self.model.blend.weights,
+            weights,
             wide.blend.weights,
             self.keys.of(query),
-            moments.of(ridge),
+            (0.0, 0.0, 0.0) if ridge is None else moments.of(ridge),
             (moments.pop_sum / moments.items, moments.pop_square / moments.items),
         )
         if coef is None:
@@ -409,6 +243,36 @@ class ServedScorer:
     def _unusable_network(self, user: UserProfile) -> np.ndarray:
         scores, _, _ = self.model.network_scores([user])
         return scores[0]
+
+
+class TopPositions(NamedTuple):
+    """A model's best items as positions into its item ids, with `top_k`'s scores."""
+
+    positions: np.ndarray
+    scores: np.ndarray  # float32, as `Ranking.scores`
+    fallback: bool
+    unknown: list[str]
+
+
+def _top_positions(
+    ids: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    exclude: Sequence[str],
+    fallback: bool,
+    unknown: list[str],
+) -> TopPositions:
+    """`training.ranking.top_k` as positions (the same order, ties and scores)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    k = max(int(k), 0)
+    if exclude:
+        idx = np.flatnonzero(~np.isin(ids, np.asarray(list(exclude), dtype=object)))
+        order = idx[best_positions(-scores[idx], k)]
+    elif len(scores) <= SORT_ALL:
+        order = np.argsort(-scores, kind="stable")[:k]  # best_positions' definition
+    else:
+        order = best_positions(-scores, k)
+    return TopPositions(order, scores[order].astype(np.float32), fallback, list(unknown))
 
 
 class PopularityLists:

@@ -186,15 +186,17 @@ def coefficients(
 def blended(
     coef: BlendCoefficients,
     network: np.ndarray,
-    ridge: np.ndarray,
+    ridge: np.ndarray | None,
     moments: WideMoments,
 ) -> np.ndarray:
     """`total` over every item: a few passes (network, popularity, the unmodelled
-    columns' means, the modelled columns, the constant)."""
+    columns' means, the modelled columns, the constant). `ridge` may be None where its
+    coefficient is 0 (a served blend that gives the wide part no weight)."""
     total = np.multiply(network, coef.network, dtype=np.float64)
     if coef.popularity != 0.0:
         total += coef.popularity * moments.pop_std
     if coef.ridge != 0.0:
+        assert ridge is not None  # a non-zero coefficient comes from a weighted ridge
         if moments.columns is None:
             total += coef.ridge * ridge
         else:

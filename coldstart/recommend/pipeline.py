@@ -28,6 +28,7 @@ from coldstart.recommend.fast import fast_scorer, popularity_lists
 from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
 from coldstart.recommend.ranked import RankedList, apply_rule_columns, merge_sources
+from coldstart.recommend.row_sources import RowSource
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
 
@@ -36,6 +37,8 @@ __all__ = ["OnboardingResult", "OnboardingPipeline"]
 LIST_KIND = {"podcast": "show", "audiobook": "audiobook"}
 EPISODES_PER_SHOW = 3  # newest episodes of each show considered
 CONTENT_SEEDS = 3  # best personalised items whose content neighbours join the candidates
+# An episode's score: its show's, times this factor for the show's nth newest episode.
+EPISODE_FACTORS = np.array([1.0 - 0.01 * n for n in range(EPISODES_PER_SHOW)])
 
 
 @dataclass
@@ -69,6 +72,16 @@ class OnboardingPipeline:
             self.columns = CatalogColumns(catalog.metadata, catalog.episodes, EPISODES_PER_SHOW)
             self.rule_columns = RuleColumns(self.columns, settings.rules)
             self.episode_rule_columns = RuleColumns(self.columns, self._episode_rules)
+            self.row_sources = {
+                target: [
+                    source
+                    if isinstance(source, EditorialSource)
+                    else RowSource(source.name, source.model, self.columns, source.keep_fallback)
+                    for source in sources
+                    if isinstance(source, (EditorialSource, RecommenderSource))
+                ]
+                for target, sources in self.sources.items()
+            }
             self.neighbours: dict[str, ContentNeighbours] = {}
             if models.search is not None:
                 index = models.search.items_index
@@ -160,22 +173,19 @@ class OnboardingPipeline:
         found: list[tuple[str, np.ndarray, np.ndarray]] = []
         personal: list[list[str]] = []  # item ids per personalised source, best first
         unknown: set[str] = set()
-        for source in self.sources[target]:
+        for source in self.row_sources[target]:
             if isinstance(source, EditorialSource):
                 excluded = set(exclude)
                 pins = [p for p in source.pins if p not in excluded]
                 found.append((source.name, columns.rows(pins), np.ones(len(pins))))
                 continue
-            assert isinstance(source, RecommenderSource)
-            ranking = source.model.recommend(user, n, exclude)
-            unknown.update(ranking.unknown_items)
+            ranking = source.top(user, n, exclude)
+            unknown.update(ranking.unknown)
             if ranking.fallback and not source.keep_fallback:
                 continue
-            ids = ranking.item_ids
-            scores = np.asarray(ranking.scores, np.float64)
-            found.append((source.name, columns.rows(ids), scores))
-            if source.name != "popularity" and ids:
-                personal.append(list(ids))
+            found.append((source.name, ranking.rows, ranking.scores))
+            if source.name != "popularity" and len(ranking.item_ids):
+                personal.append(ranking.item_ids.tolist())
         fallback = not personal
         if personal and target in self.neighbours:
             seeds: list[str] = []
@@ -191,7 +201,7 @@ class OnboardingPipeline:
             )
             found.append(("content", rows, scores))
         ranked = merge_sources(found, self.settings.serve.source_weights, columns, fallback)
-        apply_rule_columns(ranked, self.settings.rules, self.rule_columns, columns, ctx)
+        apply_rule_columns(ranked, self.settings.rules, self.rule_columns, columns, ctx, k)
         return ranked.items(columns, k), fallback, unknown
 
     def _episodes_fast(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
@@ -200,25 +210,26 @@ class OnboardingPipeline:
         show_rows = columns.rows([show.item_id for show in shows])
         episodes = columns.episodes[show_rows[show_rows >= 0]]
         shows = [show for show, row in zip(shows, show_rows.tolist()) if row >= 0]
-        factors = np.array([1.0 - 0.01 * n for n in range(EPISODES_PER_SHOW)])
         show_scores = np.array([show.score for show in shows], np.float64).reshape(-1, 1)
         mask = episodes >= 0
         parent, nth = np.nonzero(mask)
         rows = episodes[mask]
-        scores = (show_scores * factors)[mask]
-        trail = [
-            [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
-            + [f"show:{show.item_id}"]
-            for show in shows
-        ]
+        scores = (show_scores * EPISODE_FACTORS)[mask]
         latest = ("rule:latest_episode", "rule:recent_episode")
 
-        def base_reasons(i: int) -> list[str]:
-            return trail[parent[i]] + [latest[min(int(nth[i]), 1)]]
+        def trail(show: ScoredItem) -> list[str]:
+            kept = [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
+            return [*kept, f"show:{show.item_id}"]
+
+        def base_reasons(at: np.ndarray) -> list[list[str]]:
+            return [
+                [*trail(shows[show]), latest[min(n, 1)]]
+                for show, n in zip(parent[at].tolist(), nth[at].tolist())
+            ]
 
         order = np.lexsort((columns.id_rank[rows], -scores))
         ranked = RankedList(rows, scores, order, base_reasons)
-        apply_rule_columns(ranked, self._episode_rules, self.episode_rule_columns, columns, ctx)
+        apply_rule_columns(ranked, self._episode_rules, self.episode_rule_columns, columns, ctx, k)
         return ranked.items(columns, k)
 
     def _episodes(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
