@@ -55,7 +55,6 @@ from training.two_tower_data import (
     data_hash,
     label_pairs,
     split_listeners,
-    without_target_plays,
 )
 from training.two_tower_features import ITEM_KEYS, USER_KEYS, TwoTowerFeatures
 
@@ -281,7 +280,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         pop = popularity(data, self.target)
         self.item_ids = [str(i) for i in pop.index]
         self.pop_scores = pop.to_numpy(dtype=np.float64)
-        counted = popularity(without_target_plays(data, val_users, self.target), self.target)
+        counted = popularity(data, self.target, leave_out=val_users)
         self.listeners = {str(i): float(np.floor(v)) for i, v in counted.items()}
         self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
         return (
