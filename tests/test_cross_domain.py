@@ -329,3 +329,6 @@ def test_capped_held_out_scores_a_block_of_rows_at_a_time(monkeypatch):
     blocks = wide.held_out(rows, [histories[r] for r in rows])
     np.testing.assert_array_equal(blocks, whole)
     assert whole.shape == (len(rows), y.shape[1]) and np.isfinite(whole).all()
+    # Rows listed again (a listener in both cold cases) get their first scores, copied.
+    twice = wide.held_out(rows + rows[::-1], [histories[r] for r in rows + rows[::-1]])
+    np.testing.assert_array_equal(twice, np.vstack([whole, whole[::-1]]))
