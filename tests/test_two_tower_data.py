@@ -19,11 +19,12 @@ from coldstart.core.store import Store
 from coldstart.data.importers import douban
 from coldstart.data.ingest import ingest_dataset
 from graph import NODE_TYPES
-from training.data import InteractionData, episodes_to_shows
+from training.data import InteractionData, episodes_to_shows, user_profile, user_profiles
 from training.item_graph import spoken_events
 from training.ranking import popularity
 from training.splits import hidden_kinds
 from training.two_tower_data import data_hash
+from training.two_tower_features import vocabulary
 
 DATA = Path(__file__).parent / "data"
 
@@ -100,3 +101,24 @@ def test_code_views_equal_the_string_passes_on_the_toy_world():
 @pytest.mark.parametrize("kind", ["show", "audiobook"])
 def test_code_views_equal_the_string_passes_on_real_listening(tmp_path, kind):
     assert_matches(real_listening(tmp_path, kind))
+
+
+def test_profiles_read_in_one_reindex_equal_the_lookup_per_listener():
+    users = toy_world().users.copy()
+    users.loc[1, "country"] = None  # a missing value
+    users.loc[2, "age"] = float("nan")
+    frame = users.drop_duplicates("user_id").set_index("user_id")
+    ids = [*users["user_id"].iloc[:6], "nobody"]  # and a listener the frame does not know
+    music = [{f"t{i}": float(i + 1)} for i in range(len(ids))]
+    spoken = [{}, {"show-1": 1.0}, {}, {}, {}, {}, {"book": 1.0}]
+    assert user_profiles(ids, music, spoken, frame) == [
+        user_profile(u, m, s, frame) for u, m, s in zip(ids, music, spoken)
+    ]
+    assert user_profiles(ids, music) == [user_profile(u, m) for u, m in zip(ids, music)]
+
+
+def test_vocabulary_of_distinct_values_equals_the_set_of_every_row():
+    values = pd.Series(["en", None, "fr", "en", float("nan"), "de", "fr"], dtype="object")
+    rows = sorted({str(v) for v in values if v is not None and not pd.isna(v)})
+    assert vocabulary(values) == {v: i + 1 for i, v in enumerate(rows)}
+    assert vocabulary(["b", "a", None]) == {"a": 1, "b": 2}

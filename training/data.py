@@ -6,6 +6,7 @@ so models, baselines and the evaluation harness run on any contract dataset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "episodes_to_shows",
     "episode_shows",
     "user_profile",
+    "user_profiles",
     "id_set",
     "item_rows",
 ]
@@ -223,6 +225,29 @@ def _known(users: pd.DataFrame | None, user_id: str, column: str):
         return None
     value = users.at[user_id, column]
     return None if pd.isna(value) else value
+
+
+def user_profiles(
+    user_ids: Sequence[str],
+    music: Sequence[dict[str, float]],
+    spoken: Sequence[dict[str, float]] | None = None,
+    users: pd.DataFrame | None = None,
+) -> list[UserProfile]:
+    """`user_profile` of each listener (aligned lists), the demographics read in one
+    reindex of `users` instead of a lookup per listener and column."""
+    ids = list(user_ids)
+    known = None if users is None else users.reindex(ids)
+    columns = [
+        [None if pd.isna(v) else v for v in known[c].tolist()]
+        if known is not None and c in known.columns
+        else [None] * len(ids)
+        for c in ("country", "language", "age")
+    ]
+    spoken = [{}] * len(ids) if spoken is None else spoken
+    return [
+        UserProfile(str(u), m, s or {}, country, language, age)
+        for u, m, s, country, language, age in zip(ids, music, spoken, *columns)
+    ]
 
 
 def user_profile(

@@ -40,7 +40,7 @@ from graph import in_batch_softmax
 from graph.fit import GNNConfig
 from training.blend import validation_sample
 from training.cross_domain import WidePart, fit_wide
-from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
+from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profiles
 from training.history import EventsByUser, target_matrix
 from training.item_graph import ItemGraph
 from training.metrics import per_user_metric
@@ -321,7 +321,9 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         train_users = [u for u in split.listeners if u not in split.val_users]
         events = split.events
         spoken_of = EventsByUser.of(events[events["user_id"].isin(train_users)], self.item_kind)
-        profiles = [user_profile(u, split.histories[u], {}, users_frame) for u in train_users]
+        profiles = user_profiles(
+            train_users, [split.histories[u] for u in train_users], None, users_frame
+        )
         base, _, _ = self._user_inputs(profiles)
         # Per user: sum/count of GNN embeddings of other-kind items and of target items.
         other_sum = np.zeros((len(train_users), self.gnn_dim), np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.data import UserProfile, user_profile
+from training.data import UserProfile, user_profiles
 from training.history import EventsByUser
 from training.towers import ItemTower, UserTower, augment_for_search
 from training.two_tower_data import Pairs
@@ -29,11 +29,10 @@ USER_KEYS = ("taste", "country", "language", "age", "gnn_mean", "has_history", "
 
 
 def vocabulary(values) -> dict[str, int]:
-    """Category -> index; 0 is reserved for unknown."""
-    return {
-        v: i + 1
-        for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))
-    }
+    """Category -> index; 0 is reserved for unknown. The distinct values are found
+    first (columnar), so only they become strings, not every row."""
+    distinct = pd.Series(values).dropna().unique()
+    return {v: i + 1 for i, v in enumerate(sorted({str(v) for v in distinct}))}
 
 
 class TwoTowerFeatures:
@@ -232,14 +231,14 @@ class TwoTowerFeatures:
         return users, torch.from_numpy(i)
 
     def _validation_profiles(self, data, val_users, events, histories, users_frame):
-        profiles, truth = [], []
+        spoken, truth = [], []
         spoken_of = EventsByUser.of(events[events["user_id"].isin(val_users)], self.item_kind)
         for u in val_users:
             items, is_tgt = spoken_of.rows(u)
-            spoken = {i: 1.0 for i in items[~is_tgt]}
-            profiles.append(user_profile(u, histories[u], spoken, users_frame))
+            spoken.append({i: 1.0 for i in items[~is_tgt]})
             truth.append(set(items[is_tgt]))
-        return profiles, truth
+        music = [histories[u] for u in val_users]
+        return user_profiles(val_users, music, spoken, users_frame), truth
 
     def _score_vectors(
         self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor
