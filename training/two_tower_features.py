@@ -61,20 +61,13 @@ class TwoTowerFeatures:
         self, users: Sequence[UserProfile]
     ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[list[str]]]:
         """Tower inputs for request-time profiles: (inputs, usable mask, unknown items)."""
-        taste = np.zeros((len(users), self.taste.dim), np.float32)
+        taste, usable, unknown = self.taste.user_vectors([u.music for u in users])
         gnn = np.zeros((len(users), self.gnn_dim), np.float32)
         has_hist = np.zeros(len(users), bool)
-        usable = np.zeros(len(users), bool)
-        unknown = []
-        for r, u in enumerate(users):
-            vec, missing = self.taste.user_vector(u.music)
-            unknown.append(missing)
-            if vec is not None:
-                taste[r], usable[r] = vec, True
-            if self.graph is not None:
-                mean = self.graph.history_mean(u.spoken)
-                if mean is not None:
-                    gnn[r], has_hist[r], usable[r] = mean, True, True
+        for r, u in enumerate(users if self.graph is not None else ()):
+            mean = self.graph.history_mean(u.spoken)
+            if mean is not None:
+                gnn[r], has_hist[r], usable[r] = mean, True, True
         inputs = {
             "taste": torch.from_numpy(taste),
             "country": torch.tensor(
