@@ -196,6 +196,7 @@ class AffinityModel(ServedModel):
     def _features(
         self, users: Sequence[UserProfile]
     ) -> tuple[UserFeatures, np.ndarray, list[list[str]]]:
+        assert self.taste is not None, "fit or load the model first"
         taste, known, unknown = self.taste.user_vectors([u.music for u in users])
         # Standardise each taste dimension over the training users: item2vec vectors
         # share a large common direction, and the MLP learns from the differences.

@@ -220,18 +220,18 @@ class WidePart:
         ridge's sample get the final ridge (it never saw them), and popularity leaves
         out each row's own plays. A row listed again (the same listener in both cold
         cases: the same music) is scored once and copied."""
-        rows = np.asarray(rows, dtype=np.int64)
+        listed = np.asarray(rows, dtype=np.int64)
         if self.columns is None:
-            return self.oof_scores[rows]
-        out = np.zeros((len(rows), len(self.log_listeners)))
+            return self.oof_scores[listed]
+        out = np.zeros((len(listed), len(self.log_listeners)))
         block = max(1, BLEND_SCORES // max(len(self.log_listeners), 1))  # rows at a time
-        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(listed, return_index=True, return_inverse=True)
         firsts = np.sort(first)  # each row's first place in the list, in list order
         for lo in range(0, len(firsts), block):
             at = firsts[lo : lo + block]
-            out[at] = self._held_out_block(rows[at], [histories[i] for i in at])
+            out[at] = self._held_out_block(listed[at], [histories[i] for i in at.tolist()])
         source = first[inverse.ravel()]
-        again = np.flatnonzero(source != np.arange(len(rows)))
+        again = np.flatnonzero(source != np.arange(len(listed)))
         for lo in range(0, len(again), block):
             out[again[lo : lo + block]] = out[source[again[lo : lo + block]]]
         return out

@@ -42,10 +42,10 @@ def taste_vectors(
     rows = np.fromiter(map(index.get, items, repeat(-1)), np.int64, count=total)
     plays = np.fromiter(chain.from_iterable(h.values() for h in histories), np.float64, total)
     owner = np.repeat(np.arange(n_users), lengths)
-    for at in np.flatnonzero(rows < 0):  # a miss: as `user_vector`, looked up as a string
-        rows[at] = index.get(str(items[at]), -1)
-        if rows[at] < 0:
-            unknown[owner[at]].append(str(items[at]))
+    for miss in np.flatnonzero(rows < 0).tolist():  # as `user_vector`: again as a string
+        rows[miss] = index.get(str(items[miss]), -1)
+        if rows[miss] < 0:
+            unknown[owner[miss]].append(str(items[miss]))
     hit = rows >= 0
     rows, owner = rows[hit], owner[hit]
     weights = np.log1p(np.maximum(plays[hit], 0.0)) + 1e-3
@@ -56,9 +56,9 @@ def taste_vectors(
         step = max(1, GATHER_ROWS // int(n))
         for lo in range(0, len(users), step):
             group = users[lo : lo + step]
-            at = starts[group][:, None] + np.arange(n)[None, :]  # [group x n] positions
-            w = weights[at]
-            vec = (unit[rows[at]] * w[:, :, None]).sum(axis=1) / w.sum(axis=1)[:, None]
+            spots = starts[group][:, None] + np.arange(n)[None, :]  # [group x n] positions
+            w = weights[spots]
+            vec = (unit[rows[spots]] * w[:, :, None]).sum(axis=1) / w.sum(axis=1)[:, None]
             norm = np.sqrt(np.array([v.dot(v) for v in vec]))
             vec = np.where(norm[:, None] > 0, vec / np.where(norm > 0, norm, 1.0)[:, None], vec)
             out[group] = vec.astype(np.float32)
