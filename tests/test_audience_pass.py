@@ -52,6 +52,17 @@ def test_sampled_pass_matches_the_exact_pass(seed):
     assert (np.abs(best[:, -1] - ref_best[:, -1]) < 1e-4).mean() > 0.99
 
 
+def test_normaliser_a_few_rows_at_a_time_is_the_whole_batch_at_once(monkeypatch):
+    import coldstart.batch.audience_pass as audience_pass
+
+    u, vecs, bias = synthetic(listeners=300, seed=2)
+    rows = sampled_catalog_summary(u, vecs, bias, len(vecs), 100, batch=128, tail_sample=4096)
+    monkeypatch.setattr(audience_pass, "NORMALISER_ROWS", 128)  # the whole batch
+    whole = sampled_catalog_summary(u, vecs, bias, len(vecs), 100, batch=128, tail_sample=4096)
+    for a, b in zip(rows, whole):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_audience_with_the_sampled_pass_is_close_to_the_dense_computation(world, monkeypatch):  # noqa: F811
     """On the served demo world, forced through the sampled pass: the same listeners,
     probabilities within a few percent, the same top listeners mostly, ranks close."""

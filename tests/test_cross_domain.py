@@ -136,6 +136,18 @@ def test_blend_apply_standardises_each_source_per_user():
     np.testing.assert_allclose(blend.apply({"a": scores, "b": -scores}), standardise(scores))
 
 
+def test_standardise_is_the_two_pass_formula_bit_for_bit():
+    rng = np.random.default_rng(4)
+    scores = rng.standard_normal((9, 1001)) * 40.0 + 3.0
+    scores[2] = 7.5  # a constant row
+    flat = np.broadcast_to(scores[4], (3, 1001))  # rows that are views of one row
+    for rows in (scores, flat, scores[:, ::3], scores[0]):
+        rows2d = np.atleast_2d(rows)
+        std = rows2d.std(axis=1, keepdims=True)
+        expected = (rows2d - rows2d.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+        assert np.array_equal(standardise(rows), expected)
+
+
 def test_wide_part_leans_on_popularity_when_music_says_nothing():
     rng = np.random.default_rng(1)
     n_users, n_music, n_items = 120, 40, 10
@@ -317,3 +329,6 @@ def test_capped_held_out_scores_a_block_of_rows_at_a_time(monkeypatch):
     blocks = wide.held_out(rows, [histories[r] for r in rows])
     np.testing.assert_array_equal(blocks, whole)
     assert whole.shape == (len(rows), y.shape[1]) and np.isfinite(whole).all()
+    # Rows listed again (a listener in both cold cases) get their first scores, copied.
+    twice = wide.held_out(rows + rows[::-1], [histories[r] for r in rows + rows[::-1]])
+    np.testing.assert_array_equal(twice, np.vstack([whole, whole[::-1]]))

@@ -139,3 +139,26 @@ def test_a_saved_model_is_reused_for_its_own_data_only(taste, tmp_path):
     assert fit_taste(toy_world(), CFG) is loaded
     with pytest.raises(ValueError, match="not on this data"):
         remember_taste(toy_world(seed=1), loaded)
+
+
+def test_many_users_at_once_equal_one_at_a_time_bit_for_bit():
+    from gensim.models import KeyedVectors
+
+    rng = np.random.default_rng(7)
+    words = [f"m{i}" for i in range(600)]
+    vectors = KeyedVectors(vector_size=16)
+    vectors.add_vectors([*words, "5"], rng.standard_normal((601, 16)).astype(np.float32))
+    model = TasteModel(vectors, CFG)
+    histories = [{}, {"nope": 2.0}, {5: 1.0}]  # nothing; nothing known; an id that is no string
+    for n in [1, 2, 7, 8, 9, 16, 17, 31, 128, 129, 300, *rng.integers(1, 60, 200).tolist()]:
+        items = rng.choice(words, size=n, replace=False).tolist()
+        plays = rng.choice([0.0, -1.0, 1.0, 3.0, 250.0, np.nan], size=n).tolist()
+        history = dict(zip(items, plays))
+        history[f"unknown-{n}"] = 1.0
+        histories.append(history)
+    matrix, known, unknown = model.user_vectors(histories)
+    for r, history in enumerate(histories):
+        vec, missing = model.user_vector(history)
+        assert unknown[r] == missing and known[r] == (vec is not None)
+        expected = np.zeros(16, np.float32) if vec is None else vec
+        assert np.array_equal(matrix[r], expected, equal_nan=True), r

@@ -196,14 +196,8 @@ class AffinityModel(ServedModel):
     def _features(
         self, users: Sequence[UserProfile]
     ) -> tuple[UserFeatures, np.ndarray, list[list[str]]]:
-        taste = np.zeros((len(users), self.taste.dim), np.float32)
-        known = np.zeros(len(users), bool)
-        unknown: list[list[str]] = []
-        for r, u in enumerate(users):
-            vec, missing = self.taste.user_vector(u.music)
-            unknown.append(missing)
-            if vec is not None:
-                taste[r], known[r] = vec, True
+        assert self.taste is not None, "fit or load the model first"
+        taste, known, unknown = self.taste.user_vectors([u.music for u in users])
         # Standardise each taste dimension over the training users: item2vec vectors
         # share a large common direction, and the MLP learns from the differences.
         taste[known] = (taste[known] - self.taste_mean) / self.taste_std

@@ -30,7 +30,7 @@ from training.base import Recommender
 from training.blend import BLEND_SCORES, ScoreBlend, choose_blend
 from training.data import InteractionData, Ranking, UserProfile, id_set
 from training.history import HistoryEncoder, target_matrix
-from training.metrics import mean_ndcg
+from training.metrics import mean_ndcg, ndcg_at_k, top_columns
 from training.ranking import popularity, top_k
 
 __all__ = [
@@ -218,16 +218,22 @@ class WidePart:
         """Blended scores of training rows `rows` (with their music `histories`) from a
         ridge that did not see them: out of fold. In a capped fit, rows outside the
         ridge's sample get the final ridge (it never saw them), and popularity leaves
-        out each row's own plays."""
-        rows = np.asarray(rows, dtype=np.int64)
+        out each row's own plays. A row listed again (the same listener in both cold
+        cases: the same music) is scored once and copied."""
+        listed = np.asarray(rows, dtype=np.int64)
         if self.columns is None:
-            return self.oof_scores[rows]
-        out = np.zeros((len(rows), len(self.log_listeners)))
+            return self.oof_scores[listed]
+        out = np.zeros((len(listed), len(self.log_listeners)))
         block = max(1, BLEND_SCORES // max(len(self.log_listeners), 1))  # rows at a time
-        for lo in range(0, len(rows), block):
-            out[lo : lo + block] = self._held_out_block(
-                rows[lo : lo + block], histories[lo : lo + block]
-            )
+        _, first, inverse = np.unique(listed, return_index=True, return_inverse=True)
+        firsts = np.sort(first)  # each row's first place in the list, in list order
+        for lo in range(0, len(firsts), block):
+            at = firsts[lo : lo + block]
+            out[at] = self._held_out_block(listed[at], [histories[i] for i in at.tolist()])
+        source = first[inverse.ravel()]
+        again = np.flatnonzero(source != np.arange(len(listed)))
+        for lo in range(0, len(again), block):
+            out[again[lo : lo + block]] = out[source[again[lo : lo + block]]]
         return out
 
     def _held_out_block(self, rows: np.ndarray, histories) -> np.ndarray:
@@ -281,7 +287,9 @@ def served_blend_metrics(
     """The manifest's blend figures: both stages' weights and validation, and the served
     blend's validation NDCG@k next to popularity's, with the validation users' own plays
     (`own`, per target column) left out of the counts."""
-    pop = np.broadcast_to(np.log1p(np.maximum(listeners - own, 0.0)), (len(truth), len(listeners)))
+    # Every user's popularity row is the same: ranked once, judged against each truth.
+    ranked = top_columns(-np.log1p(np.maximum(listeners - own, 0.0)), k)
+    per_user = np.array([ndcg_at_k(ranked, t, k) for t in truth], dtype=np.float64)
     return {
         "blend": {
             "weights": served.weights,
@@ -290,7 +298,7 @@ def served_blend_metrics(
             "validation": served.validation,
         },
         f"val_ndcg@{k}_served": served.validation["blend"],
-        f"val_ndcg@{k}_popularity": mean_ndcg(pop, truth, k),
+        f"val_ndcg@{k}_popularity": float(per_user.mean()) if len(truth) else 0.0,
     }
 
 

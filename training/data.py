@@ -6,6 +6,7 @@ so models, baselines and the evaluation harness run on any contract dataset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "episodes_to_shows",
     "episode_shows",
     "user_profile",
+    "user_profiles",
     "id_set",
     "item_rows",
 ]
@@ -76,22 +78,36 @@ class InteractionData:
         when `interactions` or `items` is replaced by another frame); the interactions'
         item rows and user codes are shared by every view. Callers get a shallow copy:
         under pandas' copy-on-write their edits never reach the cached frame."""
+        cache = self._views()
+        if name not in cache:
+            item_row, user_code, users = self.codes()
+            cache[name] = _sum_per_user_item(
+                self.interactions, self.items, item_row, (user_code, users), kinds, episodes_to_show
+            )
+        return cache[name].copy(deep=False)
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+        """(each interaction's row in `items`, -1 for an unknown item; its user's code,
+        -1 for a missing id; the user ids sorted, code i is users[i]): computed once per
+        pair of frames and shared by every view, so no later pass over the interactions
+        has to hash their id strings again."""
+        cache = self._views()
+        if "item_row" not in cache:
+            inter = self.interactions
+            # int32 while the ids fit: 4 bytes per interaction each, not 8
+            cache["item_row"] = _narrow(item_rows(self.items, inter["item_id"]))
+            codes, users = pd.factorize(inter["user_id"], sort=True)
+            cache["user_codes"] = (_narrow(codes), users)
+        user_code, users = cache["user_codes"]
+        return cache["item_row"], user_code, users
+
+    def _views(self) -> dict:
+        """The derived views of the current frames (emptied when either is replaced)."""
         key = (id(self.interactions), id(self.items))
         if self._cache_key != key:
             # the frames are held, so their ids cannot be reused while cached
             self._cache, self._cache_key = {"frames": (self.interactions, self.items)}, key
-        cache = self._cache
-        if name not in cache:
-            inter = self.interactions
-            if "item_row" not in cache:
-                # int32 while the ids fit: 4 bytes per interaction each, not 8
-                cache["item_row"] = _narrow(item_rows(self.items, inter["item_id"]))
-                codes, users = pd.factorize(inter["user_id"], sort=True)
-                cache["user_codes"] = (_narrow(codes), users)
-            cache[name] = _sum_per_user_item(
-                inter, self.items, cache["item_row"], cache["user_codes"], kinds, episodes_to_show
-            )
-        return cache[name].copy(deep=False)
+        return self._cache
 
     def catalog(self, target: str) -> pd.DataFrame:
         return self.items[self.items["kind"].isin(TARGET_KINDS[target])].reset_index(drop=True)
@@ -209,6 +225,29 @@ def _known(users: pd.DataFrame | None, user_id: str, column: str):
         return None
     value = users.at[user_id, column]
     return None if pd.isna(value) else value
+
+
+def user_profiles(
+    user_ids: Sequence[str],
+    music: Sequence[dict[str, float]],
+    spoken: Sequence[dict[str, float]] | None = None,
+    users: pd.DataFrame | None = None,
+) -> list[UserProfile]:
+    """`user_profile` of each listener (aligned lists), the demographics read in one
+    reindex of `users` instead of a lookup per listener and column."""
+    ids = list(user_ids)
+    known = None if users is None else users.reindex(ids)
+    columns = [
+        [None if pd.isna(v) else v for v in known[c].tolist()]
+        if known is not None and c in known.columns
+        else [None] * len(ids)
+        for c in ("country", "language", "age")
+    ]
+    spoken = [{}] * len(ids) if spoken is None else spoken
+    return [
+        UserProfile(str(u), m, s or {}, country, language, age)
+        for u, m, s, country, language, age in zip(ids, music, spoken, *columns)
+    ]
 
 
 def user_profile(

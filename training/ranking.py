@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,14 +12,17 @@ from training.data import MUSIC_KINDS, InteractionData, Ranking
 __all__ = ["popularity", "top_k", "best_positions", "music_catalog"]
 
 
-def popularity(data: InteractionData, target: str) -> pd.Series:
+def popularity(data: InteractionData, target: str, leave_out: Collection[str] = ()) -> pd.Series:
     """Score per catalog item: distinct listeners, ties broken by total plays.
 
     Every catalog item is present (0 for items nobody played), sorted best first and
-    then by id, so popularity rankings are deterministic.
+    then by id, so popularity rankings are deterministic. The target plays of the
+    users in `leave_out` are not counted (the scores of `data` less those plays).
     """
     catalog = data.catalog(target)["item_id"].astype(str)
     inter = data.target_interactions(target)
+    if len(leave_out):
+        inter = inter[~inter["user_id"].isin(list(leave_out))]
     listeners = inter.groupby("item_id")["user_id"].nunique()
     plays = inter.groupby("item_id")["weight"].sum()
     top_plays = max(float(plays.max()), 1.0) if len(plays) else 1.0

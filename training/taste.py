@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from gensim.models import KeyedVectors, Word2Vec
 
 from training.data import MUSIC_KINDS, InteractionData
 from training.sampling import sample_listeners
+from training.taste_batch import taste_vectors
 
 __all__ = [
     "TasteConfig",
@@ -245,13 +247,15 @@ class TasteModel:
 
     def user_matrix(self, histories: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
         """Taste vectors for many users: (matrix, known mask); unknown rows are zero."""
-        out = np.zeros((len(histories), self.dim), np.float32)
-        known = np.zeros(len(histories), bool)
-        for r, music in enumerate(histories):
-            vec, _ = self.user_vector(music)
-            if vec is not None:
-                out[r], known[r] = vec, True
+        out, known, _ = self.user_vectors(histories)
         return out, known
+
+    def user_vectors(
+        self, histories: Sequence[Mapping[str, float]]
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """`user_vector` of many users at once, the same numbers (`training.taste_batch`):
+        (matrix, zero rows where nothing is known; known mask; unknown item ids)."""
+        return taste_vectors(self._index, self._unit, histories)
 
     # --- persistence -----------------------------------------------------------
 

@@ -40,7 +40,7 @@ from graph import in_batch_softmax
 from graph.fit import GNNConfig
 from training.blend import validation_sample
 from training.cross_domain import WidePart, fit_wide
-from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profile
+from training.data import TARGET_KINDS, InteractionData, Ranking, UserProfile, user_profiles
 from training.history import EventsByUser, target_matrix
 from training.item_graph import ItemGraph
 from training.metrics import per_user_metric
@@ -55,7 +55,6 @@ from training.two_tower_data import (
     data_hash,
     label_pairs,
     split_listeners,
-    without_target_plays,
 )
 from training.two_tower_features import ITEM_KEYS, USER_KEYS, TwoTowerFeatures
 
@@ -281,7 +280,7 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         pop = popularity(data, self.target)
         self.item_ids = [str(i) for i in pop.index]
         self.pop_scores = pop.to_numpy(dtype=np.float64)
-        counted = popularity(without_target_plays(data, val_users, self.target), self.target)
+        counted = popularity(data, self.target, leave_out=val_users)
         self.listeners = {str(i): float(np.floor(v)) for i, v in counted.items()}
         self.content_dim = len(next(iter(data.content.values()))) if data.content else 0
         return (
@@ -322,7 +321,9 @@ class TwoTowerRecommender(TwoTowerFeatures, ServedModel):
         train_users = [u for u in split.listeners if u not in split.val_users]
         events = split.events
         spoken_of = EventsByUser.of(events[events["user_id"].isin(train_users)], self.item_kind)
-        profiles = [user_profile(u, split.histories[u], {}, users_frame) for u in train_users]
+        profiles = user_profiles(
+            train_users, [split.histories[u] for u in train_users], None, users_frame
+        )
         base, _, _ = self._user_inputs(profiles)
         # Per user: sum/count of GNN embeddings of other-kind items and of target items.
         other_sum = np.zeros((len(train_users), self.gnn_dim), np.float32)

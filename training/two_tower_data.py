@@ -6,7 +6,7 @@ reads), and the training pairs; plus the data fingerprint its manifest records.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,14 +16,12 @@ from training.data import InteractionData, id_set
 from training.history import EventsByUser, user_histories
 from training.item_graph import spoken_events
 from training.sampling import sample_listeners
-from training.splits import hidden_kinds
 
 __all__ = [
     "Listeners",
     "Pairs",
     "split_listeners",
     "label_pairs",
-    "without_target_plays",
     "data_hash",
 ]
 
@@ -103,21 +101,43 @@ def label_pairs(
     return labels
 
 
-def without_target_plays(data: InteractionData, users: set[str], target: str) -> InteractionData:
-    """`data` less these users' plays of the target kind (what features may count)."""
-    kinds = data.kind_of()
-    inter = data.interactions
-    hide = inter["user_id"].isin(users) & inter["item_id"].map(kinds).isin(hidden_kinds(target))
-    return replace(data, interactions=inter[~hide].reset_index(drop=True))
-
-
 def data_hash(data: InteractionData) -> str:
+    """A fingerprint of the interactions (user, item, weight; in id order) and the
+    items' kinds: sha256 of pandas' row hashes of the frames sorted by id."""
     h = hashlib.sha256()
-    inter = data.interactions[["user_id", "item_id", "weight"]].sort_values(["user_id", "item_id"])
-    h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(_sorted_plays(data), index=False).values.tobytes())
     h.update(
         pd.util.hash_pandas_object(
             data.items[["item_id", "kind"]].sort_values("item_id"), index=False
         ).values.tobytes()
     )
     return h.hexdigest()[:16]
+
+
+def _sorted_plays(data: InteractionData) -> pd.DataFrame:
+    """(user_id, item_id, weight) of every interaction, stably sorted by user then item:
+    the ids as categoricals over the interactions' codes (`InteractionData.codes`),
+    which pandas hashes as it hashes the strings themselves, sorted as integers. The
+    string sort when some play's item is not an item (it has no row to rank by) or an
+    item has no id."""
+    item_row, user_code, users = data.codes()
+    inter = data.interactions
+    if (len(item_row) and item_row.min() < 0) or data.items["item_id"].isna().any():
+        columns = inter[["user_id", "item_id", "weight"]]
+        return columns.sort_values(["user_id", "item_id"])
+    item_code, item_ids = pd.factorize(data.items["item_id"], sort=True)  # unique: a rank each
+    item_code = item_code[item_row]
+    user_code = np.where(user_code < 0, len(users), user_code)  # a missing id sorts last
+    order = np.argsort(
+        user_code.astype(np.int64) * max(len(item_ids), 1) + item_code, kind="stable"
+    )
+    user_code = user_code[order]
+    return pd.DataFrame(
+        {
+            "user_id": pd.Categorical.from_codes(
+                np.where(user_code == len(users), -1, user_code), categories=users
+            ),
+            "item_id": pd.Categorical.from_codes(item_code[order], categories=item_ids),
+            "weight": inter["weight"].array.take(order),
+        }
+    )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.data import UserProfile, user_profile
+from training.data import UserProfile, user_profiles
 from training.history import EventsByUser
 from training.towers import ItemTower, UserTower, augment_for_search
 from training.two_tower_data import Pairs
@@ -29,11 +29,10 @@ USER_KEYS = ("taste", "country", "language", "age", "gnn_mean", "has_history", "
 
 
 def vocabulary(values) -> dict[str, int]:
-    """Category -> index; 0 is reserved for unknown."""
-    return {
-        v: i + 1
-        for i, v in enumerate(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))
-    }
+    """Category -> index; 0 is reserved for unknown. The distinct values are found
+    first (columnar), so only they become strings, not every row."""
+    distinct = pd.Series(values).dropna().unique()
+    return {v: i + 1 for i, v in enumerate(sorted({str(v) for v in distinct}))}
 
 
 class TwoTowerFeatures:
@@ -62,20 +61,13 @@ class TwoTowerFeatures:
         self, users: Sequence[UserProfile]
     ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[list[str]]]:
         """Tower inputs for request-time profiles: (inputs, usable mask, unknown items)."""
-        taste = np.zeros((len(users), self.taste.dim), np.float32)
+        taste, usable, unknown = self.taste.user_vectors([u.music for u in users])
         gnn = np.zeros((len(users), self.gnn_dim), np.float32)
         has_hist = np.zeros(len(users), bool)
-        usable = np.zeros(len(users), bool)
-        unknown = []
-        for r, u in enumerate(users):
-            vec, missing = self.taste.user_vector(u.music)
-            unknown.append(missing)
-            if vec is not None:
-                taste[r], usable[r] = vec, True
-            if self.graph is not None:
-                mean = self.graph.history_mean(u.spoken)
-                if mean is not None:
-                    gnn[r], has_hist[r], usable[r] = mean, True, True
+        for r, u in enumerate(users if self.graph is not None else ()):
+            mean = self.graph.history_mean(u.spoken)
+            if mean is not None:
+                gnn[r], has_hist[r], usable[r] = mean, True, True
         inputs = {
             "taste": torch.from_numpy(taste),
             "country": torch.tensor(
@@ -232,14 +224,14 @@ class TwoTowerFeatures:
         return users, torch.from_numpy(i)
 
     def _validation_profiles(self, data, val_users, events, histories, users_frame):
-        profiles, truth = [], []
+        spoken, truth = [], []
         spoken_of = EventsByUser.of(events[events["user_id"].isin(val_users)], self.item_kind)
         for u in val_users:
             items, is_tgt = spoken_of.rows(u)
-            spoken = {i: 1.0 for i in items[~is_tgt]}
-            profiles.append(user_profile(u, histories[u], spoken, users_frame))
+            spoken.append({i: 1.0 for i in items[~is_tgt]})
             truth.append(set(items[is_tgt]))
-        return profiles, truth
+        music = [histories[u] for u in val_users]
+        return user_profiles(val_users, music, spoken, users_frame), truth
 
     def _score_vectors(
         self, users: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor
