@@ -33,6 +33,8 @@ __all__ = [
 EPOCH = dt.datetime(1970, 1, 1)
 _COLUMNS = ("kind", "language", "genre", "explicit", "show_id", "published_at")
 _MICRO = dt.timedelta(microseconds=1)
+# ScoredItem fields kept per catalogue row (`CatalogColumns.fields`), at most this many rows
+FIELDS_KEPT = 131_072
 
 
 def micros(when: dt.datetime) -> int:
@@ -132,7 +134,7 @@ class CatalogColumns:
     def fields(self, row: int) -> tuple:
         """`ScoredItem`'s fields of a row but its score and reasons, in its order
         (item_id, kind, title, language, genre, explicit, show_id, published_at); made
-        on a row's first use and kept."""
+        on a row's first use and kept (the first FIELDS_KEPT rows asked for)."""
         kept = self._fields.get(row)
         if kept is None:
             item_id = self.ids[row]
@@ -147,7 +149,8 @@ class CatalogColumns:
                 meta["show_id"],
                 meta["published_at"],
             )
-            self._fields[row] = kept
+            if len(self._fields) < FIELDS_KEPT:  # bounded: a 1M catalogue has 1.2M rows
+                self._fields[row] = kept
         return kept
 
     def rows(self, item_ids) -> np.ndarray:
