@@ -55,23 +55,32 @@ def new_version() -> str:
 
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """The distinct values of a (dictionary) column, sorted, and each row's int32 code
-    into them: byte order of the strings is the order of the codes. Chunks are
-    re-coded one at a time, never concatenated as strings."""
+    into them: byte order of the strings is the order of the codes. The chunks'
+    dictionaries are unified (one pass over them, never a lookup table of all the values
+    per chunk) and the rows re-coded one chunk at a time, never concatenated as strings."""
     chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in column.chunks]
     if not chunks:
         return pa.array([], pa.string()), np.zeros(0, np.int32)
-    values = pa.concat_arrays([c.dictionary.cast(pa.string()) for c in chunks])
-    unique = pc.unique(values)
-    unique = unique.take(pc.sort_indices(unique))
-    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
+    unified = pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(
+                c.indices.cast(pa.int32()), c.dictionary.cast(pa.string())
+            )
+            for c in chunks
+        ],
+        type=pa.dictionary(pa.int32(), pa.string()),
+    ).unify_dictionaries()
+    del chunks
+    distinct = unified.chunk(0).dictionary
+    order = pc.sort_indices(distinct).to_numpy()
+    rank = np.empty(len(distinct), dtype=np.int32)
+    rank[order] = np.arange(len(distinct), dtype=np.int32)
+    codes = np.empty(len(unified), dtype=np.int32)
     at = 0
-    for c in chunks:
-        rank = pc.index_in(c.dictionary.cast(pa.string()), value_set=unique).to_numpy(
-            zero_copy_only=False
-        )
+    for c in unified.chunks:
         codes[at : at + len(c)] = rank[c.indices.to_numpy(zero_copy_only=False)]
         at += len(c)
-    return unique, codes
+    return distinct.take(order), codes
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:

@@ -349,11 +349,17 @@ def _is_known(value) -> bool:
 def _isin(values: pd.Series, allowed) -> pd.Series:
     """`values.isin(allowed)` for id columns, in Arrow: pandas' own Arrow-string `isin`
     turns every allowed id into a Python object, on every slice of a large file."""
+    return pd.Series(ids_in(values, allowed), index=values.index)
+
+
+def ids_in(values, allowed) -> np.ndarray:
+    """Which of `values` (ids: a Series, an Index or an array) are in `allowed`, as a
+    boolean array, by Arrow's `is_in` (missing ids are not in)."""
     found = pc.is_in(
         pa.array(values, pa.string(), from_pandas=True),
         value_set=pa.array(allowed, pa.string(), from_pandas=True),
     )
-    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index).fillna(False)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag, first) -> None:
@@ -407,7 +413,11 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag,
             "duplicate (playlist_id, position)",
         )
     elif name == "transcripts":
-        kinds = out["item_id"].astype(object).map(known.to_dict())
+        # The kinds of the ids named here only (a dict of the whole catalogue would be
+        # a Python object per item).
+        kinds = (
+            out["item_id"].astype(object).map(known[ids_in(known.index, out["item_id"])].to_dict())
+        )
         flag(
             out["item_id"].notna() & (kinds != "episode"),
             "item_id",

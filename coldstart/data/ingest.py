@@ -38,6 +38,7 @@ from coldstart.data.contract import (
     ContractError,
     RowError,
     find_dataset_files,
+    ids_in,
     iter_table,
     known_kinds,
     read_table,
@@ -291,7 +292,7 @@ def ingest_dataset(
                         here = known_kinds(
                             pd.Series(good["kind"].to_numpy(object), index=good["item_id"])
                         )
-                        known = pd.concat([known[~known.index.isin(here.index)], here])
+                        known = pd.concat([known[~ids_in(known.index, here.index)], here])
                     if stage is not None:
                         _bulk_insert(conn, stage, good)
                     if name == "interactions" and (direct or store.columns is not None):
