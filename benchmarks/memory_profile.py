@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import memray
-    from scale import content_vectors, write_dataset
+    from scale import TRAINED_KINDS, content_vectors, write_dataset
 
     from coldstart.artifacts.training import load_interaction_data
     from coldstart.core.config import Settings
@@ -72,7 +72,7 @@ def main() -> None:
     if not stages:
         return
     data = load_interaction_data(store, content=False)
-    data.content = content_vectors(data.items)
+    data.content = content_vectors(data.items, TRAINED_KINDS)
     taste = (
         TasteConfig(epochs=args.taste_epochs, min_words=0) if args.taste_epochs else TasteConfig()
     )

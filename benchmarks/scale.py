@@ -265,22 +265,44 @@ def write_dataset(out: Path, users: int) -> dict:
     }
 
 
-def content_vectors(items: pd.DataFrame, dim: int = 384, seed: int = 1) -> dict[str, np.ndarray]:
-    """Synthetic unit vectors for spoken items: a genre centroid plus noise."""
+SPOKEN = ("show", "episode", "audiobook")
+# What `coldstart.artifacts.training.load_interaction_data` loads for training: the
+# product's `item_vectors(..., kinds=("show", "audiobook"))`; episode vectors are
+# folded into their show's and never reach a model.
+TRAINED_KINDS = ("show", "audiobook")
+
+
+def content_matrix(
+    items: pd.DataFrame, kinds: tuple[str, ...] = SPOKEN, dim: int = 384, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, unit vectors as rows) of the spoken items of `kinds`: a genre centroid plus
+    noise. The random stream runs over every spoken item whatever `kinds` is, so an
+    item's vector is the same in every selection (only the kept rows are held)."""
     rng = np.random.default_rng(seed)
-    spoken = items[items["kind"].isin(["show", "episode", "audiobook"])]
+    spoken = items[items["kind"].isin(SPOKEN)]
     genres = sorted(spoken["genre"].unique())
     centre = np.stack([rng.normal(size=dim) for g in genres])
     row = pd.Index(genres).get_indexer(spoken["genre"])
-    x = np.empty((len(spoken), dim), np.float32)
+    keep = spoken["kind"].isin(kinds).to_numpy(dtype=bool)
+    x = np.empty((int(keep.sum()), dim), np.float32)
     # 100k rows at a time (the same random stream as one call): float64 temporaries stay
     # at ~300 MB for the 1.2M spoken items of the 1M world.
+    at = 0
     for lo in range(0, len(spoken), 100_000):
         part = centre[row[lo : lo + 100_000]] + rng.normal(
             scale=1.0, size=(len(row[lo : lo + 100_000]), dim)
         )
-        x[lo : lo + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
-    return dict(zip(spoken["item_id"], x))
+        part = part[keep[lo : lo + len(part)]]
+        x[at : at + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
+        at += len(part)
+    return spoken["item_id"].to_numpy(dtype=object)[keep], x
+
+
+def content_vectors(
+    items: pd.DataFrame, kinds: tuple[str, ...] = SPOKEN, dim: int = 384, seed: int = 1
+) -> dict[str, np.ndarray]:
+    """`content_matrix` as item_id -> vector."""
+    return dict(zip(*content_matrix(items, kinds, dim, seed)))
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -365,7 +387,9 @@ class World:
             self.store_read_seconds = round(time.perf_counter() - started, 1)
             if data.interactions.empty:
                 raise SystemExit(f"{self.workdir}: the store is empty; run the ingest stage first")
-            data.content = content_vectors(data.items)
+            # only the kinds the product's loader gives training (episodes were 5/6 of
+            # the vectors, ~1.6 GB at 1M, and no model reads them)
+            data.content = content_vectors(data.items, TRAINED_KINDS)
             print(
                 f"read the store in {self.store_read_seconds:.0f} s, loaded it with the content "
                 f"vectors in {time.perf_counter() - started:.0f} s",
@@ -471,9 +495,10 @@ def _two_tower(world: World):
 def _index(world: World):
     from coldstart.content.index import VectorIndex
 
-    content = world.data.content
-    keys = list(content)
-    vectors = np.stack([content[k] for k in keys])
+    # Its own vectors from the catalogue (every spoken item, as before), not `world.data`:
+    # indexing reads no interactions.
+    keys, vectors = content_matrix(world.store.items())
+    keys = keys.tolist()
     build = lambda: VectorIndex.build(  # noqa: E731
         keys,
         vectors,
@@ -497,7 +522,7 @@ def _score_uploads(world: World):
     store = world.store
     items = store.items()
     episodes = items[items["kind"] == "episode"].sample(100, random_state=0, replace=True)
-    vectors = content_vectors(items)  # the world's synthetic vectors; the 100 are kept
+    vectors = content_vectors(items, ("episode",))  # the world's synthetic vectors
     new_vectors = [vectors[i] for i in episodes["item_id"]]
     del vectors
 

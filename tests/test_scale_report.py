@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -96,3 +97,19 @@ def test_a_size_resumes_from_its_working_directory(tmp_path, monkeypatch):
     )
     assert rows[3]["interactions"] == rows[1]["interactions"] > 0
     assert (tmp_path / "w" / "home" / "artifacts" / "affinity-podcast").exists()
+
+
+def test_content_vectors_of_some_kinds_are_the_rows_of_every_spoken_item():
+    """The training stages hold only show and audiobook vectors, the index all spoken
+    items: each item's vector is the same in both (one random stream over all)."""
+    items, _, _ = scale.scale_world(300)
+    ids, every = scale.content_matrix(items)
+    kinds = items.set_index("item_id")["kind"]
+    assert set(kinds[ids]) == set(scale.SPOKEN) and len(ids) == kinds.isin(scale.SPOKEN).sum()
+    row = {item_id: r for r, item_id in enumerate(ids)}
+    for chosen in [scale.TRAINED_KINDS, ("episode",)]:
+        some = scale.content_vectors(items, chosen)
+        assert len(some) == kinds.isin(chosen).sum()
+        for item_id, vector in some.items():
+            assert kinds[item_id] in chosen
+            assert np.array_equal(vector, every[row[item_id]])
