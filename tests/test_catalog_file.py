@@ -299,3 +299,11 @@ def test_episode_order_and_metadata_equal_the_row_by_row_build():
     }
     assert dict(catalog.metadata) == expected
     assert list(catalog.metadata) == ids
+
+
+def test_ids_of_kind_read_from_columns_equal_the_metadata(store):
+    catalog = Catalog.from_store(store)
+    plain = Catalog(dict(catalog.metadata), catalog.listeners, catalog.episodes)
+    for kind in ("show", "episode", "audiobook", "artist"):
+        expected = [i for i, m in catalog.metadata.items() if m["kind"] == kind]
+        assert catalog.ids_of_kind(kind) == plain.ids_of_kind(kind) == expected

@@ -164,6 +164,13 @@ class Catalog:
         )
         return cls(metadata, listeners, episodes)
 
+    def ids_of_kind(self, kind: str) -> list[str]:
+        """The ids of the items of `kind`, in catalogue order."""
+        metadata = self.metadata
+        if isinstance(metadata, ItemMetadata):  # its kind column, no dict per item
+            return [i for i, k in zip(metadata.ids, metadata.columns["kind"]) if k == kind]
+        return [i for i, meta in metadata.items() if meta["kind"] == kind]
+
     def kind_of(self, item_id: str) -> str | None:
         meta = self.metadata.get(item_id)
         return meta["kind"] if meta else None
