@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.data import HeteroData
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
 
 __all__ = ["ColistenGraph", "build_colisten_graph", "colisten_pairs", "RELATION", "NODE_TYPES"]
 
@@ -174,6 +177,8 @@ def build_colisten_graph(
         )
     ev = events.assign(item_id=events["item_id"].astype(str))
     pairs = colisten_pairs(ev, max_items_per_user=max_items_per_user, window_seconds=window_seconds)
+
+    from torch_geometric.data import HeteroData  # here: importing it costs seconds
 
     data = HeteroData()
     dim = len(next(iter(content.values()))) if content else 0

@@ -19,9 +19,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import HeteroConv
-
-from graph.conv import WeightedSAGEConv
 
 __all__ = ["ItemEncoder", "NodeInput"]
 
@@ -77,6 +74,12 @@ class ItemEncoder(nn.Module):
         self.inputs = nn.ModuleDict(
             {t: NodeInput(n, content_dim, hidden, use_ids) for t, n in num_nodes.items()}
         )
+        # imported here: a module that only loads models without a graph encoder
+        # (the server) does not import torch_geometric
+        from torch_geometric.nn import HeteroConv
+
+        from graph.conv import WeightedSAGEConv
+
         self.conv1 = HeteroConv(
             {et: WeightedSAGEConv(hidden, hidden) for et in self.edge_types}, aggr="sum"
         )

@@ -232,3 +232,78 @@ def test_a_catalogue_from_frames_without_optional_columns():
         "show_id": None,
         "published_at": None,
     }
+
+
+def _episodes_by_show_reference(items: pd.DataFrame, listeners: dict[str, int]) -> dict:
+    """The pandas ordering the Arrow sort replaced: newest first, then most listened,
+    then by id (object columns, Python string comparisons)."""
+    shows = items["show_id"].astype(object)
+    keep = (items["kind"] == "episode").to_numpy() & shows.notna().to_numpy()
+    keep &= (shows.fillna("") != "").to_numpy()
+    episodes = pd.DataFrame(
+        {
+            "show": shows[keep].astype(str).to_numpy(),
+            "item_id": items["item_id"].astype(object).to_numpy()[keep],
+            "published": pd.to_datetime(items["published_at"])
+            .fillna(pd.Timestamp(1900, 1, 1))
+            .to_numpy()[keep],
+        }
+    )
+    episodes["listeners"] = episodes["item_id"].map(listeners).fillna(0).to_numpy()
+    episodes = episodes.sort_values(
+        ["show", "published", "listeners", "item_id"],
+        ascending=[True, False, False, True],
+        kind="stable",
+    )
+    return {show: list(group["item_id"]) for show, group in episodes.groupby("show", sort=True)}
+
+
+def test_episode_order_and_metadata_equal_the_row_by_row_build():
+    """The Arrow sort orders every show's episodes as the pandas sort did (ties on date
+    and listeners, missing dates, empty and missing show ids, non-ASCII ids), and the
+    metadata held as columns equals a dict per item built row by row."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    ids = [f"e{i:05d}" for i in rng.permutation(n)] + ["é1", "Z9", "a-ü", "show-x"]
+    shows = [f"s{i % 40}" if i % 97 else (None if i % 2 else "") for i in range(n)]
+    shows += ["sß", "sß", "s1", None]
+    kinds = ["episode"] * (n + 3) + ["show"]
+    days = rng.integers(0, 20, n + 4)
+    published = [
+        None if d == 0 else pd.Timestamp(2026, 1, 1) + pd.Timedelta(days=int(d)) for d in days
+    ]
+    items = pd.DataFrame(
+        {
+            "item_id": ids,
+            "kind": kinds,
+            "title": [f"t{i}" for i in range(n + 4)],
+            "show_id": shows,
+            "published_at": pd.to_datetime(pd.Series(published, dtype=object)),
+            "explicit": [i % 3 == 0 for i in range(n + 4)],
+        }
+    )
+    listeners = {i: int(rng.integers(0, 4)) for i in ids[::2]}
+    catalog = Catalog.from_frames(items, listeners)
+    assert catalog.episodes == _episodes_by_show_reference(items, listeners)
+    expected = {
+        row["item_id"]: {
+            "kind": row["kind"],
+            "title": row["title"],
+            "language": None,
+            "genre": None,
+            "explicit": row["explicit"],
+            "show_id": None if pd.isna(row["show_id"]) else row["show_id"],
+            "published_at": None if pd.isna(row["published_at"]) else row["published_at"],
+        }
+        for row in items.to_dict("records")
+    }
+    assert dict(catalog.metadata) == expected
+    assert list(catalog.metadata) == ids
+
+
+def test_ids_of_kind_read_from_columns_equal_the_metadata(store):
+    catalog = Catalog.from_store(store)
+    plain = Catalog(dict(catalog.metadata), catalog.listeners, catalog.episodes)
+    for kind in ("show", "episode", "audiobook", "artist"):
+        expected = [i for i, m in catalog.metadata.items() if m["kind"] == kind]
+        assert catalog.ids_of_kind(kind) == plain.ids_of_kind(kind) == expected

@@ -4,17 +4,20 @@ episodes of every show (newest first), and which items are not recommendable yet
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.store import Store
 from training.data import SPOKEN_KINDS
 
-__all__ = ["Catalog", "SPOKEN_KINDS"]
+__all__ = ["Catalog", "ItemMetadata", "SPOKEN_KINDS"]
 
 OLDEST = pd.Timestamp(1900, 1, 1)
 METADATA_COLUMNS = ("kind", "title", "language", "genre", "explicit", "show_id", "published_at")
@@ -35,47 +38,87 @@ def _column_values(items: pd.DataFrame, col: str) -> list:
     return values.tolist()
 
 
-def _published(items: pd.DataFrame) -> np.ndarray:
-    """Each item's publication time; the oldest date where it has none."""
-    if "published_at" not in items:
-        return np.full(len(items), OLDEST.to_datetime64())
-    return pd.to_datetime(items["published_at"]).fillna(OLDEST).to_numpy()
+def _published_micros(published: list) -> np.ndarray:
+    """Microseconds since 1970 of `datetime` values; the oldest date where None."""
+    stamps = pa.array(published, type=pa.timestamp("us"))
+    oldest = pa.scalar(OLDEST.to_datetime64().astype("datetime64[us]"), type=pa.timestamp("us"))
+    return pc.fill_null(stamps, oldest).cast(pa.int64()).to_numpy()
 
 
-def _episodes_by_show(items: pd.DataFrame, ids: list[str], listeners: dict[str, int]) -> dict:
+def _episodes_by_show(
+    ids: list[str], kinds: list, shows: list, published: list, listeners: dict[str, int]
+) -> dict[str, list[str]]:
     """show_id -> its episode ids: newest first; among equally dated episodes the most
-    listened; then by id."""
-    if "show_id" not in items:
-        return {}
-    shows = items["show_id"].astype(object)
-    keep = (items["kind"] == "episode").to_numpy() & shows.notna().to_numpy()
-    keep &= (shows.fillna("") != "").to_numpy()
+    listened; then by id. One stable Arrow sort (strings compared in C++, by code point
+    as Python compares them), then one split per show."""
+    kind = np.asarray(kinds, dtype=object)
+    show = np.asarray(shows, dtype=object)
+    keep = (kind == "episode") & pd.notna(show)
+    keep[keep] = show[keep] != ""
     if not keep.any():
         return {}
-    episodes = pd.DataFrame(
+    rows = np.flatnonzero(keep)
+    episode_ids = np.asarray(ids, dtype=object)[rows]
+    table = pa.table(
         {
-            "show": shows[keep].astype(str).to_numpy(),
-            "item_id": np.asarray(ids, dtype=object)[keep],
-            "published": _published(items)[keep],
+            "show": pa.array(show[rows].astype(str).tolist(), pa.string()),
+            "published": _published_micros([published[r] for r in rows.tolist()]),
+            "listeners": np.fromiter(
+                (listeners.get(i, 0) for i in episode_ids.tolist()), np.int64, len(rows)
+            ),
+            "item_id": pa.array(episode_ids.tolist(), pa.string()),
         }
     )
-    episodes["listeners"] = episodes["item_id"].map(listeners).fillna(0).to_numpy()
-    episodes = episodes.sort_values(
-        ["show", "published", "listeners", "item_id"],
-        ascending=[True, False, False, True],
-        kind="stable",
-    )
-    shows = episodes["show"].to_numpy(dtype=object)
-    starts = np.flatnonzero(np.r_[True, shows[1:] != shows[:-1]])
-    runs = np.split(episodes["item_id"].to_numpy(dtype=object), starts[1:])
-    return {shows[start]: run.tolist() for start, run in zip(starts, runs, strict=True)}
+    order = pc.sort_indices(
+        table,
+        sort_keys=[
+            ("show", "ascending"),
+            ("published", "descending"),
+            ("listeners", "descending"),
+            ("item_id", "ascending"),
+        ],
+    ).to_numpy()
+    sorted_shows = np.asarray(table["show"].take(order).to_pylist(), dtype=object)
+    starts = np.flatnonzero(np.r_[True, sorted_shows[1:] != sorted_shows[:-1]])
+    runs = np.split(episode_ids[order], starts[1:])
+    return {sorted_shows[start]: run.tolist() for start, run in zip(starts, runs, strict=True)}
+
+
+class ItemMetadata(Mapping[str, dict]):
+    """item_id -> {kind, title, language, genre, explicit, show_id, published_at}, held
+    as one Python list per field (`columns`, in `ids` order); an item's dict is made when
+    asked for. A million items load in a second instead of a million dicts (and their
+    memory) made at start."""
+
+    def __init__(self, ids: list[str], columns: dict[str, list]) -> None:
+        row_of = dict(zip(ids, range(len(ids))))
+        if len(row_of) < len(ids):  # a repeated id: its first place, its last values
+            keep = list(row_of.values())
+            ids = list(row_of)
+            columns = {c: [values[r] for r in keep] for c, values in columns.items()}
+            row_of = dict(zip(ids, range(len(ids))))
+        self.ids = ids
+        self.columns = {c: columns[c] for c in METADATA_COLUMNS}
+        self.row_of = row_of
+
+    def __getitem__(self, item_id: str) -> dict:
+        row = self.row_of[item_id]
+        return {c: values[row] for c, values in self.columns.items()}
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.row_of
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass
 class Catalog:
-    metadata: dict[
-        str, dict
-    ]  # item_id -> kind, title, language, genre, explicit, show_id, published_at
+    # item_id -> kind, title, language, genre, explicit, show_id, published_at
+    metadata: Mapping[str, dict]
     listeners: dict[str, int] = field(default_factory=dict)  # item_id -> distinct listeners
     episodes: dict[str, list[str]] = field(
         default_factory=dict
@@ -104,13 +147,29 @@ class Catalog:
         counts. Column operations: a million items take seconds, not a minute."""
         items = items[items["kind"].isin(SPOKEN_KINDS)].reset_index(drop=True)
         columns = {col: _column_values(items, col) for col in METADATA_COLUMNS}
-        columns["explicit"] = [bool(v) for v in columns["explicit"]]
-        ids = items["item_id"].astype(str).tolist()
-        metadata = {
-            item_id: dict(zip(METADATA_COLUMNS, values, strict=True))
-            for item_id, values in zip(ids, zip(*columns.values(), strict=True), strict=True)
-        }
-        return cls(metadata, listeners, _episodes_by_show(items, ids, listeners))
+        return cls.from_columns(items["item_id"].astype(str).tolist(), columns, listeners)
+
+    @classmethod
+    def from_columns(cls, ids: list[str], columns: dict[str, list], listeners: dict[str, int]):
+        """From spoken-word items as Python lists per metadata field (None where missing,
+        `published_at` as `datetime.datetime`) and listener counts."""
+        columns = {**columns, "explicit": [bool(v) for v in columns["explicit"]]}
+        metadata = ItemMetadata(ids, columns)
+        episodes = _episodes_by_show(
+            metadata.ids,
+            metadata.columns["kind"],
+            metadata.columns["show_id"],
+            metadata.columns["published_at"],
+            listeners,
+        )
+        return cls(metadata, listeners, episodes)
+
+    def ids_of_kind(self, kind: str) -> list[str]:
+        """The ids of the items of `kind`, in catalogue order."""
+        metadata = self.metadata
+        if isinstance(metadata, ItemMetadata):  # its kind column, no dict per item
+            return [i for i, k in zip(metadata.ids, metadata.columns["kind"]) if k == kind]
+        return [i for i, meta in metadata.items() if meta["kind"] == kind]
 
     def kind_of(self, item_id: str) -> str | None:
         meta = self.metadata.get(item_id)

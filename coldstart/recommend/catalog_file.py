@@ -26,11 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
 from coldstart.core import tables as t
 from coldstart.core.store import Store
-from coldstart.recommend.catalog import METADATA_COLUMNS, Catalog
+from coldstart.recommend.catalog import METADATA_COLUMNS, Catalog, ItemMetadata
 from training.baselines import SegmentPopularityRecommender
 from training.data import SPOKEN_KINDS, InteractionData
 
@@ -82,10 +85,14 @@ def _replace(path: Path, write) -> None:
 def write_catalog(catalog: Catalog, directory: Path, fingerprint: dict) -> dict:
     """Write `catalog` with the fingerprint of the store it came from; returns the manifest."""
     directory.mkdir(parents=True, exist_ok=True)
-    ids = list(catalog.metadata)
-    items = pd.DataFrame(
-        {"item_id": ids, **{c: [catalog.metadata[i][c] for i in ids] for c in METADATA_COLUMNS}}
-    )
+    metadata = catalog.metadata
+    ids = list(metadata)
+    if isinstance(metadata, ItemMetadata):  # its columns, not a dict per item
+        items = pd.DataFrame({"item_id": metadata.ids, **metadata.columns})
+    else:
+        items = pd.DataFrame(
+            {"item_id": ids, **{c: [metadata[i][c] for i in ids] for c in METADATA_COLUMNS}}
+        )
     items["explicit"] = items["explicit"].astype(bool)
     items["published_at"] = pd.to_datetime(items["published_at"])
     listeners = pd.DataFrame(
@@ -107,10 +114,27 @@ def write_catalog(catalog: Catalog, directory: Path, fingerprint: dict) -> dict:
 
 
 def read_catalog(directory: Path) -> Catalog:
-    items = pd.read_parquet(directory / "items.parquet")
-    listeners = pd.read_parquet(directory / "listeners.parquet")
-    counts = dict(zip(listeners["item_id"].astype(str), listeners["listeners"].astype(int)))
-    return Catalog.from_frames(items, counts)
+    """The catalogue in `directory`, read as Arrow columns into Python lists (no
+    per-row pandas conversion: a million items in about a second)."""
+    items = pq.read_table(directory / "items.parquet")
+    items = items.filter(pc.is_in(items["kind"], pa.array(SPOKEN_KINDS)))
+    columns = {}
+    for col in METADATA_COLUMNS:
+        if col not in items.column_names:
+            columns[col] = [None] * items.num_rows
+        elif col == "published_at":  # datetime.datetime, None where missing
+            columns[col] = items[col].cast(pa.timestamp("us")).to_pylist()
+        else:
+            columns[col] = items[col].to_pylist()
+    listeners = pq.read_table(directory / "listeners.parquet")
+    counts = dict(
+        zip(
+            listeners["item_id"].cast(pa.string()).to_pylist(),
+            listeners["listeners"].cast(pa.int64()).to_pylist(),
+        )
+    )
+    ids = items["item_id"].cast(pa.string()).to_pylist()
+    return Catalog.from_columns(ids, columns, counts)
 
 
 def load_catalog(

@@ -17,8 +17,11 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from coldstart.core.config import RulesSettings
+from coldstart.recommend.catalog import ItemMetadata
 
 __all__ = [
     "EPOCH",
@@ -89,14 +92,23 @@ class CatalogColumns:
     ):
         self.metadata = metadata
         self._fields: dict[int, tuple] = {}
-        ids = list(metadata)
-        frame = pd.DataFrame.from_records(
-            list(metadata.values()), columns=list(_COLUMNS), coerce_float=False
-        )
+        if isinstance(metadata, ItemMetadata):  # its columns and rows, not a dict per item
+            ids = metadata.ids
+            frame = pd.DataFrame(
+                {c: pd.Series(metadata.columns[c], dtype=object) for c in _COLUMNS}
+            )
+            self.row_of: dict[str, int] = metadata.row_of
+        else:
+            ids = list(metadata)
+            frame = pd.DataFrame.from_records(
+                list(metadata.values()), columns=list(_COLUMNS), coerce_float=False
+            )
+            self.row_of = dict(zip(ids, range(len(ids))))
         self.ids = np.array(ids, dtype=object)
-        self.row_of: dict[str, int] = dict(zip(ids, range(len(ids))))
+        # Rank by id: one stable Arrow sort (code point order, as Python compares strings).
         self.id_rank = np.empty(len(ids), np.int64)
-        self.id_rank[np.argsort(self.ids, kind="stable")] = np.arange(len(ids))
+        by_id = pc.sort_indices(pa.array(ids, pa.string())).to_numpy()
+        self.id_rank[by_id] = np.arange(len(ids))
         self.kind, self.kinds = _codes(frame["kind"], truthy=False)
         # Language: a falsy language (None, "") matches every listener (`language_match`).
         self.language, self.languages = _codes(frame["language"], truthy=True)

@@ -12,6 +12,7 @@ would pick up: the artifacts table and the set of scored uploads.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -24,10 +25,10 @@ from coldstart.content.search import SearchService
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
-from coldstart.recommend.catalog import Catalog
+from coldstart.recommend.catalog import Catalog, ItemMetadata
 from coldstart.recommend.catalog_file import catalog_fingerprint, load_catalog, load_popularity
 from training.base import Recommender
-from training.data import MUSIC_KINDS, SPOKEN_KINDS, InteractionData
+from training.data import MUSIC_KINDS, SPOKEN_KINDS, TARGET_KINDS, InteractionData
 
 __all__ = [
     "ServingModels",
@@ -84,13 +85,18 @@ class ServingModels:
         """target -> training.two_tower.TwoTowerRecommender"""
         return self.trained.setdefault("two_tower", {})
 
+    def _kind_counts(self) -> Counter:
+        metadata = self.catalog.metadata
+        if isinstance(metadata, ItemMetadata):  # its kind column, no dict per item
+            return Counter(metadata.columns["kind"])
+        return Counter(m["kind"] for m in metadata.values())
+
     def describe(self) -> dict:
         return {
             "components": self.components,
             "errors": self.errors,
             "catalog": {
-                kind: sum(1 for m in self.catalog.metadata.values() if m["kind"] == kind)
-                for kind in ("show", "episode", "audiobook")
+                kind: self._kind_counts().get(kind, 0) for kind in ("show", "episode", "audiobook")
             },
         }
 
@@ -100,14 +106,24 @@ def _artifacts(store: Store) -> pd.DataFrame:
     return frame.sort_values("created_at") if len(frame) else frame
 
 
+def _item_ids(store: Store, kinds) -> pd.Series:
+    """The ids of the items of these kinds: one query over the items' kind index, not
+    the items table (1.25M rows with their descriptions at a million listeners)."""
+    return store.frame(t.items, t.items.c.kind.in_(list(kinds)), ["item_id"])["item_id"].astype(str)
+
+
 def _add_new_items(
-    model: Recommender, kind: str, store: Store, data: InteractionData, target: str
+    model: Recommender, kind: str, store: Store, target: str, target_ids: pd.Series
 ) -> list[str]:
     """Catalog items ingested after the model was trained become scorable on (re)load
     (`Recommender.add_items`: from their text vectors when they have them, from their
-    metadata alone for the two-tower). Returns the ids added."""
-    catalog = data.catalog(target)
-    new = catalog[~catalog["item_id"].astype(str).isin(set(model.known_items()))]
+    metadata alone for the two-tower). `target_ids`: the ids of the target's catalogue;
+    its rows are read only when some are new. Returns the ids added."""
+    known = set(model.known_items())
+    if target_ids.isin(known).all():
+        return []
+    catalog = store.items(TARGET_KINDS[target]).reset_index(drop=True)
+    new = catalog[~catalog["item_id"].astype(str).isin(known)]
     if new.empty:
         return []
 
@@ -133,15 +149,14 @@ def _load_search(settings: Settings, store: Store):
 
 def load_serving_models(settings: Settings, store: Store, search: bool = True) -> ServingModels:
     version = store_version(store)  # read first: a change during loading triggers another reload
-    items = store.items()
-    data = InteractionData(items=items, interactions=pd.DataFrame(columns=["user_id", "item_id"]))
+    target_ids = {target: _item_ids(store, TARGET_KINDS[target]) for target in TARGETS}
     directory, fingerprint = settings.home / "catalog", catalog_fingerprint(store)
-    targets = [target for target in TARGETS if not data.catalog(target).empty]
+    targets = [target for target in TARGETS if len(target_ids[target])]
     popularity, fitted = load_popularity(
-        store, directory, targets, lambda: load_popularity_data(store, items), fingerprint
+        store, directory, targets, lambda: load_popularity_data(store), fingerprint
     )
     errors: dict[str, str] = {}
-    music_ids = frozenset(items.loc[items["kind"].isin(MUSIC_KINDS), "item_id"].astype(str))
+    music_ids = frozenset(_item_ids(store, MUSIC_KINDS))
     catalog, source = load_catalog(store, directory, fingerprint)
     models = ServingModels(
         catalog, dict(popularity), version=version, errors=errors, music_ids=music_ids
@@ -163,7 +178,7 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
             log.warning("could not load %s from %s: %s", key, row["path"], exc)
             continue
         errors.pop(key, None)
-        added = _add_new_items(model, kind, store, data, target)
+        added = _add_new_items(model, kind, store, target, target_ids[target])
         models.trained.setdefault(kind, {})[target] = model
         models.components[key] = {
             "artifact": row["name"],

@@ -95,11 +95,7 @@ class OnboardingPipeline:
     def _neighbours(self, kind: str):
         """Batched nearest items of `kind` in the content index (recommendable ones only)."""
         index = self.models.search.items_index
-        allowed = sorted(
-            i
-            for i, meta in self.models.catalog.metadata.items()
-            if meta["kind"] == kind and i in index
-        )
+        allowed = sorted(i for i in self.models.catalog.ids_of_kind(kind) if i in index)
         allowed_ids = index.ids_of(allowed) if allowed else None  # once, not per request
 
         def neighbours(seed_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
