@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import coldstart.data.ingest as ingest
+from coldstart.core.interaction_columns import _key_order
 from coldstart.core.store import Store
 from coldstart.data.contract import ContractError, IdSet, _as_float, ids_in, validate_table
 from coldstart.data.ingest import ingest_dataset
@@ -178,3 +179,26 @@ def test_bulk_load_uses_a_rollback_journal_and_restores_wal(tmp_path, monkeypatc
     with store3.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+
+
+@pytest.mark.parametrize(
+    "rows, users, items, stamps",
+    [
+        (0, 1, 1, 1),
+        (1, 1, 1, 1),
+        (5000, 5, 7, 3),  # many repeated keys: the order among equals is the file's
+        (50_000, 50, 70, 10**9),  # timestamps packed as offsets
+        (50_000, 1 << 20, 1 << 21, 1 << 40),  # as ranks
+        (20_000, 1 << 30, 1 << 30, 1 << 62),  # too wide: lexsort itself
+    ],
+)
+def test_packed_key_order_is_lexsort_order(rows, users, items, stamps):
+    rng = np.random.default_rng(rows)
+    user_codes = rng.integers(0, users, rows).astype(np.int32)
+    item_codes = rng.integers(0, items, rows).astype(np.int32)
+    times = rng.integers(-stamps, stamps, rows) if stamps > 1 else np.zeros(rows, np.int64)
+    is_new = rng.random(rows) < 0.5
+    np.testing.assert_array_equal(
+        _key_order(user_codes, item_codes, times, is_new),
+        np.lexsort((is_new, times, item_codes, user_codes)),
+    )
