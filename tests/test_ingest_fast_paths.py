@@ -15,7 +15,15 @@ import pytest
 import coldstart.data.ingest as ingest
 from coldstart.core.interaction_columns import _key_order
 from coldstart.core.store import Store
-from coldstart.data.contract import ContractError, IdSet, _as_float, ids_in, validate_table
+from coldstart.data.contract import (
+    ContractError,
+    IdSet,
+    _as_float,
+    _datetimes,
+    _parse_datetimes,
+    ids_in,
+    validate_table,
+)
 from coldstart.data.ingest import ingest_dataset
 
 ITEMS = "item_id,kind\n" + "\n".join(f"t{i},track" for i in range(7))
@@ -202,3 +210,26 @@ def test_packed_key_order_is_lexsort_order(rows, users, items, stamps):
         _key_order(user_codes, item_codes, times, is_new),
         np.lexsort((is_new, times, item_codes, user_codes)),
     )
+
+
+def test_times_parsed_once_per_distinct_text_are_the_rows_times():
+    rng = np.random.default_rng(5)
+    pool = [
+        "2026-01-01T10:00:00",
+        "2026-01-01 10:00",
+        "2026-03-04T05:06:07.123456",
+        "2026-01-01T10:00:00+02:00",
+        "2026-01-01T10:00:00Z",
+        "02/03/2026 10:30",
+        "March 5, 2026",
+        "not a date",
+        "2026-13-45",
+        None,
+    ]
+    for size, kinds in ((5000, 10), (5000, 3), (4, 10), (0, 1)):
+        cells = [pool[k] for k in rng.integers(0, kinds, size)]
+        text = arrow_text(cells)
+        fast = _datetimes(text)
+        pd.testing.assert_series_equal(fast, _parse_datetimes(text))
+    only_iso = arrow_text(["2026-01-01T10:00:00", None] * 100)
+    assert str(_datetimes(only_iso).dtype) == str(_parse_datetimes(only_iso).dtype)

@@ -261,15 +261,7 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
         return values, missing, bad, "expected a number"
     assert text is not None  # only numeric columns skip the text form, and they returned
     if col.type == "datetime":
-        # ISO 8601 with the vectorised parser; the rest as the mixed-format parser reads it.
-        values = pd.Series(pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"))
-        retry = (~missing & values.isna()).to_numpy()
-        if retry.any():
-            mixed = values.astype(object)
-            mixed[retry] = pd.to_datetime(
-                text[retry].astype(object), errors="coerce", utc=True, format="mixed"
-            )
-            values = pd.Series(pd.to_datetime(mixed, utc=True))
+        values = _datetimes(text)
         bad = ~missing & values.isna()
         return values.dt.tz_convert(None), missing, bad, "expected a date/time (ISO 8601)"
     lowered = text.str.lower()
@@ -285,6 +277,38 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
         bad = ~missing & ~fits
         return lowered, missing, bad, "expected an ISO 639-1 language code (two letters)"
     raise ValueError(f"unknown column type {col.type!r}")
+
+
+def _parse_datetimes(text: pd.Series) -> pd.Series:
+    """UTC times of stripped text (NaT where missing or unreadable): ISO 8601 with the
+    vectorised parser; the rest as the mixed-format parser reads it."""
+    values = pd.Series(pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"))
+    retry = (text.notna() & values.isna()).to_numpy(dtype=bool)
+    if retry.any():
+        mixed = values.astype(object)
+        mixed[retry] = pd.to_datetime(
+            text[retry].astype(object), errors="coerce", utc=True, format="mixed"
+        )
+        values = pd.Series(pd.to_datetime(mixed, utc=True))
+    return values
+
+
+def _datetimes(text: pd.Series) -> pd.Series:
+    """`_parse_datetimes` of each distinct text once (dictionary-encoded in Arrow), taken
+    back to the rows: a column of plays has a few hundred distinct times in 500,000 rows,
+    and pandas' own cache of them turns every row into a Python object."""
+    ids = pa.array(text, pa.string(), from_pandas=True)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = ids.dictionary_encode()
+    if not 0 < len(encoded.dictionary) <= len(text) // 2:
+        return _parse_datetimes(text)
+    distinct = pd.Series(
+        encoded.dictionary.to_numpy(zero_copy_only=False), dtype=pd.StringDtype("pyarrow")
+    )
+    parsed = _parse_datetimes(distinct).array
+    rows = encoded.indices.fill_null(-1).to_numpy()
+    return pd.Series(parsed.take(rows, allow_fill=True), index=text.index)
 
 
 def known_kinds(known_items: pd.Series | dict[str, str] | None) -> pd.Series:
