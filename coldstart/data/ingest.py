@@ -434,18 +434,43 @@ def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
             f"ON CONFLICT ({keys}) DO UPDATE SET weight = excluded.weight"
         )
 
-    for batch in rows.select(cols).to_batches(ROWS_PER_SLICE):
-        # The batch's values row-major in one object array, `ROWS_PER_STATEMENT` rows
-        # to a statement's parameters (no Python tuple per row).
-        values = np.empty((batch.num_rows, len(cols)), dtype=object)
-        for i, column in enumerate(batch.columns):
-            values[:, i] = _python_values(column)
-        whole = batch.num_rows - batch.num_rows % ROWS_PER_STATEMENT
-        if whole:
-            params = values[:whole].reshape(-1, ROWS_PER_STATEMENT * len(cols)).tolist()
-            conn.exec_driver_sql(sql(ROWS_PER_STATEMENT), list(map(tuple, params)))
-        if whole < batch.num_rows:
-            conn.exec_driver_sql(sql(batch.num_rows - whole), tuple(values[whole:].ravel()))
+    if not rows.num_rows:
+        return
+    table = rows.select(cols).combine_chunks()
+    columns = [table.column(c).chunk(0) for c in cols]
+    # A dictionary column's values as Python objects, made once for the whole table
+    # (every row of a batch shares them; a None last, for a missing value).
+    lookups = [
+        np.array(c.dictionary.to_pylist() + [None], dtype=object)
+        if pa.types.is_dictionary(c.type)
+        else None
+        for c in columns
+    ]
+    # The DB-API cursor of the ingest's transaction: it takes each statement's values
+    # as the list numpy makes (SQLAlchemy would want a tuple per statement).
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, table.num_rows, ROWS_PER_SLICE):
+            count = min(ROWS_PER_SLICE, table.num_rows - start)
+            # The batch's values row-major in one object array, `ROWS_PER_STATEMENT`
+            # rows to a statement (no Python tuple per row).
+            values = np.empty((count, len(cols)), dtype=object)
+            for i, column in enumerate(columns):
+                part = column.slice(start, count)
+                lookup = lookups[i]
+                if lookup is not None:
+                    codes = part.indices.fill_null(len(lookup) - 1).to_numpy()
+                    values[:, i] = lookup[codes]
+                else:
+                    values[:, i] = part.to_numpy(zero_copy_only=False).astype(object)
+            whole = count - count % ROWS_PER_STATEMENT
+            if whole:
+                params = values[:whole].reshape(-1, ROWS_PER_STATEMENT * len(cols)).tolist()
+                cursor.executemany(sql(ROWS_PER_STATEMENT), params)
+            if whole < count:
+                cursor.execute(sql(count - whole), values[whole:].ravel().tolist())
+    finally:
+        cursor.close()
 
 
 def _copy_csv(conn, table: str, cols: list[str], chunks) -> None:
@@ -481,16 +506,6 @@ def _copy_sorted(conn, target: Table, rows: pa.Table) -> None:
             yield sink.getvalue().to_pybytes()
 
     _copy_csv(conn, target.name, cols, chunks())
-
-
-def _python_values(column: pa.Array) -> np.ndarray | list:
-    """A column as the Python values the driver binds; a dictionary column's rows share
-    one string object per distinct value (no string is made per row)."""
-    if pa.types.is_dictionary(column.type):
-        values = np.array(column.dictionary.to_pylist() + [None], dtype=object)
-        codes = column.indices.fill_null(len(column.dictionary)).to_numpy()
-        return values[codes]
-    return column.to_numpy(zero_copy_only=False).tolist()
 
 
 def _arrow_interactions(good: pd.DataFrame) -> pa.Table:
