@@ -104,8 +104,12 @@ def _key_order(
     stamp_bits = max(span.bit_length(), 1)
     if user_bits + item_bits + stamp_bits + 1 <= 63:
         stamp_key = stamps - low
-    else:
-        distinct, stamp_key = np.unique(stamps, return_inverse=True)
+    else:  # the rank of each time among the distinct ones (hashed, then few sorted)
+        encoded = pa.array(stamps).dictionary_encode()
+        distinct = encoded.dictionary.to_numpy()
+        rank = np.empty(len(distinct), dtype=np.int64)
+        rank[np.argsort(distinct)] = np.arange(len(distinct))
+        stamp_key = rank[encoded.indices.to_numpy()]
         stamp_bits = max((len(distinct) - 1).bit_length(), 1)
     if user_bits + item_bits + stamp_bits + 1 > 63:
         return np.lexsort((is_new, stamps, item_codes, user_codes))
