@@ -62,8 +62,6 @@ VERSIONED_TABLES = ("users", "items")
 # SQLite page cache of the ingest connection while it loads (KiB, as PRAGMA cache_size
 # takes a negative size): the B-tree inserts of a large load stay in memory.
 SQLITE_CACHE_KIB = 262_144
-# Worker threads of SQLite's sorter while it builds an index after a bulk load.
-SQLITE_SORT_THREADS = 2
 # Rows per multi-row `INSERT ... VALUES` statement of the sorted insert (SQLite).
 ROWS_PER_STATEMENT = 100
 
@@ -207,15 +205,10 @@ def _indexes_rebuilt(conn, target: Table):
     for index in target.indexes:
         index.drop(conn)
     yield
-    sqlite_conn = conn.dialect.name == "sqlite"
-    if sqlite_conn:  # the sort of each index on more than one core
-        conn.exec_driver_sql(f"PRAGMA threads={SQLITE_SORT_THREADS}")
-    try:
-        for index in target.indexes:
-            index.create(conn)
-    finally:
-        if sqlite_conn:
-            conn.exec_driver_sql("PRAGMA threads=0")
+    # (SQLite's multi-threaded sorter, `PRAGMA threads=2`, was tried: on this shared
+    # 2-core machine it took 40-60 % more CPU and more wall time; docs/scale.md.)
+    for index in target.indexes:
+        index.create(conn)
 
 
 def _merge(conn, rows, target: Table) -> None:
