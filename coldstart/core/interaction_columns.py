@@ -87,6 +87,39 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate([c.to_numpy(zero_copy_only=False) for c in column.chunks] or [[]])
 
 
+def _key_order(
+    user_codes: np.ndarray, item_codes: np.ndarray, stamps: np.ndarray, is_new: np.ndarray
+) -> np.ndarray:
+    """The rows' stable order by (user, item, timestamp, is_new): what
+    `np.lexsort((is_new, stamps, item_codes, user_codes))` gives, by one stable argsort
+    of the four packed into an int64 when they fit in 63 bits (the timestamps as their
+    offset from the first, or as their rank among the distinct ones): one sort instead
+    of four."""
+    if not len(stamps):
+        return np.zeros(0, dtype=np.intp)
+    low = stamps.min()
+    span = int(stamps.max()) - int(low)
+    user_bits = max(int(user_codes.max()).bit_length(), 1)
+    item_bits = max(int(item_codes.max()).bit_length(), 1)
+    stamp_bits = max(span.bit_length(), 1)
+    if user_bits + item_bits + stamp_bits + 1 <= 63:
+        stamp_key = stamps - low
+    else:  # the rank of each time among the distinct ones (hashed, then few sorted)
+        encoded = pa.array(stamps).dictionary_encode()
+        distinct = encoded.dictionary.to_numpy()
+        rank = np.empty(len(distinct), dtype=np.int64)
+        rank[np.argsort(distinct)] = np.arange(len(distinct))
+        stamp_key = rank[encoded.indices.to_numpy()]
+        stamp_bits = max((len(distinct) - 1).bit_length(), 1)
+    if user_bits + item_bits + stamp_bits + 1 > 63:
+        return np.lexsort((is_new, stamps, item_codes, user_codes))
+    key = user_codes.astype(np.int64) << (item_bits + stamp_bits + 1)
+    key |= item_codes.astype(np.int64) << (stamp_bits + 1)
+    key |= stamp_key.astype(np.int64) << 1
+    key |= is_new
+    return np.argsort(key, kind="stable")
+
+
 def merge_interactions(stored: pa.Table | None, staged: list[pa.Table]) -> pa.Table:
     """The table after an ingest: `stored` (the previous version, or None when the table
     was empty) with the `staged` rows merged in, as the SQL merge does: staged rows with
@@ -107,7 +140,7 @@ def merge_interactions(stored: pa.Table | None, staged: list[pa.Table]) -> pa.Ta
     is_new = np.zeros(len(stamps), dtype=bool)
     is_new[len(stamps) - new_rows :] = True
     # Stored rows (is_new False) first within a key, then the staged ones in file order.
-    order = np.lexsort((is_new, stamps, item_codes, user_codes))
+    order = _key_order(user_codes, item_codes, stamps, is_new)
     user_codes, item_codes = user_codes[order], item_codes[order]
     stamps, weights, is_new = stamps[order], weights[order], is_new[order]
     del order

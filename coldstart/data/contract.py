@@ -31,6 +31,7 @@ __all__ = [
     "Column",
     "RowError",
     "ContractError",
+    "IdSet",
     "find_dataset_files",
     "iter_table",
     "read_table",
@@ -221,7 +222,15 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def _as_float(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    """Numbers from text, NaN where missing or not a number. Arrow parses a column whose
+    every value is a number (or nan/inf, which validation rejects either way) about ten
+    times faster than pandas and to the same doubles (`tests/test_ingest.py`); a column
+    with any other text goes through pandas, which marks just those values."""
+    try:
+        parsed = pc.cast(pa.array(values, pa.string(), from_pandas=True), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return parsed.to_numpy(zero_copy_only=False)
 
 
 def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.Series, str]:
@@ -252,15 +261,7 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
         return values, missing, bad, "expected a number"
     assert text is not None  # only numeric columns skip the text form, and they returned
     if col.type == "datetime":
-        # ISO 8601 with the vectorised parser; the rest as the mixed-format parser reads it.
-        values = pd.Series(pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"))
-        retry = (~missing & values.isna()).to_numpy()
-        if retry.any():
-            mixed = values.astype(object)
-            mixed[retry] = pd.to_datetime(
-                text[retry].astype(object), errors="coerce", utc=True, format="mixed"
-            )
-            values = pd.Series(pd.to_datetime(mixed, utc=True))
+        values = _datetimes(text)
         bad = ~missing & values.isna()
         return values.dt.tz_convert(None), missing, bad, "expected a date/time (ISO 8601)"
     lowered = text.str.lower()
@@ -276,6 +277,38 @@ def _convert(series: pd.Series, col: Column) -> tuple[pd.Series, pd.Series, pd.S
         bad = ~missing & ~fits
         return lowered, missing, bad, "expected an ISO 639-1 language code (two letters)"
     raise ValueError(f"unknown column type {col.type!r}")
+
+
+def _parse_datetimes(text: pd.Series) -> pd.Series:
+    """UTC times of stripped text (NaT where missing or unreadable): ISO 8601 with the
+    vectorised parser; the rest as the mixed-format parser reads it."""
+    values = pd.Series(pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"))
+    retry = (text.notna() & values.isna()).to_numpy(dtype=bool)
+    if retry.any():
+        mixed = values.astype(object)
+        mixed[retry] = pd.to_datetime(
+            text[retry].astype(object), errors="coerce", utc=True, format="mixed"
+        )
+        values = pd.Series(pd.to_datetime(mixed, utc=True))
+    return values
+
+
+def _datetimes(text: pd.Series) -> pd.Series:
+    """`_parse_datetimes` of each distinct text once (dictionary-encoded in Arrow), taken
+    back to the rows: a column of plays has a few hundred distinct times in 500,000 rows,
+    and pandas' own cache of them turns every row into a Python object."""
+    ids = pa.array(text, pa.string(), from_pandas=True)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = ids.dictionary_encode()
+    if not 0 < len(encoded.dictionary) <= len(text) // 2:
+        return _parse_datetimes(text)
+    distinct = pd.Series(
+        encoded.dictionary.to_numpy(zero_copy_only=False), dtype=pd.StringDtype("pyarrow")
+    )
+    parsed = _parse_datetimes(distinct).array
+    rows = encoded.indices.fill_null(-1).to_numpy()
+    return pd.Series(parsed.take(rows, allow_fill=True), index=text.index)
 
 
 def known_kinds(known_items: pd.Series | dict[str, str] | None) -> pd.Series:
@@ -298,13 +331,15 @@ def validate_table(
     file: str,
     known_items: pd.Series | dict[str, str] | None = None,
     first_row: int = 1,
+    known_ids: IdSet | None = None,
 ) -> tuple[pd.DataFrame, list[RowError]]:
     """Validate one table, or one slice of it whose first data row is `first_row`.
     Returns (good rows with contract columns, errors).
 
     `known_items` maps item_id -> kind (a dict, or a Series indexed by item_id) for
     everything already valid (this dataset's good items plus the store's), for the
-    reference checks of later tables.
+    reference checks of later tables; `known_ids`, when given, is the same ids as an
+    `IdSet` (hashed once for all the slices of a large file).
     """
     schema = SCHEMAS[name]
     errors: list[RowError] = []
@@ -337,7 +372,7 @@ def validate_table(
         out[col.name] = values
 
     known = known_items if _is_known(known_items) else known_kinds(known_items)
-    _check_relations(name, out, file, known, flag, first_row)
+    _check_relations(name, out, file, known, flag, first_row, known_ids)
     errors.sort(key=lambda e: (e.row or 0, e.column or ""))
     return out[~bad_rows].reset_index(drop=True), errors
 
@@ -362,7 +397,31 @@ def ids_in(values, allowed) -> np.ndarray:
     return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag, first) -> None:
+class IdSet:
+    """A fixed set of ids hashed once, for the membership checks of many slices (`pc.is_in`
+    would hash the whole set again for every slice: 1.25M catalogue ids, 76 slices at
+    1M listeners). A slice's ids are dictionary-encoded in Arrow and only its distinct
+    ids are looked up (in a pandas Index, whose hash table is built on first use)."""
+
+    def __init__(self, ids) -> None:
+        distinct = pc.unique(pa.array(ids, pa.string(), from_pandas=True).drop_null())
+        self._index = pd.Index(distinct.to_numpy(zero_copy_only=False), dtype=object)
+
+    def contains(self, values) -> np.ndarray:
+        """Which of `values` (a Series, Index or array of ids) are in the set, as a
+        boolean array; a missing id is not."""
+        ids = pa.array(values, pa.string(), from_pandas=True)
+        if isinstance(ids, pa.ChunkedArray):  # a pandas column of several Arrow chunks
+            ids = ids.combine_chunks()
+        encoded = ids.dictionary_encode()
+        distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+        found = np.append(self._index.get_indexer(distinct) >= 0, False)
+        return found[encoded.indices.fill_null(len(distinct)).to_numpy()]
+
+
+def _check_relations(
+    name, out: pd.DataFrame, file: str, known: pd.Series, flag, first, known_ids=None
+) -> None:
     if name == "items":
         dup = out["item_id"].notna() & out.duplicated("item_id", keep="first")
         if dup.any():
@@ -384,8 +443,13 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag,
             lambda i: f"unknown show {out['show_id'].iloc[i]!r}",
         )
     elif name == "interactions":
+        in_catalogue = (
+            _isin(out["item_id"], known.index)
+            if known_ids is None
+            else pd.Series(known_ids.contains(out["item_id"]), index=out.index)
+        )
         flag(
-            out["item_id"].notna() & ~_isin(out["item_id"], known.index),
+            out["item_id"].notna() & ~in_catalogue,
             "item_id",
             lambda i: f"interaction with unknown item {out['item_id'].iloc[i]!r}",
         )
@@ -402,8 +466,13 @@ def _check_relations(name, out: pd.DataFrame, file: str, known: pd.Series, flag,
             "age must be between 0 and 130",
         )
     elif name == "playlists":
+        in_catalogue = (
+            _isin(out["item_id"], known.index)
+            if known_ids is None
+            else pd.Series(known_ids.contains(out["item_id"]), index=out.index)
+        )
         flag(
-            out["item_id"].notna() & ~_isin(out["item_id"], known.index),
+            out["item_id"].notna() & ~in_catalogue,
             "item_id",
             lambda i: f"playlist entry with unknown item {out['item_id'].iloc[i]!r}",
         )

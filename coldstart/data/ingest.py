@@ -30,12 +30,14 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Column, Float, MetaData, Table, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from coldstart.core import interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.store import Store, upsert, utcnow
 from coldstart.data.contract import (
     ContractError,
+    IdSet,
     RowError,
     find_dataset_files,
     ids_in,
@@ -60,6 +62,8 @@ VERSIONED_TABLES = ("users", "items")
 # SQLite page cache of the ingest connection while it loads (KiB, as PRAGMA cache_size
 # takes a negative size): the B-tree inserts of a large load stay in memory.
 SQLITE_CACHE_KIB = 262_144
+# Rows per multi-row `INSERT ... VALUES` statement of the sorted insert (SQLite).
+ROWS_PER_STATEMENT = 100
 
 
 @dataclass
@@ -201,6 +205,8 @@ def _indexes_rebuilt(conn, target: Table):
     for index in target.indexes:
         index.drop(conn)
     yield
+    # (SQLite's multi-threaded sorter, `PRAGMA threads=2`, was tried: on this shared
+    # 2-core machine it took 40-60 % more CPU and more wall time; docs/scale.md.)
     for index in target.indexes:
         index.create(conn)
 
@@ -263,7 +269,8 @@ def ingest_dataset(
     versioned = None
     loaded: pa.Table | None = None  # the interactions, when loaded directly
 
-    with store.begin() as conn:  # all or nothing
+    known_ids: IdSet | None = None  # the catalogue's ids, hashed once for the later tables
+    with _transaction(store, bulk_load="interactions" in files) as conn:  # all or nothing
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         try:
@@ -282,8 +289,10 @@ def ingest_dataset(
                 if stage is not None:
                     staged[name] = stage
                 per_slice = ROWS_PER_SLICE if name in SLICED_TABLES else None
+                if name in ("interactions", "playlists") and known_ids is None:
+                    known_ids = IdSet(known.index)
                 for first, raw in iter_table(path, per_slice):
-                    good, errors = validate_table(name, raw, str(path), known, first)
+                    good, errors = validate_table(name, raw, str(path), known, first, known_ids)
                     report.errors.extend(errors)
                     _remember_rejected(errors, raw, first, rejected_values)
                     del raw
@@ -298,6 +307,7 @@ def ingest_dataset(
                     if name == "interactions" and (direct or store.columns is not None):
                         staged_interactions.append(_arrow_interactions(good))
 
+            known_ids = None
             if report.errors:
                 file_level = [e for e in report.errors if e.row is None]
                 if not skip_bad_rows or file_level:
@@ -352,6 +362,45 @@ def ingest_dataset(
     return report
 
 
+@contextmanager
+def _transaction(store: Store, bulk_load: bool):
+    """The ingest's one transaction. On SQLite, when it loads the interactions into an
+    empty table (`_direct_load`) and no other connection has the database open, it runs
+    in rollback-journal mode (`journal_mode=DELETE`, `synchronous=FULL`) instead of WAL:
+    the new pages are written once, into the database file, instead of into the WAL and
+    again by the commit's checkpoint (about 30 s at 1M listeners). Still atomic and
+    durable across a crash or power loss (the journal holds the pages the transaction
+    changes); what it gives up is concurrent reading while the load runs. WAL and
+    `synchronous=NORMAL` (`Store`'s settings) come back after the commit or rollback."""
+    with store.connect() as conn:
+        rollback_journal = False
+        if bulk_load and conn.dialect.name == "sqlite" and _is_empty(conn, t.interactions):
+            conn.rollback()  # the emptiness check's implicit transaction
+            rollback_journal = _journal_mode(conn, "DELETE") == "delete"
+            if rollback_journal:
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
+        conn.rollback()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if rollback_journal:
+                conn.rollback()
+                _journal_mode(conn, "WAL")
+                conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                conn.rollback()
+
+
+def _journal_mode(conn, mode: str) -> str | None:
+    """Set SQLite's journal mode (outside a transaction): the mode now in force, or None
+    when another connection has the database open (SQLite refuses to leave WAL then)."""
+    try:
+        return str(conn.exec_driver_sql(f"PRAGMA journal_mode={mode}").scalar_one()).lower()
+    except OperationalError:
+        conn.rollback()
+        return None
+
+
 def _direct_load(conn, target: Table) -> bool:
     """Load `target` without a staging table when it is empty. Its rows are merged in
     Arrow (`merge_interactions`) and inserted in key order, so neither a staging table
@@ -370,14 +419,51 @@ def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
         return
     cols = [c.name for c in target.columns]
     keys = ", ".join(c.name for c in target.primary_key.columns)
-    sql = (
-        f"INSERT INTO {target.name} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
-        f"ON CONFLICT ({keys}) DO UPDATE SET weight = excluded.weight"
-    )
-    for batch in rows.select(cols).to_batches(ROWS_PER_SLICE):
-        conn.exec_driver_sql(
-            sql, list(zip(*[_python_values(c) for c in batch.columns], strict=True))
+    row = f"({', '.join('?' for _ in cols)})"
+
+    def sql(count: int) -> str:  # one statement of `count` rows
+        return (
+            f"INSERT INTO {target.name} ({', '.join(cols)}) VALUES {', '.join([row] * count)} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET weight = excluded.weight"
         )
+
+    if not rows.num_rows:
+        return
+    table = rows.select(cols).combine_chunks()
+    columns = [table.column(c).chunk(0) for c in cols]
+    # A dictionary column's values as Python objects, made once for the whole table
+    # (every row of a batch shares them; a None last, for a missing value).
+    lookups = [
+        np.array(c.dictionary.to_pylist() + [None], dtype=object)
+        if pa.types.is_dictionary(c.type)
+        else None
+        for c in columns
+    ]
+    # The DB-API cursor of the ingest's transaction: it takes each statement's values
+    # as the list numpy makes (SQLAlchemy would want a tuple per statement).
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, table.num_rows, ROWS_PER_SLICE):
+            count = min(ROWS_PER_SLICE, table.num_rows - start)
+            # The batch's values row-major in one object array, `ROWS_PER_STATEMENT`
+            # rows to a statement (no Python tuple per row).
+            values = np.empty((count, len(cols)), dtype=object)
+            for i, column in enumerate(columns):
+                part = column.slice(start, count)
+                lookup = lookups[i]
+                if lookup is not None:
+                    codes = part.indices.fill_null(len(lookup) - 1).to_numpy()
+                    values[:, i] = lookup[codes]
+                else:
+                    values[:, i] = part.to_numpy(zero_copy_only=False).astype(object)
+            whole = count - count % ROWS_PER_STATEMENT
+            if whole:
+                params = values[:whole].reshape(-1, ROWS_PER_STATEMENT * len(cols)).tolist()
+                cursor.executemany(sql(ROWS_PER_STATEMENT), params)
+            if whole < count:
+                cursor.execute(sql(count - whole), values[whole:].ravel().tolist())
+    finally:
+        cursor.close()
 
 
 def _copy_csv(conn, table: str, cols: list[str], chunks) -> None:
@@ -413,16 +499,6 @@ def _copy_sorted(conn, target: Table, rows: pa.Table) -> None:
             yield sink.getvalue().to_pybytes()
 
     _copy_csv(conn, target.name, cols, chunks())
-
-
-def _python_values(column: pa.Array) -> list:
-    """A column as the Python values the driver binds; a dictionary column's rows share
-    one string object per distinct value (no string is made per row)."""
-    if pa.types.is_dictionary(column.type):
-        values = np.array(column.dictionary.to_pylist() + [None], dtype=object)
-        codes = column.indices.fill_null(len(column.dictionary)).to_numpy()
-        return values[codes].tolist()
-    return column.to_numpy(zero_copy_only=False).tolist()
 
 
 def _arrow_interactions(good: pd.DataFrame) -> pa.Table:
