@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coldstart.cli import app
-from coldstart.content.embeddings import embed_items, load_encoder
+from coldstart.content.embeddings import DeferredEncoder, embed_items, load_encoder
 from coldstart.content.index import ModelMismatchError, index_content, load_index, sync_indexes
 from coldstart.content.search import (
     EmptyQueryError,
@@ -275,6 +275,21 @@ def test_incremental_add_then_search_finds_the_new_item(tmp_path, encoder):
     assert load_index(settings, "items").manifest["built_at"] == before
     top = SearchService(store, settings, encoder).search("chess openings and endgames", k=1)
     assert top[0].item_id == "s-sport-e3"
+
+
+def test_deferred_encoder_loads_on_the_first_query_and_answers_alike(catalog, service):
+    store, settings = catalog
+    deferred = SearchService(store, settings)  # what a server builds: no encoder given
+    assert isinstance(deferred.encoder, DeferredEncoder)
+    assert not deferred.encoder.loaded  # indexes and intent opened by model id alone
+    assert deferred.encoder.model_id == service.encoder.model_id
+    for mode in ("dense", "hybrid", "gated"):
+        for query in ("astronaut growing potatoes on Mars", "football tactics"):
+            got = deferred.search(query, k=5, mode=mode)
+            want = service.search(query, k=5, mode=mode)
+            assert [r.item_id for r in got] == [r.item_id for r in want]
+            assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-6)
+    assert deferred.encoder.loaded
 
 
 def test_model_mismatch_is_a_clear_error(catalog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,9 @@ from coldstart.core.store import Store
 from training.threads import pin_process_threads, unpin_process_threads
 
 __all__ = ["create_app", "app_from_env"]
+
+
+log = logging.getLogger(__name__)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -94,12 +98,15 @@ def create_app(settings: Settings, store: Store | None = None, preload: bool = F
         if not preload:  # preloaded: the state loaded before the fork serves
             load()
         watcher = asyncio.create_task(app.state.serving.watch(), name="coldstart-version-check")
+        # Search's text encoder loads after the server answers (onboarding never needs it).
+        warming = asyncio.create_task(warm_search(app.state.serving), name="coldstart-warm-search")
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (warming, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             unpin_process_threads()
             gc.unfreeze()  # let the interpreter collect the frozen models at exit
 
@@ -124,6 +131,18 @@ def create_app(settings: Settings, store: Store | None = None, preload: bool = F
     if preload:
         load()
     return app
+
+
+async def warm_search(serving: ServingState) -> None:
+    """Load the search encoder in a worker thread (a query before that loads it itself)."""
+    search = serving.current().models.search
+    load = getattr(getattr(search, "encoder", None), "load", None)
+    if load is None:
+        return
+    try:
+        await asyncio.to_thread(load)
+    except Exception:  # the first query raises it again, as an answer
+        log.exception("could not load the search encoder")
 
 
 def app_from_env() -> FastAPI:

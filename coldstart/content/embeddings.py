@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "Encoder",
     "EmbedReport",
     "TextUnit",
+    "DeferredEncoder",
     "load_encoder",
     "load_encoder_at",
     "resolve_model_path",
@@ -234,6 +236,42 @@ def load_encoder_at(path: Path, settings: Settings) -> Encoder:
     encoder = _ENCODERS[key]
     encoder.batch_size = settings.embed.batch_size
     return encoder
+
+
+class DeferredEncoder:
+    """The configured encoder, loaded on first use instead of at construction.
+
+    `model_id` is known without loading (`model_id_for`), so a search service can open
+    its indexes and intent model at once; the sentence-transformers import and the
+    weights (8-10 s on this machine) wait for the first query or for `load()`, which a
+    server calls in a background thread once it answers (`coldstart.api.app`). Every
+    other attribute is the loaded `Encoder`'s; concurrent first uses load it once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model_id = model_id_for(settings)
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def load(self) -> Encoder:
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    encoder = load_encoder(self.settings)
+                    if encoder.model_id != self.model_id:  # the files changed in between
+                        raise RuntimeError(
+                            f"the encoder at {encoder.path} is {encoder.model_id!r}, "
+                            f"expected {self.model_id!r}: reload the server"
+                        )
+                    self._encoder = encoder
+        return self._encoder
+
+    def __getattr__(self, name: str):
+        return getattr(self.load(), name)
 
 
 # --- text units ----------------------------------------------------------------

@@ -23,7 +23,7 @@ import pandas as pd
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_SPANISH
 
-from coldstart.content.embeddings import SPOKEN_KINDS, Encoder, item_text, load_encoder
+from coldstart.content.embeddings import SPOKEN_KINDS, DeferredEncoder, Encoder, item_text
 from coldstart.content.index import load_index, passage_key
 from coldstart.content.intent import load_intent
 from coldstart.content.query_gate import QueryGate, gate_features, load_gate
@@ -223,9 +223,13 @@ class Candidates:
 class SearchService:
     """Loaded once (indexes, metadata, BM25); then `search` and `similar` per request."""
 
-    def __init__(self, store: Store, settings: Settings, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, encoder: Encoder | DeferredEncoder | None = None
+    ) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings)
+        # The encoder's weights load on the first query (or by `load()`, which the server runs in the background): the indexes only
+        # need its model id, and onboarding never encodes text.
+        self.encoder = encoder or DeferredEncoder(settings)
         # Both raise ModelMismatchError when built by another encoder than this one.
         self.items_index = load_index(settings, "items", self.encoder.model_id)
         self.passages_index = load_index(settings, "passages", self.encoder.model_id)
