@@ -180,6 +180,9 @@ class ContentNeighbours:
     def __init__(self, index, columns, kind: str) -> None:
         self.index, self.columns = index, columns
         self.nearest: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        # (seeds, k, excluded rows) -> the answer of `expand` (the seeds of a request
+        # are the best items of its models: a few hundred sets cover most listeners)
+        self.expanded: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         code = columns.kinds.get(kind, -2)
         allowed = sorted(i for i in columns.ids[columns.kind == code].tolist() if i in index)
         self.allowed = len(allowed)
@@ -242,7 +245,21 @@ class ContentNeighbours:
         self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the best `k` neighbours of the seeds, best first (ties by
-        item id), each item once with its best score, `excluded_rows` left out."""
+        item id), each item once with its best score, `excluded_rows` left out; kept
+        per (seeds, k, excluded rows), up to NEAREST_KEPT answers (read-only arrays)."""
+        key = (tuple(seed_ids), k, excluded_rows.tobytes())
+        kept = self.expanded.get(key)
+        if kept is None:
+            kept = self._expand(seed_ids, k, excluded_rows)
+            for array in kept:
+                array.flags.writeable = False  # shared by every request with these seeds
+            if len(self.expanded) < NEAREST_KEPT:
+                self.expanded[key] = kept
+        return kept
+
+    def _expand(
+        self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = self.index
         seeds = [s for s in seed_ids if s in index]
         empty = np.zeros(0, np.int64), np.zeros(0)
