@@ -168,6 +168,9 @@ class EditorialSource(CandidateSource):
 
 # (seed, n) neighbour lists a `ContentNeighbours` keeps (about 0.5 KiB each at n = 30).
 NEAREST_KEPT = 65_536
+# `expand` answers kept per (seeds, k, excluded rows): about 0.8 KiB each at k = 30, so at
+# most about 13 MiB per list and worker.
+EXPANDED_KEPT = 16_384
 
 
 class ContentNeighbours:
@@ -246,14 +249,14 @@ class ContentNeighbours:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the best `k` neighbours of the seeds, best first (ties by
         item id), each item once with its best score, `excluded_rows` left out; kept
-        per (seeds, k, excluded rows), up to NEAREST_KEPT answers (read-only arrays)."""
+        per (seeds, k, excluded rows), up to EXPANDED_KEPT answers (read-only arrays)."""
         key = (tuple(seed_ids), k, excluded_rows.tobytes())
         kept = self.expanded.get(key)
         if kept is None:
             kept = self._expand(seed_ids, k, excluded_rows)
             for array in kept:
                 array.flags.writeable = False  # shared by every request with these seeds
-            if len(self.expanded) < NEAREST_KEPT:
+            if len(self.expanded) < EXPANDED_KEPT:
                 self.expanded[key] = kept
         return kept
 
