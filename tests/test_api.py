@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pandas as pd
@@ -286,3 +287,30 @@ def test_admin_reload(api):
     resp = api.post("/v1/admin/reload", headers=AUTH)
     assert resp.status_code == 200 and resp.json()["status"] == "reloaded"
     assert isinstance(pd.Timestamp(resp.json()["loaded_at"], unit="s"), pd.Timestamp)
+
+
+def test_onboarding_answers_alike_with_and_without_a_declared_length(api, served_home):
+    """A body with Content-Length is answered in front of the middleware; a chunked one
+    (no declared length) goes through the full stack and FastAPI's route: the same
+    answer. Both are counted by the metrics under the route template, 422s too."""
+    music, _ = listener(served_home, "en")
+    body = json.dumps({"music": music, "k": 4, "language": "en"}).encode()
+
+    def chunks():
+        yield body[:10]
+        yield body[10:]
+
+    declared = api.post(
+        "/v1/onboarding", content=body, headers={"Content-Type": "application/json"}
+    )
+    streamed = api.post(
+        "/v1/onboarding", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert declared.status_code == streamed.status_code == 200
+    for name in ("shows", "episodes", "audiobooks"):
+        assert [i["item_id"] for i in declared.json()[name]] == [
+            i["item_id"] for i in streamed.json()[name]
+        ]
+    assert api.post("/v1/onboarding", json={"music": [], "k": 0}).status_code == 422
+    text = api.get("/metrics").text
+    assert 'coldstart_requests_total{method="POST",route="/v1/onboarding",status="422"}' in text

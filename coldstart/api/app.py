@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from coldstart.api.hot import PATH as ONBOARDING_PATH
 from coldstart.api.hot import OnboardingRoute, invalid_response
 from coldstart.api.limits import BodyLimitMiddleware
 from coldstart.api.metrics import Metrics, MetricsMiddleware
@@ -26,7 +25,22 @@ from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from training.threads import pin_process_threads, unpin_process_threads
 
-__all__ = ["create_app", "app_from_env"]
+__all__ = ["ColdstartAPI", "create_app", "app_from_env"]
+
+
+class ColdstartAPI(FastAPI):
+    """FastAPI with the onboarding route's handler (`hot.OnboardingRoute`) in front of
+    the whole middleware stack, error middleware included: the one hot route skips
+    every layer; the rest of the app is FastAPI's as built."""
+
+    onboarding_front: tuple[int, Metrics] | None = None  # (body cap, metrics) once set
+
+    def build_middleware_stack(self):
+        stack = super().build_middleware_stack()
+        if self.onboarding_front is None:
+            return stack
+        limit, metrics = self.onboarding_front
+        return OnboardingRoute(stack, limit, metrics)
 
 
 log = logging.getLogger(__name__)
@@ -110,7 +124,7 @@ def create_app(settings: Settings, store: Store | None = None, preload: bool = F
             unpin_process_threads()
             gc.unfreeze()  # let the interpreter collect the frozen models at exit
 
-    app = FastAPI(
+    app = ColdstartAPI(
         title="coldstart",
         version="0.1.0",
         summary="Podcast and audiobook recommendations for new listeners, from their music taste.",
@@ -124,10 +138,9 @@ def create_app(settings: Settings, store: Store | None = None, preload: bool = F
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(router)
-    hot = next(r for r in router.routes if getattr(r, "path", None) == ONBOARDING_PATH)
-    app.add_middleware(OnboardingRoute, route=hot)  # inside the body limit and the metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.serve.max_json_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.onboarding_front = (settings.serve.max_json_bytes, metrics)  # before all of them
     if preload:
         load()
     return app

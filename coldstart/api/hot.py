@@ -3,9 +3,9 @@ handler in front of FastAPI's routing.
 
 FastAPI would build a `Request`, solve the route's dependencies and wrap the handler
 in its exception and exit-stack middleware for every request; on this route that cost
-about as much as the recommendation itself. `OnboardingRoute` sits inside the body
-limit (413) and the metrics middleware, which still count the request under the
-`/v1/onboarding` route template; it reads the body, validates it in one pass with
+about as much as the recommendation itself. `OnboardingRoute` sits in front of every
+middleware and does their work for this route itself (the body cap, the metrics under
+the `/v1/onboarding` route template); it reads the body, validates it in one pass with
 pydantic-core into plain dicts (`schemas.ONBOARDING_BODY`, the constraints and errors
 of `OnboardingRequest` without a model per music item), runs the pipeline inline
 and writes the answer with orjson. Invalid input gets the same 422 body as every other
@@ -15,6 +15,8 @@ OpenAPI and answers the same way (`onboarding_answer`) if this handler is bypass
 """
 
 from __future__ import annotations
+
+from time import perf_counter
 
 import orjson
 from pydantic import ValidationError
@@ -106,30 +108,68 @@ def invalid_response(errors) -> JSONResponse:
 
 
 class OnboardingRoute:
-    """ASGI middleware answering `POST /v1/onboarding`; everything else passes on."""
+    """ASGI front of the whole app answering `POST /v1/onboarding`.
 
-    def __init__(self, app, route) -> None:
+    It sits outside every middleware (`app.ColdstartAPI` puts it there): for the one
+    hot route it does their work itself, the body cap (a declared `Content-Length`
+    within `limit`) and the request metrics (the route template's counter and latency),
+    instead of a coroutine hop and a wrapped `send` per layer. Everything else goes
+    through the full stack: other routes, and an onboarding body without a declared
+    length, with one over the cap (413 from `BodyLimitMiddleware`) or a multipart one
+    (FastAPI's route answers those the same way)."""
+
+    def __init__(self, app, limit: int, metrics) -> None:
         self.app = app
-        self.route = route  # the FastAPI route, for the metrics' route label
+        self.limit = limit
+        self.requests = metrics.requests
+        self.answered = metrics.requests.labels(PATH, "POST", "200")
+        self.latency = metrics.latency.labels(PATH, "POST")
+
+    def _declared_length(self, scope) -> int | None:
+        """The body length a JSON onboarding request declares within the cap, else None."""
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type" and value[:19].lower() == b"multipart/form-data":
+                return None
+        if length is None or not length.isdigit() or int(length) > self.limit:
+            return None
+        return int(length)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or self._declared_length(scope) is None
+        ):
             await self.app(scope, receive, send)
             return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        app = scope["app"]
-        scope["route"] = self.route
+        started = perf_counter()
+        status = 500  # what the metrics count if no answer goes out (a disconnect, a fault)
         try:
-            payload = onboarding_answer(app.state.serving.current().pipeline, b"".join(chunks))
-        except ValidationError as exc:
-            await invalid_response(validation_errors(exc))(scope, receive, send)
-            return
-        headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            try:
+                pipeline = scope["app"].state.serving.current().pipeline
+                payload = onboarding_answer(pipeline, b"".join(chunks))
+            except ValidationError as exc:
+                status = 422
+                await invalid_response(validation_errors(exc))(scope, receive, send)
+                return
+            headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            status = 200
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            counter = self.answered if status == 200 else None
+            if counter is None:
+                counter = self.requests.labels(PATH, "POST", str(status))
+            counter.inc()
+            self.latency.observe(perf_counter() - started)

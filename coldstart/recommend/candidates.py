@@ -168,6 +168,9 @@ class EditorialSource(CandidateSource):
 
 # (seed, n) neighbour lists a `ContentNeighbours` keeps (about 0.5 KiB each at n = 30).
 NEAREST_KEPT = 65_536
+# `expand` answers kept per (seeds, k, excluded rows): about 0.8 KiB each at k = 30, so at
+# most about 13 MiB per list and worker.
+EXPANDED_KEPT = 16_384
 
 
 class ContentNeighbours:
@@ -180,6 +183,9 @@ class ContentNeighbours:
     def __init__(self, index, columns, kind: str) -> None:
         self.index, self.columns = index, columns
         self.nearest: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        # (seeds, k, excluded rows) -> the answer of `expand` (the seeds of a request
+        # are the best items of its models: a few hundred sets cover most listeners)
+        self.expanded: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         code = columns.kinds.get(kind, -2)
         allowed = sorted(i for i in columns.ids[columns.kind == code].tolist() if i in index)
         self.allowed = len(allowed)
@@ -242,7 +248,21 @@ class ContentNeighbours:
         self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the best `k` neighbours of the seeds, best first (ties by
-        item id), each item once with its best score, `excluded_rows` left out."""
+        item id), each item once with its best score, `excluded_rows` left out; kept
+        per (seeds, k, excluded rows), up to EXPANDED_KEPT answers (read-only arrays)."""
+        key = (tuple(seed_ids), k, excluded_rows.tobytes())
+        kept = self.expanded.get(key)
+        if kept is None:
+            kept = self._expand(seed_ids, k, excluded_rows)
+            for array in kept:
+                array.flags.writeable = False  # shared by every request with these seeds
+            if len(self.expanded) < EXPANDED_KEPT:
+                self.expanded[key] = kept
+        return kept
+
+    def _expand(
+        self, seed_ids: Sequence[str], k: int, excluded_rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = self.index
         seeds = [s for s in seed_ids if s in index]
         empty = np.zeros(0, np.int64), np.zeros(0)

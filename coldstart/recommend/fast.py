@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from coldstart.recommend.fused_blend import KeyMoments, WideMoments, blended, coefficients
 from coldstart.recommend.towers import NETWORKS
@@ -186,8 +187,9 @@ class ServedScorer:
         )
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
-        if self.wide is None:  # the network alone: its own path
-            return self.model.recommend(user, k, exclude)
+        if self.wide is None:  # the network alone: its own path (torch)
+            with torch.inference_mode():
+                return self.model.recommend(user, k, exclude)
         top = self.top(user, k, exclude)
         return Ranking(
             [str(i) for i in self.ids[top.positions]], top.scores, top.fallback, top.unknown
@@ -241,7 +243,8 @@ class ServedScorer:
         return _apply_blend(model.blend, {"wide": wide, "network": network})
 
     def _unusable_network(self, user: UserProfile) -> np.ndarray:
-        scores, _, _ = self.model.network_scores([user])
+        with torch.inference_mode():
+            scores, _, _ = self.model.network_scores([user])
         return scores[0]
 
 

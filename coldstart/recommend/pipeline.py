@@ -181,7 +181,9 @@ class OnboardingPipeline:
                 continue
             found.append((source.name, ranking.rows, ranking.scores))
             if source.name != "popularity" and len(ranking.item_ids):
-                personal.append(ranking.item_ids.tolist())
+                # A source's items are distinct: its first CONTENT_SEEDS alone name
+                # enough seeds, so the walk below never reads past them.
+                personal.append(ranking.item_ids[:CONTENT_SEEDS].tolist())
         fallback = not personal
         if personal and target in self.neighbours:
             seeds: list[str] = []
@@ -263,11 +265,15 @@ class OnboardingPipeline:
     def recommend(
         self, user: UserProfile, k: int = 10, now: dt.datetime | None = None
     ) -> OnboardingResult:
+        # One clock reading for the whole answer (the rules of all three lists).
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if self.fast:  # numpy only; where a model runs through torch it enters the mode
+            return self._recommend(user, k, now)
         # No autograd bookkeeping for any model's forward pass while serving.
         with torch.inference_mode():
             return self._recommend(user, k, now)
 
-    def _recommend(self, user: UserProfile, k: int, now: dt.datetime | None) -> OnboardingResult:
+    def _recommend(self, user: UserProfile, k: int, now: dt.datetime) -> OnboardingResult:
         ctx = RuleContext(language=user.language, age=user.age, now=now)
         rank_list = self._rank_list_fast if self.fast else self._rank_list
         shows, shows_fallback, unknown = rank_list("podcast", user, k, ctx)

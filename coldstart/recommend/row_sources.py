@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from coldstart.recommend.columns import CatalogColumns
 from coldstart.recommend.fast import PopularityLists, ServedScorer
@@ -49,6 +50,13 @@ class RowSource:
             self.rows_of_position = columns.rows(model.ids.tolist())
         # (segment, n) -> (rows, scores, ids, fallback) of a popularity model's list
         self.kept: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
+        # The same lists by the listener's values of the segment columns and n: a
+        # request looks its list up without working out its segment.
+        self.segment_fields: tuple[str, ...] = ()
+        if isinstance(model, PopularityLists):
+            fields = {c for columns in model.model.SEGMENTS for c in columns}
+            self.segment_fields = tuple(sorted(fields))
+        self.by_fields: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
 
     def top(self, user: UserProfile, n: int, exclude: Sequence[str]) -> RowRanking:
         model = self.model
@@ -64,7 +72,8 @@ class RowSource:
             )
         if isinstance(model, PopularityLists) and not exclude:
             return self._popularity(model, user, n)
-        ranking = model.recommend(user, n, exclude)
+        with torch.inference_mode():  # any model: its own recommend, maybe through torch
+            ranking = model.recommend(user, n, exclude)
         ids = np.asarray(ranking.item_ids, dtype=object)
         return RowRanking(
             self.columns.rows(ranking.item_ids),
@@ -76,6 +85,17 @@ class RowSource:
 
     def _popularity(self, lists: PopularityLists, user: UserProfile, n: int) -> RowRanking:
         fitted = lists.model
+        # typed: values that compare equal but read differently (1, True) stay apart
+        values = (*((type(v), v) for v in map(user.__getattribute__, self.segment_fields)), n)
+        kept = self.by_fields.get(values)
+        if kept is None:
+            kept = self._popularity_list(fitted, user, n)
+            if len(self.by_fields) < lists.MAX_LISTS:
+                self.by_fields[values] = kept
+        rows, scores, ids, fallback = kept
+        return RowRanking(rows, scores, ids, fallback, fitted.unknown_items(user))
+
+    def _popularity_list(self, fitted, user: UserProfile, n: int):
         key = (fitted.segment_of(user), n)
         kept = self.kept.get(key)
         if kept is None:
@@ -86,7 +106,6 @@ class RowSource:
                 np.asarray(ranking.item_ids, dtype=object),
                 ranking.fallback,
             )
-            if len(self.kept) < lists.MAX_LISTS:
+            if len(self.kept) < PopularityLists.MAX_LISTS:
                 self.kept[key] = kept
-        rows, scores, ids, fallback = kept
-        return RowRanking(rows, scores, ids, fallback, fitted.unknown_items(user))
+        return kept
