@@ -410,8 +410,8 @@ def _direct_load(conn, target: Table) -> bool:
 
 
 def _insert_sorted(conn, target: Table, rows: pa.Table) -> None:
-    """Insert `rows` (in key order, one row per key) into `target`, `ROWS_PER_SLICE`
-    rows per `executemany` on SQLite, where a key already stored (a concurrent writer)
+    """Insert `rows` (in key order, one row per key) into `target`: on SQLite in
+    statements of `ROWS_PER_STATEMENT` rows, `ROWS_PER_SLICE` rows per `executemany`, where a key already stored (a concurrent writer)
     takes the new weight; on PostgreSQL by `COPY`, where such a key fails the ingest
     (nothing is written)."""
     if conn.dialect.name == "postgresql":
