@@ -492,7 +492,8 @@ def index_content(
 
     On a full run with `embed.adapt` on, the encoder is adapted to the catalogue first
     when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
-    everything is embedded with it. The intent classifier is retrained on every full run.
+    everything is embedded with it. The intent classifier is retrained on every full run,
+    and the search catalogue (items, passages, BM25: `search_file.py`) written again.
     """
     adapted = None
     if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
@@ -508,4 +509,14 @@ def index_content(
         report.adapt = adapted.to_dict()
     if item_ids is None:
         report.intent = train_intent(store, settings, encoder.model_id, encoder).to_dict()
+        # lazy: search_file imports this module
+        from coldstart.content.search_file import write_search_catalogue
+
+        started = time.perf_counter()
+        _, manifest = write_search_catalogue(store, settings, encoder.model_id)
+        report.lexical = {
+            "documents": manifest["documents"],
+            "passages": manifest["passages"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     return report, syncs
