@@ -188,9 +188,10 @@ class SearchService:
         # The encoder's weights load on the first query (or by `load()`, which the server runs in the background): the indexes only
         # need its model id, and onboarding never encodes text.
         self.encoder = encoder or DeferredEncoder(settings)
-        # Both raise ModelMismatchError when built by another encoder than this one.
-        self.items_index = load_index(settings, "items", self.encoder.model_id)
-        self.passages_index = load_index(settings, "passages", self.encoder.model_id)
+        # Both raise ModelMismatchError when built by another encoder than this one; read
+        # only here (`coldstart index` changes them), so an IVF index is memory-mapped.
+        self.items_index = load_index(settings, "items", self.encoder.model_id, mmap=True)
+        self.passages_index = load_index(settings, "passages", self.encoder.model_id, mmap=True)
         # The items, passages and BM25 index: saved by `coldstart index`, built when stale.
         catalogue, self.catalogue_source = load_search_catalogue(
             store, settings, self.encoder.model_id, self.items_index, self.passages_index
@@ -209,8 +210,6 @@ class SearchService:
             genre_columns(self.items["genre"], self.intent.index) if self.intent is not None else {}
         )
         self._filters: dict[tuple, _Filter] = {}
-        # each column as an array, read by position for a result's fields (`_row`)
-        self._columns = {c: self.items[c].to_numpy(dtype=object) for c in self.items.columns}
         # mode gated: the query-type gate and its two weight sets (embed.query_gate, else packaged)
         self.gate = load_gate(settings.embed.query_gate)
 
@@ -480,7 +479,7 @@ class SearchService:
     def _row(self, item_id: str) -> dict:
         """The item's columns (KeyError: not a spoken item of the catalogue)."""
         at = self.items.index.get_loc(item_id)
-        return {c: values[at] for c, values in self._columns.items()}
+        return {c: self.items[c].iat[at] for c in self.items.columns}
 
     def _dense(self, qvec: np.ndarray, depth: int, filt: _Filter) -> list[tuple[str, float]]:
         return self.items_index.search(qvec, depth, filt.dense)[0]
