@@ -127,6 +127,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--codes", default="old,new", help="which checkouts to start: old,new (default), or one"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.write_search_index:
@@ -140,6 +143,8 @@ def main() -> None:
     runs = []
     for _ in range(args.rounds):
         for code, repo in (("old", args.baseline), ("new", REPO)):
+            if code not in args.codes.split(","):
+                continue
             result = {"code": code, "repo": str(repo), **one_start(args.home, repo, args.workers)}
             print(json.dumps(result), flush=True)
             runs.append(result)
