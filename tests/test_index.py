@@ -106,6 +106,16 @@ def test_large_catalog_gets_ivf_with_measured_recall(tmp_path):
     loaded = VectorIndex.load(tmp_path / "ivf")
     assert loaded.search(x[:5], 5) == index.search(x[:5], 5)
     assert loaded.manifest["recall_at_10"] == index.manifest["recall_at_10"]
+    # memory-mapped (search's read-only load): the same answers, filtered or not, and vectors
+    mapped = VectorIndex.load(tmp_path / "ivf", mmap=True)
+    allowed = _keys(3000)[::3]
+    for found in (mapped, loaded):
+        assert found.search(x[:20], 7) == index.search(x[:20], 7)
+        assert found.search(x[:20], 7, allowed) == index.search(x[:20], 7, allowed)
+        assert found.search(x[:3], 4, found.ids_of(allowed)) == index.search(x[:3], 4, allowed)
+        assert np.array_equal(found.vector("extra"), index.vector("extra"))
+        assert "extra" in found and "item0001" not in found
+        assert found.data_hash() == index.data_hash() and found.keys() == loaded.keys()
 
 
 def test_incomplete_or_mismatched_index_is_a_clear_error(tmp_path):

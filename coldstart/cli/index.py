@@ -69,7 +69,7 @@ def index(
         f"embedded {data['embedded']} ({data['texts_per_second']} texts/s), unchanged {data['unchanged']}, "
         f"removed {data['removed']}, items without text {data['items_without_text']}"
     )
-    for step in ("adapt", "intent"):
+    for step in ("adapt", "intent", "lexical"):
         if data.get(step):
             details = ", ".join(f"{k} {v}" for k, v in data[step].items())
             console.print(f"{step}: {details}")

@@ -411,9 +411,11 @@ class EmbedReport:
     no_text: list[str] = field(default_factory=list)
     changed_items: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    # Set by index.index_content on a full index: what the adaptation and intent steps did.
+    # Set by index.index_content on a full index: what the adaptation, intent and
+    # search catalogue (BM25 documents, passages, seconds) steps did.
     adapt: dict | None = None
     intent: dict | None = None
+    lexical: dict | None = None
 
     @property
     def texts_per_second(self) -> float:
@@ -433,6 +435,7 @@ class EmbedReport:
             "texts_per_second": round(self.texts_per_second, 1),
             **({"adapt": self.adapt} if self.adapt else {}),
             **({"intent": self.intent} if self.intent else {}),
+            **({"lexical": self.lexical} if self.lexical else {}),
         }
 
 

@@ -97,12 +97,23 @@ class VectorIndex:
     def __init__(self, index: faiss.Index, table: pd.DataFrame, manifest: dict) -> None:
         self.index = index
         self.manifest = manifest
-        # id table: id (int64) -> key, entry hash (key + vector) for change detection
-        self._key = dict(zip(table["id"].astype("int64"), table["key"]))
-        self._id = {
-            key: int(i) for i, key in self._key.items()
-        }  # key -> int64 id, no re-hashing per query
-        self._hash = dict(zip(table["key"], table["hash"]))
+        # id table: id (int64) -> key; key -> int64 id, no re-hashing per query. Built from
+        # Python lists (a million keys in about a second, not a Series iterated per row).
+        keys = table["key"].tolist()
+        self._key = dict(zip(table["id"].to_numpy(dtype=np.int64).tolist(), keys))
+        self._id = dict(zip(self._key.values(), self._key.keys()))
+        # entry hash (key + vector) for change detection: read by `coldstart index` only,
+        # so made into a dict on first use (`_hash`), not at every server start
+        self._hashes: dict[str, str] | None = None
+        self._hash_column: tuple[list[str], pd.Series] | None = (keys, table["hash"])
+
+    @property
+    def _hash(self) -> dict[str, str]:
+        if self._hashes is None:
+            keys, hashes = self._hash_column or ([], pd.Series([], dtype=object))
+            self._hashes = dict(zip(keys, hashes.tolist()))
+            self._hash_column = None
+        return self._hashes
 
     # --- construction ----------------------------------------------------------
 
@@ -178,7 +189,7 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._hash
+        return key in self._id
 
     def keys(self) -> list[str]:
         return list(self._hash)
@@ -187,7 +198,7 @@ class VectorIndex:
         return self._hash.get(key)
 
     def vector(self, key: str) -> np.ndarray:
-        if key not in self._hash:
+        if key not in self._id:
             raise KeyError(key)
         return self.index.reconstruct(self._id[key])
 
@@ -285,7 +296,9 @@ class VectorIndex:
         return dict(self.manifest)
 
     @classmethod
-    def load(cls, directory: Path) -> VectorIndex:
+    def load(cls, directory: Path, mmap: bool = False) -> VectorIndex:
+        """With `mmap`, an IVF index's vectors stay in the file, memory-mapped read-only
+        (pages shared by the server's workers; `add` and `remove` then fail): for search."""
         directory = Path(directory)
         paths = {n: directory / n for n in ("index.faiss", "ids.parquet", "manifest.json")}
         missing = [str(p) for p in paths.values() if not p.exists()]
@@ -294,7 +307,7 @@ class VectorIndex:
                 f"index at {directory} is incomplete: missing {', '.join(missing)}; run `coldstart index`"
             )
         manifest = json.loads(paths["manifest.json"].read_text())
-        index = faiss.read_index(str(paths["index.faiss"]))
+        index = faiss.read_index(str(paths["index.faiss"]), faiss.IO_FLAG_MMAP if mmap else 0)
         table = pd.read_parquet(paths["ids.parquet"])
         if index.ntotal != len(table):
             raise VectorIndexError(
@@ -336,14 +349,17 @@ def index_dir(settings: Settings, unit: str) -> Path:
     return (settings.home / "indexes" / unit).resolve()
 
 
-def load_index(settings: Settings, unit: str, model_id: str | None = None) -> VectorIndex:
-    """Load `unit`; with `model_id`, refuse an index built by another encoder."""
+def load_index(
+    settings: Settings, unit: str, model_id: str | None = None, mmap: bool = False
+) -> VectorIndex:
+    """Load `unit`; with `model_id`, refuse an index built by another encoder; `mmap`:
+    read-only, see `VectorIndex.load`."""
     directory = index_dir(settings, unit)
     if not directory.exists():
         raise VectorIndexError(
             f"no {unit} index at {directory}; run `coldstart --home {settings.home} index` first"
         )
-    index = VectorIndex.load(directory)
+    index = VectorIndex.load(directory, mmap)
     if model_id is not None and index.model_id != model_id:
         raise ModelMismatchError(
             f"the {unit} index at {directory} was built with model {index.model_id!r} but the "
@@ -492,7 +508,8 @@ def index_content(
 
     On a full run with `embed.adapt` on, the encoder is adapted to the catalogue first
     when this home has no adapted encoder yet, or when `adapt=True` (`--adapt`); then
-    everything is embedded with it. The intent classifier is retrained on every full run.
+    everything is embedded with it. The intent classifier is retrained on every full run,
+    and the search catalogue (items, passages, BM25: `search_file.py`) written again.
     """
     adapted = None
     if item_ids is None and settings.embed.adapt and (adapt or current_adapted(settings) is None):
@@ -508,4 +525,14 @@ def index_content(
         report.adapt = adapted.to_dict()
     if item_ids is None:
         report.intent = train_intent(store, settings, encoder.model_id, encoder).to_dict()
+        # lazy: search_file imports this module
+        from coldstart.content.search_file import write_search_catalogue
+
+        started = time.perf_counter()
+        _, manifest = write_search_catalogue(store, settings, encoder.model_id)
+        report.lexical = {
+            "documents": manifest["documents"],
+            "passages": manifest["passages"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     return report, syncs

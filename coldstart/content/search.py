@@ -17,17 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import bm25s
 import numpy as np
 import pandas as pd
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_SPANISH
 
-from coldstart.content.embeddings import SPOKEN_KINDS, DeferredEncoder, Encoder, item_text
-from coldstart.content.index import load_index, passage_key
+from coldstart.content.embeddings import SPOKEN_KINDS, DeferredEncoder, Encoder
+from coldstart.content.index import load_index
 from coldstart.content.intent import load_intent
+from coldstart.content.lexical import Lexical
 from coldstart.content.query_gate import QueryGate, gate_features, load_gate
-from coldstart.core import tables as t
+from coldstart.content.search_file import genre_columns, load_search_catalogue
 from coldstart.core.config import Settings
 from coldstart.core.store import Store
 from training.threads import torch_threads
@@ -99,46 +97,6 @@ def _seconds(value) -> float | None:
 
 def _clip(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
-
-
-class _Lexical:
-    """BM25 (bm25s) over each item's own text plus its transcript, English stemming."""
-
-    def __init__(self, ids: list[str], documents: list[str]) -> None:
-        self.ids = ids
-        self._stem = Stemmer.Stemmer("english").stemWords
-        self._stopwords = sorted(set(STOPWORDS_EN) | set(STOPWORDS_SPANISH))
-        self._bm25s = bm25s
-        self.retriever = bm25s.BM25()
-        if ids:
-            self.retriever.index(self._tokens(documents), show_progress=False)
-
-    def _tokens(self, texts: list[str]) -> list[list[str]]:
-        return self._bm25s.tokenize(
-            texts,
-            stopwords=self._stopwords,
-            stemmer=self._stem,
-            return_ids=False,
-            show_progress=False,
-        )
-
-    def mask(self, allowed: set[str]) -> np.ndarray:
-        return np.fromiter((i in allowed for i in self.ids), dtype=bool, count=len(self.ids))
-
-    def rank(
-        self, query: str, depth: int, allowed: set[str] | np.ndarray | None
-    ) -> list[tuple[str, float]]:
-        """BM25 top `depth`; `allowed` is a set of ids or a mask from `mask()`."""
-        tokens = self._tokens([query])[0]
-        if not self.ids or not tokens:
-            return []
-        scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float64)
-        if allowed is not None:
-            scores = np.where(
-                allowed if isinstance(allowed, np.ndarray) else self.mask(allowed), scores, 0.0
-            )
-        top = np.argsort(-scores, kind="stable")[:depth]
-        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
 
 @dataclass(frozen=True)
@@ -230,45 +188,28 @@ class SearchService:
         # The encoder's weights load on the first query (or by `load()`, which the server runs in the background): the indexes only
         # need its model id, and onboarding never encodes text.
         self.encoder = encoder or DeferredEncoder(settings)
-        # Both raise ModelMismatchError when built by another encoder than this one.
-        self.items_index = load_index(settings, "items", self.encoder.model_id)
-        self.passages_index = load_index(settings, "passages", self.encoder.model_id)
-        self.items = store.items(SPOKEN_KINDS).set_index("item_id")
-        cv = t.content_vectors
-        passages = store.frame(
-            cv,
-            (cv.c.model_id == self.encoder.model_id) & (cv.c.passage >= 0),
-            ["item_id", "passage", "start", "end", "text"],
+        # Both raise ModelMismatchError when built by another encoder than this one; read
+        # only here (`coldstart index` changes them), so an IVF index is memory-mapped.
+        self.items_index = load_index(settings, "items", self.encoder.model_id, mmap=True)
+        self.passages_index = load_index(settings, "passages", self.encoder.model_id, mmap=True)
+        # The items, passages and BM25 index: saved by `coldstart index`, built when stale.
+        catalogue, self.catalogue_source = load_search_catalogue(
+            store, settings, self.encoder.model_id, self.items_index, self.passages_index
         )
-        passages["key"] = [
-            passage_key(i, n) for i, n in zip(passages["item_id"], passages["passage"])
-        ]
+        self.items = catalogue.items
+        passages = catalogue.passages
         self._passage_rows = passages.set_index("key")
         self._passages_of: dict[str, list[str]] = (
             passages.groupby("item_id")["key"].agg(list).to_dict() if len(passages) else {}
         )
-        self._passage_lexical: _Lexical | None = None  # built on the first passage query
-        transcript = passages.sort_values("passage").groupby("item_id")["text"].agg(" ".join)
-        ids, docs = [], []
-        for item_id, row in self.items.iterrows():
-            doc = " ".join(
-                x
-                for x in (item_text({**row, "item_id": item_id}) or "", transcript.get(item_id, ""))
-                if x
-            )
-            if doc:
-                ids.append(item_id)
-                docs.append(doc)
-        self.lexical = _Lexical(ids, docs)
+        self._passage_lexical: Lexical | None = None  # built on the first passage query
+        self.lexical = catalogue.lexical
         # The genre classifier trained on this encoder's vectors (None: none, so no boost).
         self.intent = load_intent(settings, self.encoder.model_id)
-        self._genre_col: dict[str, int] = {}
-        if self.intent is not None:
-            for item_id, genre in self.items["genre"].items():
-                if isinstance(genre, str) and " ".join(genre.split()) in self.intent.index:
-                    self._genre_col[item_id] = self.intent.index[" ".join(genre.split())]
+        self._genre_col: dict[str, int] = (
+            genre_columns(self.items["genre"], self.intent.index) if self.intent is not None else {}
+        )
         self._filters: dict[tuple, _Filter] = {}
-        self._rows = self.items.to_dict("index")
         # mode gated: the query-type gate and its two weight sets (embed.query_gate, else packaged)
         self.gate = load_gate(settings.embed.query_gate)
 
@@ -398,7 +339,7 @@ class SearchService:
         out = []
         for key, score in ranked:
             passage = self._passage_rows.loc[key]
-            row = self._rows.get(passage["item_id"], {})
+            row = self._row(passage["item_id"]) if passage["item_id"] in self.items.index else {}
             out.append(
                 SearchResult(
                     item_id=passage["item_id"],
@@ -415,10 +356,10 @@ class SearchService:
             )
         return out
 
-    def _passage_lexicon(self) -> _Lexical:
+    def _passage_lexicon(self) -> Lexical:
         if self._passage_lexical is None:
             rows = self._passage_rows
-            self._passage_lexical = _Lexical(list(rows.index), [_text(x) for x in rows["text"]])
+            self._passage_lexical = Lexical(list(rows.index), [_text(x) for x in rows["text"]])
         return self._passage_lexical
 
     # --- helpers -----------------------------------------------------------------
@@ -535,11 +476,16 @@ class SearchService:
                 )
         return self._filters[key]
 
+    def _row(self, item_id: str) -> dict:
+        """The item's columns (KeyError: not a spoken item of the catalogue)."""
+        at = self.items.index.get_loc(item_id)
+        return {c: self.items[c].iat[at] for c in self.items.columns}
+
     def _dense(self, qvec: np.ndarray, depth: int, filt: _Filter) -> list[tuple[str, float]]:
         return self.items_index.search(qvec, depth, filt.dense)[0]
 
     def _result(self, item_id: str, score: float, qvec: np.ndarray | None) -> SearchResult:
-        row = self._rows[item_id]
+        row = self._row(item_id)
         snippet, start, end = None, None, None
         if qvec is not None and row["kind"] == "episode" and item_id in self._passages_of:
             best = self.passages_index.search(qvec, 1, self._passages_of[item_id])[0]

@@ -192,6 +192,8 @@ def load_serving_models(settings: Settings, store: Store, search: bool = True) -
             models.components["search"] = {
                 "model_id": models.search.encoder.model_id,
                 "items_indexed": len(models.search.items_index),
+                # "file": the search catalogue `coldstart index` saved; "built": from the store
+                "catalogue": models.search.catalogue_source,
             }
         except Exception as exc:
             errors["search"] = f"{type(exc).__name__}: {exc}"
