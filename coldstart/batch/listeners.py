@@ -70,7 +70,7 @@ def _column(known: pd.DataFrame, name: str) -> np.ndarray:
     """A users column reindexed to the listeners, None where missing (as `user_profile`)."""
     if name not in known.columns:
         return np.full(len(known), None, dtype=object)
-    values = known[name].to_numpy(dtype=object)
+    values = known[name].to_numpy(dtype=object, copy=True)
     values[pd.isna(values)] = None
     return values
 
