@@ -572,12 +572,21 @@ def _listener_columns(model, profiles) -> pd.DataFrame:
     if cached is not None and cached[0] == key:
         return cached[1]
     if isinstance(profiles, Listeners):
-        ids, country, language = profiles.user_ids, profiles.country, profiles.language
+        columns = pd.DataFrame(
+            {
+                "user_id": profiles.user_ids,
+                "country": profiles.country,
+                "language": profiles.language,
+            }
+        )
     else:
-        ids = [p.user_id for p in profiles]
-        country = [p.country for p in profiles]
-        language = [p.language for p in profiles]
-    columns = pd.DataFrame({"user_id": ids, "country": country, "language": language})
+        columns = pd.DataFrame(
+            {
+                "user_id": [p.user_id for p in profiles],
+                "country": [p.country for p in profiles],
+                "language": [p.language for p in profiles],
+            }
+        )
     model._audience_listeners = (key, columns, profiles)  # keeps `profiles` alive
     return columns
 
