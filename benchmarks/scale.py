@@ -21,8 +21,9 @@ in one fresh process, timed, with its peak RSS sampled every 20 ms:
 - index: `VectorIndex.build` over one vector per show, episode and audiobook (synthetic
   vectors: MiniLM cannot embed a million texts on 2 cores in the time; the encoder's own
   throughput is in benchmarks/ray_throughput.py);
-- score_uploads: the audience of 100 new episodes (`listener_profiles`, then
-  `predict_audience` per episode: what score-uploads runs after indexing);
+- score_uploads: the audience of 100 new episodes (`listener_table`, then
+  `predict_audience` per episode: what score-uploads runs after indexing), with the
+  seconds of its parts (model, listeners, picks, first upload, the other 99);
 - onboarding: `OnboardingPipeline.recommend` for 200 new listeners with music only
   (models loaded from registered artifacts, as the service does); p50/p95 latency.
 
@@ -510,12 +511,8 @@ def _index(world: World):
 
 
 def _score_uploads(world: World):
-    from coldstart.batch.uploads import (
-        listener_profiles,
-        picks_per_listener,
-        predict_audience,
-        served_affinity_model,
-    )
+    from coldstart.batch.listeners import listener_table
+    from coldstart.batch.uploads import picks_per_listener, predict_audience, served_affinity_model
 
     # Not `world.data`: the command reads the store itself, and a second copy of the
     # store's frames beside it would measure (and at 1M, run out of) memory it never uses.
@@ -523,17 +520,33 @@ def _score_uploads(world: World):
     items = store.items()
     episodes = items[items["kind"] == "episode"].sample(100, random_state=0, replace=True)
     vectors = content_vectors(items, ("episode",))  # the world's synthetic vectors
-    new_vectors = [vectors[i] for i in episodes["item_id"]]
-    del vectors
+    # Copies: a row of the matrix would keep all of it (1.5 GB at 1M) alive in the stage.
+    new_vectors = [vectors[i].copy() for i in episodes["item_id"]]
+    del vectors, items
+    parts: dict[str, float] = {}
+
+    def timed(name: str, started: float) -> float:
+        now = time.perf_counter()
+        parts[f"{name}_seconds"] = round(now - started, 1)
+        return now
 
     def score_100() -> None:
+        # What the command's audience stage runs after indexing (`UploadRun.audience_inputs`
+        # once a run, then `predict_audience` per upload), its parts timed.
+        started = time.perf_counter()
         model = served_affinity_model(store)
-        profiles = listener_profiles(store)
+        started = timed("model", started)
+        listeners = listener_table(store)
+        started = timed("listeners", started)
         picks = picks_per_listener(store)
+        started = timed("picks", started)
         for i, (row, vector) in enumerate(zip(episodes.itertuples(), new_vectors)):
-            predict_audience(model, profiles, f"new-{i}", row.show_id, vector, 10, 20, picks)
+            predict_audience(model, listeners, f"new-{i}", row.show_id, vector, 10, 20, picks)
+            if i == 0:  # the listeners' vectors and the catalogue pass, once a batch
+                started = timed("first_upload", started)
+        timed("other_uploads", started)
 
-    return score_100, lambda _: {"uploads": 100}
+    return score_100, lambda _: {"uploads": 100, **parts}
 
 
 def _onboarding(world: World):

@@ -237,3 +237,75 @@ def test_listener_demographics_and_picks_per_listener_on_awkward_rows(tmp_path):
         "u3": (None, None, None),
     }
     assert picks_per_listener(store) == pytest.approx((3 + 1 + 0) / 3)
+
+
+def reference_profiles(store):
+    """What `listener_profiles` built before the listeners became columns: every
+    history a dict from `user_histories`, demographics from one reindex."""
+    from training.data import MUSIC_KINDS, UserProfile
+    from training.history import user_histories
+
+    histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
+    known = store.users().drop_duplicates("user_id").set_index("user_id").reindex(list(histories))
+    columns = [
+        [None if pd.isna(v) else v for v in known[c].tolist()]
+        for c in ("country", "language", "age")
+    ]
+    return [
+        UserProfile(u, histories[u], {}, country, language, age)
+        for u, country, language, age in zip(histories, *columns)
+    ]
+
+
+def test_the_listener_table_gives_the_profiles_the_dicts_gave(world):
+    from coldstart.batch.listeners import listener_table
+
+    settings, store, model, profiles = world
+    table = listener_table(store)
+    reference = reference_profiles(store)
+    assert table.profiles() == reference == profiles
+    assert [p for lo in range(0, len(table), 7) for p in table.profiles(lo, lo + 7)] == reference
+
+
+def test_a_new_items_vector_is_the_one_add_items_gives_it_bit_for_bit(world):
+    """Scoring an upload leaves the model as it is; its vector and bias are those the
+    model would give it as an added item (the catalogue's are unchanged by adding it)."""
+    from coldstart.batch.uploads import _new_item_vector
+
+    settings, store, model, profiles = world
+    vectors = item_vectors(store, model_id_for(settings), ["episode"])
+    added = copy.deepcopy(model)
+    _, before, _ = added.item_vectors()
+    before = before.copy()
+    ids = [f"bits-{i}" for i in list(vectors)[:5]]
+    for new_id, vector in zip(ids, vectors.values()):
+        added.add_items(pd.DataFrame({"item_id": [new_id]}), {new_id: vector})
+        _, vecs, bias = added.item_vectors()
+        column = added.item_ids.index(new_id)
+        mine, mine_bias = _new_item_vector(model, vector)
+        assert np.array_equal(mine, vecs[column]) and mine_bias == bias[column]
+    assert np.array_equal(added.item_vectors()[1][: len(before)], before)
+
+
+def test_the_audience_over_the_listener_table_is_the_one_over_profiles(world):
+    """The same frame and summary from the table of listeners as from the profile list
+    (whose segments are grouped by the two string columns), upload after upload."""
+    from coldstart.batch.listeners import listener_table
+    from coldstart.batch.uploads import audience_summary
+
+    settings, store, model, profiles = world
+    table = listener_table(store)
+    vectors = item_vectors(store, model_id_for(settings), ["episode"])
+    on_table, on_list = copy.deepcopy(model), copy.deepcopy(model)
+    for row in store.items(["episode"]).head(3).itertuples():
+        new_id = f"table-{row.item_id}"
+        vector = vectors[row.item_id]
+        summary, frame = predict_audience(on_table, table, new_id, row.show_id, vector, 10, 20)
+        ref_summary, ref_frame = predict_audience(
+            on_list, profiles, new_id, row.show_id, vector, 10, 20
+        )
+        pd.testing.assert_frame_equal(frame, ref_frame)
+        assert summary == ref_summary
+        grouped = audience_summary(frame, summary["method"], summary["model"], 1.0, 10, 20)
+        assert grouped == summary
+    assert on_table.item_ids == model.item_ids  # nothing added to the model

@@ -31,16 +31,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from sqlalchemy import select, update
 
 from coldstart.batch.audience_pass import SAMPLED_CATALOG_MIN, sampled_catalog_summary
+from coldstart.batch.listeners import Listeners, listener_table
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.store import Store, utcnow
 from coldstart.core.upload_status import UNFINISHED, UploadStatus
 from training.affinity import AffinityModel
-from training.data import MUSIC_KINDS, UserProfile, episodes_to_shows, item_rows
-from training.history import user_histories
+from training.data import UserProfile, episodes_to_shows, item_rows
 
 __all__ = [
     "UploadError",
@@ -71,6 +72,8 @@ RANK_DEPTH = 100
 # Listeners x catalog scores held at once in the catalog pass (float32: 128 MiB); the
 # listener batch shrinks as the catalog grows, so the pass's memory does not.
 CATALOG_PASS_SCORES = 2**25
+# Rows a new item's content vector is run through the network as (`_new_item_vector`).
+NEW_ITEM_ROWS = 8
 
 
 class UploadError(ValueError):
@@ -235,26 +238,11 @@ def _set_status(
 # --- audience ------------------------------------------------------------------------------
 
 
-def listener_profiles(store: Store):
+def listener_profiles(store: Store) -> list[UserProfile]:
     """Every known listener with music history, as `UserProfile`s (plays of an item at
-    several times add up, as in training)."""
-    # Only the music rows and the columns a history needs come out of the store: at a
-    # million listeners the whole table as Python rows does not fit beside the model.
-    histories = user_histories(store.plays_of(MUSIC_KINDS, ["user_id", "item_id", "weight"]))
-    users = store.users().drop_duplicates("user_id").set_index("user_id")
-    # What `user_profile` reads per listener, read for all of them in one reindex.
-    ids = list(histories)
-    known = users.reindex(ids)
-    columns = [
-        [None if pd.isna(v) else v for v in known[c].tolist()]
-        if c in known.columns
-        else [None] * len(ids)
-        for c in ("country", "language", "age")
-    ]
-    return [
-        UserProfile(u, histories[u], {}, country, language, age)
-        for u, country, language, age in zip(ids, *columns)
-    ]
+    several times add up, as in training). Score-uploads holds them as columns
+    (`listener_table`) and builds the profiles a batch at a time."""
+    return listener_table(store).profiles()
 
 
 def picks_per_listener(store: Store) -> float:
@@ -309,17 +297,21 @@ def predict_audience(
     further upload costs O(listeners x (dim + depth)).
     """
     existing = len(model.item_ids)
-    if item_id in model.item_ids:
-        column, method = model.item_ids.index(item_id), "content"
+    catalog = _catalog_positions(model)
+    new_item = None
+    if item_id in catalog:
+        column, method = catalog[item_id], "content"
     elif (
         vector is not None
         and model.content_matrix is not None
         and len(vector) == model.content_matrix.shape[1]
     ):
-        model.add_items(pd.DataFrame({"item_id": [item_id]}), {item_id: vector})
-        column, method = model.item_ids.index(item_id), "content"
-    elif show_id in model.item_ids:
-        column, method = model.item_ids.index(show_id), "show"
+        # Its vector alone, the model left as it is (adding it to the model would copy
+        # the catalogue's content matrix and run every item through the network again).
+        new_item = _new_item_vector(model, vector)
+        column, method = -1, "content"
+    elif show_id in catalog:
+        column, method = catalog[show_id], "show"
     else:
         raise ValueError(
             f"cannot score {item_id}: no usable content vector and show {show_id!r} is unknown to the model"
@@ -328,13 +320,14 @@ def predict_audience(
         model,
         profiles,
         column,
-        model.item_ids.index(show_id) if show_id in model.item_ids else None,
+        new_item,
+        catalog.get(show_id),
         method == "content",
         int(model.metrics.get("catalog", existing)),
         batch_users,
         max(top_k, rank_depth),
     )
-    if method == "content" and show_id in model.item_ids:
+    if method == "content" and show_id in catalog:
         method = "content (calibrated to its show)"
     listeners = _listener_columns(model, profiles)
     frame = pd.DataFrame(
@@ -350,24 +343,46 @@ def predict_audience(
     frame = frame[known].reset_index(drop=True)
     frame["listens"] = 1.0 - (1.0 - frame["probability"]) ** picks
     frame["in_top_k"] = frame["rank"].le(top_k).fillna(False).astype(bool)
-    return audience_summary(frame, method, "affinity:podcast", picks, top_k, top_users), frame
+    key = (id(profiles), len(profiles))
+    cached = getattr(model, "_audience_segments", None)
+    if cached is None or cached[0] != key:
+        cached = (key, _segments(listeners, known), profiles)
+        model._audience_segments = cached
+    summary = audience_summary(
+        frame, method, "affinity:podcast", picks, top_k, top_users, segments=cached[1]
+    )
+    return summary, frame
 
 
 def audience_summary(
-    frame: pd.DataFrame, method: str, model: str, picks: float, top_k: int, top_users: int
+    frame: pd.DataFrame,
+    method: str,
+    model: str,
+    picks: float,
+    top_k: int,
+    top_users: int,
+    segments: tuple[np.ndarray, pd.MultiIndex] | None = None,
 ) -> dict:
     """What an upload's row stores from its per-listener table (`predict_audience`'s
     columns): the expected audience overall and per (country, language) segment, the
-    most likely listeners, and how many have it in their top `top_k`."""
+    most likely listeners, and how many have it in their top `top_k`. `segments`: each
+    row's segment code and the segments (`_segments`), when the caller has them: the
+    same sums as grouping by the two string columns, grouped by one integer column."""
     top = _top_users(frame, top_users)
-    segments = (
-        frame.fillna({"country": "unknown", "language": "unknown"})
-        .groupby(["country", "language"])
-        .agg(
-            expected=("listens", "sum"), in_top_k=("in_top_k", "sum"), listeners=("user_id", "size")
+    columns = ["listens", "in_top_k", "user_id"]
+    if segments is None:
+        grouped = frame.fillna({"country": "unknown", "language": "unknown"}).groupby(
+            ["country", "language"]
         )
-        .sort_values("expected", ascending=False)
+    else:
+        codes, labels = segments
+        grouped = frame[columns].groupby(codes, sort=True)
+    per_segment = grouped.agg(
+        expected=("listens", "sum"), in_top_k=("in_top_k", "sum"), listeners=("user_id", "size")
     )
+    if segments is not None:
+        per_segment.index = segments[1][per_segment.index.to_numpy()]
+    segments_sorted = per_segment.sort_values("expected", ascending=False)
     expected = float(frame["listens"].sum())
     return {
         "method": method,
@@ -394,7 +409,7 @@ def audience_summary(
                 "in_top_k": int(row.in_top_k),
                 "listeners_scored": int(row.listeners),
             }
-            for (c, lang), row in segments.iterrows()
+            for (c, lang), row in segments_sorted.iterrows()
         ],
     }
 
@@ -441,6 +456,7 @@ def _audience_scores(
     model,
     profiles,
     column: int,
+    new_item: tuple[np.ndarray, np.float32] | None,
     show_column: int | None,
     calibrate: bool,
     catalog_size: int,
@@ -449,6 +465,7 @@ def _audience_scores(
 ):
     """(score of the new item per listener, known-taste mask, its rank among the catalog
     per listener (0 where it ranks below the `depth` best), softmax probability of it).
+    The item is the model's item `column`, or `new_item` (its vector and bias) when given.
 
     The catalog side (each listener's log-sum-exp and `depth` best scores) is computed
     once per batch of uploads (`_catalog_summary`); each upload then costs
@@ -458,7 +475,8 @@ def _audience_scores(
     u, known = _user_vectors(model, profiles, batch)
     rows = max(1, min(batch, CATALOG_PASS_SCORES // max(catalog_size, 1)))
     lse, best = _catalog_summary(model, u, vecs, bias, catalog_size, depth, rows)
-    raw = u @ vecs[column] + bias[column]
+    vector, item_bias = new_item if new_item is not None else (vecs[column], bias[column])
+    raw = u @ vector + item_bias
     mine = raw
     if calibrate and show_column is not None:
         # A single episode's content vector sits further from the catalog centre than
@@ -472,13 +490,42 @@ def _audience_scores(
     # Catalog scores above the new item's, among each listener's `depth` best (sorted
     # ascending): when fewer than `depth` of them are above, no other item is either.
     above = depth - _count_at_most(best, mine)
-    if column < catalog_size:  # a catalog item competes with the catalog without itself
+    if (
+        new_item is None and column < catalog_size
+    ):  # a catalog item competes with the catalog without itself
         lse = lse + np.log1p(-np.exp(np.minimum(raw - lse, 0.0)))
         above = above - ((raw > mine) & (raw >= (best[:, 0] if depth else np.inf)))
     # Exact when fewer than `depth` are above, or when the depth covers the catalog.
     rank = np.where((above < depth) | (depth >= catalog_size), above + 1, 0)
     probability = 1.0 / (1.0 + np.exp(lse - mine.astype(np.float64)))
     return mine, known, rank, probability
+
+
+def _catalog_positions(model) -> dict[str, int]:
+    """item id -> its column in the model, built once per model (and again after
+    `add_items`): a list lookup per upload is linear in the catalogue."""
+    key = (id(model.item_ids), len(model.item_ids))
+    cached = getattr(model, "_audience_positions", None)
+    if cached is None or cached[0] != key:
+        cached = (key, {item: c for c, item in enumerate(model.item_ids)})
+        model._audience_positions = cached
+    return cached[1]
+
+
+def _new_item_vector(model, vector: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """(item vector, bias) of an item with no listeners from its content vector: what
+    `add_items` would give it (no id embedding), without adding it to the model.
+
+    The vector goes through the network as `NEW_ITEM_ROWS` copies: a product of one or
+    two rows takes the matrix-vector path, whose rounding differs in the last bit from
+    the matrix-matrix path `add_items` takes for the whole catalogue; with several rows
+    the row comes out the same (tests/test_scale.py)."""
+    row = np.asarray(vector, np.float32)
+    content = torch.from_numpy(np.repeat(row[None, :], NEW_ITEM_ROWS, axis=0))
+    ids = torch.full((NEW_ITEM_ROWS,), -1, dtype=torch.int64)
+    with torch.no_grad():
+        vecs, bias = model.net.item_vectors(content, ids)
+    return vecs.numpy()[0].copy(), bias.numpy()[0]
 
 
 def _count_at_most(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -517,21 +564,44 @@ def _catalog_summary(model, u, vecs, bias, catalog_size: int, depth: int, batch:
 
 
 def _listener_columns(model, profiles) -> pd.DataFrame:
-    """The listeners' ids, countries and languages as columns, built once per (model,
-    profiles list) like their user vectors: each upload's table reuses them."""
+    """The listeners' ids, countries and languages as columns, and their (country,
+    language) segment codes (`_segments`), built once per (model, listeners) like their
+    user vectors: each upload's table reuses them."""
     key = (id(profiles), len(profiles))
     cached = getattr(model, "_audience_listeners", None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    columns = pd.DataFrame(
-        {
-            "user_id": [p.user_id for p in profiles],
-            "country": [p.country for p in profiles],
-            "language": [p.language for p in profiles],
-        }
-    )
+    if isinstance(profiles, Listeners):
+        columns = pd.DataFrame(
+            {
+                "user_id": profiles.user_ids,
+                "country": profiles.country,
+                "language": profiles.language,
+            }
+        )
+    else:
+        columns = pd.DataFrame(
+            {
+                "user_id": [p.user_id for p in profiles],
+                "country": [p.country for p in profiles],
+                "language": [p.language for p in profiles],
+            }
+        )
     model._audience_listeners = (key, columns, profiles)  # keeps `profiles` alive
     return columns
+
+
+def _segments(columns: pd.DataFrame, known: np.ndarray) -> tuple[np.ndarray, pd.MultiIndex]:
+    """(segment code of each known listener, the (country, language) segments in the
+    sorted order a groupby of `audience_summary`'s gives them, missing as "unknown")."""
+    filled = columns.loc[known, ["country", "language"]].fillna("unknown")
+    codes, labels = pd.factorize(pd.MultiIndex.from_frame(filled), sort=True)
+    return codes, pd.MultiIndex.from_tuples(list(labels), names=["country", "language"])
+
+
+def _profile_batch(profiles, lo: int, hi: int) -> list[UserProfile]:
+    """Listeners lo..hi as `UserProfile`s (built for this batch from `Listeners`)."""
+    return profiles.profiles(lo, hi) if isinstance(profiles, Listeners) else profiles[lo:hi]
 
 
 def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -543,7 +613,7 @@ def _user_vectors(model, profiles, batch: int) -> tuple[np.ndarray, np.ndarray]:
         return cached[1], cached[2]
     users, masks = [], []
     for lo in range(0, len(profiles), batch):
-        u, ok, _ = model.user_vectors(profiles[lo : lo + batch])
+        u, ok, _ = model.user_vectors(_profile_batch(profiles, lo, lo + batch))
         users.append(u)
         masks.append(ok)
     u = (
