@@ -197,8 +197,8 @@ class OnboardingPipeline:
                 if len(seeds) == CONTENT_SEEDS:
                     break
             row_of = columns.row_of
-            excluded = [row_of.get(i, -1) for i in (*exclude, *seeds)]
-            excluded_rows = np.array([r for r in excluded if r >= 0], np.int64)
+            named = [row_of.get(i, -1) for i in (*exclude, *seeds)]
+            excluded_rows = np.array([r for r in named if r >= 0], np.int64)
             rows, scores = self.neighbours[target].expand(seeds, n, excluded_rows)
             found.append(("content", rows, scores))
         weights = self.settings.serve.source_weights
