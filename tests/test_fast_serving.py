@@ -104,7 +104,11 @@ def assert_models_agree(model, users: list[UserProfile]) -> None:
 
 
 def assert_pipelines_agree(
-    models, settings: Settings, users: list[UserProfile], now: dt.datetime | None = None
+    models,
+    settings: Settings,
+    users: list[UserProfile],
+    now: dt.datetime | None = None,
+    k: int = 10,
 ) -> None:
     fast = OnboardingPipeline(models, settings)
     reference = OnboardingPipeline(models, settings, fast=False)
@@ -116,7 +120,7 @@ def assert_pipelines_agree(
     # Twice over the listeners: the second round answers from what the fast path keeps
     # per load (content neighbours per seed set, popularity lists per segment fields).
     for n, user in enumerate(users + users):
-        a, b = fast.recommend(user, 10, now), reference.recommend(user, 10, now)
+        a, b = fast.recommend(user, k, now), reference.recommend(user, k, now)
         for name in ("shows", "episodes", "audiobooks"):
             left, right = getattr(a, name), getattr(b, name)
             assert [i.item_id for i in left] == [i.item_id for i in right], f"{name} user {n}"
@@ -196,11 +200,33 @@ def test_demo_world_columns_path_with_content_and_every_rule_answers_as_the_obje
             "explicit_when_age_unknown": True,
         },
         {"match_language": False, "allow_explicit": False, "max_per_genre": 0},
+        # two episodes a show, tight genre caps, a negative freshness boost
+        {"max_episodes_per_show": 2, "max_per_genre": 2, "freshness_days": 60},
+        {"max_episodes_per_show": 0, "freshness_boost": -0.05, "freshness_days": 60},
     ]
     for update in variants:
         rules = settings.rules.model_copy(update=update)
         custom = settings.model_copy(update={"rules": rules})
         assert_pipelines_agree(models, custom, users, now=newest + dt.timedelta(days=3))
+
+
+@pytest.mark.parametrize("k", [1, 3, 25])
+def test_demo_world_one_pass_rules_answer_as_the_objects_for_any_k(demo, k):
+    """The one-pass merge and rules (`ranked.apply_rule_rows`) stop walking the list
+    once `k` items fit: for short and long lists alike, the answers are the objects'."""
+    models, settings, users = demo
+    shows = sorted(i for i, m in models.catalog.metadata.items() if m["kind"] == "show")
+    genre = next(m["genre"] for m in models.catalog.metadata.values() if m["genre"])
+    rules = settings.rules.model_copy(
+        update={
+            "pins": [shows[2], shows[0]],
+            "boosts": {f"genre:{genre}": 0.15},
+            "max_per_genre": 1,
+            "max_episodes_per_show": 2,
+        }
+    )
+    custom = settings.model_copy(update={"rules": rules})
+    assert_pipelines_agree(models, custom, users[:20], k=k)
 
 
 # --- a Douban slice (ID-only real data) ----------------------------------------------

@@ -28,7 +28,6 @@ __all__ = [
     "CatalogColumns",
     "RuleColumns",
     "micros",
-    "unique_inverse",
     "first_places",
     "sorted_groups",
 ]
@@ -53,15 +52,6 @@ def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     return perm, first
-
-
-def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(values, return_inverse=True)` of a 1-d array, in fewer steps (a
-    request merges a few dozen candidate rows; np.unique's generality costs more)."""
-    perm, first = sorted_groups(values)
-    inverse = np.empty(len(values), np.intp)
-    inverse[perm] = first.cumsum() - 1
-    return values[perm[first]], inverse
 
 
 def first_places(values: np.ndarray) -> np.ndarray:
@@ -112,7 +102,6 @@ class CatalogColumns:
         self.kind, self.kinds = _codes(frame["kind"], truthy=False)
         # Language: a falsy language (None, "") matches every listener (`language_match`).
         self.language, self.languages = _codes(frame["language"], truthy=True)
-        self.has_language = self.language >= 0
         # `genre_diversity` counts any genre that is not None; `boost` only truthy ones.
         self.genre, self.genres = _codes(frame["genre"], truthy=False)
         self.genre_names = frame["genre"].tolist()
@@ -131,6 +120,21 @@ class CatalogColumns:
         )
         episode = self.kinds.get("episode", -2)
         self.episode_with_show = (self.kind == episode) & (self.show >= 0)
+        # What the rules read of a row, one int64 row per item (`ranked.apply_rule_rows`
+        # gathers a list's candidates with one index): id rank, language code,
+        # explicit, publication time (or never), episode with a show, show and genre codes.
+        self.rule_table = np.stack(
+            [
+                self.id_rank,
+                self.language,
+                self.explicit,
+                self.published_or_never,
+                self.episode_with_show,
+                self.show,
+                self.genre,
+            ],
+            axis=1,
+        ).astype(np.int64)
         # The newest `per_show` episodes of every show, as rows (-1 pads).
         self.episodes = np.full((len(ids), per_show), -1, np.int64)
         for show_id, episode_ids in episodes.items():
@@ -168,6 +172,8 @@ class CatalogColumns:
     def rows(self, item_ids) -> np.ndarray:
         """Rows of `item_ids` (-1 for ids not in the catalogue)."""
         row_of = self.row_of
+        if len(item_ids) <= 64:  # a request's few ids: a list is cheaper than an iterator
+            return np.array([row_of.get(i, -1) for i in item_ids], np.int64)
         return np.fromiter((row_of.get(i, -1) for i in item_ids), np.int64, len(item_ids))
 
 
@@ -189,27 +195,9 @@ class RuleColumns:
             by_genre[truthy] = keys.map(boosts).fillna(0.0).to_numpy()
             self.boost = own + by_genre
         self.columns = columns
-        # (language code or None, explicit filtered) -> rows the two filters keep
-        self._allowed: dict[tuple[int | None, bool], np.ndarray] = {}
         # `pin`: the position of the item in the configured pins (-1: not pinned).
         self.pin = np.full(n, -1, np.int64)
         for position, item_id in enumerate(rules.pins):
             row = columns.row_of.get(item_id)
             if row is not None:
                 self.pin[row] = position
-
-    def allowed(self, language: int | None, filter_explicit: bool) -> np.ndarray:
-        """Rows `language_match` (for the listener's language code; None: off) and
-        `explicit_filter` (when on) keep, as one mask over the catalogue; made once per
-        pair."""
-        key = (language, filter_explicit)
-        mask = self._allowed.get(key)
-        if mask is None:
-            columns = self.columns
-            mask = np.ones(len(columns), bool)
-            if language is not None:
-                mask &= (columns.language < 0) | (columns.language == language)
-            if filter_explicit:
-                mask &= ~columns.explicit
-            self._allowed[key] = mask
-        return mask

@@ -27,7 +27,7 @@ from coldstart.recommend.columns import CatalogColumns, RuleColumns
 from coldstart.recommend.fast import fast_scorer, popularity_lists
 from coldstart.recommend.loading import ServingModels
 from coldstart.recommend.merge import ScoredItem, rank_candidates
-from coldstart.recommend.ranked import RankedList, apply_rule_columns, merge_sources
+from coldstart.recommend.ranked import SourceParts, apply_rule_rows, merge_sources, scored_items
 from coldstart.recommend.row_sources import RowSource
 from coldstart.recommend.rules import RuleContext, apply_rules
 from training.data import UserProfile
@@ -38,7 +38,8 @@ LIST_KIND = {"podcast": "show", "audiobook": "audiobook"}
 EPISODES_PER_SHOW = 3  # newest episodes of each show considered
 CONTENT_SEEDS = 3  # best personalised items whose content neighbours join the candidates
 # An episode's score: its show's, times this factor for the show's nth newest episode.
-EPISODE_FACTORS = np.array([1.0 - 0.01 * n for n in range(EPISODES_PER_SHOW)])
+EPISODE_FACTORS = [1.0 - 0.01 * n for n in range(EPISODES_PER_SHOW)]
+_LATEST = ("rule:latest_episode", "rule:recent_episode")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class OnboardingPipeline:
                 ]
                 for target, sources in self.sources.items()
             }
+            # per list: the merge's parts of the score arrays sources hand out again
+            self.source_parts = {target: SourceParts() for target in LIST_KIND}
             self.neighbours: dict[str, ContentNeighbours] = {}
             if models.search is not None:
                 index = models.search.items_index
@@ -193,42 +196,44 @@ class OnboardingPipeline:
                         seeds.append(ids[rank])
                 if len(seeds) == CONTENT_SEEDS:
                     break
-            excluded_rows = columns.rows(list(exclude) + seeds)
-            rows, scores = self.neighbours[target].expand(
-                seeds, n, excluded_rows[excluded_rows >= 0]
-            )
+            row_of = columns.row_of
+            named = [row_of.get(i, -1) for i in (*exclude, *seeds)]
+            excluded_rows = np.array([r for r in named if r >= 0], np.int64)
+            rows, scores = self.neighbours[target].expand(seeds, n, excluded_rows)
             found.append(("content", rows, scores))
-        ranked = merge_sources(found, self.settings.serve.source_weights, columns, fallback)
-        apply_rule_columns(ranked, self.settings.rules, self.rule_columns, columns, ctx, k)
-        return ranked.items(columns, k), fallback, unknown
+        weights = self.settings.serve.source_weights
+        merged = merge_sources(found, weights, fallback, self.source_parts[target])
+        answered = apply_rule_rows(
+            merged.rows, merged.scores, self.settings.rules, self.rule_columns, ctx, k
+        )
+        return scored_items(answered, merged.rows, merged.reasons, columns), fallback, unknown
 
     def _episodes_fast(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
         """`_episodes` over catalogue rows."""
         columns = self.columns
         show_rows = columns.rows([show.item_id for show in shows])
-        episodes = columns.episodes[show_rows[show_rows >= 0]]
-        shows = [show for show, row in zip(shows, show_rows.tolist()) if row >= 0]
-        show_scores = np.array([show.score for show in shows], np.float64).reshape(-1, 1)
-        mask = episodes >= 0
-        parent, nth = np.nonzero(mask)
-        rows = episodes[mask]
-        scores = (show_scores * EPISODE_FACTORS)[mask]
-        latest = ("rule:latest_episode", "rule:recent_episode")
+        newest = columns.episodes[show_rows].tolist()  # a row -1 (unknown show) reads the last
+        rows: list[int] = []
+        scores: list[float] = []
+        origin: list[tuple[ScoredItem, int]] = []  # per candidate: its show, its place there
+        for show, row, episodes in zip(shows, show_rows.tolist(), newest):
+            if row < 0:
+                continue
+            for n, episode in enumerate(episodes):
+                if episode >= 0:
+                    rows.append(episode)
+                    scores.append(show.score * EPISODE_FACTORS[n])
+                    origin.append((show, n))
 
-        def trail(show: ScoredItem) -> list[str]:
+        def trail(place: int) -> list[str]:
+            show, n = origin[place]
             kept = [r for r in show.reasons if r.startswith(("source:", "fallback:"))]
-            return [*kept, f"show:{show.item_id}"]
+            return [*kept, f"show:{show.item_id}", _LATEST[min(n, 1)]]
 
-        def base_reasons(at: np.ndarray) -> list[list[str]]:
-            return [
-                [*trail(shows[show]), latest[min(n, 1)]]
-                for show, n in zip(parent[at].tolist(), nth[at].tolist())
-            ]
-
-        order = np.lexsort((columns.id_rank[rows], -scores))
-        ranked = RankedList(rows, scores, order, base_reasons)
-        apply_rule_columns(ranked, self._episode_rules, self.episode_rule_columns, columns, ctx, k)
-        return ranked.items(columns, k)
+        answered = apply_rule_rows(
+            rows, scores, self._episode_rules, self.episode_rule_columns, ctx, k
+        )
+        return scored_items(answered, rows, trail, columns)
 
     def _episodes(self, shows: list[ScoredItem], k: int, ctx: RuleContext) -> list[ScoredItem]:
         catalog = self.models.catalog

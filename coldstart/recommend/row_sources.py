@@ -106,6 +106,8 @@ class RowSource:
                 np.asarray(ranking.item_ids, dtype=object),
                 ranking.fallback,
             )
+            for array in kept[:3]:
+                array.flags.writeable = False  # shared by every listener of the segment
             if len(self.kept) < PopularityLists.MAX_LISTS:
                 self.kept[key] = kept
         return kept
