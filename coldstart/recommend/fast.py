@@ -18,6 +18,9 @@ from state prepared once when the models load:
   `UserTower`) as numpy matrix products over weights taken from the modules once,
   item vectors and biases precomputed (`towers.py`);
 * the blend in one pass (`fused_blend.py`); a wide part of weight 0 is not scored;
+* in a catalogue of `pruned_top.PRUNE_MIN_ITEMS` items or more, the top-k through a
+  bounding pass over a low-rank copy of the keys and exact scores for the few items
+  whose bound can reach it (`pruned_top.py`): the full scan's positions and scores;
 * fallback and top-k exactly as `ServedModel` does them; `top` answers the top-k as
   positions into the model's item ids, which the pipeline maps to catalogue rows
   (`row_sources.py`) without making strings of them.
