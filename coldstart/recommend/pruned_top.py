@@ -9,7 +9,7 @@ float64 passes. `PrunedKeys` finds the same top-k reading a fraction of that:
   eigenvectors of the keys' Gram matrix, `q · k_j = (Bᵀq) · (Bᵀk_j) + q⊥ · k⊥_j` and
   `|q⊥ · k⊥_j| ≤ |q⊥| |k⊥_j|`. One float32 product over `RANK + 3` rows (the projected
   keys, the residual norms |k⊥_j|, a rounding slack, the bias) gives an upper (or lower)
-  bound of every network score; the slack `SLACK · (|q| |k_j| + |bias_j|)` covers the
+  bound of every network score; the slack `s · (|q| |k_j| + |bias_j|)`, s = 4u (d + RANK + 8), covers the
   float32 rounding of both products. Passing the bound through `blended` (the same
   float operations as the scores, each monotone in the network score) bounds every
   item's total as the full scan computes it;
@@ -41,7 +41,10 @@ PRUNE_MIN_ITEMS = 20_000
 RANK = 16  # dimensions of the bounding product (two-tower keys at 1M: 99.9999 % in 16)
 SEEDS = 16  # items scored exactly beyond k to set the floor
 BLOCK = 16  # columns per aligned slice of keys_t for the exact scores
-SLACK = 3e-5  # relative rounding slack, above float32's error bound for 150-term dots
+# Relative rounding slack per term of a d-term float32 dot: 4 x float32's unit
+# roundoff, against the error bound d·u of the full product plus (RANK + 3)·u of the
+# bounding product and the roundings of the stored bounds.
+SLACK_PER_TERM = 4 * 2.0**-24
 REFINE = 3  # past REFINE * k candidates from bounds, the floor is set by exact scores
 MAX_SHARE = 1 / 16  # past this share of candidates the full scan is cheaper
 
@@ -71,6 +74,7 @@ class PrunedKeys:
             bound[-2, start : start + 8192] = size * (1 + 1e-6)
         bound[-1] = 0.0 if bias is None else bias
         self.bound_keys = bound
+        self.slack = SLACK_PER_TERM * (d + self.basis.shape[1] + 8)
         # keys_t's whole aligned blocks as (d, blocks, BLOCK): a view, no copy
         self.blocked = keys_t[:, : n // BLOCK * BLOCK].reshape(d, n // BLOCK, BLOCK)
         self.usable = bool(np.isfinite(bound).all()) and self._blocks_match()
@@ -114,7 +118,7 @@ class PrunedKeys:
         q = np.asarray(query, np.float64)
         projected = self.basis.T @ q
         rest = float(np.sqrt(max(q @ q - projected @ projected, 0.0)))
-        scale = SLACK * max(float(np.sqrt(q @ q)), 1.0)
+        scale = self.slack * max(float(np.sqrt(q @ q)), 1.0)
         sign = 1.0 if upper else -1.0
         row = np.concatenate([projected, [sign * rest * (1 + 1e-6), sign * scale, 1.0]])
         return row.astype(np.float32)
@@ -139,8 +143,14 @@ class PrunedKeys:
         """(positions, float64 totals) of the best `k` items not in `excluded`, as the
         full scan ranks them, or None where the full scan must answer."""
         n = self.keys_t.shape[1]
-        q = np.asarray(query, np.float32).ravel()
-        if coef.network == 0.0 or k <= 0 or k + SEEDS >= n or not np.isfinite(q).all():
+        q = np.asarray(query).ravel()
+        if (
+            q.dtype != np.float32
+            or coef.network == 0.0
+            or k <= 0
+            or k + SEEDS >= n
+            or not np.isfinite(q).all()
+        ):
             return None
         rising = coef.network > 0  # a better network score, a better total
         bound = self.bound(q, rising)  # of the network scores: it bounds their totals
