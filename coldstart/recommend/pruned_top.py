@@ -82,7 +82,7 @@ class PrunedKeys:
     def _blocks_match(self) -> bool:
         """Whether the products over aligned column slices equal the full product's."""
         d, n = self.keys_t.shape
-        probe = np.random.default_rng(0).standard_normal(d).astype(np.float32)
+        probe = np.asarray(np.random.default_rng(0).standard_normal((d,)), np.float32)
         full = (probe[None, :] @ self.keys_t)[0]
         blocks = np.arange(-(-n // BLOCK))
         for part in np.array_split(blocks, max(len(blocks) // 1024, 1)):
@@ -117,7 +117,7 @@ class PrunedKeys:
     def _bound_row(self, query: np.ndarray, upper: bool) -> np.ndarray:
         q = np.asarray(query, np.float64)
         projected = self.basis.T @ q
-        rest = float(np.sqrt(max(q @ q - projected @ projected, 0.0)))
+        rest = float(np.sqrt(max(float(q @ q - projected @ projected), 0.0)))
         scale = self.slack * max(float(np.sqrt(q @ q)), 1.0)
         sign = 1.0 if upper else -1.0
         row = np.concatenate([projected, [sign * rest * (1 + 1e-6), sign * scale, 1.0]])
