@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --baseline /tmp/old
     # the same answers? (ids, reasons, scores of every list, both checkouts)
     .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --baseline /tmp/old --compare-answers
+    # in one process: the pruned top-k against the full scan (times, answers)
+    .venv/bin/python benchmarks/onboarding.py --home /tmp/bench --compare-pruned
 
 Loads the serving models of `--home` the way the server does (`load_serving_models`),
 builds the pipeline and answers the music histories (with country, language, age) of
@@ -74,19 +76,23 @@ def dump_answers(home: Path, bodies: int, out: Path) -> None:
     pipeline = OnboardingPipeline(load_serving_models(settings, Store(settings.db_url)), settings)
     answers = []
     for user in _profiles(home, bodies):
-        result = pipeline.recommend(user, 10)
-        answers.append(
-            {
-                name: [(i.item_id, i.score, i.reasons) for i in getattr(result, name)]
-                for name in ("shows", "episodes", "audiobooks")
-            }
-        )
+        answers.append(_answer(pipeline.recommend(user, 10)))
     out.write_text(json.dumps(answers))
 
 
 def compare_answers(old: Path, new: Path, tol: float = 1e-4) -> dict:
     """Lists with other ids, reasons or scores (beyond `tol`) between two dumps."""
-    a, b = json.loads(old.read_text()), json.loads(new.read_text())
+    return _differ(json.loads(old.read_text()), json.loads(new.read_text()), tol)
+
+
+def _answer(result) -> dict:
+    return {
+        name: [(i.item_id, i.score, i.reasons) for i in getattr(result, name)]
+        for name in ("shows", "episodes", "audiobooks")
+    }
+
+
+def _differ(a: list, b: list, tol: float = 1e-4) -> dict:
     differ = {"lists": 0, "ids": 0, "reasons": 0, "scores": 0, "max_score_diff": 0.0}
     for left, right in zip(a, b):
         for name in left:
@@ -154,6 +160,68 @@ def measure(home: Path, requests: int, bodies: int, profile: bool) -> dict:
     }
 
 
+def measure_pruned(home: Path, requests: int, bodies: int, rounds: int) -> dict:
+    """In one process (one load of the models): the served models' top-k through the
+    pruned path (`coldstart.recommend.pruned_top`) against the full scan (the pruned
+    path switched off), alternating `rounds` times, and both paths' answers to every
+    body compared list by list."""
+    from coldstart.core.config import get_settings
+    from coldstart.core.store import Store
+    from coldstart.recommend.fast import ServedScorer
+    from coldstart.recommend.pipeline import OnboardingPipeline
+    from training.threads import pin_process_threads
+
+    pin_process_threads(1)  # as the server does
+    settings = get_settings(home)
+    pipeline = OnboardingPipeline(_loader()(settings, Store(settings.db_url)), settings)
+    scorers = [
+        s.model
+        for sources in pipeline.sources.values()
+        for s in sources
+        if isinstance(getattr(s, "model", None), ServedScorer)
+    ]
+    pruned = [scorer.pruned for scorer in scorers]
+    modes = {"full": [None] * len(scorers), "pruned": pruned}
+    users = _profiles(home, bodies)
+    answers = {}
+    for mode, keys in modes.items():
+        for scorer, key in zip(scorers, keys):
+            scorer.pruned = key
+        answers[mode] = [_answer(pipeline.recommend(user, 10)) for user in users]
+    runs: dict[str, list[dict]] = {"full": [], "pruned": []}
+    for _ in range(rounds):
+        for mode, keys in modes.items():
+            for scorer, key in zip(scorers, keys):
+                scorer.pruned = key
+            times, cpu = np.zeros(requests), np.zeros(requests)
+            for n in range(requests):
+                t0, c0 = time.perf_counter(), time.process_time()
+                pipeline.recommend(users[n % len(users)], 10)
+                times[n], cpu[n] = time.perf_counter() - t0, time.process_time() - c0
+            runs[mode].append(
+                {
+                    "median_ms": float(np.median(times) * 1e3),
+                    "p95_ms": float(np.percentile(times, 95) * 1e3),
+                    "cpu_median_ms": float(np.median(cpu) * 1e3),
+                    "cpu_mean_ms": float(np.mean(cpu) * 1e3),
+                }
+            )
+    report: dict = {
+        mode: {
+            key: float(np.median([r[key] for r in rs]))
+            for key in ("median_ms", "p95_ms", "cpu_median_ms", "cpu_mean_ms")
+        }
+        | {"runs": rs}
+        for mode, rs in runs.items()
+    }
+    report["pruned_models"] = sum(key is not None for key in pruned)
+    report["speedup"] = report["full"]["median_ms"] / report["pruned"]["median_ms"]
+    report["cpu_speedup"] = report["full"]["cpu_median_ms"] / report["pruned"]["cpu_median_ms"]
+    report["answers"] = _differ(answers["full"], answers["pruned"])
+    report["load_average"] = os.getloadavg()
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +239,20 @@ def main() -> None:
         action="store_true",
         help="With --baseline: the answers of both checkouts, compared list by list.",
     )
+    parser.add_argument(
+        "--compare-pruned",
+        action="store_true",
+        help="In one process: the pruned top-k against the full scan (times and answers).",
+    )
     args = parser.parse_args()
+    if args.compare_pruned:
+        report = measure_pruned(args.home, args.requests, args.bodies, args.rounds)
+        print(json.dumps({k: v for k, v in report.items() if k not in ("full", "pruned")}))
+        for mode in ("full", "pruned"):
+            print(mode, {k: v for k, v in report[mode].items() if k != "runs"})
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        return
     if args.dump is not None:
         dump_answers(args.home, args.bodies, args.dump)
         return

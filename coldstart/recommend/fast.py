@@ -18,6 +18,9 @@ from state prepared once when the models load:
   `UserTower`) as numpy matrix products over weights taken from the modules once,
   item vectors and biases precomputed (`towers.py`);
 * the blend in one pass (`fused_blend.py`); a wide part of weight 0 is not scored;
+* in a catalogue of `pruned_top.PRUNE_MIN_ITEMS` items or more, the top-k through a
+  bounding pass over a low-rank copy of the keys and exact scores for the few items
+  whose bound can reach it (`pruned_top.py`): the full scan's positions and scores;
 * fallback and top-k exactly as `ServedModel` does them; `top` answers the top-k as
   positions into the model's item ids, which the pipeline maps to catalogue rows
   (`row_sources.py`) without making strings of them.
@@ -36,7 +39,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from coldstart.recommend.fused_blend import KeyMoments, WideMoments, blended, coefficients
+from coldstart.recommend.fused_blend import (
+    BlendCoefficients,
+    KeyMoments,
+    WideMoments,
+    blended,
+    coefficients,
+)
+from coldstart.recommend.pruned_top import pruned_keys
 from coldstart.recommend.towers import NETWORKS
 from training.blend import ScoreBlend
 from training.data import Ranking, UserProfile
@@ -185,6 +195,10 @@ class ServedScorer:
         self.keys = (
             None if self.wide is None else KeyMoments(self.network.keys_t, self.network.bias)
         )
+        # A large catalogue's top-k through a bounding pass (`pruned_top.py`), else None.
+        self.pruned = (
+            None if self.wide is None else pruned_keys(self.network.keys_t, self.network.bias)
+        )
 
     def recommend(self, user: UserProfile, k: int = 10, exclude: Sequence[str] = ()) -> Ranking:
         if self.wide is None:  # the network alone: its own path (torch)
@@ -207,13 +221,26 @@ class ServedScorer:
         width = len(self.ids)
         scores = None
         if query is not None and len(self.wide.log_listeners) == width:
-            scores = self._fused(query, user.music)
+            blend = self._coefficients(query, user.music)
+            if blend is not None and self.pruned is not None:
+                found = self.pruned.top(
+                    query, *blend, self.wide.moments, _excluded(self.ids, exclude), int(k)
+                )
+                if found is not None:
+                    positions, totals = found
+                    return TopPositions(positions, totals.astype(np.float32), False, list(unknown))
+            if blend is not None:
+                coef, ridge = blend
+                scores = blended(coef, self.network.product(query), ridge, self.wide.moments)
         if scores is None:
             scores = self._reference_blend(user, query, width)
         return _top_positions(self.ids, scores, k, exclude, False, unknown)
 
-    def _fused(self, query: np.ndarray, music: dict[str, float]) -> np.ndarray | None:
-        """The blend in one pass (`fused_blend`), or None where it must not be used."""
+    def _coefficients(
+        self, query: np.ndarray, music: dict[str, float]
+    ) -> tuple[BlendCoefficients, np.ndarray | None] | None:
+        """The blend's coefficients (`fused_blend`) and the listener's ridge scores on
+        the modelled columns, or None where the one-pass blend must not be used."""
         wide = self.wide
         assert wide is not None and self.keys is not None  # a blended model
         moments = wide.moments
@@ -227,9 +254,7 @@ class ServedScorer:
             (0.0, 0.0, 0.0) if ridge is None else moments.of(ridge),
             (moments.pop_sum / moments.items, moments.pop_square / moments.items),
         )
-        if coef is None:
-            return None
-        return blended(coef, self.network.product(query), ridge, moments)
+        return None if coef is None else (coef, ridge)
 
     def _reference_blend(self, user: UserProfile, query, width: int) -> np.ndarray:
         """Each source standardised over the catalogue, then blended (as the model)."""
@@ -255,6 +280,13 @@ class TopPositions(NamedTuple):
     scores: np.ndarray  # float32, as `Ranking.scores`
     fallback: bool
     unknown: list[str]
+
+
+def _excluded(ids: np.ndarray, exclude: Sequence[str]) -> np.ndarray:
+    """Positions of the excluded items among `ids` (as `_top_positions` finds them)."""
+    if not exclude:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.isin(ids, np.asarray(list(exclude), dtype=object)))
 
 
 def _top_positions(

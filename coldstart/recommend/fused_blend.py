@@ -97,6 +97,8 @@ class WideMoments:
         means = np.asarray(column_means, np.float64)
         self.column_means = means
         self.means_at_columns = means[columns]
+        self.column_of = np.full(self.items, -1, np.int64)  # item -> modelled column
+        self.column_of[columns] = np.arange(len(columns))
         self.pop_at_columns = pop_std[columns]
         self.others_sum = float(means[others].sum())
         self.others_square = float(means[others] @ means[others])
@@ -188,19 +190,29 @@ def blended(
     network: np.ndarray,
     ridge: np.ndarray | None,
     moments: WideMoments,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """`total` over every item: a few passes (network, popularity, the unmodelled
     columns' means, the modelled columns, the constant). `ridge` may be None where its
-    coefficient is 0 (a served blend that gives the wide part no weight)."""
+    coefficient is 0 (a served blend that gives the wide part no weight). With
+    `positions`, `network` holds those items' scores and `total` is theirs: the same
+    float operations item by item, so the same values as the full pass's."""
+    at = slice(None) if positions is None else positions
     total = np.multiply(network, coef.network, dtype=np.float64)
     if coef.popularity != 0.0:
-        total += coef.popularity * moments.pop_std
+        total += coef.popularity * moments.pop_std[at]
     if coef.ridge != 0.0:
         assert ridge is not None  # a non-zero coefficient comes from a weighted ridge
         if moments.columns is None:
-            total += coef.ridge * ridge
+            total += coef.ridge * ridge[at]
         else:
-            total += coef.ridge * moments.column_means
-            total[moments.columns] += coef.ridge * (ridge - moments.means_at_columns)
+            total += coef.ridge * moments.column_means[at]
+            if positions is None:
+                total[moments.columns] += coef.ridge * (ridge - moments.means_at_columns)
+            else:
+                column = moments.column_of[positions]
+                modelled = np.flatnonzero(column >= 0)
+                column = column[modelled]
+                total[modelled] += coef.ridge * (ridge[column] - moments.means_at_columns[column])
     total += coef.constant
     return total
