@@ -34,7 +34,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["InteractionColumns", "new_version", "merge_interactions", "KEY", "COLUMNS"]
+from training.data import CodedPlays
+
+__all__ = [
+    "InteractionColumns",
+    "new_version",
+    "merge_interactions",
+    "KEY",
+    "COLUMNS",
+]
 
 KEY = ["user_id", "item_id", "timestamp"]
 COLUMNS = [*KEY, "weight"]
@@ -163,6 +171,17 @@ def merge_interactions(stored: pa.Table | None, staged: list[pa.Table]) -> pa.Ta
     )
 
 
+def _used_codes(distinct: pa.Array, codes: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """(the distinct values some row uses, as an Index of strings; the rows' codes into
+    them): a dictionary may hold values no row uses, which factorize would not list."""
+    used = np.bincount(codes, minlength=len(distinct)) > 0
+    if not used.all():
+        rank = np.cumsum(used, dtype=np.int64) - 1
+        codes = rank.astype(np.int32)[codes]
+        distinct = distinct.filter(pa.array(used))
+    return pd.Index(distinct.to_pandas(), name=None), codes
+
+
 def _as_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow columns -> the frame `Store.frame` returns (ids as pandas' `str`)."""
     plain = pa.schema(
@@ -218,6 +237,26 @@ class InteractionColumns:
         # hold beside the frame for the rest of its life. Hand them back now.
         pa.default_memory_pool().release_unused()
         return frame
+
+    def codes(self, version: str) -> CodedPlays | None:
+        """The copy of `version` as `CodedPlays` (no id string per row is made), or
+        None if there is no such copy."""
+        table = self.table(version)
+        if table is None:
+            return None
+        user_ids, user_code = _used_codes(*_sorted_codes(table["user_id"]))
+        item_ids, item_code = _used_codes(*_sorted_codes(table["item_id"]))
+        coded = CodedPlays(
+            user_ids,
+            user_code,
+            item_ids,
+            item_code,
+            _numbers(table["timestamp"]).astype(np.int64, copy=False),
+            _numbers(table["weight"]).astype(np.float64, copy=False),
+        )
+        del table
+        pa.default_memory_pool().release_unused()  # as in `frame`
+        return coded
 
     def write(self, version: str, table: pa.Table) -> Path:
         """Write `version`'s copy atomically (a reader sees the whole file or none) and
