@@ -141,7 +141,7 @@ class InteractionData:
         has to hash their id strings again."""
         cache = self._views()
         if "item_row" not in cache:
-            plays = self._plays
+            plays = self._source()
             if isinstance(plays, CodedPlays):  # an id's row looked up once per distinct id
                 rows = item_rows(self.items, pd.Series(plays.item_ids))[plays.item_code]
                 codes, users = plays.user_code, plays.user_ids
@@ -162,9 +162,14 @@ class InteractionData:
             self._cache, self._cache_key = {"frames": (self._plays, self.items)}, key
         return self._cache
 
+    def _source(self) -> pd.DataFrame | CodedPlays:
+        """The frame or the codes `interactions` was given (set by `__init__`)."""
+        assert self._plays is not None
+        return self._plays
+
     def play_weights(self) -> np.ndarray:
         """Each interaction's weight as float64, without making the frame."""
-        plays = self._plays
+        plays = self._source()
         if isinstance(plays, CodedPlays):
             return plays.weight.astype(np.float64, copy=False)
         return plays["weight"].to_numpy(dtype=np.float64)
@@ -172,7 +177,7 @@ class InteractionData:
     def play_columns(self, rows: np.ndarray) -> dict:
         """user_id, weight and timestamp (when there is one) of the interactions at
         `rows`, as the frame's `take(rows).array` gives them, without making the frame."""
-        plays = self._plays
+        plays = self._source()
         if not isinstance(plays, CodedPlays):
             names = ["user_id", "weight", *(["timestamp"] if "timestamp" in plays else [])]
             return {c: plays[c].take(rows).array for c in names}
@@ -184,7 +189,7 @@ class InteractionData:
         }
 
     def interaction_count(self) -> int:
-        plays = self._plays
+        plays = self._source()
         return len(plays.weight) if isinstance(plays, CodedPlays) else len(plays)
 
     def catalog(self, target: str) -> pd.DataFrame:
