@@ -386,7 +386,7 @@ class World:
             started = time.perf_counter()
             data = load_interaction_data(self.store, content=False)
             self.store_read_seconds = round(time.perf_counter() - started, 1)
-            if data.interactions.empty:
+            if not data.interaction_count():  # (the frame with string ids is not made)
                 raise SystemExit(f"{self.workdir}: the store is empty; run the ingest stage first")
             # only the kinds the product's loader gives training (episodes were 5/6 of
             # the vectors, ~1.6 GB at 1M, and no model reads them)

@@ -6,16 +6,20 @@ so models, baselines and the evaluation harness run on any contract dataset.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from training.history import sum_per_code_pair
 
 __all__ = [
     "InteractionData",
+    "CodedPlays",
     "UserProfile",
     "Ranking",
     "TARGET_KINDS",
@@ -35,9 +39,43 @@ SPOKEN_KINDS = ("show", "episode", "audiobook")
 TARGET_KINDS = {"podcast": ("show",), "audiobook": ("audiobook",)}
 
 
+class CodedPlays(NamedTuple):
+    """The interactions as typed columns, the ids as int32 codes: code i of a column is
+    the i-th of its distinct ids (`user_ids`, `item_ids`: every one used by some row, in
+    sorted order, as `pd.factorize(ids, sort=True)` lists them; no id is missing). 24
+    bytes per interaction, against about 53 for the frame with string ids."""
+
+    user_ids: pd.Index
+    user_code: np.ndarray
+    item_ids: pd.Index
+    item_code: np.ndarray
+    timestamp: np.ndarray
+    weight: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        """The frame with the contract's columns these codes stand for: the same frame,
+        dtypes included, as the columnar copy's string read (`tests/test_training_data_codes.py`)."""
+
+        def strings(ids: pd.Index, code: np.ndarray) -> pd.arrays.ArrowStringArray:
+            return pd.array(pa.array(ids.array).take(pa.array(code)), dtype=ids.dtype)
+
+        return pd.DataFrame(
+            {
+                "user_id": strings(self.user_ids, self.user_code),
+                "item_id": strings(self.item_ids, self.item_code),
+                "timestamp": self.timestamp,
+                "weight": self.weight,
+            }
+        )
+
+
 @dataclass
 class InteractionData:
-    """Frames with the contract's columns (see README, "Data contract")."""
+    """Frames with the contract's columns (see README, "Data contract").
+
+    `interactions` may be given as `CodedPlays`: the derived views and codes are then
+    computed from the codes, and the frame with string ids is made only when something
+    reads `interactions` (taste and affinity never do)."""
 
     items: pd.DataFrame
     interactions: pd.DataFrame
@@ -52,6 +90,10 @@ class InteractionData:
     # Views derived from the frames (`_derived`), keyed by the frames' identities.
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _cache_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    # What `interactions` holds: the frame, or the codes it is made from when first read.
+    _plays: pd.DataFrame | CodedPlays | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)  # the derived views are not shipped to other processes
@@ -76,15 +118,21 @@ class InteractionData:
     ) -> pd.DataFrame:
         """`_sum_per_user_item` of the frames, once per pair of frames (computed again
         when `interactions` or `items` is replaced by another frame); the interactions'
-        item rows and user codes are shared by every view. Callers get a shallow copy:
-        under pandas' copy-on-write their edits never reach the cached frame."""
+        item rows and user codes are shared by every view. A view is held as codes
+        (`_SummedPlays`); each caller gets a frame of its own, whose edits never reach
+        the view."""
         cache = self._views()
         if name not in cache:
             item_row, user_code, users = self.codes()
             cache[name] = _sum_per_user_item(
-                self.interactions, self.items, item_row, (user_code, users), kinds, episodes_to_show
+                self.play_weights(),
+                self.items,
+                item_row,
+                (user_code, users),
+                kinds,
+                episodes_to_show,
             )
-        return cache[name].copy(deep=False)
+        return cache[name].frame()
 
     def codes(self) -> tuple[np.ndarray, np.ndarray, pd.Index]:
         """(each interaction's row in `items`, -1 for an unknown item; its user's code,
@@ -93,24 +141,82 @@ class InteractionData:
         has to hash their id strings again."""
         cache = self._views()
         if "item_row" not in cache:
-            inter = self.interactions
+            plays = self._source()
+            if isinstance(plays, CodedPlays):  # an id's row looked up once per distinct id
+                rows = item_rows(self.items, pd.Series(plays.item_ids))[plays.item_code]
+                codes, users = plays.user_code, plays.user_ids
+            else:
+                rows = item_rows(self.items, plays["item_id"])
+                codes, users = pd.factorize(plays["user_id"], sort=True)
             # int32 while the ids fit: 4 bytes per interaction each, not 8
-            cache["item_row"] = _narrow(item_rows(self.items, inter["item_id"]))
-            codes, users = pd.factorize(inter["user_id"], sort=True)
+            cache["item_row"] = _narrow(rows)
             cache["user_codes"] = (_narrow(codes), users)
         user_code, users = cache["user_codes"]
         return cache["item_row"], user_code, users
 
     def _views(self) -> dict:
         """The derived views of the current frames (emptied when either is replaced)."""
-        key = (id(self.interactions), id(self.items))
+        key = (id(self._plays), id(self.items))
         if self._cache_key != key:
             # the frames are held, so their ids cannot be reused while cached
-            self._cache, self._cache_key = {"frames": (self.interactions, self.items)}, key
+            self._cache, self._cache_key = {"frames": (self._plays, self.items)}, key
         return self._cache
+
+    def _source(self) -> pd.DataFrame | CodedPlays:
+        """The frame or the codes `interactions` was given (set by `__init__`)."""
+        assert self._plays is not None
+        return self._plays
+
+    def play_weights(self) -> np.ndarray:
+        """Each interaction's weight as float64, without making the frame."""
+        plays = self._source()
+        if isinstance(plays, CodedPlays):
+            return plays.weight.astype(np.float64, copy=False)
+        return plays["weight"].to_numpy(dtype=np.float64)
+
+    def play_columns(self, rows: np.ndarray) -> dict:
+        """user_id, weight and timestamp (when there is one) of the interactions at
+        `rows`, as the frame's `take(rows).array` gives them, without making the frame."""
+        plays = self._source()
+        if not isinstance(plays, CodedPlays):
+            names = ["user_id", "weight", *(["timestamp"] if "timestamp" in plays else [])]
+            return {c: plays[c].take(rows).array for c in names}
+        _, user_code, users = self.codes()
+        return {
+            "user_id": users.take(user_code[rows]).array,
+            "weight": pd.arrays.NumpyExtensionArray(plays.weight[rows]),
+            "timestamp": pd.arrays.NumpyExtensionArray(plays.timestamp[rows]),
+        }
+
+    def interaction_count(self) -> int:
+        plays = self._source()
+        return len(plays.weight) if isinstance(plays, CodedPlays) else len(plays)
 
     def catalog(self, target: str) -> pd.DataFrame:
         return self.items[self.items["kind"].isin(TARGET_KINDS[target])].reset_index(drop=True)
+
+
+def _interactions(self: InteractionData) -> pd.DataFrame:
+    plays = self._plays
+    if isinstance(plays, CodedPlays):
+        frame = plays.frame()
+        kept = self._cache_key == (id(plays), id(self.items))
+        self._plays = frame
+        if kept:  # the views and codes stand for the same rows: keep them
+            self._cache["frames"] = (frame, self.items)
+            self._cache_key = (id(frame), id(self.items))
+        return frame
+    assert plays is not None
+    return plays
+
+
+def _set_interactions(self: InteractionData, value: pd.DataFrame | CodedPlays) -> None:
+    self._plays = value
+
+
+# A property over the field: `InteractionData(items, interactions)` and
+# `dataclasses.replace(data, interactions=...)` set it as before.
+InteractionData.interactions = property(_interactions, _set_interactions)  # type: ignore[assignment,method-assign]
 
 
 @dataclass(frozen=True)
@@ -145,7 +251,7 @@ def id_set(ids: pd.Series) -> set[str]:
 def _narrow(codes: np.ndarray) -> np.ndarray:
     """Row positions or codes as int32 when every value fits (else as they are)."""
     if len(codes) and codes.max() < np.iinfo(np.int32).max:
-        return codes.astype(np.int32)
+        return codes.astype(np.int32, copy=False)
     return codes
 
 
@@ -175,14 +281,47 @@ def _counted_items(
     return codes, ids
 
 
+class _SummedPlays:
+    """A derived view held as codes, 16 bytes a row (as a frame with string ids about
+    45): (user code, id code, summed weight) sorted by both, and the sorted ids the codes
+    stand for. Its string columns are made when a frame is asked for, shared by the
+    frames made while one of them is alive (weak references) and freed with them."""
+
+    def __init__(
+        self,
+        user_of: np.ndarray,
+        item_of: np.ndarray,
+        weight: np.ndarray,
+        user_ids: pd.Index,
+        item_ids: pd.Index,
+    ) -> None:
+        self.user_of, self.item_of, self.weight = user_of, item_of, weight
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self._strings: tuple[weakref.ref, weakref.ref] | None = None
+
+    def _id_columns(self) -> tuple:
+        if self._strings is not None:
+            users, items = self._strings[0](), self._strings[1]()
+            if users is not None and items is not None:
+                return users, items
+        return self.user_ids.take(self.user_of).array, self.item_ids.take(self.item_of).array
+
+    def frame(self) -> pd.DataFrame:
+        users, items = self._id_columns()
+        frame = pd.DataFrame({"user_id": users, "item_id": items, "weight": self.weight})
+        # the arrays this frame holds (pandas may wrap the given ones anew)
+        self._strings = (weakref.ref(frame["user_id"].array), weakref.ref(frame["item_id"].array))
+        return frame
+
+
 def _sum_per_user_item(
-    inter: pd.DataFrame,
+    weight: np.ndarray,
     items: pd.DataFrame,
     item_row: np.ndarray,
     user_codes: tuple[np.ndarray, pd.Index],
     kinds: tuple[str, ...],
     episodes_to_show: bool = False,
-) -> pd.DataFrame:
+) -> _SummedPlays:
     """The interactions whose item is of one of `kinds` (with `episodes_to_show`: an
     episode play counts as a play of its show), weights summed per (user_id, item_id)
     and sorted by both. The same frame as merging `items` in and grouping by the two
@@ -191,16 +330,8 @@ def _sum_per_user_item(
     item_codes, item_ids = _counted_items(items, kinds, episodes_to_show)
     user_code, user_ids = user_codes
     code = np.where(item_row >= 0, item_codes[item_row], -1)
-    user_of, item_of, sums = sum_per_code_pair(
-        user_code, code, len(item_ids), inter["weight"].to_numpy(dtype=np.float64)
-    )
-    return pd.DataFrame(
-        {
-            "user_id": user_ids.take(user_of).array,
-            "item_id": item_ids.take(item_of).array,
-            "weight": sums,
-        }
-    )
+    user_of, item_of, sums = sum_per_code_pair(user_code, code, len(item_ids), weight)
+    return _SummedPlays(_narrow(user_of), _narrow(item_of), sums, user_ids, item_ids)
 
 
 def episodes_to_shows(frame: pd.DataFrame) -> pd.DataFrame:

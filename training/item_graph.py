@@ -31,7 +31,7 @@ def spoken_events(data: InteractionData) -> pd.DataFrame:
     (`tests/test_training_data.py` compares them), found by the interactions' item rows
     (`InteractionData.codes`): one gather per play, no pass over the id strings."""
     item_row, _, _ = data.codes()
-    items, inter = data.items, data.interactions
+    items = data.items
     kind = items["kind"]
     episode = (kind == "episode").to_numpy(dtype=bool, na_value=False)
     counted = items["item_id"].where(~episode, items["show_id"])  # the id a play counts for
@@ -41,14 +41,14 @@ def spoken_events(data: InteractionData) -> pd.DataFrame:
     keep[keep] = spoken[item_row[keep]]
     rows = np.flatnonzero(keep)
     at = item_row[rows]
+    played = data.play_columns(rows)  # user_id, weight and timestamp when there is one
     columns = {
-        "user_id": inter["user_id"].take(rows).array,
+        "user_id": played.pop("user_id"),
         "item_id": counted.take(at).array,
         "kind": kind.take(at).array,
-        "weight": inter["weight"].take(rows).array,
+        "weight": played.pop("weight"),
+        **played,
     }
-    if "timestamp" in inter:
-        columns["timestamp"] = inter["timestamp"].take(rows).array
     return pd.DataFrame(columns)
 
 

@@ -121,9 +121,8 @@ def _sorted_plays(data: InteractionData) -> pd.DataFrame:
     string sort when some play's item is not an item (it has no row to rank by) or an
     item has no id."""
     item_row, user_code, users = data.codes()
-    inter = data.interactions
     if (len(item_row) and item_row.min() < 0) or data.items["item_id"].isna().any():
-        columns = inter[["user_id", "item_id", "weight"]]
+        columns = data.interactions[["user_id", "item_id", "weight"]]
         return columns.sort_values(["user_id", "item_id"])
     item_code, item_ids = pd.factorize(data.items["item_id"], sort=True)  # unique: a rank each
     item_code = item_code[item_row]
@@ -138,6 +137,6 @@ def _sorted_plays(data: InteractionData) -> pd.DataFrame:
                 np.where(user_code == len(users), -1, user_code), categories=users
             ),
             "item_id": pd.Categorical.from_codes(item_code[order], categories=item_ids),
-            "weight": inter["weight"].array.take(order),
+            "weight": data.play_weights()[order],
         }
     )

@@ -50,9 +50,13 @@ def content_model_id(store: Store) -> str | None:
 def load_interaction_data(store: Store, content: bool = True) -> InteractionData:
     """The store's contract tables, plus item content vectors of spoken-word items when
     the embedding stage has run (an empty dict otherwise: models then use ids only)."""
+    items = store.items()
+    # the interactions as int32 codes from the columnar copy when it is current (the
+    # frame with string ids is made only if a model reads it: taste and affinity don't)
+    coded = store.interaction_codes()
     data = InteractionData(
-        items=store.items(),
-        interactions=store.interactions(),
+        items=items,
+        interactions=coded if coded is not None else store.interactions(),
         users=store.users(),
         playlists=store.playlists(),
     )

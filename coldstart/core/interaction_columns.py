@@ -34,7 +34,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["InteractionColumns", "new_version", "merge_interactions", "KEY", "COLUMNS"]
+from training.data import CodedPlays
+
+__all__ = [
+    "InteractionColumns",
+    "new_version",
+    "merge_interactions",
+    "KEY",
+    "COLUMNS",
+]
 
 KEY = ["user_id", "item_id", "timestamp"]
 COLUMNS = [*KEY, "weight"]
@@ -53,32 +61,51 @@ def new_version() -> str:
     return uuid.uuid4().hex
 
 
+def _dictionary_key(dictionary: pa.Array) -> tuple:
+    """What identifies a dictionary's data: chunks read from one Parquet row group share
+    one dictionary (at 1M listeners 293 chunks, each with all 1M user ids)."""
+    return (
+        dictionary.offset,
+        len(dictionary),
+        *(b.address if b else 0 for b in dictionary.buffers()),
+    )
+
+
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """The distinct values of a (dictionary) column, sorted, and each row's int32 code
     into them: byte order of the strings is the order of the codes. The chunks'
-    dictionaries are unified (one pass over them, never a lookup table of all the values
-    per chunk) and the rows re-coded one chunk at a time, never concatenated as strings."""
+    dictionaries are unified once per distinct dictionary (chunks that share one are
+    unified once, never a lookup table of all the values per chunk) and the rows re-coded
+    one chunk at a time, never concatenated as strings."""
     chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in column.chunks]
     if not chunks:
         return pa.array([], pa.string()), np.zeros(0, np.int32)
+    which: dict[tuple, int] = {}
+    dictionaries = []
+    for c in chunks:
+        key = _dictionary_key(c.dictionary)
+        if key not in which:
+            which[key] = len(dictionaries)
+            dictionaries.append(c.dictionary.cast(pa.string()))
+    # each distinct dictionary's values -> their position in the unified one
     unified = pa.chunked_array(
         [
-            pa.DictionaryArray.from_arrays(
-                c.indices.cast(pa.int32()), c.dictionary.cast(pa.string())
-            )
-            for c in chunks
+            pa.DictionaryArray.from_arrays(pa.array(np.arange(len(d), dtype=np.int32)), d)
+            for d in dictionaries
         ],
         type=pa.dictionary(pa.int32(), pa.string()),
     ).unify_dictionaries()
-    del chunks
+    to_unified = [u.indices.to_numpy(zero_copy_only=False) for u in unified.chunks]
     distinct = unified.chunk(0).dictionary
+    del dictionaries, unified
     order = pc.sort_indices(distinct).to_numpy()
     rank = np.empty(len(distinct), dtype=np.int32)
     rank[order] = np.arange(len(distinct), dtype=np.int32)
-    codes = np.empty(len(unified), dtype=np.int32)
+    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
     at = 0
-    for c in unified.chunks:
-        codes[at : at + len(c)] = rank[c.indices.to_numpy(zero_copy_only=False)]
+    for c in chunks:
+        ranked = rank[to_unified[which[_dictionary_key(c.dictionary)]]]
+        codes[at : at + len(c)] = ranked[c.indices.to_numpy(zero_copy_only=False)]
         at += len(c)
     return distinct.take(order), codes
 
@@ -163,6 +190,17 @@ def merge_interactions(stored: pa.Table | None, staged: list[pa.Table]) -> pa.Ta
     )
 
 
+def _used_codes(distinct: pa.Array, codes: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """(the distinct values some row uses, as an Index of strings; the rows' codes into
+    them): a dictionary may hold values no row uses, which factorize would not list."""
+    used = np.bincount(codes, minlength=len(distinct)) > 0
+    if not used.all():
+        rank = np.cumsum(used, dtype=np.int64) - 1
+        codes = rank.astype(np.int32)[codes]
+        distinct = distinct.filter(pa.array(used))
+    return pd.Index(distinct.to_pandas(), name=None), codes
+
+
 def _as_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow columns -> the frame `Store.frame` returns (ids as pandas' `str`)."""
     plain = pa.schema(
@@ -218,6 +256,26 @@ class InteractionColumns:
         # hold beside the frame for the rest of its life. Hand them back now.
         pa.default_memory_pool().release_unused()
         return frame
+
+    def codes(self, version: str) -> CodedPlays | None:
+        """The copy of `version` as `CodedPlays` (no id string per row is made), or
+        None if there is no such copy."""
+        table = self.table(version)
+        if table is None:
+            return None
+        user_ids, user_code = _used_codes(*_sorted_codes(table["user_id"]))
+        item_ids, item_code = _used_codes(*_sorted_codes(table["item_id"]))
+        coded = CodedPlays(
+            user_ids,
+            user_code,
+            item_ids,
+            item_code,
+            _numbers(table["timestamp"]).astype(np.int64, copy=False),
+            _numbers(table["weight"]).astype(np.float64, copy=False),
+        )
+        del table
+        pa.default_memory_pool().release_unused()  # as in `frame`
+        return coded
 
     def write(self, version: str, table: pa.Table) -> Path:
         """Write `version`'s copy atomically (a reader sees the whole file or none) and

@@ -35,6 +35,7 @@ from coldstart.core import interaction_columns
 from coldstart.core import tables as t
 from coldstart.core.config import Settings
 from coldstart.core.interaction_columns import InteractionColumns
+from training.data import CodedPlays
 
 __all__ = ["Store", "utcnow", "upsert", "worker_id"]
 
@@ -193,6 +194,15 @@ class Store:
         order), else with SQL (and the copy is written for the next reader)."""
         copy = self._interaction_columns()
         return copy if copy is not None else self.frame(t.interactions)
+
+    def interaction_codes(self) -> CodedPlays | None:
+        """Every interaction as `CodedPlays` (ids as int32 codes), from the columnar
+        copy when it is current; None when there is none (read `interactions`, which
+        writes it)."""
+        version = self.data_version("interactions")
+        if version is None or self.columns is None:
+            return None
+        return self.columns.codes(version)
 
     def plays_of(self, kinds: Iterable[str], columns: Iterable[str] | None = None) -> pd.DataFrame:
         """The interactions with items of these kinds, these columns only (filtered in
