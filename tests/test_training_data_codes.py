@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from test_interaction_columns import FIRST, SECOND, write
-from test_training_data import assert_views_match, awkward_world
 
 from coldstart.artifacts.training import load_interaction_data
 from coldstart.core.config import Settings
@@ -83,17 +82,3 @@ def test_unused_dictionary_values_are_dropped_as_factorize_would():
     np.testing.assert_array_equal(codes, want_codes)
     assert codes.dtype == np.int32
     pd.testing.assert_index_equal(ids, want_ids, exact=True)
-
-
-def test_a_view_is_codes_and_its_frames_share_the_id_strings():
-    data = awkward_world()
-    first, second = data.music_interactions(), data.music_interactions()
-
-    def strings_at(frame: pd.DataFrame) -> int:
-        return frame["user_id"].array._pa_array.chunks[0].buffers()[2].address
-
-    assert strings_at(first) == strings_at(second)  # made once while a frame is alive
-    first.loc[0, "weight"] = -1.0  # a caller's edit in place
-    del first, second
-    assert data.music_interactions()["weight"].ge(0).all()
-    assert_views_match(data)

@@ -6,7 +6,6 @@ so models, baselines and the evaluation harness run on any contract dataset.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -118,9 +117,8 @@ class InteractionData:
     ) -> pd.DataFrame:
         """`_sum_per_user_item` of the frames, once per pair of frames (computed again
         when `interactions` or `items` is replaced by another frame); the interactions'
-        item rows and user codes are shared by every view. A view is held as codes
-        (`_SummedPlays`); each caller gets a frame of its own, whose edits never reach
-        the view."""
+        item rows and user codes are shared by every view. Callers get a shallow copy:
+        under pandas' copy-on-write their edits never reach the cached frame."""
         cache = self._views()
         if name not in cache:
             item_row, user_code, users = self.codes()
@@ -132,7 +130,7 @@ class InteractionData:
                 kinds,
                 episodes_to_show,
             )
-        return cache[name].frame()
+        return cache[name].copy(deep=False)
 
     def codes(self) -> tuple[np.ndarray, np.ndarray, pd.Index]:
         """(each interaction's row in `items`, -1 for an unknown item; its user's code,
@@ -281,39 +279,6 @@ def _counted_items(
     return codes, ids
 
 
-class _SummedPlays:
-    """A derived view held as codes, 16 bytes a row (as a frame with string ids about
-    45): (user code, id code, summed weight) sorted by both, and the sorted ids the codes
-    stand for. Its string columns are made when a frame is asked for, shared by the
-    frames made while one of them is alive (weak references) and freed with them."""
-
-    def __init__(
-        self,
-        user_of: np.ndarray,
-        item_of: np.ndarray,
-        weight: np.ndarray,
-        user_ids: pd.Index,
-        item_ids: pd.Index,
-    ) -> None:
-        self.user_of, self.item_of, self.weight = user_of, item_of, weight
-        self.user_ids, self.item_ids = user_ids, item_ids
-        self._strings: tuple[weakref.ref, weakref.ref] | None = None
-
-    def _id_columns(self) -> tuple:
-        if self._strings is not None:
-            users, items = self._strings[0](), self._strings[1]()
-            if users is not None and items is not None:
-                return users, items
-        return self.user_ids.take(self.user_of).array, self.item_ids.take(self.item_of).array
-
-    def frame(self) -> pd.DataFrame:
-        users, items = self._id_columns()
-        frame = pd.DataFrame({"user_id": users, "item_id": items, "weight": self.weight})
-        # the arrays this frame holds (pandas may wrap the given ones anew)
-        self._strings = (weakref.ref(frame["user_id"].array), weakref.ref(frame["item_id"].array))
-        return frame
-
-
 def _sum_per_user_item(
     weight: np.ndarray,
     items: pd.DataFrame,
@@ -321,7 +286,7 @@ def _sum_per_user_item(
     user_codes: tuple[np.ndarray, pd.Index],
     kinds: tuple[str, ...],
     episodes_to_show: bool = False,
-) -> _SummedPlays:
+) -> pd.DataFrame:
     """The interactions whose item is of one of `kinds` (with `episodes_to_show`: an
     episode play counts as a play of its show), weights summed per (user_id, item_id)
     and sorted by both. The same frame as merging `items` in and grouping by the two
@@ -331,7 +296,13 @@ def _sum_per_user_item(
     user_code, user_ids = user_codes
     code = np.where(item_row >= 0, item_codes[item_row], -1)
     user_of, item_of, sums = sum_per_code_pair(user_code, code, len(item_ids), weight)
-    return _SummedPlays(_narrow(user_of), _narrow(item_of), sums, user_ids, item_ids)
+    return pd.DataFrame(
+        {
+            "user_id": user_ids.take(user_of).array,
+            "item_id": item_ids.take(item_of).array,
+            "weight": sums,
+        }
+    )
 
 
 def episodes_to_shows(frame: pd.DataFrame) -> pd.DataFrame:
