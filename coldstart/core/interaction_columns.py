@@ -81,7 +81,7 @@ def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     if not chunks:
         return pa.array([], pa.string()), np.zeros(0, np.int32)
     which: dict[tuple, int] = {}
-    dictionaries = []
+    dictionaries: list[pa.Array] = []
     for c in chunks:
         key = _dictionary_key(c.dictionary)
         if key not in which:
