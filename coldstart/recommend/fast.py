@@ -286,7 +286,12 @@ def _excluded(ids: np.ndarray, exclude: Sequence[str]) -> np.ndarray:
     """Positions of the excluded items among `ids` (as `_top_positions` finds them)."""
     if not exclude:
         return np.zeros(0, np.int64)
-    return np.flatnonzero(np.isin(ids, np.asarray(list(exclude), dtype=object)))
+    return np.flatnonzero(_excluded_mask(ids, exclude))
+
+
+def _excluded_mask(ids: np.ndarray, exclude: Sequence[str]) -> np.ndarray:
+    """Whether each of `ids` is excluded."""
+    return np.isin(ids, np.asarray(list(exclude), dtype=object))
 
 
 def _top_positions(
@@ -301,7 +306,7 @@ def _top_positions(
     scores = np.asarray(scores, dtype=np.float64)
     k = max(int(k), 0)
     if exclude:
-        idx = np.flatnonzero(~np.isin(ids, np.asarray(list(exclude), dtype=object)))
+        idx = np.flatnonzero(~_excluded_mask(ids, exclude))
         order = idx[best_positions(-scores[idx], k)]
     elif len(scores) <= SORT_ALL:
         order = np.argsort(-scores, kind="stable")[:k]  # best_positions' definition
